@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	sd "github.com/coreos/go-systemd/v22/daemon"
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/mediaedge/mediaedge/internal/config"
+	"github.com/mediaedge/mediaedge/internal/daemon"
+	"github.com/mediaedge/mediaedge/internal/logging"
+)
+
+func newRunCmd() *cobra.Command {
+	var (
+		path      string
+		drain     time.Duration
+		startTime time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the daemon in the foreground",
+		Long: `Run the daemon in the foreground with the configuration FILE, or with the
+embedded default (loopback only, policy in plan mode) when --config is not
+given.
+
+Signals: SIGHUP reloads the configuration file (an invalid file is refused
+and the daemon keeps running on the previous one); SIGTERM and SIGINT stop
+it gracefully within --drain. Under systemd (Type=notify) it reports
+READY=1, RELOADING=1, STOPPING=1 and, with WatchdogSec=, WATCHDOG=1.`,
+		Example: `  mediaedge run
+  mediaedge run --config /etc/mediaedge/mediaedge.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDaemon(cmd.Context(), path, drain, startTime, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "", "configuration file (default: the embedded default)")
+	cmd.Flags().DurationVar(&drain, "drain", 10*time.Second, "longest graceful shutdown before the daemon stops anyway")
+	cmd.Flags().DurationVar(&startTime, "start-timeout", 60*time.Second, "longest start-up before the daemon gives up")
+	return cmd
+}
+
+// notify sends a state to systemd when NOTIFY_SOCKET is set; elsewhere it
+// does nothing.
+func notify(log *slog.Logger, state string) {
+	if _, err := sd.SdNotify(false, state); err != nil {
+		log.Warn("systemd notification failed", "err", err)
+	}
+}
+
+// monotonicUsec is CLOCK_MONOTONIC in microseconds, as RELOADING=1 wants it.
+func monotonicUsec() string {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return "0"
+	}
+	return strconv.FormatInt(ts.Nano()/1000, 10)
+}
+
+func runDaemon(ctx context.Context, path string, drain, startTimeout time.Duration, stdout, stderr io.Writer) error {
+	cfg, err := daemon.Load(path, config.Options{})
+	if err != nil {
+		var ps config.Problems
+		if errors.As(err, &ps) {
+			name := path
+			if name == "" {
+				name = "embedded default"
+			}
+			for _, p := range ps {
+				fmt.Fprintf(stderr, "%s: %s\n", name, p)
+			}
+			return &exitError{code: 2, err: fmt.Errorf("configuration has %d problem(s)", len(ps))}
+		}
+		return &exitError{code: 2, err: err}
+	}
+	lv := new(slog.LevelVar)
+	log := logging.New(stderr, cfg.Log, lv, logging.StderrIsJournal())
+
+	// Signals are subscribed before start-up so that a SIGTERM sent while
+	// starting is not lost (and does not kill the process half-configured).
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	d, err := daemon.New(cfg, daemon.Options{Logger: log, LevelVar: lv, Console: stdout})
+	if err != nil {
+		return err
+	}
+	source := path
+	if source == "" {
+		source = "embedded default"
+	}
+	log.Info("starting", "config", source, "pid", os.Getpid())
+	startCtx, cancel := context.WithTimeout(ctx, startTimeout)
+	err = d.Start(startCtx)
+	cancel()
+	if err != nil {
+		log.Error("start-up failed; stopping", "err", err)
+		stopCtx, cancel := context.WithTimeout(context.Background(), drain)
+		_ = d.Close(stopCtx)
+		cancel()
+		return err
+	}
+	notify(log, "READY=1\nSTATUS=running\nMAINPID="+strconv.Itoa(os.Getpid()))
+	log.Info("ready")
+
+	var watchdog <-chan time.Time
+	if iv, err := sd.SdWatchdogEnabled(false); err == nil && iv > 0 {
+		t := time.NewTicker(iv / 2)
+		defer t.Stop()
+		watchdog = t.C
+		log.Info("systemd watchdog enabled", "interval", iv.String())
+	}
+
+	for {
+		select {
+		case <-watchdog:
+			notify(log, "WATCHDOG=1")
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGHUP:
+				reload(ctx, log, d, path)
+			default:
+				return shutdown(log, d, sigs, sig, drain)
+			}
+		case <-ctx.Done():
+			return shutdown(log, d, sigs, nil, drain)
+		}
+	}
+}
+
+func reload(ctx context.Context, log *slog.Logger, d *daemon.Daemon, path string) {
+	notify(log, "RELOADING=1\nMONOTONIC_USEC="+monotonicUsec()+"\nSTATUS=reloading")
+	defer notify(log, "READY=1\nSTATUS=running")
+	if path == "" {
+		log.Info("reload: running on the embedded default; nothing to re-read")
+		return
+	}
+	cfg, err := daemon.Load(path, config.Options{})
+	if err != nil {
+		var ps config.Problems
+		if errors.As(err, &ps) {
+			for _, p := range ps {
+				log.Error("reload refused: configuration invalid; keeping the running configuration", "file", path, "problem", p.String())
+			}
+		} else {
+			log.Error("reload refused; keeping the running configuration", "file", path, "err", err)
+		}
+		d.RecordReloadFailure(err)
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := d.Reload(rctx, cfg); err != nil {
+		log.Warn("reload applied with errors", "file", path, "err", err)
+		return
+	}
+	log.Info("reload applied", "file", path)
+}
+
+func shutdown(log *slog.Logger, d *daemon.Daemon, sigs <-chan os.Signal, sig os.Signal, drain time.Duration) error {
+	notify(log, "STOPPING=1\nSTATUS=stopping")
+	name := "context cancelled"
+	if sig != nil {
+		name = sig.String()
+	}
+	log.Info("stopping", "signal", name, "drain", drain.String())
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Close(ctx) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			log.Error("stopped with errors", "err", err)
+			return err
+		}
+		log.Info("stopped")
+		return nil
+	case s := <-sigs:
+		if s == syscall.SIGHUP {
+			// A reload during shutdown is moot; wait for the drain.
+			return <-done
+		}
+		log.Warn("second signal during shutdown; exiting without waiting", "signal", s.String())
+		return &exitError{code: 1, err: errors.New("interrupted during shutdown")}
+	}
+}

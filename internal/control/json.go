@@ -1,0 +1,80 @@
+package control
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+)
+
+// MaxBody bounds request bodies: control requests are small.
+const MaxBody = 1 << 20
+
+// Stable error codes of the control API. Clients branch on these, never on
+// messages.
+const (
+	CodeBadRequest   = "bad_request"
+	CodeUnauthorized = "unauthorized"
+	CodeNotFound     = "not_found"
+	CodeConflict     = "conflict"
+	CodeLimit        = "limit_reached"
+	CodeUnavailable  = "unavailable"
+	CodeInternal     = "internal"
+)
+
+// ErrorBody is the JSON body of every error response.
+type ErrorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// WriteJSON writes v as JSON with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// WriteError writes an ErrorBody with a stable code and a message. The
+// message must not contain secrets.
+func WriteError(w http.ResponseWriter, status int, code, msg string) {
+	var b ErrorBody
+	b.Error.Code, b.Error.Message = code, msg
+	WriteJSON(w, status, b)
+}
+
+// DecodeJSON reads one JSON value from r's body into v, refusing unknown
+// fields, trailing data and bodies over MaxBody. On failure it writes a 400
+// response and returns false.
+func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := decodeStrict(r.Body, v); err != nil {
+		WriteError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return false
+	}
+	return true
+}
+
+func decodeStrict(body io.Reader, v any) error {
+	dec := json.NewDecoder(io.LimitReader(body, MaxBody+1))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			return fmt.Errorf("request body larger than %d bytes", MaxBody)
+		case errors.Is(err, io.EOF):
+			return errors.New("empty request body")
+		}
+		return fmt.Errorf("invalid JSON: %v", err)
+	}
+	if dec.More() {
+		return errors.New("invalid JSON: trailing data after the object")
+	}
+	return nil
+}
