@@ -157,6 +157,9 @@ func walk(n *yaml.Node, t reflect.Type, path string, lines map[string]int, ps *P
 		fields := structFields(t)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
+			if duplicateKey(n, i, path, ps) {
+				continue
+			}
 			f, ok := fields[k.Value]
 			if !ok {
 				msg := fmt.Sprintf("unknown key %q", k.Value)
@@ -188,6 +191,9 @@ func walk(n *yaml.Node, t reflect.Type, path string, lines map[string]int, ps *P
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
+			if duplicateKey(n, i, path, ps) {
+				continue
+			}
 			if err := k.Decode(reflect.New(t.Key()).Interface()); err != nil {
 				*ps = append(*ps, Problem{Path: path, Line: k.Line, Msg: "bad key: " + cleanYAMLError(err)})
 				continue
@@ -212,6 +218,20 @@ func walk(n *yaml.Node, t reflect.Type, path string, lines map[string]int, ps *P
 			*ps = append(*ps, Problem{Path: path, Line: n.Line, Msg: scalarMessage(n, t)})
 		}
 	}
+}
+
+// duplicateKey reports whether the key at index i of mapping n repeats an
+// earlier key, recording the problem: YAML forbids it and a silent "last one
+// wins" hides mistakes.
+func duplicateKey(n *yaml.Node, i int, path string, ps *Problems) bool {
+	k := n.Content[i]
+	for j := 0; j < i; j += 2 {
+		if prev := n.Content[j]; prev.Value == k.Value {
+			*ps = append(*ps, Problem{Path: path, Line: k.Line, Msg: fmt.Sprintf("key %q repeated (first at line %d)", k.Value, prev.Line)})
+			return true
+		}
+	}
+	return false
 }
 
 // visit calls Validate on every Validator in the tree and loads secrets.
@@ -381,13 +401,17 @@ func cleanYAMLError(err error) string {
 
 var syntaxLineRE = regexp.MustCompile(`line (\d+)`)
 
+// syntaxProblem reports a YAML parse error. yaml.v3 reports the line of
+// the parser's context for some errors (often the line before the fault),
+// so the line goes into the message as "near line N" rather than into
+// Problem.Line.
 func syntaxProblem(err error) Problem {
 	msg := err.Error()
-	p := Problem{Msg: "YAML syntax: " + yamlLineRE.ReplaceAllString(msg, "")}
+	rest := yamlLineRE.ReplaceAllString(msg, "")
 	if m := syntaxLineRE.FindStringSubmatch(msg); m != nil {
-		p.Line, _ = strconv.Atoi(m[1])
+		return Problem{Msg: fmt.Sprintf("YAML syntax error near line %s: %s", m[1], rest)}
 	}
-	return p
+	return Problem{Msg: "YAML syntax error: " + rest}
 }
 
 // suggest returns the known key closest to k when it is close enough to be
