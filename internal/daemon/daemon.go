@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/mediaedge/mediaedge/gateway"
 	"github.com/mediaedge/mediaedge/internal/buildinfo"
@@ -139,6 +140,7 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		},
 	}
 	d.ctl.HandleFunc("GET /v1/status", d.serveStatus)
+	d.ctl.HandleFunc("GET /v1/config", d.serveConfig)
 	return d, nil
 }
 
@@ -349,6 +351,19 @@ func (d *Daemon) Status() StatusReport {
 
 func (d *Daemon) serveStatus(w http.ResponseWriter, _ *http.Request) {
 	control.WriteJSON(w, http.StatusOK, d.Status())
+}
+
+// serveConfig returns the configuration in effect as YAML. Secret files
+// appear as their paths only.
+func (d *Daemon) serveConfig(w http.ResponseWriter, _ *http.Request) {
+	out, err := yaml.Marshal(d.Config())
+	if err != nil {
+		control.WriteError(w, http.StatusInternalServerError, control.CodeInternal, "encoding the configuration: "+err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(out)
 }
 
 // CheckFile loads path (or the embedded default) and returns every problem
