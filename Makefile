@@ -32,6 +32,8 @@ run: build
 test: build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 14m ./...
+	@if command -v systemd-analyze >/dev/null; then ./systemd/check-units.sh bin/mediaedge; \
+	 else echo "SKIP unit checks: systemd-analyze not installed (apt-get install systemd)"; fi
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -48,12 +50,14 @@ fuzz:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-units:
+units: build
 	./systemd/check-units.sh
 
 install: build
 	install -D -m 0755 bin/mediaedge $(DESTDIR)$(BINDIR)/mediaedge
-	install -D -m 0644 systemd/mediaedge.service $(DESTDIR)$(UNITDIR)/mediaedge.service
+	install -d $(DESTDIR)$(UNITDIR)
+	sed "s|@BINDIR@|$(BINDIR)|g" systemd/mediaedge.service.in > $(DESTDIR)$(UNITDIR)/mediaedge.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/mediaedge.service
 	install -D -m 0644 systemd/mediaedge.sysusers $(DESTDIR)/usr/lib/sysusers.d/mediaedge.conf
 	install -D -m 0644 systemd/mediaedge.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/mediaedge.conf
 	install -D -m 0644 systemd/mediaedge.sysctl $(DESTDIR)/usr/lib/sysctl.d/60-mediaedge.conf
