@@ -1,0 +1,46 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinels callers branch on. Errors that carry data wrap one of these.
+var (
+	// ErrNotCapture means the input is neither a pcap nor a pcapng file.
+	ErrNotCapture = errors.New("bench: not a pcap or pcapng capture")
+	// ErrCorruptCapture means a capture file is truncated or malformed
+	// after a valid file header.
+	ErrCorruptCapture = errors.New("bench: corrupt or truncated capture")
+	// ErrNoStreams means a capture holds no RTP stream to replay.
+	ErrNoStreams = errors.New("bench: no RTP stream found")
+	// ErrBadKey means an a=crypto line or inline key could not be used.
+	ErrBadKey = errors.New("bench: bad SRTP key")
+	// ErrVerifyFailed means `bench verify` found at least one violation.
+	ErrVerifyFailed = errors.New("bench: verification failed")
+	// ErrBadOptions means a run was asked for with inconsistent options.
+	ErrBadOptions = errors.New("bench: bad options")
+)
+
+// CaptureError says where in a capture file reading stopped.
+type CaptureError struct {
+	// Packet is the 1-based number of the packet record that failed; 0
+	// for the file header.
+	Packet int
+	// Err wraps ErrNotCapture or ErrCorruptCapture and the reader's cause.
+	Err error
+}
+
+func (e *CaptureError) Error() string {
+	if e.Packet == 0 {
+		return fmt.Sprintf("bench: capture header: %v", e.Err)
+	}
+	return fmt.Sprintf("bench: capture packet %d: %v", e.Packet, e.Err)
+}
+
+func (e *CaptureError) Unwrap() error { return e.Err }
+
+// optionError reports a bad option with its name.
+func optionError(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrBadOptions, fmt.Sprintf(format, args...))
+}
