@@ -1,0 +1,121 @@
+package relay
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+
+	"github.com/pion/stun/v4"
+)
+
+// STUN message types the relay looks at before pion (method | class bits).
+const (
+	typeAllocateRequest    = 0x0003
+	typeRefreshRequest     = 0x0004
+	typeChannelBindRequest = 0x0009
+)
+
+// inspect looks at a STUN message from a client before pion handles it and
+// reports whether the relay answered it itself (pion must then not see it).
+// It runs on control messages only, never on ChannelData.
+//
+//   - REST credentials signed by one of several secrets: the matching key
+//     is learnt for the AuthHandler (see authenticator.preverify).
+//   - ChannelBind to a peer the policy refuses: pion v5.1.3 answers 401
+//     with MESSAGE-INTEGRITY there (CreatePermission and Connect get 403);
+//     the relay answers an authenticated 403 itself, the narrowest fix
+//     without a pion hook.
+//   - Allocate of a TCP relay over UDP: RFC 6062 section 5.1 wants 400;
+//     pion would accept it and later dial peers on the UDP listener's
+//     goroutine.
+//   - Refresh with LIFETIME 0: remembered so that the accounting line says
+//     "deallocated" rather than "expired".
+func (s *Server) inspect(raw []byte, src, listener netip.AddrPort, tcp bool, reply func([]byte) error) bool {
+	if len(raw) < 20 || !stun.IsMessage(raw) {
+		return false
+	}
+	s.auth.preverify(raw)
+	switch binary.BigEndian.Uint16(raw[0:2]) {
+	case typeChannelBindRequest:
+		return s.inspectChannelBind(raw, src, reply)
+	case typeAllocateRequest:
+		if !tcp && requestsTCP(raw) {
+			m := &stun.Message{Raw: append([]byte(nil), raw...)}
+			if m.Decode() != nil {
+				return false
+			}
+			out, err := stun.Build(stun.NewTransactionIDSetter(m.TransactionID),
+				stun.NewType(stun.MethodAllocate, stun.ClassErrorResponse),
+				stun.ErrorCodeAttribute{Code: stun.CodeBadRequest, Reason: []byte("TCP allocations need a TCP or TLS connection")})
+			if err == nil {
+				_ = reply(out.Raw)
+			}
+			return true
+		}
+	case typeRefreshRequest:
+		s.inspectRefresh(raw, src, listener, tcp)
+	}
+	return false
+}
+
+// requestsTCP reports whether an Allocate asks for REQUESTED-TRANSPORT TCP.
+func requestsTCP(raw []byte) bool {
+	m := &stun.Message{Raw: append([]byte(nil), raw...)}
+	if m.Decode() != nil {
+		return false
+	}
+	v, err := m.Get(stun.AttrRequestedTransport)
+	return err == nil && len(v) >= 1 && v[0] == 6
+}
+
+func (s *Server) inspectRefresh(raw []byte, src, listener netip.AddrPort, tcp bool) {
+	m := &stun.Message{Raw: append([]byte(nil), raw...)}
+	if m.Decode() != nil {
+		return
+	}
+	v, err := m.Get(stun.AttrLifetime)
+	if err != nil || len(v) != 4 || binary.BigEndian.Uint32(v) != 0 {
+		return
+	}
+	s.mu.Lock()
+	a := s.byFive[fiveKey{client: src, listener: listener, tcp: tcp}]
+	s.mu.Unlock()
+	if a != nil {
+		a.setEndReason("deallocated")
+	}
+}
+
+func (s *Server) inspectChannelBind(raw []byte, src netip.AddrPort, reply func([]byte) error) bool {
+	m := &stun.Message{Raw: append([]byte(nil), raw...)}
+	if m.Decode() != nil {
+		return false
+	}
+	var peer stun.XORMappedAddress
+	if peer.GetFromAs(m, stun.AttrXORPeerAddress) != nil {
+		return false
+	}
+	reason := s.policy.Load().PeerIP(peer.IP)
+	if reason == reasonNone {
+		return false
+	}
+	// Answer only an authenticated request; anything else goes to pion,
+	// which challenges it (401 with a nonce).
+	var un stun.Username
+	var realm stun.Realm
+	if un.GetFrom(m) != nil || realm.GetFrom(m) != nil {
+		return false
+	}
+	key, ok := s.auth.keyFor(un.String(), realm.String())
+	if !ok || stun.MessageIntegrity(key).Check(m) != nil {
+		return false
+	}
+	out, err := stun.Build(stun.NewTransactionIDSetter(m.TransactionID),
+		stun.NewType(stun.MethodChannelBind, stun.ClassErrorResponse),
+		stun.CodeForbidden, stun.MessageIntegrity(key))
+	if err != nil {
+		return false
+	}
+	s.peerDenied(reason, net.UDPAddrFromAddrPort(src), peer.IP.String())
+	_ = reply(out.Raw)
+	return true
+}

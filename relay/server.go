@@ -1,0 +1,278 @@
+// Package relay is mediaedge's TURN relay (RFC 8656, with RFC 6062 TCP
+// allocations and RFC 6156 IPv6) built on pion/turn/v5.
+//
+// pion handles the protocol: authentication challenges, allocations,
+// permissions, channels, refreshes. The relay plugs into pion's seams:
+//
+//   - its listener sockets are the PacketConns pion reads (udpShard): they
+//     read batches with recvmmsg and relay ChannelData of known channels
+//     straight to the relay sockets, handing pion only STUN messages;
+//   - its relay address generator (the Server itself) binds relay sockets
+//     from a port pool and registers them with the poller, which reads all
+//     of them through one epoll set and sends the ChannelData to clients
+//     with one sendmmsg per listener;
+//   - its AuthHandler, QuotaHandler, PermissionHandler (the peer policy) and
+//     EventHandler (which mirrors channels and permissions into lock-free
+//     snapshots for the data path, and writes the accounting line).
+//
+// A Server is built by New, started once by Start, reloaded any number of
+// times and stopped by Close; Reload, Status and Close may be called from
+// any goroutine.
+package relay
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/turn/v5"
+
+	"github.com/mediaedge/mediaedge/internal/component"
+)
+
+// Server is the relay component.
+type Server struct {
+	// set in New, never changed
+	log     *slog.Logger
+	console io.Writer
+	stats   dataStats
+	metrics *metrics
+	auth    *authenticator
+	clock0  time.Time
+
+	// policy and limits are read lock-free by the data path and handlers;
+	// Reload swaps them.
+	policy   atomic.Pointer[peerPolicy]
+	limits   atomic.Pointer[LimitsConfig]
+	stopping atomic.Bool // Close has begun: allocations end with "shutdown"
+
+	// set in Start, never changed afterwards
+	cfg       Config // the configuration the relay started with
+	generated string // the trial user's password
+	turn      *turn.Server
+	groups    []*udpGroup
+	tcpLns    []*tcpListener
+	poll      *poller
+	slots     *slotTable
+	udpPorts  [2]*portPool // by family: 0 IPv4, 1 IPv6
+	tcpPorts  [2]*portPool
+	bind      [2]netip.Addr
+	adv       [2]netip.Addr
+	sock      sockOpts
+	wg        sync.WaitGroup
+	done      chan struct{}
+
+	mu      sync.Mutex
+	state   string
+	allocs  map[uint64]*alloc
+	byRelay map[relayKey]*alloc
+	byFive  map[fiveKey]*alloc
+	users   map[string]*userState
+	nextID  uint64
+	pending int // allocations being created (between quota and socket)
+	closed  bool
+}
+
+// relayKey identifies an allocation by its advertised relayed address, as
+// pion's events name it.
+type relayKey struct {
+	addr netip.AddrPort
+	tcp  bool
+}
+
+// New builds a Server for cfg without binding anything. It registers the
+// metrics and the control route GET /v1/relay/allocations.
+func New(cfg Config, d component.Deps) (*Server, error) {
+	log := d.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		log:     log,
+		console: d.Console,
+		clock0:  time.Now(),
+		cfg:     cfg,
+		state:   "starting",
+		allocs:  map[uint64]*alloc{},
+		byRelay: map[relayKey]*alloc{},
+		byFive:  map[fiveKey]*alloc{},
+		users:   map[string]*userState{},
+		done:    make(chan struct{}),
+	}
+	if !cfg.Enabled {
+		s.state = "disabled"
+		return s, nil
+	}
+	var err error
+	if d.Registry != nil {
+		if s.metrics, err = newMetrics(d.Registry, &s.stats); err != nil {
+			return nil, fmt.Errorf("relay: registering metrics: %w", err)
+		}
+	} else {
+		s.metrics, _ = newMetrics(noRegistry{}, &s.stats)
+	}
+	if cfg.Auth.GenerateUser != "" {
+		if s.generated, err = generatePassword(); err != nil {
+			return nil, err
+		}
+	}
+	creds, err := cfg.loadCredentials(s.generated)
+	if err != nil {
+		return nil, err
+	}
+	s.auth = newAuthenticator(log, s.metrics, creds)
+	lim := cfg.Limits
+	s.limits.Store(&lim)
+	if d.Control != nil {
+		d.Control.HandleFunc("GET /v1/relay/allocations", s.serveAllocations)
+	}
+	return s, nil
+}
+
+// nanotime is the relay's monotonic clock for token buckets.
+func (s *Server) nanotime() int64 { return int64(time.Since(s.clock0)) }
+
+// Start binds the listeners, starts pion and the poller, and prints the
+// trial user's credentials once. On failure it releases what it bound.
+func (s *Server) Start(ctx context.Context) error {
+	if !s.cfg.Enabled {
+		return nil
+	}
+	if err := s.start(ctx); err != nil {
+		s.closeAll()
+		return err
+	}
+	s.mu.Lock()
+	s.state = "running"
+	s.mu.Unlock()
+	if s.generated != "" && s.console != nil {
+		fmt.Fprintf(s.console, "TURN user for this run: %s / %s (%s)\n", s.cfg.Auth.GenerateUser, s.generated, s.firstURI())
+	}
+	return nil
+}
+
+// firstURI names the first listener as a TURN URI for the console line.
+func (s *Server) firstURI() string {
+	l := s.cfg.Listeners[0]
+	scheme := "turn"
+	if l.Transport == "tls" {
+		scheme = "turns"
+	}
+	uri := scheme + ":" + l.Addr.String()
+	if l.Transport == "tcp" {
+		uri += "?transport=tcp"
+	}
+	return uri
+}
+
+// Status reports the relay's state, listeners and counts.
+func (s *Server) Status() any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := relayStatus{Status: component.Status{State: s.state}, Allocations: len(s.allocs)}
+	if s.state == "disabled" {
+		return st
+	}
+	for _, g := range s.groups {
+		st.Listeners = append(st.Listeners, fmt.Sprintf("udp %s (%d shards, %s)", g.addr, len(g.shards), g.shards[0].bc.Mode()))
+	}
+	for _, l := range s.tcpLns {
+		st.Listeners = append(st.Listeners, l.transport+" "+l.addr.String())
+	}
+	for f := 0; f < 2; f++ {
+		if s.udpPorts[f] != nil {
+			st.RelayAddresses = append(st.RelayAddresses, fmt.Sprintf("%s (bound %s, ports %s)", s.adv[f], s.bind[f], s.cfg.Ports))
+		}
+	}
+	st.Users = len(s.users)
+	return st
+}
+
+// relayStatus is the relay's part of GET /v1/status.
+type relayStatus struct {
+	component.Status
+	Listeners      []string `json:"listeners,omitempty"`
+	RelayAddresses []string `json:"relay_addresses,omitempty"`
+	Allocations    int      `json:"allocations"`
+	Users          int      `json:"users_with_allocations"`
+}
+
+// Close stops the relay: pion and the listeners first (ending every
+// allocation, each with its accounting line), then the poller. It is
+// idempotent and bounded.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed || s.state == "disabled" {
+		s.closed = true
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.state = "stopped"
+	s.mu.Unlock()
+	return s.closeAll()
+}
+
+// closeAll releases everything Start may have bound.
+func (s *Server) closeAll() error {
+	s.stopping.Store(true)
+	var err error
+	if s.turn != nil {
+		// pion closes the listeners; its read loops then close every
+		// allocation, which closes the relay sockets.
+		err = s.turn.Close()
+	} else {
+		for _, g := range s.groups {
+			for _, sh := range g.shards {
+				sh.Close()
+			}
+		}
+		for _, l := range s.tcpLns {
+			l.Close()
+		}
+	}
+	for _, l := range s.tcpLns {
+		// pion closes the listener but not the connections it accepted.
+		l.closeConns()
+	}
+	// Wait (bounded) for pion's read loops to close the allocations, then
+	// close any left (a loop that never started).
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		s.mu.Lock()
+		n := len(s.allocs)
+		s.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.mu.Lock()
+	left := make([]*alloc, 0, len(s.allocs))
+	for _, a := range s.allocs {
+		left = append(left, a)
+	}
+	s.mu.Unlock()
+	for _, a := range left {
+		a.setEndReason("shutdown")
+		a.close()
+	}
+	close(s.done)
+	if s.poll != nil {
+		s.poll.Close()
+	}
+	s.wg.Wait()
+	if s.turn != nil {
+		// pion's per-allocation readers exit once their sockets are
+		// closed; give them a moment so callers see a quiet process.
+		for i := 0; i < 100 && s.turn.AllocationCount() > 0; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return err
+}

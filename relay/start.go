@@ -1,0 +1,173 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+
+	"github.com/pion/turn/v5"
+
+	"github.com/mediaedge/mediaedge/internal/sockopt"
+	"github.com/mediaedge/mediaedge/internal/udpbatch"
+)
+
+// start does the work of Start; the caller cleans up on error.
+func (s *Server) start(ctx context.Context) error {
+	cfg := &s.cfg
+	b4, a4, b6, a6 := cfg.relayAddrs()
+	s.bind = [2]netip.Addr{b4, b6}
+	s.adv = [2]netip.Addr{a4, a6}
+	s.sock = sockOpts{mark: uint32(cfg.Mark), buffer: int(cfg.Sockets.RelayBuffer)}
+	rangeLen := cfg.Ports.Len()
+	s.slots = newSlotTable(2 * rangeLen)
+	for f := 0; f < 2; f++ {
+		if s.bind[f].IsValid() {
+			s.udpPorts[f] = newPortPool(cfg.Ports.Min, cfg.Ports.Max)
+			s.tcpPorts[f] = newPortPool(cfg.Ports.Min, cfg.Ports.Max)
+		}
+	}
+	s.policy.Store(s.buildPolicy(cfg))
+
+	shards := cfg.UDPShards
+	if shards == 0 {
+		shards = runtime.GOMAXPROCS(0)
+	}
+	lo := sockopt.Options{
+		RecvBuffer: int(cfg.Sockets.ListenerBuffer),
+		SendBuffer: int(cfg.Sockets.ListenerBuffer),
+		ReusePort:  true,
+		ReuseAddr:  true,
+	}
+	var pcs []turn.PacketConnConfig
+	var lcs []turn.ListenerConfig
+	for _, l := range cfg.Listeners {
+		switch l.Transport {
+		case "udp":
+			g, err := s.listenUDP(ctx, l.Addr.AddrPort, shards, lo)
+			if err != nil {
+				return err
+			}
+			for _, sh := range g.shards {
+				pcs = append(pcs, turn.PacketConnConfig{
+					PacketConn:            sh,
+					RelayAddressGenerator: s,
+					PermissionHandler:     s.permit,
+				})
+			}
+		case "tcp", "tls":
+			tl, err := s.listenTCP(ctx, l, lo)
+			if err != nil {
+				return err
+			}
+			lcs = append(lcs, turn.ListenerConfig{
+				Listener:              tl,
+				RelayAddressGenerator: s,
+				PermissionHandler:     s.permit,
+			})
+		}
+	}
+	poll, err := newPoller(s, s.groups)
+	if err != nil {
+		return err
+	}
+	s.poll = poll
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		poll.run()
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.housekeeping()
+	}()
+
+	lim := s.limits.Load()
+	ts, err := turn.NewServer(turn.ServerConfig{
+		PacketConnConfigs:  pcs,
+		ListenerConfigs:    lcs,
+		LoggerFactory:      newPionLogs(s.log),
+		Realm:              cfg.Realm,
+		AuthHandler:        s.auth.handle,
+		QuotaHandler:       s.quota,
+		EventHandler:       s.events(),
+		AllocationLifetime: lim.Lifetime.D(),
+		InboundMTU:         bufSize,
+	})
+	if err != nil {
+		return fmt.Errorf("relay: starting pion/turn: %w", err)
+	}
+	s.turn = ts
+	mode := udpbatch.ModeSingle
+	if len(s.groups) > 0 {
+		mode = s.groups[0].shards[0].bc.Mode()
+	}
+	s.metrics.ioMode.WithLabelValues(string(mode)).Set(1)
+	s.log.Info("TURN relay listening", "listeners", len(cfg.Listeners), "udp_shards", shards,
+		"relay_ipv4", s.adv[0].String(), "relay_ipv6", s.adv[1].String(), "ports", cfg.Ports.String(),
+		"mark", cfg.Mark.String(), "io_mode", string(mode))
+	return nil
+}
+
+// listenUDP binds shards SO_REUSEPORT sockets on addr.
+func (s *Server) listenUDP(ctx context.Context, addr netip.AddrPort, shards int, lo sockopt.Options) (*udpGroup, error) {
+	g := &udpGroup{idx: len(s.groups), srv: s}
+	network := "udp4"
+	if addr.Addr().Is6() && !addr.Addr().Is4In6() {
+		network = "udp6"
+	}
+	for i := 0; i < shards; i++ {
+		bindAddr := addr
+		if i > 0 {
+			bindAddr = g.addr // the port the first shard got (port 0 in tests)
+		}
+		pc, err := lo.ListenConfig().ListenPacket(ctx, network, bindAddr.String())
+		if err != nil {
+			g.close()
+			return nil, fmt.Errorf("relay: listening on udp %s: %w", bindAddr, err)
+		}
+		uc := pc.(*net.UDPConn)
+		if i == 0 {
+			g.addr = uc.LocalAddr().(*net.UDPAddr).AddrPort()
+			g.addr = netip.AddrPortFrom(g.addr.Addr().Unmap(), g.addr.Port())
+			if gr, err := sockopt.Read(uc); err == nil {
+				s.metrics.buffers.WithLabelValues("listener", "recv").Set(float64(gr.RecvBuffer))
+				s.metrics.buffers.WithLabelValues("listener", "send").Set(float64(gr.SendBuffer))
+				if gr.RecvBuffer < int(s.cfg.Sockets.ListenerBuffer) {
+					s.log.Warn("listener socket buffer smaller than configured (no CAP_NET_ADMIN and net.core.rmem_max too low)",
+						"configured", int64(s.cfg.Sockets.ListenerBuffer), "granted", gr.RecvBuffer)
+				}
+			}
+		}
+		g.shards = append(g.shards, newUDPShard(g, uc))
+	}
+	g.out = udpbatch.New(g.shards[0].uc, pollerArena)
+	s.groups = append(s.groups, g)
+	return g, nil
+}
+
+func (g *udpGroup) close() {
+	for _, sh := range g.shards {
+		sh.uc.Close()
+	}
+}
+
+// UDPAddrs returns the bound UDP listener addresses (for tests and tools
+// that listen on port 0).
+func (s *Server) UDPAddrs() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, g := range s.groups {
+		out = append(out, g.addr)
+	}
+	return out
+}
+
+// TCPAddrs returns the bound TCP and TLS listener addresses.
+func (s *Server) TCPAddrs() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, l := range s.tcpLns {
+		out = append(out, l.addr)
+	}
+	return out
+}

@@ -1,0 +1,239 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mediaedge/mediaedge/internal/sockopt"
+)
+
+// Timeouts of client TCP/TLS connections: a connection must send its first
+// message within firstFrameTimeout (which bounds TLS handshakes too), and
+// may then stay silent up to idleTimeout (longer than the longest
+// allocation lifetime pion grants, one hour, so refreshes always fit).
+const (
+	firstFrameTimeout = 30 * time.Second
+	idleTimeout       = 65 * time.Minute
+	// maxSTUNOverTCP bounds a STUN message on a stream; real ones are a
+	// few hundred bytes.
+	maxSTUNOverTCP = 8 << 10
+)
+
+// tcpListener is a client-facing TCP or TLS listener as pion sees it. It
+// refuses clients outside allowed_clients, tracks its connections so that
+// Close can end them (pion closes the listener only), and wraps each in a
+// clientConn. Safe for concurrent use.
+type tcpListener struct {
+	// set in listenTCP, never changed
+	srv       *Server
+	ln        net.Listener
+	addr      netip.AddrPort
+	transport string // tcp or tls
+	tlsConf   *tls.Config
+	cert      atomic.Pointer[tls.Certificate]
+	certFile  string
+
+	mu    sync.Mutex
+	conns map[*clientConn]struct{}
+}
+
+func (s *Server) listenTCP(ctx context.Context, l ListenerConfig, lo sockopt.Options) (*tcpListener, error) {
+	lo.ReusePort = false
+	ln, err := lo.ListenConfig().Listen(ctx, "tcp", l.Addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("relay: listening on %s %s: %w", l.Transport, l.Addr, err)
+	}
+	ap := ln.Addr().(*net.TCPAddr).AddrPort()
+	t := &tcpListener{
+		srv:       s,
+		ln:        ln,
+		addr:      netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()),
+		transport: l.Transport,
+		certFile:  l.CertFile,
+		conns:     map[*clientConn]struct{}{},
+	}
+	if l.Transport == "tls" {
+		if err := t.loadCert(l); err != nil {
+			ln.Close()
+			return nil, err
+		}
+		t.tlsConf = &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return t.cert.Load(), nil
+			},
+		}
+	}
+	s.tcpLns = append(s.tcpLns, t)
+	return t, nil
+}
+
+// loadCert (re)reads the certificate chain and key; connections already
+// open keep the certificate they were made with.
+func (t *tcpListener) loadCert(l ListenerConfig) error {
+	certPEM, err := os.ReadFile(l.CertFile)
+	if err != nil {
+		return fmt.Errorf("relay: reading certificate: %w", err)
+	}
+	key := l.KeyFile.Bytes()
+	if key == nil {
+		return fmt.Errorf("relay: key file %s was not loaded", l.KeyFile)
+	}
+	c, err := tls.X509KeyPair(certPEM, key)
+	if err != nil {
+		// The tls error names no key material.
+		return fmt.Errorf("relay: certificate %s with key %s: %w", l.CertFile, l.KeyFile, err)
+	}
+	t.cert.Store(&c)
+	return nil
+}
+
+// Accept implements net.Listener for pion's accept loop.
+func (t *tcpListener) Accept() (net.Conn, error) {
+	for {
+		c, err := t.ln.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ra, _ := addrPortOf(c.RemoteAddr())
+		if !t.srv.policy.Load().Client(ra.Addr()) {
+			t.srv.stats.drops[dropClientDenied].Add(1)
+			c.Close()
+			continue
+		}
+		var inner net.Conn = c
+		if t.tlsConf != nil {
+			inner = tls.Server(c, t.tlsConf)
+		}
+		cc := &clientConn{Conn: inner, l: t, remote: ra, first: true}
+		t.mu.Lock()
+		t.conns[cc] = struct{}{}
+		t.mu.Unlock()
+		return cc, nil
+	}
+}
+
+// Close implements net.Listener.
+func (t *tcpListener) Close() error { return t.ln.Close() }
+
+// Addr implements net.Listener.
+func (t *tcpListener) Addr() net.Addr { return t.ln.Addr() }
+
+// closeConns ends every accepted connection (at shutdown).
+func (t *tcpListener) closeConns() {
+	t.mu.Lock()
+	cs := make([]*clientConn, 0, len(t.conns))
+	for c := range t.conns {
+		cs = append(cs, c)
+	}
+	t.mu.Unlock()
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
+// clientConn is a client's TCP/TLS connection. Its Read frames the stream
+// (STUN messages and ChannelData, RFC 8656 section 12.5) so that the relay
+// can inspect STUN requests before pion, as on UDP. One goroutine (pion's
+// reader for this connection) reads; Close may be called from any.
+type clientConn struct {
+	net.Conn
+	l      *tcpListener
+	remote netip.AddrPort
+
+	// owned by the reader
+	buf   [maxSTUNOverTCP + 64]byte
+	start int
+	end   int
+	pass  int  // bytes of the current ChannelData frame still to pass through
+	first bool // no frame yet: the first-frame deadline applies
+
+	closeOnce sync.Once
+}
+
+var errBadFrame = errors.New("relay: stream is neither STUN nor ChannelData")
+
+// Read implements net.Conn for pion's STUNConn.
+func (c *clientConn) Read(p []byte) (int, error) {
+	for {
+		if c.pass > 0 && c.end > c.start {
+			n := min(c.pass, c.end-c.start, len(p))
+			copy(p, c.buf[c.start:c.start+n])
+			c.start += n
+			c.pass -= n
+			return n, nil
+		}
+		if c.pass == 0 && c.end-c.start >= 4 {
+			b := c.buf[c.start:c.end]
+			switch b[0] >> 6 {
+			case 1: // ChannelData: 4-byte header, length padded to 4
+				ln := int(binary.BigEndian.Uint16(b[2:4]))
+				c.pass = 4 + (ln+3)&^3
+				continue
+			case 0: // STUN: wait for the whole message, then inspect it
+				if len(b) >= 20 {
+					size := 20 + int(binary.BigEndian.Uint16(b[2:4]))
+					if size > maxSTUNOverTCP {
+						return 0, errBadFrame
+					}
+					if len(b) >= size {
+						msg := b[:size]
+						c.first = false
+						if c.l.srv.inspect(msg, c.remote, c.l.addr, true, c.reply) {
+							c.start += size
+							continue
+						}
+						c.pass = size
+						continue
+					}
+				}
+			default:
+				return 0, errBadFrame
+			}
+		}
+		// Need more bytes.
+		if c.start > 0 {
+			c.end = copy(c.buf[:], c.buf[c.start:c.end])
+			c.start = 0
+		}
+		if c.end == len(c.buf) {
+			return 0, errBadFrame
+		}
+		d := idleTimeout
+		if c.first {
+			d = firstFrameTimeout
+		}
+		_ = c.Conn.SetReadDeadline(time.Now().Add(d))
+		n, err := c.Conn.Read(c.buf[c.end:])
+		c.end += n
+		if err != nil && n == 0 {
+			return 0, err
+		}
+	}
+}
+
+func (c *clientConn) reply(b []byte) error {
+	_, err := c.Conn.Write(b)
+	return err
+}
+
+// Close implements net.Conn; it is idempotent.
+func (c *clientConn) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.mu.Unlock()
+		err = c.Conn.Close()
+	})
+	return err
+}
