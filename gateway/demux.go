@@ -1,0 +1,55 @@
+package gateway
+
+import (
+	"net/netip"
+)
+
+// demuxOpen finds the leg a datagram on shared socket s belongs to and
+// opens it. A known flow (source address and SSRC) goes straight to its
+// leg. A new flow is tried against the keys of the legs that could own
+// it: legs whose remote is src, legs still waiting to latch, and, for
+// non-symmetric legs, any leg. The first leg whose key authenticates the
+// packet owns the flow from then on. Trials cost CPU, so they are
+// rate-limited per socket; a packet over the limit is dropped as an
+// unknown flow. The returned leg is nil when no leg took the packet.
+func (w *worker) demuxOpen(s *sock, src netip.AddrPort, pkt []byte, rtcp bool) (*leg, []byte, reason, bool) {
+	d := s.dm
+	ssrc := ssrcOf(pkt, rtcp)
+	if l := d.flows[flowKey{src: src, ssrc: ssrc}]; l != nil {
+		plain, r, ok := w.open(l, pkt, rtcp, false)
+		return l, plain, r, ok
+	}
+	if !d.take(w.now) {
+		return nil, nil, reasonUnknownFlow, false
+	}
+	w.stats.trials.Add(1)
+	tried := 0
+	why := reasonUnknownFlow
+	var last *leg
+	for _, l := range d.legs {
+		want := l.remoteFor(rtcp)
+		if want.IsValid() && want != src && l.symmetric {
+			continue
+		}
+		if tried >= maxTrialCandidates {
+			break
+		}
+		tried++
+		plain, r, ok := w.open(l, pkt, rtcp, true)
+		if ok {
+			return l, plain, 0, true
+		}
+		if r == reasonKeyExpired || r == reasonReplay {
+			// The key matched: the flow is this leg's, the packet is not
+			// acceptable.
+			return l, nil, r, false
+		}
+		if r != reasonAuth {
+			why, last = r, l
+		}
+	}
+	if last != nil && tried == 1 {
+		return last, nil, why, false
+	}
+	return nil, nil, why, false
+}

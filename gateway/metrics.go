@@ -1,0 +1,163 @@
+package gateway
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// workerStats are one worker's packet counters. The worker adds to them
+// with atomics; a scrape sums every worker's. No per-session labels.
+type workerStats struct {
+	packets [2][2]atomic.Uint64 // [leg][in, out]
+	bytes   [2][2]atomic.Uint64
+	drops   [2][numReasons]atomic.Uint64
+	wakeups atomic.Uint64
+	batches atomic.Uint64 // receive system calls that returned data
+	trials  atomic.Uint64
+	latched [2]atomic.Uint64
+}
+
+func (s *workerStats) in(l legID, n int) {
+	s.packets[l][0].Add(1)
+	s.bytes[l][0].Add(uint64(n))
+}
+
+func (s *workerStats) out(l legID, n int) {
+	s.packets[l][1].Add(1)
+	s.bytes[l][1].Add(uint64(n))
+}
+
+func (s *workerStats) drop(l legID, r reason) { s.drops[l][r].Add(1) }
+
+// metrics are the gateway's Prometheus metrics: mediaedge_gateway_*.
+type metrics struct {
+	sessions prometheus.Gauge
+	created  prometheus.Counter
+	ended    *prometheus.CounterVec
+	rekeys   *prometheus.CounterVec
+	refused  *prometheus.CounterVec
+
+	mu      sync.Mutex
+	workers []*workerStats
+	mode    [2]string
+
+	packetsDesc, bytesDesc, dropsDesc, wakeupsDesc, batchesDesc, trialsDesc, latchedDesc, modeDesc *prometheus.Desc
+}
+
+// newUnregisteredMetrics returns metrics nobody scrapes (no registry).
+func newUnregisteredMetrics() *metrics {
+	m, _ := newMetrics(prometheus.NewRegistry())
+	return m
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mediaedge_gateway_sessions",
+			Help: "Sessions currently open.",
+		}),
+		created: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mediaedge_gateway_sessions_created_total",
+			Help: "Sessions created.",
+		}),
+		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mediaedge_gateway_sessions_ended_total",
+			Help: "Sessions ended, by reason (deleted, idle_timeout, shutdown).",
+		}, []string{"reason"}),
+		rekeys: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mediaedge_gateway_rekeys_total",
+			Help: "New outbound keys generated, by leg and trigger (api, schedule, packets, lifetime).",
+		}, []string{"leg", "trigger"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mediaedge_gateway_session_requests_refused_total",
+			Help: "Session requests refused, by reason (invalid, limit, ports).",
+		}, []string{"reason"}),
+		packetsDesc: prometheus.NewDesc("mediaedge_gateway_packets_total",
+			"Packets (SRTP and SRTCP) authenticated from a leg's peer (direction in) or sent to it (out).",
+			[]string{"leg", "direction"}, nil),
+		bytesDesc: prometheus.NewDesc("mediaedge_gateway_bytes_total",
+			"Bytes of the packets counted in mediaedge_gateway_packets_total.",
+			[]string{"leg", "direction"}, nil),
+		dropsDesc: prometheus.NewDesc("mediaedge_gateway_dropped_packets_total",
+			"Packets dropped, by leg and reason.", []string{"leg", "reason"}, nil),
+		wakeupsDesc: prometheus.NewDesc("mediaedge_gateway_wakeups_total",
+			"Event-loop wake-ups (epoll_wait returns).", nil, nil),
+		batchesDesc: prometheus.NewDesc("mediaedge_gateway_receive_calls_total",
+			"recvmmsg calls that returned packets; packets_total / this is the mean batch.", nil, nil),
+		trialsDesc: prometheus.NewDesc("mediaedge_gateway_trial_authentications_total",
+			"New flows on shared ports matched by trying session keys.", nil, nil),
+		latchedDesc: prometheus.NewDesc("mediaedge_gateway_latched_total",
+			"Remote addresses learned from authenticated packets.", []string{"leg"}, nil),
+		modeDesc: prometheus.NewDesc("mediaedge_gateway_port_mode_info",
+			"Port mode of each leg (dedicated or shared); always 1.", []string{"leg", "mode"}, nil),
+	}
+	for _, c := range []prometheus.Collector{m.sessions, m.created, m.ended, m.rekeys, m.refused, m} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Describe implements prometheus.Collector for the per-worker counters.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{m.packetsDesc, m.bytesDesc, m.dropsDesc, m.wakeupsDesc,
+		m.batchesDesc, m.trialsDesc, m.latchedDesc, m.modeDesc} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	m.mu.Lock()
+	ws := m.workers
+	mode := m.mode
+	m.mu.Unlock()
+	dirs := [2]string{"in", "out"}
+	var wake, batches, trials uint64
+	for l := legInternal; l <= legCloud; l++ {
+		var latched uint64
+		var drops [numReasons]uint64
+		for d := 0; d < 2; d++ {
+			var p, b uint64
+			for _, w := range ws {
+				p += w.packets[l][d].Load()
+				b += w.bytes[l][d].Load()
+			}
+			ch <- prometheus.MustNewConstMetric(m.packetsDesc, prometheus.CounterValue, float64(p), l.String(), dirs[d])
+			ch <- prometheus.MustNewConstMetric(m.bytesDesc, prometheus.CounterValue, float64(b), l.String(), dirs[d])
+		}
+		for _, w := range ws {
+			for r := range drops {
+				drops[r] += w.drops[l][r].Load()
+			}
+			latched += w.latched[l].Load()
+		}
+		for r, v := range drops {
+			ch <- prometheus.MustNewConstMetric(m.dropsDesc, prometheus.CounterValue, float64(v), l.String(), reason(r).String())
+		}
+		ch <- prometheus.MustNewConstMetric(m.latchedDesc, prometheus.CounterValue, float64(latched), l.String())
+		if mode[l] != "" {
+			ch <- prometheus.MustNewConstMetric(m.modeDesc, prometheus.GaugeValue, 1, l.String(), mode[l])
+		}
+	}
+	for _, w := range ws {
+		wake += w.wakeups.Load()
+		batches += w.batches.Load()
+		trials += w.trials.Load()
+	}
+	ch <- prometheus.MustNewConstMetric(m.wakeupsDesc, prometheus.CounterValue, float64(wake))
+	ch <- prometheus.MustNewConstMetric(m.batchesDesc, prometheus.CounterValue, float64(batches))
+	ch <- prometheus.MustNewConstMetric(m.trialsDesc, prometheus.CounterValue, float64(trials))
+}
+
+// setWorkers publishes the running workers' stats (nil when stopped; the
+// counters then stay at their last values through keep).
+func (m *metrics) setWorkers(ws []*workerStats, mode [2]string) {
+	m.mu.Lock()
+	m.workers = ws
+	m.mode = mode
+	m.mu.Unlock()
+}

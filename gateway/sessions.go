@@ -1,0 +1,575 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// CreateRequest is the body of POST /v1/sessions.
+type CreateRequest struct {
+	// ID names the session; empty: the gateway picks one.
+	ID       string     `json:"id,omitempty"`
+	Internal LegRequest `json:"internal"`
+	Cloud    LegRequest `json:"cloud"`
+}
+
+// LegRequest describes one leg of a new session.
+type LegRequest struct {
+	// Remote is where the gateway sends to ("ip:port"); empty: latched
+	// from the first packet that authenticates.
+	Remote string `json:"remote,omitempty"`
+	// RemoteRTCP is the peer's RTCP address without rtcp-mux; empty: the
+	// RTP port plus one, or latched.
+	RemoteRTCP string `json:"remote_rtcp,omitempty"`
+	// RTCPMux multiplexes RTCP on the RTP port (RFC 5761).
+	RTCPMux bool `json:"rtcp_mux"`
+	// Crypto is the peer's a=crypto line: the key the peer encrypts with.
+	Crypto string `json:"crypto,omitempty"`
+	// Suite is the suite of the gateway's own key on this leg; empty: the
+	// peer's suite.
+	Suite string `json:"suite,omitempty"`
+	// KeyLifetime is the packet budget of the gateway's key (0: the leg's
+	// key_lifetime).
+	KeyLifetime uint64 `json:"key_lifetime,omitempty"`
+	// MKI puts a 1-byte MKI in the gateway's key, so that the peer can
+	// tell keys apart during a re-key.
+	MKI bool `json:"mki,omitempty"`
+}
+
+// UpdateRequest is the body of PATCH /v1/sessions/{id}.
+type UpdateRequest struct {
+	Internal *LegUpdate `json:"internal,omitempty"`
+	Cloud    *LegUpdate `json:"cloud,omitempty"`
+}
+
+// LegUpdate changes a leg's remote address or the peer's key.
+type LegUpdate struct {
+	Remote     string `json:"remote,omitempty"`
+	RemoteRTCP string `json:"remote_rtcp,omitempty"`
+	// Crypto is the peer's new a=crypto line; its previous key is still
+	// accepted for the leg's rekey_grace.
+	Crypto string `json:"crypto,omitempty"`
+}
+
+// RekeyRequest is the body of POST /v1/sessions/{id}/rekey.
+type RekeyRequest struct {
+	Leg string `json:"leg"`
+}
+
+// RekeyResult is the answer to a re-key: the gateway's new key on the leg.
+type RekeyResult struct {
+	Leg      string    `json:"leg"`
+	Crypto   string    `json:"crypto"`
+	KeyEpoch uint32    `json:"key_epoch"`
+	ActiveAt time.Time `json:"active_at"`
+}
+
+// legPlan is a validated LegRequest.
+type legPlan struct {
+	remote, remoteRTCP netip.AddrPort
+	mux                bool
+	peer               *Crypto // nil: plain
+	suite              *Suite
+	lifetime           uint64
+	mki                bool
+}
+
+const maxIDLen = 64
+
+func validID(id string) bool {
+	if id == "" || len(id) > maxIDLen {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// plan validates one leg of a request against the leg's configuration.
+func planLeg(name string, r *LegRequest, lc *LegConfig) (legPlan, error) {
+	var p legPlan
+	var err error
+	bad := func(field string, err error) (legPlan, error) {
+		if p.peer != nil {
+			p.peer.Wipe()
+		}
+		return legPlan{}, &RequestError{Field: name + "." + field, Err: err}
+	}
+	if p.remote, err = parseRemote(r.Remote); err != nil {
+		return bad("remote", err)
+	}
+	if p.remoteRTCP, err = parseRemote(r.RemoteRTCP); err != nil {
+		return bad("remote_rtcp", err)
+	}
+	p.mux = r.RTCPMux
+	if p.mux && p.remoteRTCP.IsValid() && p.remoteRTCP != p.remote {
+		return bad("remote_rtcp", errors.New("must be empty or equal remote with rtcp_mux"))
+	}
+	if r.Crypto == "" {
+		if !lc.AllowPlain {
+			return bad("crypto", errors.New("required: this leg does not allow plain RTP (allow_plain)"))
+		}
+		if r.Suite != "" || r.MKI || r.KeyLifetime != 0 {
+			return bad("suite", errors.New("a plain RTP leg has no key"))
+		}
+		return p, nil
+	}
+	if p.peer, err = ParseCrypto(r.Crypto); err != nil {
+		return bad("crypto", err)
+	}
+	if err := checkPeerCrypto(p.peer, lc); err != nil {
+		return bad("crypto", err)
+	}
+	p.suite = p.peer.Suite
+	if r.Suite != "" {
+		if p.suite = LookupSuite(r.Suite); p.suite == nil {
+			return bad("suite", fmt.Errorf("unknown suite %q", clip(r.Suite)))
+		}
+	}
+	if !lc.allows(p.suite) {
+		return bad("suite", fmt.Errorf("%s is not allowed on this leg (suites: %v)", p.suite.Name, lc.Suites))
+	}
+	p.lifetime = lc.KeyLifetime
+	if r.KeyLifetime != 0 {
+		if r.KeyLifetime < 16 || r.KeyLifetime > maxLifetimeRTP {
+			return bad("key_lifetime", fmt.Errorf("%d: want 16 to 2^48 packets", r.KeyLifetime))
+		}
+		p.lifetime = r.KeyLifetime
+	}
+	p.mki = r.MKI
+	return p, nil
+}
+
+// checkPeerCrypto checks a peer's crypto line against the leg's policy.
+func checkPeerCrypto(c *Crypto, lc *LegConfig) error {
+	if !lc.allows(c.Suite) {
+		return fmt.Errorf("%s is not allowed on this leg (suites: %v)", c.Suite.Name, lc.Suites)
+	}
+	if (c.UnencryptedSRTP || c.UnencryptedSRTCP) && !lc.AllowNullCipher {
+		return errors.New("UNENCRYPTED_SRTP/SRTCP need allow_null_cipher on this leg")
+	}
+	return nil
+}
+
+// Create sets up a session and returns it with the gateway's own a=crypto
+// line for each leg.
+func (g *Gateway) Create(ctx context.Context, req CreateRequest) (*SessionInfo, error) {
+	cfg := g.cfg.Load()
+	var plans [2]legPlan
+	for id, r := range []*LegRequest{&req.Internal, &req.Cloud} {
+		p, err := planLeg(legID(id).String(), r, legConfig(cfg, legID(id)))
+		if err != nil {
+			plans[0].wipe()
+			g.metrics.refused.WithLabelValues("invalid").Inc()
+			return nil, err
+		}
+		plans[id] = p
+	}
+	defer plans[0].wipe()
+	defer plans[1].wipe()
+	if plans[0].peer != nil && plans[1].peer != nil && sameKey(plans[0].peer, plans[1].peer) {
+		g.metrics.refused.WithLabelValues("invalid").Inc()
+		return nil, &RequestError{Field: "cloud.crypto", Err: errors.New("the legs' peer keys are identical: legs never share a master key")}
+	}
+	if req.ID != "" && !validID(req.ID) {
+		g.metrics.refused.WithLabelValues("invalid").Inc()
+		return nil, &RequestError{Field: "id", Err: fmt.Errorf("want 1 to %d characters of [A-Za-z0-9._-]", maxIDLen)}
+	}
+
+	g.mu.Lock()
+	if g.state != "running" {
+		g.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if len(g.sessions) >= cfg.MaxSessions {
+		g.mu.Unlock()
+		g.metrics.refused.WithLabelValues("limit").Inc()
+		return nil, fmt.Errorf("gateway: %d sessions open (max_sessions): %w", len(g.sessions), ErrLimit)
+	}
+	id := req.ID
+	if id == "" {
+		for id = newID(); g.sessions[id] != nil; id = newID() {
+		}
+	} else if g.sessions[id] != nil {
+		g.mu.Unlock()
+		return nil, fmt.Errorf("gateway: session %q: %w", id, ErrExists)
+	}
+	w := g.workers[g.rr%len(g.workers)]
+	g.rr++
+	s := &session{id: id, created: time.Now(), w: w}
+	g.sessions[id] = s // reserves the id and counts against max_sessions
+	g.mu.Unlock()
+
+	if err := g.buildLegs(s, cfg, &plans); err != nil {
+		g.abandon(s)
+		g.metrics.refused.WithLabelValues("ports").Inc()
+		return nil, err
+	}
+	var info SessionInfo
+	var addErr error
+	err := w.do(ctx, func() {
+		if addErr = w.addSession(s); addErr == nil {
+			info = w.snapshot(s, true)
+		}
+	})
+	if err == nil {
+		err = addErr
+	}
+	if err != nil {
+		// A command that timed out still runs; the end queued after it
+		// undoes it.
+		_ = w.do(context.Background(), func() { w.endSession(s, EndDeleted) })
+		g.abandon(s)
+		return nil, err
+	}
+	g.mu.Lock()
+	n := len(g.sessions)
+	g.mu.Unlock()
+	g.metrics.created.Inc()
+	g.metrics.sessions.Set(float64(n))
+	g.events.add(Event{Type: EventCreated, Session: id}, nil)
+	g.log.Debug("session created", "session", id, "internal", info.Internal.Local, "cloud", info.Cloud.Local)
+	return &info, nil
+}
+
+// abandon undoes a session that never reached its worker.
+func (g *Gateway) abandon(s *session) {
+	g.mu.Lock()
+	if g.sessions[s.id] == s {
+		delete(g.sessions, s.id)
+	}
+	g.mu.Unlock()
+	if s.added {
+		return // the worker owns it now and has ended it
+	}
+	for id := range s.legs {
+		l := &s.legs[id]
+		if l.rtp != nil && l.rtp.dm == nil {
+			g.closeSock(l.rtp)
+		}
+		if l.rtcp != nil && l.rtcp != l.rtp && l.rtcp.dm == nil {
+			g.closeSock(l.rtcp)
+		}
+		l.rtp, l.rtcp = nil, nil
+		l.wipe()
+	}
+}
+
+// buildLegs binds the legs' sockets (or picks the worker's shared ones)
+// and creates their keys: the peer's as given, the gateway's own fresh
+// from crypto/rand.
+func (g *Gateway) buildLegs(s *session, cfg *Config, plans *[2]legPlan) error {
+	for id := range s.legs {
+		p := &plans[id]
+		lc := legConfig(cfg, legID(id))
+		l := &s.legs[id]
+		*l = leg{s: s, id: legID(id), mux: p.mux, plain: p.peer == nil, symmetric: lc.Symmetric,
+			rocReset: lc.ROC == ROCReset, remote: p.remote, remoteRTCP: p.remoteRTCP,
+			useMKI: p.mki, lifetime: p.lifetime}
+		if p.mux {
+			l.remoteRTCP = l.remote
+		}
+		if lc.PortMode == PortsShared {
+			sh := s.w.shared[id]
+			l.rtp, l.rtcp = sh.rtp, sh.rtcp
+			if p.mux {
+				l.rtcp = sh.rtp
+			}
+		} else if p.mux {
+			so, err := g.bindPort(lc, legID(id), false)
+			if err != nil {
+				return err
+			}
+			so.owner = l
+			l.rtp, l.rtcp = so, so
+		} else {
+			rtp, rtcp, err := g.bindPair(lc, legID(id))
+			if err != nil {
+				return err
+			}
+			rtp.owner, rtcp.owner = l, l
+			l.rtp, l.rtcp = rtp, rtcp
+		}
+		if l.plain {
+			continue
+		}
+		l.inEpoch = 1
+		replay := max(lc.ReplayWindow, p.peer.WSH)
+		for _, mk := range p.peer.Keys {
+			k := newKeyState(p.peer.Suite, mk, 1, replay)
+			k.unencSRTP, k.unencSRTCP = p.peer.UnencryptedSRTP, p.peer.UnencryptedSRTCP
+			l.in = append(l.in, k)
+		}
+		var mki []byte
+		if p.mki {
+			mki = mkiForEpoch(1)
+		}
+		mk, err := generateKey(p.suite, p.lifetime, mki)
+		if err != nil {
+			return err
+		}
+		l.out = newKeyState(p.suite, mk, 1, 0)
+		wipe(mk.Key)
+		wipe(mk.Salt)
+		// The gateway's own key follows the peer's choice of
+		// authentication-only protection only when the suites match.
+		if p.suite == p.peer.Suite {
+			l.out.unencSRTP, l.out.unencSRTCP = p.peer.UnencryptedSRTP, p.peer.UnencryptedSRTCP
+		}
+	}
+	return nil
+}
+
+func (p *legPlan) wipe() {
+	if p.peer != nil {
+		p.peer.Wipe()
+	}
+}
+
+// sameKey reports whether two crypto lines share a master key.
+func sameKey(a, b *Crypto) bool {
+	for _, x := range a.Keys {
+		for _, y := range b.Keys {
+			if string(x.Key) == string(y.Key) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// lookup returns session id.
+func (g *Gateway) lookup(id string) (*session, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.state != "running" {
+		return nil, ErrClosed
+	}
+	s := g.sessions[id]
+	if s == nil {
+		return nil, fmt.Errorf("gateway: session %q: %w", clip(id), ErrNotFound)
+	}
+	return s, nil
+}
+
+// Session returns session id without keys.
+func (g *Gateway) Session(ctx context.Context, id string) (*SessionInfo, error) {
+	s, err := g.lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	var info SessionInfo
+	var gone bool
+	if err := s.w.do(ctx, func() {
+		if gone = s.ended || !s.added; !gone {
+			info = s.w.snapshot(s, false)
+		}
+	}); err != nil {
+		return nil, err
+	}
+	if gone {
+		return nil, fmt.Errorf("gateway: session %q: %w", clip(id), ErrNotFound)
+	}
+	return &info, nil
+}
+
+// Sessions returns every session without keys, ordered by creation.
+func (g *Gateway) Sessions(ctx context.Context) ([]SessionInfo, error) {
+	g.mu.Lock()
+	if g.state != "running" {
+		g.mu.Unlock()
+		return nil, ErrClosed
+	}
+	byWorker := map[*worker][]*session{}
+	for _, s := range g.sessions {
+		byWorker[s.w] = append(byWorker[s.w], s)
+	}
+	g.mu.Unlock()
+	out := []SessionInfo{}
+	for w, ss := range byWorker {
+		if err := w.do(ctx, func() {
+			for _, s := range ss {
+				if !s.ended && s.added {
+					out = append(out, w.snapshot(s, false))
+				}
+			}
+		}); err != nil {
+			return nil, err
+		}
+	}
+	sortInfos(out)
+	return out, nil
+}
+
+// Update changes a session's remote addresses or peer keys.
+func (g *Gateway) Update(ctx context.Context, id string, req UpdateRequest) (*SessionInfo, error) {
+	if req.Internal == nil && req.Cloud == nil {
+		return nil, &RequestError{Field: "internal", Err: errors.New("nothing to change: give internal or cloud")}
+	}
+	s, err := g.lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	cfg := g.cfg.Load()
+	type change struct {
+		remote, remoteRTCP netip.AddrPort
+		peer               *Crypto
+	}
+	var ch [2]*change
+	for i, u := range []*LegUpdate{req.Internal, req.Cloud} {
+		if u == nil {
+			continue
+		}
+		name := legID(i).String()
+		c := &change{}
+		if c.remote, err = parseRemote(u.Remote); err != nil {
+			return nil, &RequestError{Field: name + ".remote", Err: err}
+		}
+		if c.remoteRTCP, err = parseRemote(u.RemoteRTCP); err != nil {
+			return nil, &RequestError{Field: name + ".remote_rtcp", Err: err}
+		}
+		if u.Crypto != "" {
+			if c.peer, err = ParseCrypto(u.Crypto); err != nil {
+				return nil, &RequestError{Field: name + ".crypto", Err: err}
+			}
+			defer c.peer.Wipe()
+			if err := checkPeerCrypto(c.peer, legConfig(cfg, legID(i))); err != nil {
+				return nil, &RequestError{Field: name + ".crypto", Err: err}
+			}
+		}
+		ch[i] = c
+	}
+	var info SessionInfo
+	var opErr error
+	if err := s.w.do(ctx, func() {
+		w := s.w
+		if s.ended || !s.added {
+			opErr = fmt.Errorf("gateway: session %q: %w", clip(id), ErrNotFound)
+			return
+		}
+		// Check everything before changing anything.
+		for i, c := range ch {
+			if c == nil {
+				continue
+			}
+			l := &s.legs[i]
+			if c.peer != nil && l.plain {
+				opErr = &RequestError{Field: legID(i).String() + ".crypto", Err: errors.New("the leg carries plain RTP")}
+				return
+			}
+			if c.remoteRTCP.IsValid() && l.mux && c.remoteRTCP != c.remote {
+				opErr = &RequestError{Field: legID(i).String() + ".remote_rtcp", Err: errors.New("the leg uses rtcp-mux")}
+				return
+			}
+		}
+		if ch[0] != nil && ch[0].peer != nil && ch[1] != nil && ch[1].peer != nil && sameKey(ch[0].peer, ch[1].peer) {
+			opErr = &RequestError{Field: "cloud.crypto", Err: errors.New("the legs' peer keys are identical")}
+			return
+		}
+		for i, c := range ch {
+			if c == nil {
+				continue
+			}
+			l := &s.legs[i]
+			if c.remote.IsValid() {
+				l.remote, l.latched = c.remote, false
+				if l.mux {
+					l.remoteRTCP = c.remote
+				}
+			}
+			if c.remoteRTCP.IsValid() {
+				l.remoteRTCP = c.remoteRTCP
+			}
+			if c.peer != nil {
+				w.setPeerKeys(l, c.peer)
+				g.events.add(Event{Type: EventPeerKey, Session: s.id, Leg: l.id.String(), KeyEpoch: l.inEpoch}, nil)
+			}
+		}
+		info = w.snapshot(s, false)
+	}); err != nil {
+		return nil, err
+	}
+	if opErr != nil {
+		return nil, opErr
+	}
+	return &info, nil
+}
+
+// Rekey gives leg's outbound direction a new key and returns it.
+func (g *Gateway) Rekey(ctx context.Context, id, legName string) (*RekeyResult, error) {
+	var lid legID
+	switch legName {
+	case "internal":
+		lid = legInternal
+	case "cloud":
+		lid = legCloud
+	default:
+		return nil, &RequestError{Field: "leg", Err: fmt.Errorf("%q: want internal or cloud", clip(legName))}
+	}
+	s, err := g.lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	var res *RekeyResult
+	var opErr error
+	if err := s.w.do(ctx, func() {
+		w := s.w
+		if s.ended || !s.added {
+			opErr = fmt.Errorf("gateway: session %q: %w", clip(id), ErrNotFound)
+			return
+		}
+		l := &s.legs[lid]
+		if l.plain {
+			opErr = &RequestError{Field: "leg", Err: errors.New("the leg carries plain RTP")}
+			return
+		}
+		k := w.rekeyOut(l, triggerAPI, false)
+		if k == nil {
+			opErr = errors.New("gateway: re-key failed: no randomness")
+			return
+		}
+		res = &RekeyResult{Leg: legName, Crypto: k.crypto().String(), KeyEpoch: k.epoch,
+			ActiveAt: w.wall.Add(time.Duration(l.switchAt - w.now))}
+		if l.next == nil {
+			res.ActiveAt = w.wall
+		}
+	}); err != nil {
+		return nil, err
+	}
+	if opErr != nil {
+		return nil, opErr
+	}
+	return res, nil
+}
+
+// Delete ends session id.
+func (g *Gateway) Delete(ctx context.Context, id string) error {
+	g.mu.Lock()
+	s := g.sessions[id]
+	running := g.state == "running"
+	if s != nil && running {
+		delete(g.sessions, id)
+	}
+	g.mu.Unlock()
+	if !running {
+		return ErrClosed
+	}
+	if s == nil {
+		return fmt.Errorf("gateway: session %q: %w", clip(id), ErrNotFound)
+	}
+	return s.w.do(ctx, func() { s.w.endSession(s, EndDeleted) })
+}

@@ -1,0 +1,26 @@
+//go:build !linux
+
+package gateway
+
+import (
+	"net/netip"
+
+	"github.com/mediaedge/mediaedge/internal/sockopt"
+)
+
+// workerSys has no implementation outside Linux: the data path needs
+// epoll and recvmmsg. Start fails with ErrUnsupported.
+type workerSys struct{ socks []*sock }
+
+func (s *workerSys) open(batch int) error                   { return ErrUnsupported }
+func (s *workerSys) wake()                                  {}
+func (s *workerSys) register(so *sock) error                { return ErrUnsupported }
+func (s *workerSys) unregister(so *sock)                    {}
+func (s *workerSys) close()                                 {}
+func (w *worker) run()                                      { close(w.done) }
+func (w *worker) applySockOpts(legID, *LegConfig, bool) int { return 0 }
+
+func openSock(addr netip.Addr, port uint16, lc *LegConfig) (*sock, error) { return nil, ErrUnsupported }
+func closeFD(fd int)                                                      {}
+func isAddrInUse(err error) bool                                          { return false }
+func grantedBuffers(so *sock) (sockopt.Granted, error)                    { return sockopt.Granted{}, ErrUnsupported }
