@@ -1,0 +1,261 @@
+//go:build linux
+
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/mediaedge/mediaedge/internal/config"
+)
+
+// passOutcome is what one pass saw and did.
+type passOutcome struct {
+	trigger string
+	at      time.Time
+	facts   uplinkFacts
+	desired desired
+	k       *kernelState // after the changes, when they were read back
+	done    []op
+	pending []op // still to do: the plan (plan mode) or what failed
+	err     error
+	repair  bool
+	warns   []string
+	flushed uint
+}
+
+// passLocked runs one reconcile pass: learn the uplink, compute the desired
+// state, read the kernel, and in enforce mode apply the difference and read
+// it back. allTables scans every table for owned routes (start-up). The
+// caller holds applyMu.
+func (m *Manager) passLocked(trigger string, allTables bool) passOutcome {
+	cfg := &m.cfg
+	out := passOutcome{trigger: trigger, at: m.hooks.now()}
+	m.metrics.reconciles.WithLabelValues(trigger).Inc()
+	defer func() { m.publishLocked(&out) }()
+
+	if m.rec == nil {
+		out.facts = placeholderUplink(cfg)
+		out.desired = desire(cfg, &m.media, &out.facts)
+		out.k = &kernelState{names: linkNamer{placeholderIndex: out.facts.name}}
+		out.pending = diff(&out.desired, out.k, cfg.Tables.Media, cfg.Tables.Direct)
+		return out
+	}
+	facts, err := m.rec.resolveUplink(cfg, &m.mem)
+	if err != nil {
+		out.err = err
+		return out
+	}
+	if cfg.Mode == ModePlan && (facts.state == uplinkMissing || facts.state == uplinkUnknown) {
+		st := facts.state
+		facts = placeholderUplink(cfg)
+		facts.state = st
+	}
+	out.facts = facts
+	out.desired = desire(cfg, &m.media, &facts)
+	tables := m.tables
+	if allTables {
+		tables = nil
+	}
+	k, err := m.rec.observe(m.protos, tables)
+	if err != nil {
+		out.err = err
+		return out
+	}
+	k.names[placeholderIndex] = facts.name
+	out.k = k
+	ops := diff(&out.desired, k, cfg.Tables.Media, cfg.Tables.Direct)
+	if cfg.Mode == ModePlan {
+		out.pending = ops
+		out.warns = m.warningsLocked(k)
+		return out
+	}
+
+	res := m.rec.apply(ops)
+	out.done, out.err = res.done, res.err()
+	if len(ops) > 0 {
+		// Read back: a kernel that does not know an attribute (ipproto,
+		// dport and rule protocol need 4.17) may accept the rule without
+		// it.
+		if k2, err := m.rec.observe(m.protos, tables); err == nil {
+			k2.names[placeholderIndex] = facts.name
+			out.k = k2
+			out.pending = diff(&out.desired, k2, cfg.Tables.Media, cfg.Tables.Direct)
+			if len(out.pending) > 0 && out.err == nil && res.skipped == 0 {
+				out.err = fmt.Errorf("%w: still to do after apply: %s", ErrReadback, strings.Join(commands(out.pending), "; "))
+			}
+		} else if out.err == nil {
+			out.err = err
+		}
+	}
+	if cfg.ConntrackFlush && len(res.done) > 0 {
+		out.flushed = m.flushConntrackLocked(res.done)
+	}
+	rendered := out.desired.render(k.names)
+	out.repair = len(res.done) > 0 && rendered == m.lastGood
+	if out.err == nil {
+		m.lastGood = rendered
+	}
+	out.warns = m.warningsLocked(out.k)
+	return out
+}
+
+// placeholderUplink stands for an uplink plan mode cannot see: every family
+// usable, next hop unknown.
+func placeholderUplink(cfg *Config) uplinkFacts {
+	name := cfg.Uplink.Interface
+	if name == "" {
+		name = "<uplink>"
+	}
+	up := uplinkFacts{name: name, index: placeholderIndex, state: uplinkUnknown}
+	for i := range up.fam {
+		up.fam[i] = famFacts{usable: true, reason: "uplink not resolved (plan only)"}
+	}
+	if a, err := parseAddr(cfg.Uplink.Gateway4); err == nil {
+		up.fam[0].gw, up.fam[0].gwFrom = a, "config"
+	}
+	if a, err := parseAddr(cfg.Uplink.Gateway6); err == nil {
+		up.fam[1].gw, up.fam[1].gwFrom = a, "config"
+	}
+	return up
+}
+
+// flushConntrackLocked deletes the conntrack entries of media flows whose
+// route changed in done. Kernels without conntrack answer with an error,
+// logged at debug: there is then nothing to flush.
+func (m *Manager) flushConntrackLocked(done []op) uint {
+	var total uint
+	for family, f := range flowFilters(&m.cfg, &m.media, done) {
+		n, err := m.rec.h.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.InetFamily(family), f)
+		if err != nil {
+			m.log.Debug("conntrack flush failed", "family", famFlag(family), "err", err)
+			continue
+		}
+		if n > 0 {
+			m.log.Info("deleted conntrack entries of media flows whose path changed", "family", famFlag(family), "entries", n)
+		}
+		total += n
+	}
+	m.metrics.conntrack.Add(float64(total))
+	return total
+}
+
+func (m *Manager) warningsLocked(k *kernelState) []string {
+	var w []string
+	if k != nil {
+		w = foreignRuleWarnings(&m.cfg, k.rules, m.protos)
+		m.metrics.foreignRules.Set(float64(len(w)))
+		if k.linkdown > 0 {
+			w = append(w, fmt.Sprintf("%d of mediaedge's routes are flagged linkdown (carrier lost)", k.linkdown))
+		}
+	}
+	w = append(w, checkSysctls(&m.cfg, m.hooks.readSysctl)...)
+	if m.watchLost.Load() {
+		w = append(w, "netlink notifications stopped: drift is repaired only every reconcile_interval")
+	}
+	return w
+}
+
+// publishLocked logs what changed, updates the metrics and the status
+// snapshot.
+func (m *Manager) publishLocked(out *passOutcome) {
+	cfg := &m.cfg
+	log := m.log.With("trigger", out.trigger)
+	for i, fam := range []string{FamilyIPv4, FamilyIPv6} {
+		m.metrics.uplinkUp.WithLabelValues(fam).Set(b2f(out.facts.fam[i].usable))
+	}
+	m.metrics.mediaPrefixes.WithLabelValues(FamilyIPv4).Set(float64(len(m.media.family(true))))
+	m.metrics.mediaPrefixes.WithLabelValues(FamilyIPv6).Set(float64(len(m.media.family(false))))
+
+	up := [2]bool{out.facts.fam[0].usable, out.facts.fam[1].usable}
+	if out.facts.state != m.lastSt || up != m.lastUp {
+		log.Info("uplink state", "interface", out.facts.name, "state", out.facts.state,
+			"ipv4", famSummary(&out.facts.fam[0]), "ipv6", famSummary(&out.facts.fam[1]))
+		m.lastSt, m.lastUp = out.facts.state, up
+	}
+	if cfg.Mode == ModePlan {
+		if out.trigger == triggerStart || out.trigger == triggerReload {
+			if len(out.pending) == 0 {
+				log.Info("plan: the kernel already holds the rule set")
+			}
+			for _, o := range out.pending {
+				log.Info("plan: would run", "cmd", o.cmd)
+			}
+		}
+	} else {
+		for _, o := range out.done {
+			log.Debug("applied", "cmd", o.cmd)
+			if o.kind.adds() {
+				m.metrics.changes.WithLabelValues("add").Inc()
+			} else {
+				m.metrics.changes.WithLabelValues("delete").Inc()
+			}
+		}
+		switch {
+		case out.repair:
+			m.metrics.repairs.Inc()
+			log.Warn("repaired drift", "changes", commands(out.done))
+		case len(out.done) > 0:
+			log.Info("applied rule set", "changes", len(out.done))
+		}
+	}
+	if out.err != nil {
+		m.metrics.errors.Inc()
+		log.Warn("reconcile incomplete; retrying", "err", out.err)
+	} else if cfg.Mode == ModeEnforce {
+		m.metrics.lastReconcile.Set(float64(out.at.UnixNano()) / 1e9)
+	}
+	if !slices.Equal(out.warns, m.lastWarn) {
+		for _, w := range out.warns {
+			if !slices.Contains(m.lastWarn, w) {
+				log.Warn("policy warning", "warning", w)
+			}
+		}
+		m.lastWarn = out.warns
+	}
+	if out.k != nil {
+		m.metrics.rulesOwned.Set(float64(len(out.k.owned)))
+		m.metrics.routesOwned.Set(float64(len(out.k.routes)))
+	}
+	m.filter.Store(&eventFilter{uplink: cfg.Uplink.Interface, index: out.facts.index, tables: slices.Clone(m.tables), protos: slices.Clone(m.protos)})
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := &m.snap
+	prevRepairs, prevRepair := s.Repairs, s.LastRepair
+	*s = m.statusOf(out)
+	s.Repairs, s.LastRepair = prevRepairs, prevRepair
+	if out.repair {
+		s.Repairs++
+		s.LastRepair = &Repair{At: out.at, Trigger: out.trigger, Changes: commands(out.done)}
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func famSummary(f *famFacts) string {
+	if f.usable {
+		return "usable"
+	}
+	return "unusable: " + f.reason
+}
+
+func portsString(rs []config.PortRange) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.String()
+	}
+	return out
+}
+
+func parseAddr(s string) (netip.Addr, error) { return netip.ParseAddr(s) }
