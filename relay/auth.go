@@ -3,6 +3,7 @@ package relay
 import (
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,14 +43,22 @@ type authenticator struct {
 
 	cur atomic.Pointer[credentials]
 
-	// keyCache maps a REST user name to the key of the secret that signed
-	// it, learnt by preverify from a message whose integrity that key
+	// keyCache maps a client address and REST user name to the key of the
+	// secret that signed its requests, learnt by preverify from a message whose integrity that key
 	// verified. pion's AuthHandler must return one key before it checks
 	// MESSAGE-INTEGRITY, so with several secrets in force (rotation) the
 	// relay finds the right one on the raw message first. Cleared on every
 	// reload so that a removed secret stops working at once.
 	cacheMu  sync.Mutex
-	keyCache map[string][]byte
+	keyCache map[cacheKey][]byte
+}
+
+// cacheKey names one client's REST user name: two services minting with
+// different secrets can produce the same user name (same user, same expiry
+// second), so the key is learnt per client address.
+type cacheKey struct {
+	src      netip.AddrPort
+	username string
 }
 
 // keyCacheMax bounds keyCache; a full cache is cleared (entries are cheap
@@ -57,7 +66,7 @@ type authenticator struct {
 const keyCacheMax = 65536
 
 func newAuthenticator(log *slog.Logger, m *metrics, c *credentials) *authenticator {
-	a := &authenticator{log: log, metrics: m, now: time.Now, logRate: newRateGate(20, time.Second), keyCache: map[string][]byte{}}
+	a := &authenticator{log: log, metrics: m, now: time.Now, logRate: newRateGate(20, time.Second), keyCache: map[cacheKey][]byte{}}
 	a.cur.Store(c)
 	return a
 }
@@ -84,7 +93,7 @@ func restKeys(c *credentials, u string) [][]byte {
 // signed with a REST user name and several secrets are in force, it finds
 // the secret whose key verifies the MESSAGE-INTEGRITY and remembers it for
 // the AuthHandler. It costs one HMAC per secret on control messages only.
-func (a *authenticator) preverify(raw []byte) {
+func (a *authenticator) preverify(raw []byte, src netip.AddrPort) {
 	c := a.cur.Load()
 	if len(c.secrets) < 2 || !stun.IsMessage(raw) {
 		return
@@ -101,10 +110,11 @@ func (a *authenticator) preverify(raw []byte) {
 	if _, _, ok := parseRESTUsername(u); !ok {
 		return
 	}
+	ck := cacheKey{src, u}
 	a.cacheMu.Lock()
-	_, known := a.keyCache[u]
+	cached := a.keyCache[ck]
 	a.cacheMu.Unlock()
-	if known {
+	if cached != nil && stun.MessageIntegrity(cached).Check(m) == nil {
 		return
 	}
 	for _, k := range restKeys(c, u) {
@@ -116,7 +126,7 @@ func (a *authenticator) preverify(raw []byte) {
 			// A reload may have swapped the credentials meanwhile: only
 			// remember keys of the snapshot still in force.
 			if a.cur.Load() == c {
-				a.keyCache[u] = k
+				a.keyCache[ck] = k
 			}
 			a.cacheMu.Unlock()
 			return
@@ -146,8 +156,9 @@ func (a *authenticator) handle(ra *turn.RequestAttributes) (string, []byte, bool
 		if len(c.secrets) == 1 {
 			return user, LongTermKey(ra.Username, c.realm, RESTPassword(c.secrets[0], ra.Username)), true
 		}
+		src, _ := addrPortOf(ra.SrcAddr)
 		a.cacheMu.Lock()
-		k, found := a.keyCache[ra.Username]
+		k, found := a.keyCache[cacheKey{src, ra.Username}]
 		a.cacheMu.Unlock()
 		if !found {
 			// No secret verified this user's message: hand pion the first
@@ -166,7 +177,7 @@ func (a *authenticator) handle(ra *turn.RequestAttributes) (string, []byte, bool
 // keyFor returns the key the AuthHandler would give pion for username in
 // realm, without counting or logging (for requests the relay answers
 // itself).
-func (a *authenticator) keyFor(username, realm string) ([]byte, bool) {
+func (a *authenticator) keyFor(src netip.AddrPort, username, realm string) ([]byte, bool) {
 	c := a.cur.Load()
 	if realm != c.realm {
 		return nil, false
@@ -179,7 +190,7 @@ func (a *authenticator) keyFor(username, realm string) ([]byte, bool) {
 			return LongTermKey(username, c.realm, RESTPassword(c.secrets[0], username)), true
 		}
 		a.cacheMu.Lock()
-		k, found := a.keyCache[username]
+		k, found := a.keyCache[cacheKey{src, username}]
 		a.cacheMu.Unlock()
 		return k, found
 	}

@@ -324,3 +324,17 @@ func waitFor(t testing.TB, what string, d time.Duration, ok func() bool) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// buildSigned returns a signed Allocate request of user.
+func buildSigned(t testing.TB, user, realm, pass string) []byte {
+	t.Helper()
+	m, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest),
+		stun.NewUsername(user), stun.NewRealm(realm), stun.NewNonce("n"),
+		stun.NewLongTermIntegrity(user, realm, pass), stun.Fingerprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Raw
+}

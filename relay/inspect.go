@@ -34,23 +34,15 @@ func (s *Server) inspect(raw []byte, src, listener netip.AddrPort, tcp bool, rep
 	if len(raw) < 20 || !stun.IsMessage(raw) {
 		return false
 	}
-	s.auth.preverify(raw)
+	s.auth.preverify(raw, src)
 	switch binary.BigEndian.Uint16(raw[0:2]) {
 	case typeChannelBindRequest:
 		return s.inspectChannelBind(raw, src, reply)
 	case typeAllocateRequest:
+		// Only the authenticated attempt: the first, unauthenticated one
+		// gets pion's 401 challenge, which clients expect first.
 		if !tcp && requestsTCP(raw) {
-			m := &stun.Message{Raw: append([]byte(nil), raw...)}
-			if m.Decode() != nil {
-				return false
-			}
-			out, err := stun.Build(stun.NewTransactionIDSetter(m.TransactionID),
-				stun.NewType(stun.MethodAllocate, stun.ClassErrorResponse),
-				stun.ErrorCodeAttribute{Code: stun.CodeBadRequest, Reason: []byte("TCP allocations need a TCP or TLS connection")})
-			if err == nil {
-				_ = reply(out.Raw)
-			}
-			return true
+			return s.refuseTCPOverUDP(raw, src, reply)
 		}
 	case typeRefreshRequest:
 		s.inspectRefresh(raw, src, listener, tcp)
@@ -58,10 +50,48 @@ func (s *Server) inspect(raw []byte, src, listener netip.AddrPort, tcp bool, rep
 	return false
 }
 
+// refuseTCPOverUDP answers an authenticated Allocate of a TCP relay on a
+// UDP listener with 400 (clients check the integrity of answers to signed
+// requests, so the answer is signed too).
+func (s *Server) refuseTCPOverUDP(raw []byte, src netip.AddrPort, reply func([]byte) error) bool {
+	m := &stun.Message{Raw: append([]byte(nil), raw...)}
+	if m.Decode() != nil {
+		return false
+	}
+	key, ok := s.authenticated(m, src)
+	if !ok {
+		return false
+	}
+	out, err := stun.Build(stun.NewTransactionIDSetter(m.TransactionID),
+		stun.NewType(stun.MethodAllocate, stun.ClassErrorResponse),
+		stun.ErrorCodeAttribute{Code: stun.CodeBadRequest, Reason: []byte("TCP allocations need a TCP or TLS connection")},
+		stun.MessageIntegrity(key))
+	if err != nil {
+		return false
+	}
+	_ = reply(out.Raw)
+	return true
+}
+
+// authenticated returns the key of m's user when m carries valid
+// credentials and integrity; otherwise the relay leaves m to pion.
+func (s *Server) authenticated(m *stun.Message, src netip.AddrPort) ([]byte, bool) {
+	var un stun.Username
+	var realm stun.Realm
+	if un.GetFrom(m) != nil || realm.GetFrom(m) != nil {
+		return nil, false
+	}
+	key, ok := s.auth.keyFor(src, un.String(), realm.String())
+	if !ok || stun.MessageIntegrity(key).Check(m) != nil {
+		return nil, false
+	}
+	return key, true
+}
+
 // requestsTCP reports whether an Allocate asks for REQUESTED-TRANSPORT TCP.
 func requestsTCP(raw []byte) bool {
 	m := &stun.Message{Raw: append([]byte(nil), raw...)}
-	if m.Decode() != nil {
+	if m.Decode() != nil || !m.Contains(stun.AttrMessageIntegrity) {
 		return false
 	}
 	v, err := m.Get(stun.AttrRequestedTransport)
@@ -100,13 +130,8 @@ func (s *Server) inspectChannelBind(raw []byte, src netip.AddrPort, reply func([
 	}
 	// Answer only an authenticated request; anything else goes to pion,
 	// which challenges it (401 with a nonce).
-	var un stun.Username
-	var realm stun.Realm
-	if un.GetFrom(m) != nil || realm.GetFrom(m) != nil {
-		return false
-	}
-	key, ok := s.auth.keyFor(un.String(), realm.String())
-	if !ok || stun.MessageIntegrity(key).Check(m) != nil {
+	key, ok := s.authenticated(m, src)
+	if !ok {
 		return false
 	}
 	out, err := stun.Build(stun.NewTransactionIDSetter(m.TransactionID),

@@ -108,9 +108,12 @@ func embeddedIPv4(a netip.Addr) (out [2]netip.Addr, n int) {
 	v4 := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{b[i], b[i+1], b[i+2], b[i+3]}) }
 	switch {
 	case prefixCompat.Contains(a):
-		// ::/96 except :: and ::1, which the special table judges; their
-		// "IPv4 address" would be 0.0.0.0 and 0.0.0.1 anyway.
-		out[0], n = v4(12), 1
+		// ::/96 except :: and ::1, which are the IPv6 unspecified and
+		// loopback addresses (the special table judges them), not
+		// IPv4-compatible forms of 0.0.0.0 and 0.0.0.1.
+		if a != netip.IPv6Unspecified() && a != netip.IPv6Loopback() {
+			out[0], n = v4(12), 1
+		}
 	case prefixSIIT.Contains(a), prefixNAT64.Contains(a):
 		out[0], n = v4(12), 1
 	case prefixNAT64Local.Contains(a):
