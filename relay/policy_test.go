@@ -265,4 +265,5 @@ func (c channelNumber) AddTo(m *stun.Message) error {
 	m.Add(stun.AttrChannelNumber, []byte{byte(c >> 8), byte(c), 0, 0})
 	return nil
 }
+
 const magicCookie = 0x2112A442
