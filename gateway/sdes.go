@@ -22,9 +22,9 @@ import (
 // not understand.
 
 const (
-	// maxMKILen bounds the MKI length we accept; RFC 4568 allows up to
-	// 128 bytes, real implementations use 1 to 4.
-	maxMKILen = 16
+	// maxMKILen is RFC 4568's limit on the MKI length; real
+	// implementations use 1 to 4 bytes.
+	maxMKILen = 128
 	// maxKeyParams bounds the keys in one attribute.
 	maxKeyParams = 4
 	// maxCryptoLine bounds the attribute's length before parsing.
