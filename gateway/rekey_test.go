@@ -255,7 +255,7 @@ func TestPeerRekeyGrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	k2 := contextFor(t, k2line, false)
-	k2.SetROC(ssrc, 1) // the peer keeps its ROC too
+	k2.SetROC(ssrc, 1)                       // the peer keeps its ROC too
 	mustRecvRTP(t, c.cloudRTP, rx, send(k1)) // in flight with the old key
 	mustRecvRTP(t, c.cloudRTP, rx, send(k2))
 	mustRecvRTP(t, c.cloudRTP, rx, send(k1))
