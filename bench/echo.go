@@ -1,0 +1,79 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/mediaedge/mediaedge/internal/udpbatch"
+)
+
+// EchoPeer sends every datagram back to where it came from: the far end
+// of `bench turn`. It starts in StartEchoPeer and stops in Close.
+type EchoPeer struct {
+	uc *net.UDPConn
+	wg sync.WaitGroup
+}
+
+// StartEchoPeer binds addr and starts echoing.
+func StartEchoPeer(addr string) (*EchoPeer, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, optionError("echo peer address %q: %v", addr, err)
+	}
+	uc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+	if err != nil {
+		return nil, fmt.Errorf("bench: echo peer: %w", err)
+	}
+	_ = uc.SetReadBuffer(4 << 20)
+	_ = uc.SetWriteBuffer(4 << 20)
+	e := &EchoPeer{uc: uc}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.run()
+	}()
+	return e, nil
+}
+
+// Addr is the peer's address.
+func (e *EchoPeer) Addr() netip.AddrPort {
+	a := e.uc.LocalAddr().(*net.UDPAddr).AddrPort()
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}
+
+// Close stops the echo and waits for it. Idempotent.
+func (e *EchoPeer) Close() {
+	e.uc.Close()
+	e.wg.Wait()
+}
+
+func (e *EchoPeer) run() {
+	bc := udpbatch.New(e.uc, batchSize)
+	msgs := make([]udpbatch.Message, batchSize)
+	for i := range msgs {
+		msgs[i].Buf = make([]byte, 65536)
+	}
+	for {
+		n, err := bc.ReadBatch(msgs)
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err != nil {
+			continue
+		}
+		out := msgs[:n]
+		for len(out) > 0 {
+			w, err := bc.WriteBatch(out)
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if err != nil {
+				w++ // skip the datagram the kernel refused
+			}
+			out = out[min(w, len(out)):]
+		}
+	}
+}
