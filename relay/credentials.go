@@ -180,3 +180,33 @@ func generatePassword() (string, error) {
 	}
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
+
+// ParseSecretFile returns the REST shared secrets of a secret file's
+// contents (one per line, '#' comments), first one first.
+func ParseSecretFile(data []byte) ([][]byte, error) { return parseSecrets(data) }
+
+// URIs returns the TURN URIs of cfg's listeners (RFC 7065), with host
+// replacing the listener address when it is not empty (the name clients
+// use, or the public address behind NAT).
+func (c *Config) URIs(host string) []string {
+	var out []string
+	for _, l := range c.Listeners {
+		h := l.Addr.Addr().String()
+		if l.Addr.Addr().Is6() && !l.Addr.Addr().Is4In6() {
+			h = "[" + h + "]"
+		}
+		if host != "" {
+			h = host
+		}
+		hp := h + ":" + strconv.Itoa(int(l.Addr.Port()))
+		switch l.Transport {
+		case "udp":
+			out = append(out, "turn:"+hp+"?transport=udp")
+		case "tcp":
+			out = append(out, "turn:"+hp+"?transport=tcp")
+		case "tls":
+			out = append(out, "turns:"+hp+"?transport=tcp")
+		}
+	}
+	return out
+}
