@@ -166,7 +166,10 @@ func (p *poller) drain(a *alloc, now int64) {
 		if err != nil || n == 0 {
 			return
 		}
-		for i := p.used; i < p.used+n; i++ {
+		// handle advances p.used past every datagram it queues; the
+		// bounds are fixed before it runs.
+		base := p.used
+		for i := base; i < base+n; i++ {
 			p.handle(a, i, now)
 		}
 		if n < k {
