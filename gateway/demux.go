@@ -19,9 +19,7 @@ func (w *worker) demuxOpen(s *sock, src netip.AddrPort, pkt []byte, rtcp bool) (
 		plain, r, ok := w.open(l, pkt, rtcp, false)
 		return l, plain, r, ok
 	}
-	if !d.take(w.now) {
-		return nil, nil, reasonUnknownFlow, false
-	}
+	d.refill(w.now)
 	w.stats.trials.Add(1)
 	tried := 0
 	why := reasonUnknownFlow
@@ -31,7 +29,7 @@ func (w *worker) demuxOpen(s *sock, src netip.AddrPort, pkt []byte, rtcp bool) (
 		if want.IsValid() && want != src && l.symmetric {
 			continue
 		}
-		if tried >= maxTrialCandidates {
+		if tried >= maxTrialCandidates || !d.take() {
 			break
 		}
 		tried++

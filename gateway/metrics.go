@@ -87,7 +87,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		batchesDesc: prometheus.NewDesc("mediaedge_gateway_receive_calls_total",
 			"recvmmsg calls that returned packets; packets_total / this is the mean batch.", nil, nil),
 		trialsDesc: prometheus.NewDesc("mediaedge_gateway_trial_authentications_total",
-			"New flows on shared ports matched by trying session keys.", nil, nil),
+			"Packets of unknown flows on shared ports tried against session keys.", nil, nil),
 		latchedDesc: prometheus.NewDesc("mediaedge_gateway_latched_total",
 			"Remote addresses learned from authenticated packets.", []string{"leg"}, nil),
 		modeDesc: prometheus.NewDesc("mediaedge_gateway_port_mode_info",

@@ -44,26 +44,27 @@ type demux struct {
 	// authentication for a flow seen for the first time.
 	legs []*leg
 	idx  map[*leg]int
-	// trial tokens: a flow miss costs one token; tokens refill at
-	// trialRate per second up to trialBurst, so a flood of unknown flows
-	// costs bounded CPU.
+	// trial tokens: every key tried on a packet of an unknown flow costs
+	// one token; tokens refill at trialRate per second up to trialBurst,
+	// so a flood of unknown flows costs bounded CPU (200k HMAC or GCM
+	// checks of a small packet take about a tenth of a core-second).
 	tokens   float64
 	refillAt int64
 }
 
 const (
-	trialRate  = 2000
-	trialBurst = 4000
-	// maxTrialCandidates bounds the keys tried for one unknown flow.
-	maxTrialCandidates = 4096
+	trialRate  = 200_000
+	trialBurst = 200_000
+	// maxTrialCandidates bounds the keys tried for one packet.
+	maxTrialCandidates = 16384
 )
 
 func newDemux() *demux {
 	return &demux{flows: map[flowKey]*leg{}, idx: map[*leg]int{}, tokens: trialBurst}
 }
 
-// take spends one trial token, refilling by elapsed time.
-func (d *demux) take(now int64) bool {
+// refill adds the tokens earned since the last refill.
+func (d *demux) refill(now int64) {
 	if d.refillAt != 0 {
 		d.tokens += float64(now-d.refillAt) * trialRate / 1e9
 		if d.tokens > trialBurst {
@@ -71,6 +72,10 @@ func (d *demux) take(now int64) bool {
 		}
 	}
 	d.refillAt = now
+}
+
+// take spends one trial token.
+func (d *demux) take() bool {
 	if d.tokens < 1 {
 		return false
 	}

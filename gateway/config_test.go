@@ -1,0 +1,64 @@
+package gateway
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/mediaedge/mediaedge/internal/config"
+)
+
+func TestDefaultYAMLIsDefaultConfig(t *testing.T) {
+	var got Config
+	got = DefaultConfig()
+	got.Internal.Suites, got.Cloud.Suites = nil, nil // the file must set them
+	if err := config.Decode([]byte(DefaultYAML), &got, config.Options{}); err != nil {
+		t.Fatalf("DefaultYAML: %v", err)
+	}
+	if want := DefaultConfig(); !reflect.DeepEqual(got, want) {
+		t.Errorf("DefaultYAML decodes to\n%+v\nwant DefaultConfig()\n%+v", got, want)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		yaml string
+		want []string // problem paths, in order
+	}{
+		{"defaults", "", nil},
+		{"shared ports, gcm only", "internal: {port_mode: shared, suites: [AEAD_AES_128_GCM]}", nil},
+		{"bad workers and limits", "workers: -1\nmax_sessions: 0\nbatch: 5000\nmax_ssrcs: 0",
+			[]string{"workers", "max_sessions", "batch", "max_ssrcs"}},
+		{"bad bind", "internal: {bind: eth0}", []string{"internal.bind"}},
+		{"hostname bind", "cloud: {bind: localhost}", []string{"cloud.bind"}},
+		{"port mode", "cloud: {port_mode: pooled}", []string{"cloud.port_mode"}},
+		{"unknown suite", "internal: {suites: [AES_CM_128_HMAC_SHA1_80, F8_128_HMAC_SHA1_80]}", []string{"internal.suites[1]"}},
+		{"null suite not allowed", "internal: {suites: [NULL_HMAC_SHA1_80]}", []string{"internal.suites[0]"}},
+		{"null suite allowed", "internal: {suites: [NULL_HMAC_SHA1_80], allow_null_cipher: true}", nil},
+		{"no suites", "cloud: {suites: []}", []string{"cloud.suites"}},
+		{"plain only", "cloud: {suites: [], allow_plain: true}", nil},
+		{"overlap", "internal: {ports: 40000-45500}", []string{"cloud.ports"}},
+		{"overlap other address is fine", "internal: {ports: 40000-45500, bind: 127.0.0.2}", nil},
+		{"policies", "cloud: {roc: zero, on_key_exhausted: panic, key_lifetime: 3, rekey_interval: 10ms, rekey_packets: 2, replay_window: 10}",
+			[]string{"cloud.replay_window", "cloud.roc", "cloud.key_lifetime", "cloud.on_key_exhausted", "cloud.rekey_interval", "cloud.rekey_packets"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			err := config.Decode([]byte(tc.yaml), &cfg, config.Options{})
+			var got []string
+			if err != nil {
+				ps, ok := err.(config.Problems)
+				if !ok {
+					t.Fatalf("err = %v, want config.Problems", err)
+				}
+				for _, p := range ps {
+					got = append(got, p.Path)
+				}
+			}
+			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Errorf("problems at %v, want %v (%v)", got, tc.want, err)
+			}
+		})
+	}
+}
