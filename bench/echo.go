@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/mediaedge/mediaedge/internal/sockopt"
 	"github.com/mediaedge/mediaedge/internal/udpbatch"
 )
 
@@ -27,8 +28,9 @@ func StartEchoPeer(addr string) (*EchoPeer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: echo peer: %w", err)
 	}
-	_ = uc.SetReadBuffer(4 << 20)
-	_ = uc.SetWriteBuffer(4 << 20)
+	if rc, err := uc.SyscallConn(); err == nil {
+		_ = sockopt.Options{RecvBuffer: 4 << 20, SendBuffer: 4 << 20}.Control("udp", "", rc)
+	}
 	e := &EchoPeer{uc: uc}
 	e.wg.Add(1)
 	go func() {

@@ -114,11 +114,10 @@ func (rc *receiver) handle(b []byte, from netip.AddrPort, now int64) {
 		return
 	}
 	st.dir.received.Add(1)
-	sent := st.sendNs[k].Load()
-	if sent > 0 && now >= sent {
+	if sent := st.sendNs[k].Load(); sent > 0 && now >= sent {
 		st.dir.lat.Record(time.Duration(now - sent))
+		st.jitter.UpdateTransit(time.Duration(now - sent))
 	}
-	st.jitter.Update(time.Duration(now), h.Timestamp)
 	st.bytes += int64(len(b))
 	st.lastRecv = now
 	st.dir.timeline.Add(time.Duration(now-rc.r.mediaStart.Load()), len(b))

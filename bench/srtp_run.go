@@ -145,7 +145,14 @@ func newSRTPRun(flows []Flow, opt *SRTPOptions) (*srtpRun, error) {
 			r.close()
 		}
 	}()
+	so := sockopt.Options{RecvBuffer: opt.RecvBuffer, SendBuffer: opt.SendBuffer}
 	for _, uc := range opt.Conns {
+		// The caller bound these with default buffers (about 208 KiB):
+		// a burst of 1200-byte packets overflows that at bench's own
+		// socket, which would be charged to the system under test.
+		if rc, err := uc.SyscallConn(); err == nil {
+			_ = so.Control("udp", "", rc)
+		}
 		la := uc.LocalAddr().(*net.UDPAddr).AddrPort()
 		la = netip.AddrPortFrom(la.Addr().Unmap(), la.Port())
 		s := &benchSocket{addr: la, uc: uc, bc: udpbatch.New(uc, batchSize), bySSRC: map[uint32]*stream{}}

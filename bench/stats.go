@@ -136,6 +136,24 @@ func (j *Jitter) Update(arrival time.Duration, ts uint32) {
 	j.started = true
 }
 
+// UpdateTransit adds a packet whose transit time (arrival minus send time,
+// on one clock) is known exactly, as when bench is both sender and
+// receiver. It is the same estimator with the RTP timestamp replaced by the
+// true send time: the timestamps of a sender with a perfect clock. Unlike
+// Update it stays meaningful when packets are sent faster than their
+// timestamps advance (max-rate runs).
+func (j *Jitter) UpdateTransit(transit time.Duration) {
+	if j.clockRate == 0 {
+		return
+	}
+	t := transit.Seconds() * j.clockRate
+	if j.started {
+		j.j += (math.Abs(t-j.lastTransit) - j.j) / 16
+	}
+	j.lastTransit = t
+	j.started = true
+}
+
 // Units returns the jitter in RTP timestamp units, as an RTCP receiver
 // report carries it.
 func (j *Jitter) Units() float64 { return j.j }

@@ -40,6 +40,19 @@ func TestJitterHandComputed(t *testing.T) {
 	}
 }
 
+// The same trace through UpdateTransit: transit times 0, 0, 5, 0 ms are
+// 0, 0, 40, 0 timestamp units, hence the same J.
+func TestJitterTransitHandComputed(t *testing.T) {
+	var j Jitter
+	j.SetClockRate(8000)
+	for _, tr := range []time.Duration{0, 0, 5 * time.Millisecond, 0} {
+		j.UpdateTransit(tr)
+	}
+	if math.Abs(j.Units()-4.84375) > 1e-9 {
+		t.Fatalf("J = %v, want 4.84375", j.Units())
+	}
+}
+
 func TestJitterTimestampWrap(t *testing.T) {
 	// The same trace as above, with timestamps that wrap past 2^32.
 	var j Jitter

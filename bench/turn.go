@@ -19,6 +19,8 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
+
+	"github.com/mediaedge/mediaedge/internal/sockopt"
 )
 
 // TURNOptions describe a TURN run: N allocations on a TURN server, each
@@ -250,8 +252,11 @@ func (r *turnRun) allocate(ctx context.Context, id uint32, peer netip.AddrPort, 
 	if err != nil {
 		return nil, err
 	}
-	_ = conn.SetReadBuffer(1 << 20)
-	_ = conn.SetWriteBuffer(1 << 20)
+	// SO_RCVBUFFORCE when privileged: SetReadBuffer is capped by
+	// net.core.rmem_max (about 208 KiB by default).
+	if rc, err := conn.SyscallConn(); err == nil {
+		_ = sockopt.Options{RecvBuffer: 4 << 20, SendBuffer: 1 << 20}.Control("udp", "", rc)
+	}
 	user, pass := opt.Username, opt.Password
 	if opt.Secret != "" {
 		user, pass = RESTCredentials(opt.Secret, opt.Username, 24*time.Hour)
