@@ -47,8 +47,13 @@ fuzz:
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; done
 
+# The standard suite (docs/bench.md): gateway with 1 and 100 streams of 160
+# and 1200 bytes, relay with 1, 10 and 100 allocations, against mediaedge and,
+# when installed, rtpengine and coturn in the same run. One measurement at a
+# time on this machine (flock); writes bench-results/<date>/report.md.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	@out=bench-results/$$(date +%Y%m%d-%H%M%S); \
+	flock /tmp/mediaedge-perf.lock ./bin/mediaedge bench suite --out "$$out" $(BENCHFLAGS)
 
 units: build
 	./systemd/check-units.sh
