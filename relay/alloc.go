@@ -51,8 +51,8 @@ type alloc struct {
 
 	// mu guards the following and serialises table rebuilds.
 	mu     sync.Mutex
-	chans  map[uint16]netip.AddrPort
-	perms  map[netip.Addr]struct{}
+	chans  []chanEntry // few per allocation: a slice costs less than a map
+	perms  []netip.Addr
 	five   fiveKey // set by OnAllocationCreated
 	ended  bool
 	closer func() error // closes the relay socket (ends the allocation)
@@ -153,10 +153,10 @@ func (a *alloc) rebuildLocked() {
 		chans: make([]chanEntry, 0, len(a.chans)),
 		perms: make([]netip.Addr, 0, len(a.perms)),
 	}
-	for n, p := range a.chans {
-		t.chans = append(t.chans, chanEntry{num: n, peer: p, denied: pol.Peer(p.Addr()) != reasonNone})
+	for _, c := range a.chans {
+		t.chans = append(t.chans, chanEntry{num: c.num, peer: c.peer, denied: pol.Peer(c.peer.Addr()) != reasonNone})
 	}
-	for p := range a.perms {
+	for _, p := range a.perms {
 		t.perms = append(t.perms, p)
 		if pol.Peer(p) != reasonNone {
 			if t.denied == nil {
@@ -259,7 +259,12 @@ type relayConn struct {
 	fd    int
 	local *net.UDPAddr
 
-	slow      chan slowPacket
+	// The slow-path queue: the poller appends, pion's reader pops. The
+	// slice exists only while datagrams wait, so idle allocations pay for
+	// one small channel.
+	qmu       sync.Mutex
+	q         []slowPacket
+	notify    chan struct{} // capacity 1: "the queue may be non-empty"
 	done      chan struct{}
 	closeOnce sync.Once
 	wmu       sync.Mutex // serialises WriteTo's scratch
@@ -274,8 +279,9 @@ type slowPacket struct {
 }
 
 // slowQueue is how many peer datagrams may wait for pion per allocation;
-// more are dropped (queue_full).
-const slowQueue = 8
+// more are dropped (queue_full). TCP/TLS clients' traffic all takes this
+// path, so it absorbs bursts.
+const slowQueue = 512
 
 // bufSize is the size of every datagram buffer: room for a 4-byte
 // ChannelData header in front of a payload up to a typical jumbo-free MTU.
@@ -288,14 +294,44 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b 
 
 // ReadFrom implements net.PacketConn for pion's per-allocation reader.
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	select {
-	case sp := <-c.slow:
-		n := copy(p, (*sp.buf)[4:4+sp.n])
-		bufPool.Put(sp.buf)
-		return n, net.UDPAddrFromAddrPort(sp.from), nil
-	case <-c.done:
-		return 0, nil, net.ErrClosed
+	for {
+		c.qmu.Lock()
+		if len(c.q) > 0 {
+			sp := c.q[0]
+			c.q[0] = slowPacket{}
+			c.q = c.q[1:]
+			if len(c.q) == 0 {
+				c.q = nil // let the backing array go
+			}
+			c.qmu.Unlock()
+			n := copy(p, (*sp.buf)[4:4+sp.n])
+			bufPool.Put(sp.buf)
+			return n, net.UDPAddrFromAddrPort(sp.from), nil
+		}
+		c.qmu.Unlock()
+		select {
+		case <-c.notify:
+		case <-c.done:
+			return 0, nil, net.ErrClosed
+		}
 	}
+}
+
+// enqueue hands a peer datagram to pion's reader; false when the queue is
+// full.
+func (c *relayConn) enqueue(sp slowPacket) bool {
+	c.qmu.Lock()
+	if len(c.q) >= slowQueue {
+		c.qmu.Unlock()
+		return false
+	}
+	c.q = append(c.q, sp)
+	c.qmu.Unlock()
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+	return true
 }
 
 // WriteTo implements net.PacketConn: pion's Send indications and the
@@ -364,3 +400,44 @@ func (c *relayConn) SetReadDeadline(time.Time) error { return nil }
 
 // SetWriteDeadline implements net.PacketConn.
 func (c *relayConn) SetWriteDeadline(time.Time) error { return nil }
+
+// setChanLocked binds channel num to peer; the caller holds a.mu.
+func (a *alloc) setChanLocked(num uint16, peer netip.AddrPort) {
+	for i := range a.chans {
+		if a.chans[i].num == num {
+			a.chans[i].peer = peer
+			return
+		}
+	}
+	a.chans = append(a.chans, chanEntry{num: num, peer: peer})
+}
+
+// delChanLocked unbinds channel num; the caller holds a.mu.
+func (a *alloc) delChanLocked(num uint16) {
+	for i := range a.chans {
+		if a.chans[i].num == num {
+			a.chans = append(a.chans[:i], a.chans[i+1:]...)
+			return
+		}
+	}
+}
+
+// setPermLocked adds a permission for peer IP p; the caller holds a.mu.
+func (a *alloc) setPermLocked(p netip.Addr) {
+	for _, q := range a.perms {
+		if q == p {
+			return
+		}
+	}
+	a.perms = append(a.perms, p)
+}
+
+// delPermLocked removes the permission for p; the caller holds a.mu.
+func (a *alloc) delPermLocked(p netip.Addr) {
+	for i, q := range a.perms {
+		if q == p {
+			a.perms = append(a.perms[:i], a.perms[i+1:]...)
+			return
+		}
+	}
+}

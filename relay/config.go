@@ -29,7 +29,9 @@ type Config struct {
 	// Listeners are the addresses clients reach the relay on.
 	Listeners []ListenerConfig `yaml:"listeners"`
 	// UDPShards is the number of SO_REUSEPORT sockets per UDP listener, each
-	// with its own reader; 0 means one per usable CPU (GOMAXPROCS).
+	// with its own reader; 0 means one per usable CPU (GOMAXPROCS). pion
+	// keeps EVEN-PORT reservations per socket, so with more than one shard
+	// an RTP/RTCP pair allocated from two client ports can fail (508).
 	UDPShards int `yaml:"udp_shards"`
 	// RelayIP is the IPv4 address relay sockets bind to; empty means the
 	// address of the first IPv4 listener.
@@ -137,7 +139,8 @@ func DefaultConfig() Config {
 			{Transport: "udp", Addr: config.AddrPort{AddrPort: netip.MustParseAddrPort("127.0.0.1:3478")}},
 			{Transport: "tcp", Addr: config.AddrPort{AddrPort: netip.MustParseAddrPort("127.0.0.1:3478")}},
 		},
-		Ports: config.PortRange{Min: 49152, Max: 65535},
+		UDPShards: 1,
+		Ports:     config.PortRange{Min: 49152, Max: 65535},
 		Limits: LimitsConfig{
 			MaxAllocations:        10000,
 			MaxAllocationsPerUser: 100,

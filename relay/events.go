@@ -17,26 +17,26 @@ func (s *Server) events() turn.EventHandler {
 		OnPermissionCreated: func(_, _ net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
 			s.editAlloc(relay, func(a *alloc) {
 				if p, ok := netip.AddrFromSlice(peer); ok {
-					a.perms[p.Unmap()] = struct{}{}
+					a.setPermLocked(p.Unmap())
 				}
 			})
 		},
 		OnPermissionDeleted: func(_, _ net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
 			s.editAlloc(relay, func(a *alloc) {
 				if p, ok := netip.AddrFromSlice(peer); ok {
-					delete(a.perms, p.Unmap())
+					a.delPermLocked(p.Unmap())
 				}
 			})
 		},
 		OnChannelCreated: func(_, _ net.Addr, _, _, _ string, relay, peer net.Addr, num uint16) {
 			s.editAlloc(relay, func(a *alloc) {
 				if p, ok := addrPortOf(peer); ok {
-					a.chans[num] = p
+					a.setChanLocked(num, p)
 				}
 			})
 		},
 		OnChannelDeleted: func(_, _ net.Addr, _, _, _ string, relay, _ net.Addr, num uint16) {
-			s.editAlloc(relay, func(a *alloc) { delete(a.chans, num) })
+			s.editAlloc(relay, func(a *alloc) { a.delChanLocked(num) })
 		},
 	}
 }

@@ -83,8 +83,6 @@ func (s *Server) newAlloc(u *userState, proto string, fam int, port uint16) *all
 		slot:      -1,
 		relayAddr: netip.AddrPortFrom(s.bind[fam], port),
 		advAddr:   netip.AddrPortFrom(s.adv[fam], port),
-		chans:     map[uint16]netip.AddrPort{},
-		perms:     map[netip.Addr]struct{}{},
 	}
 	a.table.Store(emptyTable)
 	lim := s.limits.Load()
@@ -144,13 +142,13 @@ func (s *Server) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Packe
 		return nil, nil, fmt.Errorf("relay: relay socket: %w", err)
 	}
 	c := &relayConn{
-		a:     a,
-		file:  file,
-		rc:    rc,
-		fd:    fd,
-		local: net.UDPAddrFromAddrPort(a.relayAddr),
-		slow:  make(chan slowPacket, slowQueue),
-		done:  make(chan struct{}),
+		a:      a,
+		file:   file,
+		rc:     rc,
+		fd:     fd,
+		local:  net.UDPAddrFromAddrPort(a.relayAddr),
+		notify: make(chan struct{}, 1),
+		done:   make(chan struct{}),
 	}
 	a.udp = c
 	a.slot = fam*s.cfg.Ports.Len() + off

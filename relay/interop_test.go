@@ -51,7 +51,12 @@ func TestInteropCoturnUclient(t *testing.T) {
 	if err != nil {
 		t.Skip("turnutils_peer not installed (Debian package coturn)")
 	}
-	r := startRelay(t, baseConfig(t)) // admits 127.0.0.0/8 peers explicitly
+	cfg := baseConfig(t) // admits 127.0.0.0/8 peers explicitly
+	// uclient's RTCP pairs use RESERVATION-TOKEN across two client
+	// sockets, which pion keeps per listener socket: one shard (the
+	// default).
+	cfg.UDPShards = 1
+	r := startRelay(t, cfg)
 	peerPort := freePortPair(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()

@@ -204,9 +204,7 @@ func (p *poller) handle(a *alloc, i int, now int64) {
 		// builds the message and writes it on the client's connection.
 		pb := bufPool.Get().(*[]byte)
 		copy((*pb)[4:], p.rbufs[i][:n])
-		select {
-		case a.udp.slow <- slowPacket{buf: pb, n: n, from: from}:
-		default:
+		if !a.udp.enqueue(slowPacket{buf: pb, n: n, from: from}) {
 			bufPool.Put(pb)
 			p.drop[dropQueueFull]++
 		}
