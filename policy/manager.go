@@ -66,21 +66,24 @@ type Manager struct {
 
 	// applyMu serialises passes (start, watcher, reload, control API,
 	// close) and guards the following.
-	applyMu  sync.Mutex
-	cfg      Config
-	media    MediaSet
-	rec      *reconciler // nil before Start, after Close, or without kernel access
-	closeH   func()
-	src      eventSource
-	mem      gwMemory
-	protos   []uint8 // protocols owned since start (a reload may change it)
-	tables   []int   // tables used since start
-	lastGood string  // desired state reached by the last complete pass
-	lastUp   [2]bool
-	lastSt   string
-	lastWarn []string
-	started  bool
-	closed   bool
+	applyMu sync.Mutex
+	cfg     Config
+	media   MediaSet
+	rec     *reconciler // nil before Start, after Close, or without kernel access
+	closeH  func()
+	src     eventSource
+	mem     gwMemory
+	protos  []uint8 // protocols owned since start (a reload may change it)
+	tables  []int   // tables used since start
+	// lastActual holds the owned objects the last pass left in the
+	// kernel, to tell repairs of drift from planned changes.
+	lastActual map[string]bool
+	lastUp     [2]bool
+	lastSt     string
+	lastWarn   []string
+	started    bool
+	applied    bool // enforce mode reached the kernel: Close may remove
+	closed     bool
 
 	// filter is what the watcher uses to pick relevant notifications.
 	filter    atomic.Pointer[eventFilter]
@@ -181,6 +184,7 @@ func (m *Manager) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	m.applied = enforce
 	out := m.passLocked(triggerStart, true)
 	if enforce && isPermission(out.err) {
 		return fmt.Errorf("policy: enforce mode needs CAP_NET_ADMIN: %w", out.err)
@@ -270,8 +274,9 @@ func (m *Manager) Reload(ctx context.Context, cfg Config) error {
 }
 
 // Close stops the watcher and, in enforce mode with on_stop: remove,
-// deletes every rule and route in mediaedge's protocols. It is idempotent
-// and bounded: a few netlink requests.
+// deletes every rule and route in mediaedge's protocols, unless Start was
+// refused before touching the kernel. It is idempotent and bounded: a few
+// netlink requests.
 func (m *Manager) Close() error {
 	m.applyMu.Lock()
 	if m.closed {
@@ -291,7 +296,9 @@ func (m *Manager) Close() error {
 	m.applyMu.Lock()
 	defer m.applyMu.Unlock()
 	var err error
-	if m.rec != nil && m.cfg.Mode == ModeEnforce && m.cfg.OnStop == OnStopRemove {
+	// A Manager that never reached the kernel (a start refused for bad
+	// input) leaves the previous rule set in place.
+	if m.rec != nil && m.applied && m.cfg.OnStop == OnStopRemove {
 		var cmds []string
 		cmds, err = m.rec.flush(m.protos)
 		m.log.Info("removed mediaedge's rules and routes", "changes", len(cmds))

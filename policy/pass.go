@@ -76,8 +76,19 @@ func (m *Manager) passLocked(trigger string, allTables bool) passOutcome {
 		return out
 	}
 
-	res := m.rec.apply(ops)
+	// Route deletes come last, so a flush right after the route replaces
+	// misses them; a second flush after the whole pass covers those.
+	flushed := 0
+	res := m.rec.apply(ops, func(done []op) {
+		if cfg.ConntrackFlush && len(done) > 0 {
+			out.flushed += m.flushConntrackLocked(done)
+			flushed = len(done)
+		}
+	})
 	out.done, out.err = res.done, res.err()
+	if cfg.ConntrackFlush && len(res.done) > flushed {
+		out.flushed += m.flushConntrackLocked(res.done[flushed:])
+	}
 	if len(ops) > 0 {
 		// Read back: a kernel that does not know an attribute (ipproto,
 		// dport and rule protocol need 4.17) may accept the rule without
@@ -93,16 +104,39 @@ func (m *Manager) passLocked(trigger string, allTables bool) passOutcome {
 			out.err = err
 		}
 	}
-	if cfg.ConntrackFlush && len(res.done) > 0 {
-		out.flushed = m.flushConntrackLocked(res.done)
-	}
-	rendered := out.desired.render(k.names)
-	out.repair = len(res.done) > 0 && rendered == m.lastGood
-	if out.err == nil {
-		m.lastGood = rendered
-	}
+	out.repair = m.isRepairLocked(res.done, k.names)
+	m.lastActual = ownedKeys(out.k)
 	out.warns = m.warningsLocked(out.k)
 	return out
+}
+
+// isRepairLocked reports whether done undid someone else's change: it
+// re-added an object that the previous pass left in the kernel, or deleted
+// an owned object the previous pass had not seen. Changes that follow the
+// configuration or the uplink's state are not repairs.
+func (m *Manager) isRepairLocked(done []op, names linkNamer) bool {
+	if m.lastActual == nil {
+		return false
+	}
+	for _, o := range done {
+		key := o.key(names)
+		if o.kind.adds() == m.lastActual[key] {
+			return true
+		}
+	}
+	return false
+}
+
+// ownedKeys returns the keys of the owned objects in k.
+func ownedKeys(k *kernelState) map[string]bool {
+	keys := map[string]bool{}
+	for i := range k.owned {
+		keys[ruleKey(&k.owned[i])] = true
+	}
+	for i := range k.routes {
+		keys[routeKey(&k.routes[i], k.names)] = true
+	}
+	return keys
 }
 
 // placeholderUplink stands for an uplink plan mode cannot see: every family

@@ -130,6 +130,14 @@ const (
 
 func (k opKind) adds() bool { return k == opRouteReplace || k == opRuleAdd }
 
+// key returns the identity of the object o changes.
+func (o *op) key(names linkNamer) string {
+	if o.kind == opRuleAdd || o.kind == opRuleDel {
+		return ruleKey(&o.rule)
+	}
+	return routeKey(&o.route, names)
+}
+
 // op is one kernel change and its ip command.
 type op struct {
 	kind  opKind
@@ -229,11 +237,18 @@ func (a *applyResult) err() error { return errors.Join(a.errs...) }
 // apply performs ops in order. EEXIST on add and ENOENT/ESRCH on delete
 // are success: the kernel already is where the op wanted it. Deletes run
 // only when every add succeeded, so that a change of media set or of
-// layout never leaves a gap.
-func (r *reconciler) apply(ops []op) applyResult {
+// layout never leaves a gap. afterRoutes, when not nil, runs once the
+// routes are in place (before the rules change): the moment a path
+// changed, for the conntrack flush.
+func (r *reconciler) apply(ops []op, afterRoutes func(done []op)) applyResult {
 	var res applyResult
 	addFailed := false
+	called := false
 	for _, o := range ops {
+		if !called && o.kind != opRouteReplace && afterRoutes != nil {
+			afterRoutes(res.done)
+			called = true
+		}
 		if !o.kind.adds() && addFailed {
 			res.skipped++
 			continue
@@ -268,6 +283,9 @@ func (r *reconciler) apply(ops []op) applyResult {
 		}
 		res.done = append(res.done, o)
 	}
+	if !called && afterRoutes != nil {
+		afterRoutes(res.done)
+	}
 	return res
 }
 
@@ -286,7 +304,7 @@ func (r *reconciler) flush(protos []uint8) ([]string, error) {
 	for _, rt := range k.routes {
 		ops = append(ops, op{kind: opRouteDel, route: rt, cmd: routeCmd("del", &rt, k.names)})
 	}
-	res := r.apply(ops)
+	res := r.apply(ops, nil)
 	cmds := make([]string, len(res.done))
 	for i, o := range res.done {
 		cmds[i] = o.cmd

@@ -336,3 +336,5 @@ func TestStartRemovesStale(t *testing.T) {
 		t.Errorf("after flush:\n%s\nwant the kernel's own rules only:\n%s", got, pristine)
 	}
 }
+
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
