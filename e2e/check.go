@@ -1,0 +1,93 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Check is one claim of the scenario with the evidence for or against it.
+type Check struct {
+	// Name is a short claim, e.g. "media leaves on the direct uplink".
+	Name string
+	// Pass is true when the evidence supports the claim.
+	Pass bool
+	// Evidence are the observations, one per line, with numbers.
+	Evidence []string
+	// Took is how long the step took.
+	Took time.Duration
+}
+
+// checker builds one Check: evidence lines accumulate and any failed
+// expectation makes it fail.
+type checker struct {
+	c     Check
+	start time.Time
+}
+
+func newChecker(name string) *checker {
+	return &checker{c: Check{Name: name, Pass: true}, start: time.Now()}
+}
+
+// note adds evidence.
+func (k *checker) note(format string, args ...any) {
+	k.c.Evidence = append(k.c.Evidence, fmt.Sprintf(format, args...))
+}
+
+// expect adds evidence and fails the check unless ok. Failed lines are
+// marked so that they stand out.
+func (k *checker) expect(ok bool, format string, args ...any) bool {
+	line := fmt.Sprintf(format, args...)
+	if !ok {
+		k.c.Pass = false
+		line = "✗ " + line
+	}
+	k.c.Evidence = append(k.c.Evidence, line)
+	return ok
+}
+
+// fail records an error that stopped the step.
+func (k *checker) fail(err error) {
+	k.c.Pass = false
+	k.c.Evidence = append(k.c.Evidence, "✗ "+err.Error())
+}
+
+func (k *checker) done() Check {
+	k.c.Took = time.Since(k.start)
+	return k.c
+}
+
+// WriteCheck prints a check as a PASS/FAIL line followed by its evidence.
+func WriteCheck(w io.Writer, c Check) {
+	verdict := "PASS"
+	if !c.Pass {
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(w, "%s  %s (%s)\n", verdict, c.Name, c.Took.Round(10*time.Millisecond))
+	for _, e := range c.Evidence {
+		for _, line := range strings.Split(e, "\n") {
+			fmt.Fprintf(w, "        %s\n", line)
+		}
+	}
+}
+
+// WriteSummary prints one line per check and the verdict.
+func WriteSummary(w io.Writer, checks []Check, took time.Duration) {
+	passed := 0
+	fmt.Fprintln(w, "Summary")
+	for _, c := range checks {
+		mark := "PASS"
+		if c.Pass {
+			passed++
+		} else {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(w, "  %s  %s\n", mark, c.Name)
+	}
+	verdict := "the edge works end to end"
+	if passed != len(checks) || len(checks) == 0 {
+		verdict = "the edge does NOT work end to end"
+	}
+	fmt.Fprintf(w, "%d of %d checks passed in %s: %s.\n", passed, len(checks), took.Round(100*time.Millisecond), verdict)
+}

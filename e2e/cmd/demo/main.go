@@ -1,0 +1,124 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/mediaedge/mediaedge/e2e"
+)
+
+const topology = `
+  client 10.20.0.10 ── lan0 [ EDGE: mediaedge ] wan0 198.51.100.2 ──── internet
+                                  vpn0 (full-tunnel default route)      52.112.0.10  cloud media server (Teams 52.112.0.0/14)
+                                   │                                    192.0.2.80   other cloud host
+                         VPN concentrator ── 203.0.113.2 ───────────    192.0.2.200  a media range published later
+                         corporate host 10.99.0.1
+`
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	bin := flag.String("bin", "bin/mediaedge", "mediaedge binary to run on the edge")
+	keep := flag.Bool("keep", false, "keep the work directory (configuration, daemon log, captures)")
+	hold := flag.Bool("hold", false, "before stopping mediaedge, wait for Enter so that you can look around the namespaces")
+	window := flag.Duration("window", 3*time.Second, "how long audio is measured and captured on the uplink")
+	flag.Parse()
+
+	if _, err := os.Stat(*bin); err != nil {
+		fmt.Fprintf(os.Stderr, "demo: %v (run `make build` or pass -bin)\n", err)
+		return 2
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		first := true
+		for sig := range sigs {
+			if first {
+				fmt.Fprintf(os.Stderr, "\ndemo: %v: stopping and cleaning up (bounded to 30 s)\n", sig)
+				cancel()
+				first = false
+				continue
+			}
+			fmt.Fprintf(os.Stderr, "demo: %v: still cleaning up, please wait\n", sig)
+		}
+	}()
+
+	fmt.Println("mediaedge end-to-end demo: a branch office in network namespaces")
+	fmt.Print(topology)
+	fmt.Println()
+	opt := e2e.Options{
+		Prefix:      "medemo",
+		Bin:         *bin,
+		KeepWorkDir: *keep,
+		Progress:    os.Stdout,
+		MediaWindow: *window,
+		OnCheck: func(c e2e.Check) {
+			e2e.WriteCheck(os.Stdout, c)
+			fmt.Println()
+		},
+	}
+	if *hold {
+		opt.Hold = waitForEnter
+	}
+	res, err := e2e.Run(ctx, opt)
+	switch {
+	case errors.Is(err, e2e.ErrNotRoot), errors.Is(err, e2e.ErrMissingTool):
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		return 2
+	case res == nil:
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		return 1
+	}
+	fmt.Println()
+	e2e.WriteSummary(os.Stdout, res.Checks, res.Took)
+	if err != nil {
+		fmt.Printf("The scenario stopped early: %v\n", err)
+	}
+	if !res.Passed() && res.DaemonLog != "" {
+		fmt.Printf("\nLast lines of mediaedge's log:\n%s\n", res.DaemonLog)
+	}
+	if *keep {
+		fmt.Printf("Configuration, daemon log and captures kept in %s\n", res.WorkDir)
+	}
+	fmt.Println("Every namespace and process the demo made has been removed.")
+	if err != nil || !res.Passed() {
+		return 1
+	}
+	return 0
+}
+
+// waitForEnter holds the scenario before SIGTERM until Enter (or a signal).
+func waitForEnter(ctx context.Context, t *e2e.Topology, dir string) {
+	fmt.Printf(`
+Holding before SIGTERM. In another terminal, for example:
+  ip netns exec %[1]s ip rule
+  ip netns exec %[1]s ip route show table 100
+  ip netns exec %[1]s tcpdump -ni wan0 udp
+  curl is not needed: ip netns exec %[1]s wget -qO- http://127.0.0.1:9477/metrics | grep ^mediaedge_
+  the daemon's configuration and log: %[2]s
+Press Enter to continue.
+`, t.Edge.Name, dir)
+	done := make(chan struct{})
+	go func() {
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,205 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+
+	"github.com/mediaedge/mediaedge/bench"
+)
+
+// frameInterval is the audio packet rate: one 20 ms frame, 50 packets/s.
+const frameInterval = 20 * time.Millisecond
+
+// maxFrames bounds every sender: ten minutes of audio, far beyond any run.
+const maxFrames = 30000
+
+// PeerConfig describes one endpoint of an SRTP audio call: it sends Out
+// encrypted with SendKey and receives In, which must authenticate with
+// RecvKey. Packets that authenticate with one of Forbidden are counted in
+// In as foreign: a key that must never be seen at this end.
+type PeerConfig struct {
+	Name      string
+	Conn      net.PacketConn
+	Dst       net.Addr // nil: latched from the first authenticated packet
+	SendKey   bench.Key
+	RecvKey   bench.Key
+	Forbidden []bench.Key
+	Out, In   *Flow
+}
+
+// Peer is a running PeerConfig: a sender goroutine (one SRTP context) and a
+// receiver goroutine (another). Close closes the socket, which ends both,
+// and waits for them.
+type Peer struct {
+	// set in StartPeer, never changed
+	cfg    PeerConfig
+	wg     sync.WaitGroup
+	stop   chan struct{}
+	closed sync.Once
+
+	dst    atomic.Pointer[net.Addr]
+	paused atomic.Bool
+}
+
+// StartPeer starts the peer's goroutines. The contexts are made here so
+// that a bad key fails at once.
+func StartPeer(cfg PeerConfig) (*Peer, error) {
+	sendCtx, err := cfg.SendKey.Context()
+	if err != nil {
+		return nil, err
+	}
+	recvCtx, err := cfg.RecvKey.Context()
+	if err != nil {
+		return nil, err
+	}
+	p := &Peer{cfg: cfg, stop: make(chan struct{})}
+	if cfg.Dst != nil {
+		d := cfg.Dst
+		p.dst.Store(&d)
+	}
+	p.wg.Add(2)
+	go p.sendLoop(sendCtx)
+	go p.recvLoop(recvCtx)
+	return p, nil
+}
+
+// SetDst changes where the peer sends.
+func (p *Peer) SetDst(a net.Addr) { p.dst.Store(&a) }
+
+// Pause stops (true) or resumes (false) sending; the frame index does not
+// advance while paused.
+func (p *Peer) Pause(v bool) { p.paused.Store(v) }
+
+// Close ends the peer. It is idempotent.
+func (p *Peer) Close() {
+	p.closed.Do(func() {
+		close(p.stop)
+		_ = p.cfg.Conn.Close()
+	})
+	p.wg.Wait()
+}
+
+func (p *Peer) sendLoop(ctx *srtp.Context) {
+	defer p.wg.Done()
+	f := p.cfg.Out
+	t := time.NewTicker(frameInterval)
+	defer t.Stop()
+	seq := uint16(f.SSRC) // any start; ROC handling is the receiver's job
+	var plain, enc []byte
+	for idx := uint32(0); idx < maxFrames; {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		dp := p.dst.Load()
+		if p.paused.Load() || dp == nil {
+			continue
+		}
+		h := rtp.Header{Version: 2, PayloadType: payloadTypePCMU, SequenceNumber: seq + uint16(idx),
+			Timestamp: f.TSBase + idx*samplesPerFrame, SSRC: f.SSRC, Marker: idx == 0}
+		hb, err := h.Marshal()
+		if err != nil {
+			return
+		}
+		plain = append(append(plain[:0], hb...), audioFrame(f.Hz, idx)...)
+		enc, err = ctx.EncryptRTP(enc[:0], plain, nil)
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		_, err = p.cfg.Conn.WriteTo(enc, *dp)
+		switch {
+		case errors.Is(err, net.ErrClosed):
+			return
+		case err != nil:
+			// EHOSTUNREACH or ENETUNREACH while a link is down: the
+			// frame is lost like any other, and counted.
+			f.sendError.Add(1)
+		}
+		f.recordSent(idx, now)
+		idx++
+	}
+}
+
+func (p *Peer) recvLoop(ctx *srtp.Context) {
+	defer p.wg.Done()
+	f := p.cfg.In
+	buf := make([]byte, 2048)
+	var plain []byte
+	for {
+		n, from, err := p.cfg.Conn.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// A transient error (an ICMP error queued on the socket):
+			// go on, unless the peer is closing.
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			continue
+		}
+		now := time.Now()
+		pkt := buf[:n]
+		plain, err = ctx.DecryptRTP(plain[:0], pkt, nil)
+		if err != nil {
+			if opensWith(pkt, p.cfg.Forbidden) {
+				f.foreign.Add(1)
+			} else {
+				f.authFail.Add(1)
+			}
+			continue
+		}
+		var h rtp.Header
+		hl, err := h.Unmarshal(plain)
+		if err != nil || h.SSRC != f.SSRC {
+			f.authFail.Add(1)
+			continue
+		}
+		idx := (h.Timestamp - f.TSBase) / samplesPerFrame
+		if !bytes.Equal(plain[hl:], audioFrame(f.Hz, idx)) || h.PayloadType != payloadTypePCMU {
+			f.mismatch.Add(1)
+			continue
+		}
+		if p.dst.Load() == nil {
+			p.SetDst(from)
+		}
+		f.recordArrival(idx, now, addrPortOf(from))
+	}
+}
+
+// opensWith reports whether b authenticates with one of keys. It makes a
+// fresh context per key: it runs only for packets that already failed.
+func opensWith(b []byte, keys []bench.Key) bool {
+	for _, k := range keys {
+		c, err := k.Context()
+		if err != nil {
+			continue
+		}
+		if _, err := c.DecryptRTP(nil, b, nil); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	var ap netip.AddrPort
+	if ua, ok := a.(*net.UDPAddr); ok {
+		ap = ua.AddrPort()
+	} else {
+		ap, _ = netip.ParseAddrPort(a.String())
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}

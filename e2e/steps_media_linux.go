@@ -1,0 +1,304 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/mediaedge/mediaedge/bench"
+)
+
+func sortedAddrs(m map[netip.Addr]int) []netip.Addr {
+	out := make([]netip.Addr, 0, len(m))
+	for a := range m {
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
+	return out
+}
+
+func (s *scenario) flows() []*Flow { return []*Flow{s.turnUp, s.turnDown, s.gwUp, s.gwDown} }
+
+func (s *scenario) pause(v bool) {
+	for _, p := range s.peers {
+		p.Pause(v)
+	}
+}
+
+// stepMediaWindow measures MediaWindow of audio with the edge's interface
+// counters and captures on lan0 and wan0, and decides three checks: the
+// path, the keys seen on the uplink, and the audio.
+func (s *scenario) stepMediaWindow(ctx context.Context) error {
+	path := newChecker("the relayed and the re-keyed media leave the edge on the direct uplink")
+	keys := newChecker("the cloud side receives only SRTP under cloud-side keys, never the internal key (bench verify on captures)")
+	audio := newChecker("audio payloads arrive intact in all four directions")
+	defer func() {
+		s.record(path.done())
+		s.record(keys.done())
+		s.record(audio.done())
+	}()
+	edge := s.topo.Edge
+	lanPcap, wanPcap := filepath.Join(s.dir, "lan0.pcap"), filepath.Join(s.dir, "wan0.pcap")
+
+	// Quiet the senders so that both captures see whole exchanges.
+	s.pause(true)
+	if err := sleep(ctx, inFlight); err != nil {
+		return err
+	}
+	capLAN, err := StartCapture(ctx, edge, ifEdgeLAN, lanPcap)
+	if err != nil {
+		s.pause(false)
+		keys.fail(err)
+		return nil
+	}
+	capWAN, err := StartCapture(ctx, edge, ifEdgeWAN, wanPcap)
+	if err != nil {
+		_ = capLAN.Stop()
+		s.pause(false)
+		keys.fail(err)
+		return nil
+	}
+	c0, err0 := readCounters(ctx, edge, ifEdgeWAN, ifEdgeVPN)
+	s.pause(false)
+	t0 := time.Now()
+	werr := sleep(ctx, s.opt.MediaWindow)
+	s.pause(true)
+	t1 := time.Now()
+	_ = sleep(ctx, inFlight)
+	c1, err1 := readCounters(ctx, edge, ifEdgeWAN, ifEdgeVPN)
+	errLAN, errWAN := capLAN.Stop(), capWAN.Stop()
+	s.pause(false)
+	if werr != nil {
+		return werr
+	}
+	if err := errors.Join(err0, err1); err != nil {
+		path.fail(err)
+	}
+	end := t1.Add(inFlight)
+	w := map[*Flow]Window{}
+	for _, f := range s.flows() {
+		w[f] = f.Window(t0, end)
+	}
+
+	// Path: interface counters and the source the cloud server saw.
+	if c0 != nil && c1 != nil {
+		wan, vpn := c1[ifEdgeWAN].Sub(c0[ifEdgeWAN]), c1[ifEdgeVPN].Sub(c0[ifEdgeVPN])
+		up := w[s.turnUp].Sent + w[s.gwUp].Sent
+		down := w[s.turnDown].Sent + w[s.gwDown].Sent
+		path.note("in %s: %d audio packets towards the cloud (%d relayed, %d re-keyed), %d back",
+			s.opt.MediaWindow, up, w[s.turnUp].Sent, w[s.gwUp].Sent, down)
+		path.expect(up > 0 && wan.TxPackets >= uint64(up) && wan.RxPackets >= uint64(w[s.turnDown].Received+w[s.gwDown].Received),
+			"%s (direct uplink): tx +%d packets, rx +%d", ifEdgeWAN, wan.TxPackets, wan.RxPackets)
+		path.expect(vpn.TxPackets <= 3 && vpn.RxPackets <= 3,
+			"%s (VPN): tx +%d packets, rx +%d (at most 3 allowed: ARP)", ifEdgeVPN, vpn.TxPackets, vpn.RxPackets)
+	}
+	for _, f := range []*Flow{s.turnUp, s.gwUp} {
+		src := w[f].Sources
+		path.expect(len(src) == 1 && src[EdgeWANAddr] > 0,
+			"the cloud media server got %q from %s (uplink address %s, VPN address %s)", f.Name, sources(src), EdgeWANAddr, ConcentratorPublicAddr)
+	}
+
+	// Keys: bench's verifier on the gateway's packets of both captures,
+	// then every datagram on the uplink against every key.
+	if err := errors.Join(errLAN, errWAN); err != nil {
+		keys.fail(err)
+	} else {
+		s.verifyCaptures(keys, lanPcap, wanPcap)
+	}
+
+	// Audio: every frame that arrived is the frame sent.
+	for _, f := range s.flows() {
+		sent, got := f.Totals()
+		win := w[f]
+		audio.expect(got > 0 && f.mismatch.Load() == 0 && f.foreign.Load() == 0 && f.authFail.Load() == 0 && win.Received == win.Sent,
+			"%s (%.0f Hz tone, PCMU): %d frames sent, %d arrived byte-identical, %d altered, %d under a forbidden key, %d unauthenticated; in the window %d/%d",
+			f.Name, f.Hz, sent, got, f.mismatch.Load(), f.foreign.Load(), f.authFail.Load(), win.Received, win.Sent)
+	}
+	return nil
+}
+
+// verifyCaptures runs bench.Verify, the engine of `mediaedge bench verify`,
+// on the gateway's datagrams, then checks every UDP datagram of the uplink
+// capture against every key of the scenario.
+func (s *scenario) verifyCaptures(k *checker, lanPcap, wanPcap string) {
+	lan, _, err := bench.ReadCaptureFile(lanPcap)
+	if err != nil {
+		k.fail(err)
+		return
+	}
+	wan, wanSum, err := bench.ReadCaptureFile(wanPcap)
+	if err != nil {
+		k.fail(err)
+		return
+	}
+	gwLAN := onPort(lan, s.gwInternal)
+	gwWAN := onPort(wan, s.gwCloud)
+	res, err := bench.Verify(gwLAN, gwWAN, bench.VerifyKeys{
+		InternalIn: []bench.Key{s.keys.kInt}, InternalOut: []bench.Key{s.keys.gInt},
+		CloudOut: []bench.Key{s.keys.gCloud}, CloudIn: []bench.Key{s.keys.kCloud},
+	})
+	if err != nil {
+		k.fail(err)
+		return
+	}
+	var matched []string
+	for _, d := range res.Report.Directions {
+		matched = append(matched, fmt.Sprintf("%s %d/%d matched, p99 added latency %.0f µs", d.Name, d.Received, d.Sent, d.Latency.P99))
+	}
+	k.expect(res.OK(), "bench verify on %s (%d gateway datagrams) and %s (%d): %v; %d violations",
+		filepath.Base(lanPcap), len(gwLAN), filepath.Base(wanPcap), len(gwWAN), matched, len(res.Violations))
+	for i, v := range res.Violations {
+		if i == 5 {
+			k.note("... %d more", len(res.Violations)-5)
+			break
+		}
+		k.note("violation: %s", v)
+	}
+	// Every datagram on the uplink, whatever its port.
+	cloudSide := []bench.Key{s.keys.gCloud, s.keys.kCloud, s.keys.eUp, s.keys.eDown}
+	internal := []bench.Key{s.keys.kInt, s.keys.gInt}
+	var ok, leaked, none int
+	for _, d := range wan {
+		switch {
+		case opensWith(d.Payload, cloudSide):
+			ok++
+		case opensWith(d.Payload, internal):
+			leaked++
+		default:
+			none++
+		}
+	}
+	k.expect(len(wan) > 0 && leaked == 0 && none == 0,
+		"every UDP datagram captured on %s (%d of %d records): %d authenticate with a cloud-side or end-to-end key, %d with an internal-leg key, %d with none (plaintext or foreign)",
+		ifEdgeWAN, len(wan), wanSum.Records, ok, leaked, none)
+}
+
+// onPort keeps the datagrams to or from ap.
+func onPort(dgs []bench.Datagram, ap netip.AddrPort) []bench.Datagram {
+	var out []bench.Datagram
+	for _, d := range dgs {
+		if d.Src == ap || d.Dst == ap {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// stepOtherTraffic shows that what is not media keeps using the VPN: a
+// cloud host outside the media prefixes, and a corporate host.
+func (s *scenario) stepOtherTraffic(ctx context.Context) error {
+	k := newChecker("other traffic to the internet (and to the corporate network) still goes through the VPN")
+	defer func() { s.record(k.done()) }()
+	const n = 20
+	c0, err := readCounters(ctx, s.topo.Edge, ifEdgeVPN)
+	if err != nil {
+		k.fail(err)
+		return nil
+	}
+	for _, t := range []struct {
+		what string
+		dst  netip.Addr
+		want netip.Addr
+		via  string
+	}{
+		{"cloud host", CloudWebAddr, ConcentratorPublicAddr, "the concentrator's public address: through the VPN"},
+		{"corporate host", CorpHostAddr, ClientAddr, "the client's own address, through the tunnel"},
+	} {
+		ap := netip.AddrPortFrom(t.dst, EchoPort)
+		got, err := Probe(s.topo.Client, ap, n)
+		if err != nil {
+			k.fail(err)
+			continue
+		}
+		src := s.echoes[ap].Sources()
+		dev, _ := routeVia(ctx, s.topo.Edge, t.dst, EchoPort)
+		k.expect(got == n && src[t.want] == n && len(src) == 1,
+			"%s %s: %d/%d echoed; it saw them from %s (%s); ip route get: dev %s", t.what, t.dst, got, n, sources(src), t.via, dev)
+	}
+	c1, err := readCounters(ctx, s.topo.Edge, ifEdgeVPN)
+	if err != nil {
+		k.fail(err)
+		return nil
+	}
+	vpn := c1[ifEdgeVPN].Sub(c0[ifEdgeVPN])
+	k.expect(vpn.TxPackets >= 2*n && vpn.RxPackets >= 2*n, "%s: tx +%d packets, rx +%d during the %d probes", ifEdgeVPN, vpn.TxPackets, vpn.RxPackets, 2*n)
+	return nil
+}
+
+// stepMetrics scrapes the metrics endpoint and holds its counters against
+// what the peers sent and received around the scrape.
+func (s *scenario) stepMetrics(ctx context.Context) error {
+	k := newChecker("the metrics endpoint reports the traffic")
+	defer func() { s.record(k.done()) }()
+	type tot struct{ sent, got int }
+	before := map[*Flow]tot{}
+	for _, f := range s.flows() {
+		sent, got := f.Totals()
+		before[f] = tot{sent, got}
+	}
+	addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), MetricsPort).String()
+	m, err := Scrape(ctx, s.topo.Edge.DialContext, addr)
+	if err != nil {
+		k.fail(err)
+		return nil
+	}
+	after := map[*Flow]tot{}
+	for _, f := range s.flows() {
+		sent, got := f.Totals()
+		after[f] = tot{sent, got}
+	}
+	k.note("GET http://%s/metrics inside the edge: %d samples", addr, len(m))
+	counter := func(f *Flow, name string, labels ...string) {
+		v, found := m.Sum(name, labels...)
+		lo, hi := before[f].got, after[f].sent
+		k.expect(found && v >= float64(lo) && v <= float64(hi),
+			"%s%v = %.0f (the receiver had %d intact before the scrape, the sender %d sent after it)", name, labels, v, lo, hi)
+	}
+	counter(s.turnUp, "mediaedge_relay_packets_total", "direction=to_peer")
+	counter(s.turnDown, "mediaedge_relay_packets_total", "direction=to_client")
+	counter(s.gwUp, "mediaedge_gateway_packets_total", "leg=internal", "direction=in")
+	counter(s.gwUp, "mediaedge_gateway_packets_total", "leg=cloud", "direction=out")
+	counter(s.gwDown, "mediaedge_gateway_packets_total", "leg=cloud", "direction=in")
+	counter(s.gwDown, "mediaedge_gateway_packets_total", "leg=internal", "direction=out")
+	gauge := func(name string, want func(float64) bool, what string) {
+		v, found := m.Sum(name)
+		k.expect(found && want(v), "%s = %.0f (%s)", name, v, what)
+	}
+	gauge("mediaedge_relay_allocations_active", func(v float64) bool { return v == 1 }, "the client's allocation")
+	gauge("mediaedge_gateway_sessions", func(v float64) bool { return v == 1 }, "the call")
+	gauge("mediaedge_policy_uplink_up", func(v float64) bool { return v == 1 }, "wan0 up")
+	gauge("mediaedge_policy_rules_owned", func(v float64) bool { return v > 0 }, "rules installed")
+	return nil
+}
+
+// waitRecovered waits until every flow has an intact arrival after t, the
+// cloud-bound ones from the uplink address, and returns when the last one
+// came back.
+func (s *scenario) waitRecovered(ctx context.Context, t time.Time, timeout time.Duration) (time.Time, bool) {
+	var last time.Time
+	ok := waitFor(ctx, timeout, func() bool {
+		last = time.Time{}
+		for _, f := range s.flows() {
+			var first time.Time
+			if f == s.turnUp || f == s.gwUp {
+				if a := f.ArrivalsFrom(EdgeWANAddr, t); len(a) > 0 {
+					first = a[0]
+				}
+			} else {
+				first = f.Window(t, time.Now()).FirstArrival
+			}
+			if first.IsZero() {
+				return false
+			}
+			if first.After(last) {
+				last = first
+			}
+		}
+		return true
+	})
+	return last, ok
+}

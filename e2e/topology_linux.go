@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+)
+
+// Topology is the scenario's four namespaces and their links:
+//
+//	client eth0 ──── lan0 EDGE wan0 ──── isp0 INTERNET (52.112.0.10, 192.0.2.80, 192.0.2.200)
+//	                       vpn0                        corp0
+//	                        │                            │
+//	                       tun0 CONCENTRATOR inet0 ──────┘  (corporate host 10.99.0.1)
+//
+// The edge's main table sends everything into the tunnel (vpn0, the
+// decapsulated side of a full-tunnel VPN); wan0 is the direct uplink, with
+// only its connected route until mediaedge's policy adds its own. Both the
+// edge (on wan0) and the concentrator (on inet0) masquerade. IPv6 is off in
+// every namespace. It is made by BuildTopology and ends with Close.
+type Topology struct {
+	Client, Edge, Concentrator, Internet *Netns
+	all                                  []*Netns
+}
+
+// BuildTopology makes the namespaces "<prefix>-<pid>-{client,edge,vpn,inet}"
+// and wires them. On error it removes what it made.
+func BuildTopology(ctx context.Context, prefix string) (t *Topology, err error) {
+	t = &Topology{}
+	defer func() {
+		if err != nil {
+			_ = t.Close(context.WithoutCancel(ctx))
+			t = nil
+		}
+	}()
+	pid := os.Getpid()
+	for _, ns := range []struct {
+		role string
+		dst  **Netns
+	}{{"client", &t.Client}, {"edge", &t.Edge}, {"vpn", &t.Concentrator}, {"inet", &t.Internet}} {
+		n, err := addNetns(ctx, nsName(prefix, pid, ns.role))
+		if err != nil {
+			return nil, err
+		}
+		*ns.dst = n
+		t.all = append(t.all, n)
+		// IPv6 off before any link exists, so that new links inherit it:
+		// no router solicitations or MLD reports in the interface
+		// counters the checks read.
+		if err := n.Sysctl(ctx, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"); err != nil {
+			return nil, err
+		}
+		if _, err := n.IP(ctx, "link", "set", "lo", "up"); err != nil {
+			return nil, err
+		}
+	}
+	c, e, v, i := t.Client, t.Edge, t.Concentrator, t.Internet
+	steps := []struct {
+		ns   *Netns
+		args []string
+	}{
+		// links: each veth is made in one namespace with its peer in the other
+		{c, []string{"link", "add", ifClientLAN, "type", "veth", "peer", "name", ifEdgeLAN, "netns", e.Name}},
+		{e, []string{"link", "add", ifEdgeVPN, "type", "veth", "peer", "name", ifConcTunnel, "netns", v.Name}},
+		{e, []string{"link", "add", ifEdgeWAN, "type", "veth", "peer", "name", ifInetUplink, "netns", i.Name}},
+		{v, []string{"link", "add", ifConcInet, "type", "veth", "peer", "name", ifInetCorpLnk, "netns", i.Name}},
+		// client
+		{c, []string{"addr", "add", ClientAddr.String() + "/24", "dev", ifClientLAN}},
+		{c, []string{"link", "set", ifClientLAN, "up"}},
+		{c, []string{"route", "add", "default", "via", EdgeLANAddr.String()}},
+		// edge
+		{e, []string{"addr", "add", EdgeLANAddr.String() + "/24", "dev", ifEdgeLAN}},
+		{e, []string{"addr", "add", EdgeVPNAddr.String() + "/30", "dev", ifEdgeVPN}},
+		{e, []string{"addr", "add", EdgeWANAddr.String() + "/24", "dev", ifEdgeWAN}},
+		{e, []string{"link", "set", ifEdgeLAN, "up"}},
+		{e, []string{"link", "set", ifEdgeVPN, "up"}},
+		{e, []string{"link", "set", ifEdgeWAN, "up"}},
+		{e, []string{"route", "add", "default", "via", ConcentratorAddr.String(), "dev", ifEdgeVPN}},
+		// concentrator
+		{v, []string{"addr", "add", ConcentratorAddr.String() + "/30", "dev", ifConcTunnel}},
+		{v, []string{"addr", "add", ConcentratorPublicAddr.String() + "/24", "dev", ifConcInet}},
+		{v, []string{"addr", "add", CorpHostAddr.String() + "/32", "dev", "lo"}},
+		{v, []string{"link", "set", ifConcTunnel, "up"}},
+		{v, []string{"link", "set", ifConcInet, "up"}},
+		{v, []string{"route", "add", "default", "via", InternetCorpSideAddr.String()}},
+		{v, []string{"route", "add", "10.20.0.0/24", "via", EdgeVPNAddr.String()}},
+		// internet
+		{i, []string{"addr", "add", WANGatewayAddr.String() + "/24", "dev", ifInetUplink}},
+		{i, []string{"addr", "add", InternetCorpSideAddr.String() + "/24", "dev", ifInetCorpLnk}},
+		{i, []string{"addr", "add", CloudMediaAddr.String() + "/32", "dev", "lo"}},
+		{i, []string{"addr", "add", CloudWebAddr.String() + "/32", "dev", "lo"}},
+		{i, []string{"addr", "add", NewMediaAddr.String() + "/32", "dev", "lo"}},
+		{i, []string{"link", "set", ifInetUplink, "up"}},
+		{i, []string{"link", "set", ifInetCorpLnk, "up"}},
+	}
+	for _, s := range steps {
+		if _, err := s.ns.IP(ctx, s.args...); err != nil {
+			return nil, err
+		}
+	}
+	// The edge filters reverse paths strictly, as hardened edges do:
+	// mediaedge's rule for traffic sourced from the uplink address is
+	// what lets replies to its marked sockets in.
+	if err := e.Sysctl(ctx, "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.default.rp_filter=1"); err != nil {
+		return nil, err
+	}
+	if err := v.Sysctl(ctx, "net.ipv4.ip_forward=1"); err != nil {
+		return nil, err
+	}
+	if err := masquerade(ctx, e, ifEdgeWAN); err != nil {
+		return nil, err
+	}
+	if err := masquerade(ctx, v, ifConcInet); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// masquerade installs source NAT on the namespace's interface.
+func masquerade(ctx context.Context, n *Netns, ifname string) error {
+	rules := fmt.Sprintf(`table ip e2e_nat {
+	chain post {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname %q masquerade
+	}
+}
+`, ifname)
+	_, err := runStdin(ctx, rules, "ip", "netns", "exec", n.Name, "nft", "-f", "-")
+	return err
+}
+
+// Close deletes every namespace of the topology, killing what still runs
+// inside them. It is idempotent.
+func (t *Topology) Close(ctx context.Context) error {
+	if t == nil {
+		return nil
+	}
+	var errs []error
+	for i := len(t.all) - 1; i >= 0; i-- {
+		if err := t.all[i].delete(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	t.all = nil
+	return errors.Join(errs...)
+}
