@@ -46,7 +46,7 @@ func startTURN(t *testing.T, secret string) netip.AddrPort {
 func TestRunTURNChannels(t *testing.T) {
 	srv := startTURN(t, "")
 	rep, err := RunTURN(context.Background(), TURNOptions{Target: "pion", Server: srv, Username: "bench", Password: "benchpass",
-		Allocations: 3, Count: 200, Rate: 3000, MaxTime: 20 * time.Second})
+		Allocations: 3, Count: 200, Rate: 1500, MaxTime: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
