@@ -14,7 +14,7 @@ LDFLAGS   := -s -w -X github.com/mediaedge/mediaedge/internal/buildinfo.Version=
 FUZZTIME  ?= 20s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test lint fuzz bench units install clean
+.PHONY: all build run test lint fuzz bench units install clean demo
 
 all: build
 
@@ -54,6 +54,16 @@ fuzz:
 bench: build
 	@out=bench-results/$$(date +%Y%m%d-%H%M%S); \
 	flock /tmp/mediaedge-perf.lock ./bin/mediaedge bench suite --out "$$out" $(BENCHFLAGS)
+
+# The end-to-end scenario for people (docs/demo.md): a branch office built
+# from network namespaces, the real daemon on its edge, a PASS/FAIL line with
+# evidence per claim and a summary. Needs root, iproute2, nftables and
+# tcpdump; removes everything it made, also on Ctrl-C. DEMOFLAGS=-hold waits
+# before the final SIGTERM so that you can look around; -keep keeps the
+# configuration, daemon log and captures.
+demo: build
+	CGO_ENABLED=0 $(GO) build -o bin/mediaedge-demo ./e2e/cmd/demo
+	./bin/mediaedge-demo -bin bin/mediaedge $(DEMOFLAGS)
 
 units: build
 	./systemd/check-units.sh

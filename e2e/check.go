@@ -73,10 +73,10 @@ func WriteCheck(w io.Writer, c Check) {
 }
 
 // WriteSummary prints one line per check and the verdict.
-func WriteSummary(w io.Writer, checks []Check, took time.Duration) {
+func WriteSummary(w io.Writer, r *Result) {
 	passed := 0
 	fmt.Fprintln(w, "Summary")
-	for _, c := range checks {
+	for _, c := range r.Checks {
 		mark := "PASS"
 		if c.Pass {
 			passed++
@@ -85,9 +85,14 @@ func WriteSummary(w io.Writer, checks []Check, took time.Duration) {
 		}
 		fmt.Fprintf(w, "  %s  %s\n", mark, c.Name)
 	}
-	verdict := "the edge works end to end"
-	if passed != len(checks) || len(checks) == 0 {
+	var verdict string
+	switch {
+	case !r.Complete:
+		verdict = "the scenario did not run to the end"
+	case r.Passed():
+		verdict = "the edge works end to end"
+	default:
 		verdict = "the edge does NOT work end to end"
 	}
-	fmt.Fprintf(w, "%d of %d checks passed in %s: %s.\n", passed, len(checks), took.Round(100*time.Millisecond), verdict)
+	fmt.Fprintf(w, "%d of %d checks passed in %s: %s.\n", passed, len(r.Checks), r.Took.Round(100*time.Millisecond), verdict)
 }

@@ -21,6 +21,10 @@ type Options struct {
 	Prefix string
 	// Bin is the mediaedge binary to run on the edge.
 	Bin string
+	// EdgeSysctl is the sysctl.d file applied to the edge namespace, as
+	// an installed edge gets it (the tree's systemd/mediaedge.sysctl);
+	// empty applies none.
+	EdgeSysctl string
 	// KeepWorkDir keeps the work directory (configuration, daemon log,
 	// captures) instead of removing it at the end.
 	KeepWorkDir bool
@@ -45,12 +49,15 @@ type Result struct {
 	WorkDir string
 	// DaemonLog is the tail of mediaedge's output, for failure reports.
 	DaemonLog string
-	Took      time.Duration
+	// Complete is true when every step ran (not interrupted, not stopped
+	// by a failure that left nothing more to check).
+	Complete bool
+	Took     time.Duration
 }
 
-// Passed reports whether every check passed and there was at least one.
+// Passed reports whether every step ran and every check passed.
 func (r *Result) Passed() bool {
-	if r == nil || len(r.Checks) == 0 {
+	if r == nil || !r.Complete || len(r.Checks) == 0 {
 		return false
 	}
 	for _, c := range r.Checks {
@@ -80,7 +87,8 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	if err := preflight(); err != nil {
 		return nil, err
 	}
-	s := &scenario{opt: opt, res: &Result{}, t0: time.Now(), echoes: map[netip.AddrPort]*Echo{}}
+	s := &scenario{opt: opt, res: &Result{}, t0: time.Now(), echoes: map[netip.AddrPort]*Echo{},
+		interrupted: func() bool { return ctx.Err() != nil }}
 	defer func() {
 		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownTimeout)
 		defer cancel()
@@ -116,6 +124,9 @@ type scenario struct {
 	res *Result
 	t0  time.Time
 	dir string
+	// interrupted reports whether the run's context is done: a check
+	// decided after that point is not evidence and is not recorded.
+	interrupted func() bool
 
 	topo     *Topology
 	edge     *Edge
@@ -148,6 +159,9 @@ func (s *scenario) progress(format string, args ...any) {
 }
 
 func (s *scenario) record(c Check) {
+	if s.interrupted() {
+		return
+	}
 	s.res.Checks = append(s.res.Checks, c)
 	if s.opt.OnCheck != nil {
 		s.opt.OnCheck(c)
@@ -195,6 +209,7 @@ func (s *scenario) run(ctx context.Context) error {
 			return err
 		}
 	}
+	s.res.Complete = ctx.Err() == nil
 	return nil
 }
 

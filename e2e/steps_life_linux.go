@@ -178,15 +178,27 @@ func (s *scenario) stepStop(ctx context.Context) error {
 	dev, err := routeVia(ctx, s.topo.Edge, CloudMediaAddr, CloudSRTPPort)
 	k.expect(err == nil && dev == ifEdgeVPN, "ip route get %s from the client: dev %s again (the full tunnel)", CloudMediaAddr, dev)
 	var warn, errs int
+	var shown []string
 	for _, l := range strings.Split(s.edge.Log(), "\n") {
-		switch {
-		case strings.Contains(l, "level=WARN"):
+		isWarn, isErr := strings.Contains(l, "level=WARN"), strings.Contains(l, "level=ERROR")
+		if isWarn {
 			warn++
-		case strings.Contains(l, "level=ERROR"):
+		}
+		if isErr {
 			errs++
 		}
+		if (isWarn || isErr) && len(shown) < 5 {
+			// Drop the time stamp; keep the level and the message.
+			if i := strings.Index(l, "level="); i >= 0 {
+				l = l[i:]
+			}
+			shown = append(shown, truncate(l, 240))
+		}
 	}
-	k.note("daemon log: %d warnings, %d errors over the run (%s)", warn, errs, s.edge.LogPath)
+	k.note("daemon log over the run: %d warnings, %d errors", warn, errs)
+	for _, l := range shown {
+		k.note("  %s", l)
+	}
 	return nil
 }
 
@@ -195,4 +207,11 @@ func exitStatus(err error) string {
 		return "status 0"
 	}
 	return err.Error()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }

@@ -17,7 +17,7 @@ import (
 func (s *scenario) stepTopology(ctx context.Context) error {
 	k := newChecker("topology: client, edge, VPN concentrator and internet namespaces")
 	defer func() { s.record(k.done()) }()
-	topo, err := BuildTopology(ctx, s.opt.Prefix)
+	topo, err := BuildTopology(ctx, s.opt.Prefix, s.opt.EdgeSysctl)
 	if err != nil {
 		k.fail(err)
 		return err
@@ -25,6 +25,12 @@ func (s *scenario) stepTopology(ctx context.Context) error {
 	s.topo = topo
 	k.note("namespaces %s, %s, %s, %s (veth links; the edge masquerades on %s)",
 		topo.Client.Name, topo.Edge.Name, topo.Concentrator.Name, topo.Internet.Name, ifEdgeWAN)
+	if s.opt.EdgeSysctl != "" {
+		k.note("edge sysctls from %s (as installed)", s.opt.EdgeSysctl)
+		for _, l := range topo.SysctlNotes {
+			k.note("  %s", l)
+		}
+	}
 	for _, e := range []struct {
 		ns   *Netns
 		addr netip.Addr

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 )
 
 // Topology is the scenario's four namespaces and their links:
@@ -21,12 +22,17 @@ import (
 // every namespace. It is made by BuildTopology and ends with Close.
 type Topology struct {
 	Client, Edge, Concentrator, Internet *Netns
-	all                                  []*Netns
+	// SysctlNotes are the messages of sysctl when it applied the edge's
+	// sysctl file (keys the namespace refused), for the evidence.
+	SysctlNotes []string
+	all         []*Netns
 }
 
 // BuildTopology makes the namespaces "<prefix>-<pid>-{client,edge,vpn,inet}"
-// and wires them. On error it removes what it made.
-func BuildTopology(ctx context.Context, prefix string) (t *Topology, err error) {
+// and wires them. edgeSysctl, when not empty, is a sysctl.d file applied to
+// the edge before its links exist, as systemd-sysctl applies the installed
+// systemd/mediaedge.sysctl at boot. On error it removes what it made.
+func BuildTopology(ctx context.Context, prefix, edgeSysctl string) (t *Topology, err error) {
 	t = &Topology{}
 	defer func() {
 		if err != nil {
@@ -53,6 +59,19 @@ func BuildTopology(ctx context.Context, prefix string) (t *Topology, err error) 
 		}
 		if _, err := n.IP(ctx, "link", "set", "lo", "up"); err != nil {
 			return nil, err
+		}
+	}
+	if edgeSysctl != "" {
+		// sysctl -p reports keys it cannot set and goes on; those lines
+		// are kept as evidence.
+		out, err := t.Edge.Exec(ctx, "sysctl", "-q", "-p", edgeSysctl)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if l != "" {
+				t.SysctlNotes = append(t.SysctlNotes, l)
+			}
 		}
 	}
 	c, e, v, i := t.Client, t.Edge, t.Concentrator, t.Internet
@@ -99,10 +118,7 @@ func BuildTopology(ctx context.Context, prefix string) (t *Topology, err error) 
 			return nil, err
 		}
 	}
-	// The edge filters reverse paths strictly, as hardened edges do:
-	// mediaedge's rule for traffic sourced from the uplink address is
-	// what lets replies to its marked sockets in.
-	if err := e.Sysctl(ctx, "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.default.rp_filter=1"); err != nil {
+	if err := e.Sysctl(ctx, "net.ipv4.ip_forward=1"); err != nil {
 		return nil, err
 	}
 	if err := v.Sysctl(ctx, "net.ipv4.ip_forward=1"); err != nil {

@@ -32,6 +32,7 @@ func run() int {
 	bin := flag.String("bin", "bin/mediaedge", "mediaedge binary to run on the edge")
 	keep := flag.Bool("keep", false, "keep the work directory (configuration, daemon log, captures)")
 	hold := flag.Bool("hold", false, "before stopping mediaedge, wait for Enter so that you can look around the namespaces")
+	sysctlFile := flag.String("sysctl", "systemd/mediaedge.sysctl", "sysctl.d file applied to the edge namespace, as on an installed edge (empty: none)")
 	window := flag.Duration("window", 3*time.Second, "how long audio is measured and captured on the uplink")
 	flag.Parse()
 
@@ -63,6 +64,7 @@ func run() int {
 	opt := e2e.Options{
 		Prefix:      "medemo",
 		Bin:         *bin,
+		EdgeSysctl:  *sysctlFile,
 		KeepWorkDir: *keep,
 		Progress:    os.Stdout,
 		MediaWindow: *window,
@@ -84,11 +86,15 @@ func run() int {
 		return 1
 	}
 	fmt.Println()
-	e2e.WriteSummary(os.Stdout, res.Checks, res.Took)
-	if err != nil {
+	e2e.WriteSummary(os.Stdout, res)
+	interrupted := errors.Is(err, context.Canceled)
+	switch {
+	case interrupted:
+		fmt.Println("Interrupted.")
+	case err != nil:
 		fmt.Printf("The scenario stopped early: %v\n", err)
 	}
-	if !res.Passed() && res.DaemonLog != "" {
+	if !interrupted && !res.Passed() && res.DaemonLog != "" {
 		fmt.Printf("\nLast lines of mediaedge's log:\n%s\n", res.DaemonLog)
 	}
 	if *keep {
