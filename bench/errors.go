@@ -16,8 +16,6 @@ var (
 	ErrNoStreams = errors.New("bench: no RTP stream found")
 	// ErrBadKey means an a=crypto line or inline key could not be used.
 	ErrBadKey = errors.New("bench: bad SRTP key")
-	// ErrVerifyFailed means `bench verify` found at least one violation.
-	ErrVerifyFailed = errors.New("bench: verification failed")
 	// ErrBadOptions means a run was asked for with inconsistent options.
 	ErrBadOptions = errors.New("bench: bad options")
 )

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -175,11 +174,4 @@ func randomUint16() uint16 {
 	var b [2]byte
 	_, _ = rand.Read(b[:])
 	return binary.BigEndian.Uint16(b[:])
-}
-
-func plural(n int, word string) string {
-	if n == 1 {
-		return fmt.Sprintf("1 %s", word)
-	}
-	return fmt.Sprintf("%d %ss", n, word)
 }
