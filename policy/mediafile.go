@@ -149,7 +149,10 @@ func jsonErrorAt(data []byte, err error) string {
 		return "document ends in the middle of a value"
 	}
 	msg := strings.TrimPrefix(err.Error(), "json: ")
-	if off < 0 || off > int64(len(data)) {
+	// Both offsets count the bytes read when the error was found: the
+	// offending byte is the last of them.
+	off--
+	if off < 0 || off >= int64(len(data)) {
 		return msg
 	}
 	line, col := 1, 1
