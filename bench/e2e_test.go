@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mediaedge/mediaedge/internal/control"
 )
 
 // buildMediaedge builds the daemon from this tree, or skips.
@@ -85,6 +87,30 @@ func TestEndToEndDaemon(t *testing.T) {
 			}
 		})
 	}
+	t.Run("re-keys during the run", func(t *testing.T) {
+		a, b := listenLoopback(t), listenLoopback(t)
+		s80, _ := LookupSuite("AES_CM_128_HMAC_SHA1_80")
+		c := control.NewClient(filepath.Join(dir, "control.sock"), "")
+		defer c.Close()
+		gs, err := SetupGateway(ctx, c, GatewaySetup{Sessions: 2, Suite: s80, Internal: addrOf(a), Cloud: addrOf(b)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer gs.Close(context.Background())
+		rep, err := RunSRTP(ctx, gs.Flows, SRTPOptions{Conns: []*net.UDPConn{a, b}, Rate: 2000, Count: 500,
+			Rekey: gs.RekeyFlow, RekeyInterval: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		rep.WriteTable(&buf)
+		t.Log("\n" + buf.String())
+		for _, d := range rep.Directions {
+			if d.Received != d.Sent || d.Failed() != 0 || d.ReKeys == 0 {
+				t.Errorf("%s: received %d of %d, failed %d, re-keys followed %d", d.Name, d.Received, d.Sent, d.Failed(), d.ReKeys)
+			}
+		}
+	})
 	t.Run("verify tcpdump captures", func(t *testing.T) {
 		verifyRealCaptures(ctx, t, gw)
 	})

@@ -20,6 +20,9 @@ var (
 	ErrBadOptions = errors.New("bench: bad options")
 )
 
+// errNoKey: no key of a stream authenticates a packet.
+var errNoKey = errors.New("bench: no key authenticates the packet")
+
 // CaptureError says where in a capture file reading stopped.
 type CaptureError struct {
 	// Packet is the 1-based number of the packet record that failed; 0

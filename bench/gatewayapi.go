@@ -164,6 +164,31 @@ func sessionFlows(s Session, kInt, kCloud Key, g GatewaySetup) ([]Flow, error) {
 	}, nil
 }
 
+// Rekey asks the gateway to re-key its outbound direction on one leg
+// ("internal" or "cloud") of session i and returns the new key.
+func (gs *GatewaySessions) Rekey(ctx context.Context, i int, leg string) (Key, error) {
+	if i < 0 || i >= len(gs.IDs) {
+		return Key{}, optionError("no session %d", i)
+	}
+	var res RekeyResponse
+	if err := gs.c.Do(ctx, "POST", "/v1/sessions/"+url.PathEscape(gs.IDs[i])+"/rekey", map[string]string{"leg": leg}, &res); err != nil {
+		return Key{}, fmt.Errorf("bench: re-keying session %s %s leg: %w", gs.IDs[i], leg, err)
+	}
+	return ParseCryptoLine(res.Crypto)
+}
+
+// RekeyFlow is an SRTPOptions.Rekey for the flows of SetupGateway: flow
+// 2i (internal->cloud) leaves on session i's cloud leg, flow 2i+1 on its
+// internal leg.
+func (gs *GatewaySessions) RekeyFlow(ctx context.Context, flow int) (Key, bool, error) {
+	leg := "cloud"
+	if flow%2 == 1 {
+		leg = "internal"
+	}
+	k, err := gs.Rekey(ctx, flow/2, leg)
+	return k, err == nil, err
+}
+
 // Counters sums the gateway's own counters over the sessions.
 func (gs *GatewaySessions) Counters(ctx context.Context) (internal, cloud LegCounters, err error) {
 	for _, id := range gs.IDs {

@@ -32,6 +32,9 @@ type Direction struct {
 	// sequence number differed from what was sent.
 	FailedAuth int64 `json:"failed_auth"`
 	BadPayload int64 `json:"bad_payload"`
+	// ReKeys counts switches to a new key of the system under test's
+	// output during the run.
+	ReKeys int64 `json:"rekeys,omitempty"`
 	// Unknown counts datagrams that belong to no stream of the run.
 	Unknown int64 `json:"unknown"`
 	// SendErrors counts send calls that failed.
@@ -138,6 +141,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		d := &r.Directions[i]
 		if d.RTCP != nil {
 			fmt.Fprintf(w, "SRTCP %s: sent %d, received and verified %d, failed %d\n", d.Name, d.RTCP.Sent, d.RTCP.Received, d.RTCP.Failed)
+		}
+		if d.ReKeys > 0 {
+			fmt.Fprintf(w, "%s: output re-keyed %d times during the run, every packet verified across the switches\n", d.Name, d.ReKeys)
 		}
 		if d.FailedAuth+d.BadPayload+d.Unknown+d.SendErrors > 0 {
 			fmt.Fprintf(w, "%s: %d failed authentication, %d bad payload, %d unknown, %d send errors\n",

@@ -87,6 +87,14 @@ type SRTPOptions struct {
 	// WritePcap, when set, receives a pcap of every datagram that came
 	// back, as received (still encrypted).
 	WritePcap io.Writer
+	// Rekey, when set, re-keys the system under test during the media
+	// phase: every RekeyInterval it is called for each flow (by index) and
+	// returns the new key the output of that flow will be encrypted with,
+	// or ok false when the flow is not re-keyed. bench switches to the new
+	// key (carrying the rollover counter) when the old one stops
+	// authenticating, and keeps the old one for packets still in flight.
+	Rekey         func(ctx context.Context, flow int) (key Key, ok bool, err error)
+	RekeyInterval time.Duration
 	// Progress, when set, gets a progress line every second once the run
 	// is longer than three seconds (meant for a terminal).
 	Progress io.Writer
@@ -129,6 +137,8 @@ func (o *SRTPOptions) setDefaults() error {
 		return optionError("negative count")
 	case o.Count == 0 && o.Rate == 0 && len(o.Replay) == 0:
 		return optionError("window mode (rate 0) needs a packet count")
+	case o.Rekey != nil && o.RekeyInterval <= 0:
+		return optionError("re-keying needs a positive interval")
 	}
 	return nil
 }
@@ -169,6 +179,10 @@ func randomSSRC() uint32 {
 		}
 	}
 }
+
+// firstSeq picks a synthetic stream's first sequence number; tests pin it
+// to cross a rollover.
+var firstSeq = randomUint16
 
 func randomUint16() uint16 {
 	var b [2]byte

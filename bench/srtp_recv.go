@@ -88,19 +88,59 @@ func (rc *receiver) handle(b []byte, from netip.AddrPort, now int64) {
 		rc.unknown()
 		return
 	}
-	plain, err := st.rx.DecryptRTP(rc.plain[:0], b, &rc.hdr)
-	if err != nil {
-		st.failedAuth++
-		return
-	}
-	rc.plain = plain[:0]
-	h := &rc.hdr
+	rc.media(st, b, now, true)
+}
+
+// pendingMax bounds the packets a stream keeps that authenticated with no
+// known key: around a re-key the new key can be in use before bench has
+// it; they are retried once it arrives and count as failed otherwise.
+const pendingMax = 32
+
+type pendingPkt struct {
+	at   int64
+	data []byte
+}
+
+// media authenticates, decrypts and verifies one SRTP packet of st.
+func (rc *receiver) media(st *stream, b []byte, now int64, mayPend bool) {
 	// the index this sequence number extends to, closest to the highest
 	// seen so far (RFC 3711 section 3.3.1 style)
-	ext := int64(h.SequenceNumber)
+	seq := binary.BigEndian.Uint16(b[2:])
+	ext := int64(seq)
 	if st.highestExt >= 0 {
-		ext = st.highestExt + int64(int16(h.SequenceNumber-uint16(st.highestExt)))
+		ext = st.highestExt + int64(int16(seq-uint16(st.highestExt)))
 	}
+	plain, err := st.rx.DecryptRTP(rc.plain[:0], b, &rc.hdr)
+	if err != nil {
+		var switched bool
+		plain, switched, err = rc.otherKeys(st, b, ext)
+		if err != nil {
+			if mayPend && rc.r.opt.Rekey != nil && len(st.pending) < pendingMax {
+				st.pending = append(st.pending, pendingPkt{at: now, data: append([]byte(nil), b...)})
+			} else {
+				st.failedAuth++
+			}
+			return
+		}
+		if switched && len(st.pending) > 0 {
+			// Verify this packet first (plain is in rc.plain), then
+			// retry what arrived before the key did.
+			rc.accept(st, plain, ext, len(b), now)
+			pend := st.pending
+			st.pending = nil
+			for _, p := range pend {
+				rc.media(st, p.data, p.at, false)
+			}
+			return
+		}
+	}
+	rc.accept(st, plain, ext, len(b), now)
+}
+
+// accept verifies a decrypted packet and records it.
+func (rc *receiver) accept(st *stream, plain []byte, ext int64, size int, now int64) {
+	rc.plain = plain[:0]
+	h := &rc.hdr
 	k := ext - int64(st.seq0)
 	hl := h.MarshalSize()
 	if k < 0 || k >= int64(st.n) || hl > len(plain) || !rc.payloadOK(st, int(k), plain[hl:]) {
@@ -118,12 +158,11 @@ func (rc *receiver) handle(b []byte, from netip.AddrPort, now int64) {
 		st.dir.lat.Record(time.Duration(now - sent))
 		st.jitter.UpdateTransit(time.Duration(now - sent))
 	}
-	st.bytes += int64(len(b))
-	st.lastRecv = now
-	st.dir.timeline.Add(time.Duration(now-rc.r.mediaStart.Load()), len(b))
+	st.bytes += int64(size)
+	st.lastRecv = max(st.lastRecv, now)
+	st.dir.timeline.Add(time.Duration(now-rc.r.mediaStart.Load()), size)
 }
 
-// payloadOK compares the decrypted packet with what was sent as packet k.
 func (rc *receiver) payloadOK(st *stream, k int, payload []byte) bool {
 	h := &rc.hdr
 	if st.replay != nil {
@@ -170,4 +209,28 @@ func (rc *receiver) keep(b []byte, from netip.AddrPort, now int64) {
 	start := len(rc.arena)
 	rc.arena = append(rc.arena, b...)
 	rc.rec = append(rc.rec, recorded{at: now, src: from, dst: rc.s.addr, data: rc.arena[start:len(rc.arena):len(rc.arena)]})
+}
+
+// otherKeys tries the key the output is about to switch to (with the
+// rollover counter of this packet's index carried over) and then the key
+// it switched from, for packets still in flight. The switch costs an
+// allocation, once per re-key, not per packet.
+func (rc *receiver) otherKeys(st *stream, b []byte, ext int64) (plain []byte, switched bool, err error) {
+	if next := st.nextRx.Load(); next != nil {
+		ctx, err := next.Context()
+		if err == nil {
+			ctx.SetROC(st.ssrc, uint32(max(ext, 0)>>16))
+			if p, err := ctx.DecryptRTP(rc.plain[:0], b, &rc.hdr); err == nil {
+				st.prevRx, st.rx = st.rx, ctx
+				st.nextRx.CompareAndSwap(next, nil)
+				st.rekeys.Add(1)
+				return p, true, nil
+			}
+		}
+	}
+	if st.prevRx != nil {
+		p, err := st.prevRx.DecryptRTP(rc.plain[:0], b, &rc.hdr)
+		return p, false, err
+	}
+	return nil, false, errNoKey
 }

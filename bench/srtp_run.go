@@ -51,8 +51,14 @@ type stream struct {
 	// owned by the sender of dir
 	tx, txRTCP *srtp.Context
 
+	// nextRx is a key the output will switch to (set by the re-key loop,
+	// taken by the receiver); rekeys counts switches made.
+	nextRx atomic.Pointer[Key]
+	rekeys atomic.Int64
+
 	// owned by the receiver of the stream's Recv socket
-	rx         *srtp.Context
+	rx, prevRx *srtp.Context
+	pending    []pendingPkt
 	tracker    *seqTracker
 	jitter     Jitter
 	highestExt int64
@@ -219,7 +225,7 @@ func newSRTPRun(flows []Flow, opt *SRTPOptions) (*srtpRun, error) {
 			return nil, err
 		}
 		di := len(d.streams)
-		st.seq0 = randomUint16()
+		st.seq0 = firstSeq()
 		st.ts0 = randomSSRC()
 		st.tsStep = uint32(opt.Ptime.Seconds() * float64(opt.ClockRate))
 		st.jitter.SetClockRate(opt.ClockRate)
@@ -326,6 +332,7 @@ func (r *srtpRun) run(ctx context.Context) (*Report, error) {
 	}
 	r.mediaStart.Store(r.now())
 	stopProgress := r.startProgress()
+	stopRekey := r.startRekey(ctx, rep)
 	var swg sync.WaitGroup
 	for _, d := range r.dirs {
 		swg.Add(1)
@@ -336,6 +343,7 @@ func (r *srtpRun) run(ctx context.Context) (*Report, error) {
 	}
 	swg.Wait()
 	r.drain(ctx)
+	stopRekey()
 	stopProgress()
 	var after ProcSample
 	if r.opt.PID > 0 && sutErr == nil {
@@ -400,7 +408,8 @@ func (r *srtpRun) directionResult(d *direction) Direction {
 		out.Received += st.tracker.unique
 		out.Duplicated += st.tracker.dup
 		out.Reordered += st.tracker.reord
-		out.FailedAuth += st.failedAuth
+		out.FailedAuth += st.failedAuth + int64(len(st.pending))
+		out.ReKeys += st.rekeys.Load()
 		out.BadPayload += st.badPayload
 		bytes += st.bytes
 		lastRecv = max(lastRecv, st.lastRecv)
@@ -449,4 +458,48 @@ func (r *srtpRun) writePcap() error {
 		}
 	}
 	return nil
+}
+
+// startRekey runs the re-key loop, if one was asked for, until the
+// returned stop function is called. Its errors become report notes (the
+// notes are written only after stop returns).
+func (r *srtpRun) startRekey(ctx context.Context, rep *Report) (stop func()) {
+	if r.opt.Rekey == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var errs []string
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(r.opt.RekeyInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			for i, st := range r.streams {
+				k, ok, err := r.opt.Rekey(ctx, i)
+				if err != nil {
+					if len(errs) < 5 {
+						errs = append(errs, fmt.Sprintf("re-keying flow %d: %v", i, err))
+					}
+					continue
+				}
+				if ok {
+					st.nextRx.Store(&k)
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+		rep.Notes = append(rep.Notes, errs...)
+	}
 }

@@ -276,3 +276,76 @@ func TestRunSRTPBadOptions(t *testing.T) {
 		t.Error("no flows accepted")
 	}
 }
+
+// Sequence numbers that wrap during the run: the SRTP index (ROC) moves on
+// in bench's sender, the forwarder and bench's receiver alike.
+func TestRunSRTPSequenceWrap(t *testing.T) {
+	defer func(f func() uint16) { firstSeq = f }(firstSeq)
+	firstSeq = func() uint16 { return 65500 }
+	r := newRig(t, benchtest.Config{})
+	rep, err := RunSRTP(context.Background(), r.flows(2, true), SRTPOptions{Conns: r.conns(), Rate: 4000, Count: 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range rep.Directions {
+		if d.Received != 600 || d.Failed() != 0 {
+			t.Errorf("%s: received %d of %d, failed %d across the wrap", d.Name, d.Received, d.Sent, d.Failed())
+		}
+	}
+}
+
+// The forwarder switches its outbound keys while the run goes on, the way
+// a gateway re-keys: bench follows every switch and verifies every packet.
+func TestRunSRTPFollowsReKeys(t *testing.T) {
+	r := newRig(t, benchtest.Config{})
+	s, _ := LookupSuite("AES_CM_128_HMAC_SHA1_80")
+	fl := r.flows(1, true)
+	rep, err := RunSRTP(context.Background(), fl, SRTPOptions{Conns: r.conns(), Rate: 2000, Count: 600,
+		RekeyInterval: 60 * time.Millisecond,
+		Rekey: func(_ context.Context, i int) (Key, bool, error) {
+			k, err := NewKey(s)
+			if err != nil {
+				return k, false, err
+			}
+			// The forwarder switches at once, possibly before bench
+			// has the key: the packets in between wait for it.
+			dir := 0
+			if fl[i].Direction == "cloud->internal" {
+				dir = 1
+			}
+			r.fwd.SwitchOutKey(dir, benchtest.Key(k.Master))
+			return k, true, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range rep.Directions {
+		if d.Received != 600 || d.Failed() != 0 || d.ReKeys < 3 {
+			t.Errorf("%s: received %d of %d, failed %d, re-keys %d", d.Name, d.Received, d.Sent, d.Failed(), d.ReKeys)
+		}
+	}
+	// Without following the keys, the same switches fail verification:
+	// the test can fail.
+	r2 := newRig(t, benchtest.Config{})
+	fl2 := r2.flows(1, false)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-stop:
+		case <-time.After(50 * time.Millisecond):
+			k, _ := NewKey(s)
+			r2.fwd.SwitchOutKey(0, benchtest.Key(k.Master))
+		}
+	}()
+	rep, err = RunSRTP(context.Background(), fl2, SRTPOptions{Conns: r2.conns(), Rate: 2000, Count: 300})
+	close(stop)
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := rep.Directions[0]; d.FailedAuth == 0 {
+		t.Errorf("an unannounced key switch went unnoticed: %+v", d)
+	}
+}

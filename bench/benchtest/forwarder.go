@@ -42,10 +42,19 @@ type Forwarder struct {
 	a, b *net.UDPConn
 	wg   sync.WaitGroup
 
+	// outKey[i] is a new outbound key for direction i (0: A to B, 1: B to
+	// A), taken by that direction's goroutine.
+	outKey [2]atomic.Pointer[Key]
+
 	// Forwarded counts RTP packets sent on; Dropped those dropped on
 	// purpose; Failed those that did not decrypt.
 	Forwarded, Dropped, Failed atomic.Int64
 }
+
+// SwitchOutKey makes direction dir (0: A to B, 1: B to A) encrypt with k
+// from its next packet on, carrying each stream's rollover counter, as a
+// re-keying gateway does.
+func (f *Forwarder) SwitchOutKey(dir int, k Key) { f.outKey[dir].Store(&k) }
 
 // New binds both legs on 127.0.0.1 (ephemeral ports) and starts one
 // goroutine per direction.
@@ -68,7 +77,7 @@ func New(cfg Config) (*Forwarder, error) {
 		{a, b, cfg.KeyA, cfg.KeyRB, cfg.BPeer},
 		{b, a, cfg.KeyB, cfg.KeyRA, cfg.APeer},
 	}
-	for _, d := range dirs {
+	for i, d := range dirs {
 		dec, err1 := context(d.inKey)
 		enc, err2 := context(d.outKy)
 		if err := errors.Join(err1, err2); err != nil {
@@ -78,7 +87,7 @@ func New(cfg Config) (*Forwarder, error) {
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
-			f.relay(d.in, d.out, d.peer, dec, enc)
+			f.relay(i, d.in, d.out, d.peer, dec, enc)
 		}()
 	}
 	return f, nil
@@ -104,7 +113,7 @@ func (f *Forwarder) Close() {
 	f.wg.Wait()
 }
 
-func (f *Forwarder) relay(in, out *net.UDPConn, peer netip.AddrPort, dec, enc *srtp.Context) {
+func (f *Forwarder) relay(dir int, in, out *net.UDPConn, peer netip.AddrPort, dec, enc *srtp.Context) {
 	buf := make([]byte, 2048)
 	plain := make([]byte, 0, 2048)
 	cipher := make([]byte, 0, 2048)
@@ -141,6 +150,13 @@ func (f *Forwarder) relay(in, out *net.UDPConn, peer netip.AddrPort, dec, enc *s
 		if f.cfg.DropEvery > 0 && n%f.cfg.DropEvery == 0 {
 			f.Dropped.Add(1)
 			continue
+		}
+		if k := f.outKey[dir].Swap(nil); k != nil {
+			if next, err := context(*k); err == nil {
+				roc, _ := enc.ROC(h.SSRC)
+				next.SetROC(h.SSRC, roc)
+				enc = next
+			}
 		}
 		c := p
 		if !f.cfg.Plain {

@@ -144,6 +144,7 @@ func newBenchSRTPCmd(g *globals) *cobra.Command {
 		intAddr, cloudAddr, label           string
 		streams, rtcpN                      int
 		afap, keep                          bool
+		rekeyEvery                          time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "srtp",
@@ -194,6 +195,9 @@ the capture's timing unless --as-fast-as-possible.`,
 				}
 				defer wp.Close()
 				opt.WritePcap = wp
+			}
+			if rekeyEvery > 0 && !gateway {
+				return errors.New("bench srtp: --rekey-interval needs --gateway")
 			}
 			var flows []bench.Flow
 			var sessions *bench.GatewaySessions
@@ -248,6 +252,9 @@ the capture's timing unless --as-fast-as-possible.`,
 				flows = sessions.Flows
 				if opt.Target == "" {
 					opt.Target = "mediaedge gateway"
+				}
+				if rekeyEvery > 0 {
+					opt.Rekey, opt.RekeyInterval = sessions.RekeyFlow, rekeyEvery
 				}
 			case specPath != "":
 				sp, err := bench.LoadSpec(specPath)
@@ -329,6 +336,7 @@ the capture's timing unless --as-fast-as-possible.`,
 	f.StringVar(&writePcap, "write-pcap", "", "write what came back, as received (encrypted), to this pcap file")
 	f.StringVar(&label, "label", "", "name of the system under test in the report")
 	f.BoolVar(&keep, "keep-sessions", false, "gateway: leave the sessions in place after the run")
+	f.DurationVar(&rekeyEvery, "rekey-interval", 0, "gateway: re-key both legs of every session this often during the run (POST /v1/sessions/{id}/rekey) and verify across the switches")
 	return cmd
 }
 
