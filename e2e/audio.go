@@ -44,17 +44,3 @@ func linearToULaw(s int16) byte {
 	mant := (x >> (exp + 3)) & 0x0f
 	return ^byte(sign | exp<<4 | mant)
 }
-
-// ulawToLinear decodes a G.711 µ-law byte.
-func ulawToLinear(u byte) int16 {
-	u = ^u
-	sign := u & 0x80
-	exp := int(u>>4) & 0x07
-	mant := int(u & 0x0f)
-	x := ((mant << 3) + 0x84) << exp
-	x -= 0x84
-	if sign != 0 {
-		return int16(-x)
-	}
-	return int16(x)
-}

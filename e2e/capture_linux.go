@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// Capture is a tcpdump writing the UDP traffic of one interface of a
-// namespace to a pcap file. StartCapture returns once tcpdump listens; Stop
+// Capture is a tcpdump writing the traffic of one interface of a namespace
+// that matches a BPF filter to a pcap file. StartCapture returns once tcpdump listens; Stop
 // ends it (SIGINT, so that it flushes) and waits.
 type Capture struct {
 	Path   string
@@ -26,15 +26,16 @@ type Capture struct {
 // captureStartTimeout bounds the wait for tcpdump's "listening on" line.
 const captureStartTimeout = 10 * time.Second
 
-// StartCapture captures UDP on iface inside ns into path.
-func StartCapture(ctx context.Context, ns *Netns, iface, path string) (*Capture, error) {
+// StartCapture captures what matches filter (tcpdump syntax, e.g. "udp
+// port 45000") on iface inside ns into path.
+func StartCapture(ctx context.Context, ns *Netns, iface, filter, path string) (*Capture, error) {
 	if _, err := exec.LookPath("tcpdump"); err != nil {
 		return nil, fmt.Errorf("%w: tcpdump (apt-get install tcpdump)", ErrMissingTool)
 	}
 	// -U: write each packet as it arrives; -n: no name lookups; -Z root:
 	// keep the privileges to write into the run's directory.
 	c := &Capture{Path: path, Iface: iface, done: make(chan struct{}), stderr: &strings.Builder{}}
-	c.cmd = exec.Command("ip", "netns", "exec", ns.Name, "tcpdump", "-i", iface, "-n", "-U", "-Z", "root", "-w", path, "udp")
+	c.cmd = exec.Command("ip", "netns", "exec", ns.Name, "tcpdump", "-i", iface, "-n", "-U", "-Z", "root", "-w", path, filter)
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pr, err := c.cmd.StderrPipe()
 	if err != nil {

@@ -1,12 +1,17 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/mediaedge/mediaedge/bench"
@@ -42,25 +47,40 @@ func (s *scenario) stepMediaWindow(ctx context.Context) error {
 		s.record(audio.done())
 	}()
 	edge := s.topo.Edge
-	lanPcap, wanPcap := filepath.Join(s.dir, "lan0.pcap"), filepath.Join(s.dir, "wan0.pcap")
+	// As an admin would: the gateway's own ports on each side for bench
+	// verify, and everything on the uplink.
+	caps := []struct {
+		iface, filter, file string
+		c                   *Capture
+	}{
+		{ifEdgeLAN, fmt.Sprintf("udp port %d", s.gwInternal.Port()), "lan0-gateway.pcap", nil},
+		{ifEdgeWAN, fmt.Sprintf("udp port %d", s.gwCloud.Port()), "wan0-gateway.pcap", nil},
+		{ifEdgeWAN, "udp", "wan0-all.pcap", nil},
+	}
+	stopCaps := func() error {
+		var errs []error
+		for i := range caps {
+			if caps[i].c != nil {
+				errs = append(errs, caps[i].c.Stop())
+			}
+		}
+		return errors.Join(errs...)
+	}
 
-	// Quiet the senders so that both captures see whole exchanges.
+	// Quiet the senders so that the captures see whole exchanges.
 	s.pause(true)
 	if err := sleep(ctx, inFlight); err != nil {
 		return err
 	}
-	capLAN, err := StartCapture(ctx, edge, ifEdgeLAN, lanPcap)
-	if err != nil {
-		s.pause(false)
-		keys.fail(err)
-		return nil
-	}
-	capWAN, err := StartCapture(ctx, edge, ifEdgeWAN, wanPcap)
-	if err != nil {
-		_ = capLAN.Stop()
-		s.pause(false)
-		keys.fail(err)
-		return nil
+	for i := range caps {
+		c, err := StartCapture(ctx, edge, caps[i].iface, caps[i].filter, filepath.Join(s.dir, caps[i].file))
+		if err != nil {
+			_ = stopCaps()
+			s.pause(false)
+			keys.fail(err)
+			return nil
+		}
+		caps[i].c = c
 	}
 	c0, err0 := readCounters(ctx, edge, ifEdgeWAN, ifEdgeVPN)
 	s.pause(false)
@@ -70,7 +90,7 @@ func (s *scenario) stepMediaWindow(ctx context.Context) error {
 	t1 := time.Now()
 	_ = sleep(ctx, inFlight)
 	c1, err1 := readCounters(ctx, edge, ifEdgeWAN, ifEdgeVPN)
-	errLAN, errWAN := capLAN.Stop(), capWAN.Stop()
+	errCap := stopCaps()
 	s.pause(false)
 	if werr != nil {
 		return werr
@@ -104,10 +124,10 @@ func (s *scenario) stepMediaWindow(ctx context.Context) error {
 
 	// Keys: bench's verifier on the gateway's packets of both captures,
 	// then every datagram on the uplink against every key.
-	if err := errors.Join(errLAN, errWAN); err != nil {
-		keys.fail(err)
+	if errCap != nil {
+		keys.fail(errCap)
 	} else {
-		s.verifyCaptures(keys, lanPcap, wanPcap)
+		s.verifyCaptures(ctx, keys, caps[0].c.Path, caps[1].c.Path, caps[2].c.Path)
 	}
 
 	// Audio: every frame that arrived is the frame sent.
@@ -121,26 +141,19 @@ func (s *scenario) stepMediaWindow(ctx context.Context) error {
 	return nil
 }
 
-// verifyCaptures runs bench.Verify, the engine of `mediaedge bench verify`,
-// on the gateway's datagrams, then checks every UDP datagram of the uplink
-// capture against every key of the scenario.
-func (s *scenario) verifyCaptures(k *checker, lanPcap, wanPcap string) {
-	lan, _, err := bench.ReadCaptureFile(lanPcap)
-	if err != nil {
-		k.fail(err)
-		return
+// verifyCaptures runs `mediaedge bench verify` on the gateway's captures,
+// then checks every UDP datagram of the uplink against every key of the
+// scenario.
+func (s *scenario) verifyCaptures(ctx context.Context, k *checker, lanGW, wanGW, wanAll string) {
+	keyFiles := map[string]bench.Key{"kint": s.keys.kInt, "gint": s.keys.gInt, "gcloud": s.keys.gCloud, "kcloud": s.keys.kCloud}
+	for name, key := range keyFiles {
+		// Keys go through files (mode 0600), never the process list.
+		if err := os.WriteFile(filepath.Join(s.dir, name), []byte(key.CryptoLine()+"\n"), 0o600); err != nil {
+			k.fail(err)
+			return
+		}
 	}
-	wan, wanSum, err := bench.ReadCaptureFile(wanPcap)
-	if err != nil {
-		k.fail(err)
-		return
-	}
-	gwLAN := onPort(lan, s.gwInternal)
-	gwWAN := onPort(wan, s.gwCloud)
-	res, err := bench.Verify(gwLAN, gwWAN, bench.VerifyKeys{
-		InternalIn: []bench.Key{s.keys.kInt}, InternalOut: []bench.Key{s.keys.gInt},
-		CloudOut: []bench.Key{s.keys.gCloud}, CloudIn: []bench.Key{s.keys.kCloud},
-	})
+	res, status, err := s.benchVerify(ctx, lanGW, wanGW, "kint", "gint", "gcloud", "kcloud")
 	if err != nil {
 		k.fail(err)
 		return
@@ -149,14 +162,29 @@ func (s *scenario) verifyCaptures(k *checker, lanPcap, wanPcap string) {
 	for _, d := range res.Report.Directions {
 		matched = append(matched, fmt.Sprintf("%s %d/%d matched, p99 added latency %.0f µs", d.Name, d.Received, d.Sent, d.Latency.P99))
 	}
-	k.expect(res.OK(), "bench verify on %s (%d gateway datagrams) and %s (%d): %v; %d violations",
-		filepath.Base(lanPcap), len(gwLAN), filepath.Base(wanPcap), len(gwWAN), matched, len(res.Violations))
+	k.expect(status == 0 && res.OK(), "mediaedge bench verify --internal-pcap %s --cloud-pcap %s --internal-in-file kint ...: exit status %d; %s; %d violations",
+		filepath.Base(lanGW), filepath.Base(wanGW), status, strings.Join(matched, "; "), len(res.Violations))
 	for i, v := range res.Violations {
 		if i == 5 {
 			k.note("... %d more", len(res.Violations)-5)
 			break
 		}
 		k.note("violation: %s", v)
+	}
+	// Control: the same captures, told that the cloud leg uses the
+	// internal keys, must fail. A verifier that passes this would prove
+	// nothing above.
+	ctl, ctlStatus, err := s.benchVerify(ctx, lanGW, wanGW, "kint", "gint", "kint", "gint")
+	if err != nil {
+		k.fail(err)
+		return
+	}
+	k.expect(ctlStatus == 2 && !ctl.OK(), "control: the same captures with the internal leg's keys given for the cloud leg: exit status %d, %d violations",
+		ctlStatus, len(ctl.Violations))
+	wan, wanSum, err := bench.ReadCaptureFile(wanAll)
+	if err != nil {
+		k.fail(err)
+		return
 	}
 	// Every datagram on the uplink, whatever its port.
 	cloudSide := []bench.Key{s.keys.gCloud, s.keys.kCloud, s.keys.eUp, s.keys.eDown}
@@ -173,19 +201,34 @@ func (s *scenario) verifyCaptures(k *checker, lanPcap, wanPcap string) {
 		}
 	}
 	k.expect(len(wan) > 0 && leaked == 0 && none == 0,
-		"every UDP datagram captured on %s (%d of %d records): %d authenticate with a cloud-side or end-to-end key, %d with an internal-leg key, %d with none (plaintext or foreign)",
-		ifEdgeWAN, len(wan), wanSum.Records, ok, leaked, none)
+		"every UDP datagram on %s (%s, %d of %d records): %d authenticate with a cloud-side or end-to-end key, %d with an internal-leg key, %d with none (plaintext or foreign)",
+		ifEdgeWAN, filepath.Base(wanAll), len(wan), wanSum.Records, ok, leaked, none)
 }
 
-// onPort keeps the datagrams to or from ap.
-func onPort(dgs []bench.Datagram, ap netip.AddrPort) []bench.Datagram {
-	var out []bench.Datagram
-	for _, d := range dgs {
-		if d.Src == ap || d.Dst == ap {
-			out = append(out, d)
-		}
+// benchVerify runs `mediaedge bench verify --json` with the key files
+// named (K_int, G_int, G_cloud, K_cloud in the work directory). It returns
+// the decoded result, the command's exit status (2 when it found
+// violations) and an error when it could not run at all.
+func (s *scenario) benchVerify(ctx context.Context, lanGW, wanGW, intIn, intOut, cloudOut, cloudIn string) (*bench.VerifyResult, int, error) {
+	args := []string{"bench", "verify", "--json", "--internal-pcap", lanGW, "--cloud-pcap", wanGW,
+		"--internal-in-file", filepath.Join(s.dir, intIn), "--internal-out-file", filepath.Join(s.dir, intOut),
+		"--cloud-out-file", filepath.Join(s.dir, cloudOut), "--cloud-in-file", filepath.Join(s.dir, cloudIn)}
+	vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(vctx, s.opt.Bin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	status := 0
+	var ee *exec.ExitError
+	if errors.As(runErr, &ee) {
+		status = ee.ExitCode()
 	}
-	return out
+	var res bench.VerifyResult
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil || res.Report == nil {
+		return nil, status, fmt.Errorf("e2e: mediaedge bench verify: %v (decoding its output: %v): %s", runErr, err, strings.TrimSpace(stderr.String()))
+	}
+	return &res, status, nil
 }
 
 // stepOtherTraffic shows that what is not media keeps using the VPN: a
