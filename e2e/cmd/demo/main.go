@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -24,12 +25,14 @@ const topology = `
                          corporate host 10.99.0.1
 `
 
+var binFlag = flag.String("bin", "bin/mediaedge", "mediaedge binary to run on the edge")
+
 func main() {
 	os.Exit(run())
 }
 
 func run() int {
-	bin := flag.String("bin", "bin/mediaedge", "mediaedge binary to run on the edge")
+	bin := binFlag
 	keep := flag.Bool("keep", false, "keep the work directory (configuration, daemon log, captures)")
 	hold := flag.Bool("hold", false, "before stopping mediaedge, wait for Enter so that you can look around the namespaces")
 	sysctlFile := flag.String("sysctl", "systemd/mediaedge.sysctl", "sysctl.d file applied to the edge namespace, as on an installed edge (empty: none)")
@@ -109,15 +112,19 @@ func run() int {
 
 // waitForEnter holds the scenario before SIGTERM until Enter (or a signal).
 func waitForEnter(ctx context.Context, t *e2e.Topology, dir string) {
+	sock := filepath.Join(dir, "control.sock")
 	fmt.Printf(`
-Holding before SIGTERM. In another terminal, for example:
+Holding before SIGTERM, with the call running. In another terminal, for example:
   ip netns exec %[1]s ip rule
   ip netns exec %[1]s ip route show table 100
+  ip netns exec %[1]s ip route get 52.112.0.10 from 10.20.0.10 iif lan0 ipproto udp dport 3480
   ip netns exec %[1]s tcpdump -ni wan0 udp
-  curl is not needed: ip netns exec %[1]s wget -qO- http://127.0.0.1:9477/metrics | grep ^mediaedge_
-  the daemon's configuration and log: %[2]s
+  ip netns exec %[1]s ip -s link show wan0
+  %[2]s --control %[3]s session list
+  %[2]s --control %[3]s turn allocations
+The configuration and the daemon's log are in %[4]s.
 Press Enter to continue.
-`, t.Edge.Name, dir)
+`, t.Edge.Name, *binFlag, sock, dir)
 	done := make(chan struct{})
 	go func() {
 		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
