@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -16,12 +19,18 @@ import (
 //
 // The sockets are raw file descriptors, not *net.UDPConn: a Go socket
 // sits in the runtime's own epoll set and every datagram would wake the
-// netpoller and a goroutine, which at 50 packets per second per stream
-// costs more than the cryptography. Here one thread sleeps in
-// epoll_wait for all of a worker's sockets and drains each ready socket
-// with recvmmsg.
+// netpoller and a goroutine of its own, which at 50 packets per second
+// per stream costs more than the cryptography. Here a worker's epoll fd
+// is the only descriptor the runtime polls for it: the worker goroutine
+// parks in the netpoller until any of its sockets is readable (no thread
+// blocked in a system call, so the scheduler's monitor has nothing to
+// hand off), then drains every ready socket with recvmmsg.
 type workerSys struct {
 	epfd, evfd int
+	// file holds epfd in the runtime's netpoller; rc waits on it.
+	file *os.File
+	rc   syscall.RawConn
+	poll func(fd uintptr) bool
 	// socks maps a file descriptor to its socket (owned by the worker
 	// goroutine).
 	socks  []*sock
@@ -31,6 +40,11 @@ type workerSys struct {
 	// pending sends of the current batch
 	out    []pending
 	txLegs []*leg
+	// per round (owned by the worker goroutine)
+	hkDue    int64 // next housekeeping, monotonic ns
+	lastPkts int64 // when the last round with packets ended
+	full     bool  // a socket returned a full batch this round
+	stopped  bool
 }
 
 // pending is one packet waiting for sendmmsg: from which socket, to whom,
@@ -62,7 +76,22 @@ func (s *workerSys) open(batch int) error {
 		unix.Close(evfd)
 		return fmt.Errorf("gateway: adding the eventfd to epoll: %w", err)
 	}
-	s.epfd, s.evfd = epfd, evfd
+	// A non-blocking epoll fd is pollable: os.NewFile registers it with
+	// the runtime's netpoller (an epoll set inside an epoll set), which
+	// reports it readable when any of its sockets is.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return fmt.Errorf("gateway: epoll fd: %w", err)
+	}
+	s.file = os.NewFile(uintptr(epfd), "gateway-epoll")
+	rc, err := s.file.SyscallConn()
+	if err != nil {
+		s.file.Close()
+		unix.Close(evfd)
+		return fmt.Errorf("gateway: epoll fd: %w", err)
+	}
+	s.epfd, s.evfd, s.rc = epfd, evfd, rc
 	s.events = make([]unix.EpollEvent, 256)
 	s.rx, s.tx = newMmsgBatch(batch), newMmsgBatch(batch)
 	s.bufs = make([][]byte, batch)
@@ -74,7 +103,7 @@ func (s *workerSys) open(batch int) error {
 	return nil
 }
 
-// wake interrupts epoll_wait. Safe for concurrent use.
+// wake interrupts the worker's wait. Safe for concurrent use.
 func (s *workerSys) wake() {
 	var one = [8]byte{1}
 	// EAGAIN means the counter is already non-zero: the worker will wake.
@@ -103,52 +132,129 @@ func (s *workerSys) unregister(so *sock) {
 
 func (s *workerSys) close() {
 	unix.Close(s.evfd)
-	unix.Close(s.epfd)
+	if s.file != nil {
+		s.file.Close() // closes epfd
+	}
 }
 
-// run is the worker goroutine: wait, serve ready sockets, run commands,
-// housekeep; until stopped.
+// run is the worker goroutine: it waits in the netpoller for the epoll
+// fd, and poll does the rest, until the worker is stopped.
 func (w *worker) run() {
 	defer close(w.done)
 	defer w.shutdown()
 	s := &w.sys
+	s.poll = w.poll
 	w.tick()
-	nextHK := w.now + int64(housekeepEvery)
-	for {
-		timeout := int((nextHK - w.now + int64(time.Millisecond) - 1) / int64(time.Millisecond))
-		timeout = max(0, min(timeout, int(housekeepEvery/time.Millisecond)))
-		n, err := unix.EpollWait(s.epfd, s.events, timeout)
-		if err != nil && !errors.Is(err, unix.EINTR) {
-			w.g.log.Error("epoll_wait failed; worker stopping", "worker", w.id, "err", err)
+	s.hkDue = w.now + int64(housekeepEvery)
+	for !s.stopped {
+		// The deadline wakes an idle worker for housekeeping.
+		_ = s.file.SetReadDeadline(w.wall.Add(time.Duration(s.hkDue - w.now)))
+		err := s.rc.Read(s.poll)
+		w.tick()
+		switch {
+		case s.stopped:
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if w.now >= s.hkDue {
+				w.housekeep()
+				s.hkDue = w.now + int64(housekeepEvery)
+			}
+		case err != nil:
+			w.g.log.Error("waiting on epoll failed; worker stopping", "worker", w.id, "err", err)
 			return
 		}
+	}
+}
+
+// poll serves everything ready, and keeps serving while packets keep
+// coming. It reports true when the worker must stop, false to wait in the
+// netpoller for the next packet or command.
+//
+// Coalescing: at 50 packets per second per call, packets of different
+// calls arrive a few hundred microseconds apart and a worker that goes
+// back to sleep after each one pays a wake-up (two context switches) per
+// packet, which costs more than the packet itself. When packets arrive
+// within the coalesce window of each other, the worker instead sleeps for
+// the window and then takes everything that arrived meanwhile, a batch
+// per socket, at the price of at most one window of added latency. A
+// lone packet (a quiet worker) is served at once. A round that filled a
+// batch polls again without sleeping: the worker is saturated and every
+// system call already carries many packets.
+func (w *worker) poll(uintptr) bool {
+	s := &w.sys
+	for {
+		n := epollNow(s.epfd, s.events)
+		if n <= 0 {
+			return false
+		}
+		prev := s.lastPkts
 		w.tick()
 		w.stats.wakeups.Add(1)
-		cmds := false
-		for i := 0; i < n; i++ {
-			fd := int(s.events[i].Fd)
-			if fd == s.evfd {
-				cmds = true
-				continue
-			}
-			if fd < len(s.socks) {
-				if so := s.socks[fd]; so != nil {
-					w.serve(so)
-				}
-			}
+		s.full = false
+		pkts := w.dispatch(n)
+		if s.stopped {
+			return true
 		}
-		if cmds {
-			var b [8]byte
-			_, _ = unix.Read(s.evfd, b[:])
-			if !w.runCommands() {
-				return
-			}
-		}
-		if w.now >= nextHK {
+		if w.now >= s.hkDue {
 			w.housekeep()
-			nextHK = w.now + int64(housekeepEvery)
+			s.hkDue = w.now + int64(housekeepEvery)
+		}
+		c := int64(w.cfg.Coalesce.D())
+		if pkts == 0 || c == 0 {
+			continue
+		}
+		s.lastPkts = w.now
+		if !s.full && w.now-prev < 2*c {
+			sleepRaw(c)
 		}
 	}
+}
+
+// dispatch serves the n ready descriptors of the last epoll_wait and runs
+// queued commands; it returns the packets received.
+func (w *worker) dispatch(n int) int {
+	s := &w.sys
+	cmds, pkts := false, 0
+	for i := 0; i < n; i++ {
+		fd := int(s.events[i].Fd)
+		if fd == s.evfd {
+			cmds = true
+			continue
+		}
+		if fd < len(s.socks) {
+			if so := s.socks[fd]; so != nil {
+				pkts += w.serve(so)
+			}
+		}
+	}
+	if cmds {
+		var b [8]byte
+		_, _ = unix.Read(s.evfd, b[:])
+		if !w.runCommands() {
+			s.stopped = true
+		}
+	}
+	return pkts
+}
+
+// epollNow returns the ready events without blocking. epoll_pwait with a
+// zero timeout never sleeps, so it is issued as a raw system call, without
+// the scheduler's bookkeeping for calls that may block.
+func epollNow(epfd int, events []unix.EpollEvent) int {
+	r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
+		uintptr(len(events)), 0, 0, 0)
+	if errno != 0 {
+		return 0
+	}
+	return int(r)
+}
+
+// sleepRaw sleeps d (under a millisecond) without giving up the thread's
+// P: Go's timers are millisecond-coarse, and a blocking system call would
+// let the scheduler hand the P to another thread only to take it back. A
+// signal (goroutine preemption) may cut the sleep short, which is harmless.
+func sleepRaw(d int64) {
+	ts := unix.NsecToTimespec(d)
+	_, _, _ = unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
 
 // maxRounds bounds the batches read from one socket per wake-up, so that
@@ -158,16 +264,18 @@ const maxRounds = 4
 
 // serve drains up to maxRounds batches from so, handles every packet and
 // sends the results with one sendmmsg per destination socket.
-func (w *worker) serve(so *sock) {
+func (w *worker) serve(so *sock) int {
 	s := &w.sys
 	batch := min(w.cfg.Batch, len(s.bufs))
+	total := 0
 	for round := 0; round < maxRounds; round++ {
 		k, err := s.rx.recv(so.fd, s.bufs[:batch])
 		if err != nil || k == 0 {
 			// EAGAIN: drained. Other errors (ECONNREFUSED from an ICMP
 			// error queued on the socket) are consumed by the call.
-			return
+			return total
 		}
+		total += k
 		w.stats.batches.Add(1)
 		for i := 0; i < k; i++ {
 			n := s.rx.length(i)
@@ -179,9 +287,11 @@ func (w *worker) serve(so *sock) {
 		}
 		w.flush()
 		if k < batch {
-			return
+			return total
 		}
+		s.full = true
 	}
+	return total
 }
 
 // flush sends the pending packets, one sendmmsg per run of packets that
