@@ -172,6 +172,7 @@ func TestKernelSplitTunnel(t *testing.T) {
 		if !ok || took > time.Second {
 			t.Errorf("rule 1010 restored after %v (ok %v), want within 1s", took, ok)
 		}
+		t.Logf("rule deleted by hand restored after %v", took)
 		tp.ipn(roleEdge, "-6", "route", "del", "2603:1063::/38", "table", "100")
 		took, ok = waitFor(2*time.Second, func() bool {
 			return strings.Contains(tp.ipn(roleEdge, "-6", "route", "show", "table", "100"), "2603:1063::/38")
@@ -179,6 +180,7 @@ func TestKernelSplitTunnel(t *testing.T) {
 		if !ok || took > time.Second {
 			t.Errorf("route restored after %v (ok %v), want within 1s", took, ok)
 		}
+		t.Logf("route deleted by hand restored after %v", took)
 		tp.expectDirect("after repair: LAN to media", tp.probe(edge, lan4, ap(mediaV4, mediaPort), media4, wanV4), media4, wanV4)
 		// The pass publishes its counts after reading the kernel back.
 		if _, ok := waitFor(time.Second, func() bool { return testutil.ToFloat64(m.metrics.repairs) >= repairs+2 }); !ok {
