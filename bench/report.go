@@ -187,7 +187,8 @@ func (d *Direction) markdownRow(name string, sut *SUTStats) string {
 	cpu, ppc, rss := "-", "-", "-"
 	if sut != nil {
 		cpu = fmt.Sprintf("%.1f", sut.CPUPercent)
-		if sut.PacketsPerCPUSecond > 0 {
+		// Fewer than ten 10 ms ticks make the cost per packet noise.
+		if sut.PacketsPerCPUSecond > 0 && sut.CPUSeconds >= 0.1 {
 			ppc = fmt.Sprintf("%.0f", sut.PacketsPerCPUSecond)
 		}
 		rss = fmt.Sprintf("%d", sut.RSSKiB/1024)

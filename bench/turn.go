@@ -109,6 +109,7 @@ type allocation struct {
 
 	// owned by the reader
 	tracker *seqTracker
+	jitter  Jitter
 	bad     int64
 	bytes   int64
 	last    int64
@@ -201,13 +202,20 @@ func RunTURN(ctx context.Context, opt TURNOptions) (*Report, error) {
 	d := Direction{Name: "round trip (" + mode + ")", Streams: len(r.allocs), PayloadBytes: opt.PayloadBytes,
 		OfferedPPS: opt.Rate, Sent: r.sent, SendErrors: r.sendErrs, Unknown: r.unknown.Load()}
 	var bytes, last int64
+	var jsum float64
 	for _, a := range r.allocs {
+		j := float64(a.jitter.Duration()) / float64(time.Millisecond)
+		jsum += j
+		d.JitterMaxMs = max(d.JitterMaxMs, j)
 		d.Received += a.tracker.unique
 		d.Duplicated += a.tracker.dup
 		d.Reordered += a.tracker.reord
 		d.BadPayload += a.bad
 		bytes += a.bytes
 		last = max(last, a.last)
+	}
+	if len(r.allocs) > 0 {
+		d.JitterMs = jsum / float64(len(r.allocs))
 	}
 	d.Lost = d.Sent - d.Received
 	if d.Sent > 0 {
@@ -221,7 +229,7 @@ func RunTURN(ctx context.Context, opt TURNOptions) (*Report, error) {
 	d.Latency = r.lat.Summary()
 	d.Throughput = r.tl.Points()
 	rep.Directions = []Direction{d}
-	rep.Notes = append(rep.Notes, "latency is the round trip client -> relay -> peer -> relay -> client; each round trip is two relayed packets")
+	rep.Notes = append(rep.Notes, "latency and jitter are of the round trip client -> relay -> peer -> relay -> client; each round trip is two relayed packets")
 	if r.stopped != "" {
 		rep.Notes = append(rep.Notes, r.stopped)
 	}
@@ -270,7 +278,7 @@ func (r *turnRun) allocate(ctx context.Context, id uint32, peer netip.AddrPort, 
 		return nil, err
 	}
 	a := &allocation{id: id, conn: conn, client: c, peer: peer, server: opt.Server, n: n,
-		sendNs: make([]atomic.Int64, n), tracker: newSeqTracker(n), rx: make([]byte, 65536),
+		sendNs: make([]atomic.Int64, n), tracker: newSeqTracker(n), jitter: Jitter{clockRate: 8000}, rx: make([]byte, 65536),
 		tx: make([]byte, 0, 2048), msg: &stun.Message{Raw: make([]byte, 0, 2048)}}
 	r.wg.Add(1)
 	go func() {
@@ -420,6 +428,7 @@ func (r *turnRun) echoed(a *allocation, p []byte, now int64) {
 	}
 	r.received.Add(1)
 	if sent := a.sendNs[k].Load(); sent > 0 && now >= sent {
+		a.jitter.UpdateTransit(time.Duration(now - sent))
 		r.latMu.Lock()
 		r.lat.Record(time.Duration(now - sent))
 		r.tl.Add(time.Duration(now-r.mediaT0.Load()), len(p))
