@@ -49,6 +49,11 @@ const (
 	CloudSRTPPort     = 3480
 	// ClientSRTPPort is the client's port for the gateway's internal leg.
 	ClientSRTPPort = 5004
+	// ClientDirectPort and CloudDirectPort carry the client's own call to
+	// the cloud media server, forwarded by the edge without the relay or
+	// the gateway.
+	ClientDirectPort = 5006
+	CloudDirectPort  = 3481
 	// EchoPort is the UDP echo service on the internet and corporate
 	// hosts, used to see which way other traffic goes.
 	EchoPort = 7

@@ -18,6 +18,9 @@ type Flow struct {
 	SSRC   uint32
 	TSBase uint32
 	Hz     float64
+	// ToCloud is set on flows whose receiver is in the internet: the
+	// source it sees tells which way the edge sent them.
+	ToCloud bool
 
 	// counters updated by the receiver
 	authFail  atomic.Int64 // did not authenticate with the receiver's key
@@ -37,8 +40,8 @@ type arrival struct {
 	src netip.AddrPort
 }
 
-func newFlow(name string, ssrc, tsBase uint32, hz float64) *Flow {
-	return &Flow{Name: name, SSRC: ssrc, TSBase: tsBase, Hz: hz}
+func newFlow(name string, ssrc, tsBase uint32, hz float64, toCloud bool) *Flow {
+	return &Flow{Name: name, SSRC: ssrc, TSBase: tsBase, Hz: hz, ToCloud: toCloud}
 }
 
 func (f *Flow) recordSent(idx uint32, at time.Time) {

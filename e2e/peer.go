@@ -26,9 +26,14 @@ const maxFrames = 30000
 // RecvKey. Packets that authenticate with one of Forbidden are counted in
 // In as foreign: a key that must never be seen at this end.
 type PeerConfig struct {
-	Name      string
-	Conn      net.PacketConn
-	Dst       net.Addr // nil: latched from the first authenticated packet
+	Name string
+	Conn net.PacketConn
+	// Dst is where the peer sends; nil: latched from the first
+	// authenticated packet.
+	Dst net.Addr
+	// Relatch follows the source of every authenticated packet (symmetric
+	// RTP behind NAT, whose mapping may change when the path does).
+	Relatch   bool
 	SendKey   bench.Key
 	RecvKey   bench.Key
 	Forbidden []bench.Key
@@ -172,7 +177,7 @@ func (p *Peer) recvLoop(ctx *srtp.Context) {
 			f.mismatch.Add(1)
 			continue
 		}
-		if p.dst.Load() == nil {
+		if p.cfg.Relatch || p.dst.Load() == nil {
 			p.SetDst(from)
 		}
 		f.recordArrival(idx, now, addrPortOf(from))

@@ -135,11 +135,12 @@ type scenario struct {
 	echoes   map[netip.AddrPort]*Echo
 	baseline []string
 
-	// the four audio flows
-	turnUp, turnDown, gwUp, gwDown *Flow
-	keys                           scenarioKeys
-	sessionID                      string
-	gwInternal, gwCloud            netip.AddrPort // the gateway's local leg addresses
+	// the audio flows, each way: through the relay, through the gateway,
+	// and straight from the client (forwarded by the edge)
+	turnUp, turnDown, gwUp, gwDown, directUp, directDown *Flow
+	keys                                                 scenarioKeys
+	sessionID                                            string
+	gwInternal, gwCloud                                  netip.AddrPort // the gateway's local leg addresses
 }
 
 // scenarioKeys are the SRTP keys of the scenario. None is ever printed.
@@ -150,6 +151,8 @@ type scenarioKeys struct {
 	kCloud, gCloud bench.Key
 	// end to end through the TURN relay (as DTLS-SRTP would give)
 	eUp, eDown bench.Key
+	// end to end on the client's direct call
+	dUp, dDown bench.Key
 }
 
 func (s *scenario) progress(format string, args ...any) {
@@ -193,6 +196,7 @@ func (s *scenario) run(ctx context.Context) error {
 		{"starting mediaedge on the edge", s.stepDaemon},
 		{"allocating on the TURN relay from the client", s.stepTURN},
 		{"creating a gateway session over the control API", s.stepGateway},
+		{"calling the cloud media server directly from the client", s.stepDirect},
 		{"measuring and capturing audio on the edge", s.stepMediaWindow},
 		{"probing other destinations from the client", s.stepOtherTraffic},
 		{"scraping the metrics endpoint", s.stepMetrics},
@@ -219,7 +223,7 @@ func (s *scenario) genKeys() error {
 	if err != nil {
 		return err
 	}
-	for _, k := range []*bench.Key{&s.keys.kInt, &s.keys.kCloud, &s.keys.eUp, &s.keys.eDown} {
+	for _, k := range []*bench.Key{&s.keys.kInt, &s.keys.kCloud, &s.keys.eUp, &s.keys.eDown, &s.keys.dUp, &s.keys.dDown} {
 		if *k, err = bench.NewKey(suite); err != nil {
 			return err
 		}

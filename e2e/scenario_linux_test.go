@@ -54,8 +54,8 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil || !res.Passed() {
 		t.Errorf("scenario: %v; %d checks; daemon log tail:\n%s", err, len(res.Checks), res.DaemonLog)
 	}
-	if !res.Complete || len(res.Checks) != 12 {
-		t.Errorf("the scenario did not run to the end: %d of 12 checks", len(res.Checks))
+	if !res.Complete || len(res.Checks) != 13 {
+		t.Errorf("the scenario did not run to the end: %d of 13 checks", len(res.Checks))
 	}
 	out, _ := exec.Command("ip", "netns", "list").Output()
 	if strings.Contains(string(out), "mee2e-") {

@@ -34,7 +34,10 @@ func (s *scenario) stepFlap(ctx context.Context) error {
 	// What happened while it was down (policy on_uplink_down: fallback):
 	// media still reached the cloud, through the VPN.
 	var during []string
-	for _, f := range []*Flow{s.turnUp, s.gwUp} {
+	for _, f := range s.flows() {
+		if !f.ToCloud {
+			continue
+		}
 		w := f.Window(tDown.Add(inFlight), tUp)
 		during = append(during, fmt.Sprintf("%q from %s", f.Name, sources(w.Sources)))
 	}
@@ -54,15 +57,15 @@ func (s *scenario) stepFlap(ctx context.Context) error {
 	to := time.Now()
 	for _, f := range s.flows() {
 		w := f.Window(from, to)
-		direct := f != s.turnUp && f != s.gwUp || len(w.Sources) == 1 && w.Sources[EdgeWANAddr] > 0
+		direct := !f.ToCloud || len(w.Sources) == 1 && w.Sources[EdgeWANAddr] > 0
 		k.expect(w.Sent > 0 && w.Received == w.Sent && direct,
-			"then for 1 s: %s %d/%d frames%s", f.Name, w.Received, w.Sent, viaNote(f, s, w))
+			"then for 1 s: %s %d/%d frames%s", f.Name, w.Received, w.Sent, viaNote(f, w))
 	}
 	return nil
 }
 
-func viaNote(f *Flow, s *scenario, w Window) string {
-	if f == s.turnUp || f == s.gwUp {
+func viaNote(f *Flow, w Window) string {
+	if f.ToCloud {
 		return ", from " + sources(w.Sources)
 	}
 	return ""

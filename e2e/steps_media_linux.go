@@ -26,7 +26,9 @@ func sortedAddrs(m map[netip.Addr]int) []netip.Addr {
 	return out
 }
 
-func (s *scenario) flows() []*Flow { return []*Flow{s.turnUp, s.turnDown, s.gwUp, s.gwDown} }
+func (s *scenario) flows() []*Flow {
+	return []*Flow{s.turnUp, s.turnDown, s.gwUp, s.gwDown, s.directUp, s.directDown}
+}
 
 func (s *scenario) pause(v bool) {
 	for _, p := range s.peers {
@@ -38,9 +40,9 @@ func (s *scenario) pause(v bool) {
 // counters and captures on lan0 and wan0, and decides three checks: the
 // path, the keys seen on the uplink, and the audio.
 func (s *scenario) stepMediaWindow(ctx context.Context) error {
-	path := newChecker("the relayed and the re-keyed media leave the edge on the direct uplink")
+	path := newChecker("the relayed, the re-keyed and the client's direct media leave the edge on the direct uplink")
 	keys := newChecker("the cloud side receives only SRTP under cloud-side keys, never the internal key (bench verify on captures)")
-	audio := newChecker("audio payloads arrive intact in all four directions")
+	audio := newChecker("audio payloads arrive intact in all six directions")
 	defer func() {
 		s.record(path.done())
 		s.record(keys.done())
@@ -107,16 +109,26 @@ func (s *scenario) stepMediaWindow(ctx context.Context) error {
 	// Path: interface counters and the source the cloud server saw.
 	if c0 != nil && c1 != nil {
 		wan, vpn := c1[ifEdgeWAN].Sub(c0[ifEdgeWAN]), c1[ifEdgeVPN].Sub(c0[ifEdgeVPN])
-		up := w[s.turnUp].Sent + w[s.gwUp].Sent
-		down := w[s.turnDown].Sent + w[s.gwDown].Sent
-		path.note("in %s: %d audio packets towards the cloud (%d relayed, %d re-keyed), %d back",
-			s.opt.MediaWindow, up, w[s.turnUp].Sent, w[s.gwUp].Sent, down)
-		path.expect(up > 0 && wan.TxPackets >= uint64(up) && wan.RxPackets >= uint64(w[s.turnDown].Received+w[s.gwDown].Received),
+		var up, down, gotDown int
+		for _, f := range s.flows() {
+			if f.ToCloud {
+				up += w[f].Sent
+			} else {
+				down += w[f].Sent
+				gotDown += w[f].Received
+			}
+		}
+		path.note("in %s: %d audio packets towards the cloud (%d relayed, %d re-keyed, %d direct), %d back",
+			s.opt.MediaWindow, up, w[s.turnUp].Sent, w[s.gwUp].Sent, w[s.directUp].Sent, down)
+		path.expect(up > 0 && wan.TxPackets >= uint64(up) && wan.RxPackets >= uint64(gotDown),
 			"%s (direct uplink): tx +%d packets, rx +%d", ifEdgeWAN, wan.TxPackets, wan.RxPackets)
 		path.expect(vpn.TxPackets <= 3 && vpn.RxPackets <= 3,
 			"%s (VPN): tx +%d packets, rx +%d (at most 3 allowed: ARP)", ifEdgeVPN, vpn.TxPackets, vpn.RxPackets)
 	}
-	for _, f := range []*Flow{s.turnUp, s.gwUp} {
+	for _, f := range s.flows() {
+		if !f.ToCloud {
+			continue
+		}
 		src := w[f].Sources
 		path.expect(len(src) == 1 && src[EdgeWANAddr] > 0,
 			"the cloud media server got %q from %s (uplink address %s, VPN address %s)", f.Name, sources(src), EdgeWANAddr, ConcentratorPublicAddr)
@@ -187,7 +199,7 @@ func (s *scenario) verifyCaptures(ctx context.Context, k *checker, lanGW, wanGW,
 		return
 	}
 	// Every datagram on the uplink, whatever its port.
-	cloudSide := []bench.Key{s.keys.gCloud, s.keys.kCloud, s.keys.eUp, s.keys.eDown}
+	cloudSide := []bench.Key{s.keys.gCloud, s.keys.kCloud, s.keys.eUp, s.keys.eDown, s.keys.dUp, s.keys.dDown}
 	internal := []bench.Key{s.keys.kInt, s.keys.gInt}
 	var ok, leaked, none int
 	for _, d := range wan {
@@ -327,7 +339,7 @@ func (s *scenario) waitRecovered(ctx context.Context, t time.Time, timeout time.
 		last = time.Time{}
 		for _, f := range s.flows() {
 			var first time.Time
-			if f == s.turnUp || f == s.gwUp {
+			if f.ToCloud {
 				if a := f.ArrivalsFrom(EdgeWANAddr, t); len(a) > 0 {
 					first = a[0]
 				}

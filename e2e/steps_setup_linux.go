@@ -139,8 +139,8 @@ func (s *scenario) stepTURN(ctx context.Context) error {
 		k.fail(err)
 		return err
 	}
-	s.turnUp = newFlow("client -> cloud via TURN", 0x7a1e0001, 1000, 440)
-	s.turnDown = newFlow("cloud -> client via TURN", 0x7a1e0002, 2000, 554)
+	s.turnUp = newFlow("client -> cloud via TURN", 0x7a1e0001, 1000, 440, true)
+	s.turnDown = newFlow("cloud -> client via TURN", 0x7a1e0002, 2000, 554, false)
 	cloudPeer, err := StartPeer(PeerConfig{Name: "cloud media server (TURN)", Conn: cloud,
 		SendKey: s.keys.eDown, RecvKey: s.keys.eUp, Out: s.turnDown, In: s.turnUp})
 	if err != nil {
@@ -169,6 +169,58 @@ func (s *scenario) stepTURN(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("e2e: no audio through the TURN relay; log:\n%s", s.edge.LogTail(30))
 	}
+	return nil
+}
+
+// stepDirect starts an SRTP call the client sends straight to the cloud
+// media server, as a soft client does when split tunnelling lets it: the
+// edge forwards it by the media prefix and masquerades it on the uplink.
+func (s *scenario) stepDirect(ctx context.Context) error {
+	k := newChecker("direct media: the client's own call to the cloud media server is forwarded and masqueraded on the uplink")
+	defer func() { s.record(k.done()) }()
+	clientConn, err := s.topo.Client.ListenUDP(netip.AddrPortFrom(ClientAddr, ClientDirectPort).String())
+	if err != nil {
+		k.fail(err)
+		return err
+	}
+	cloudConn, err := s.topo.Internet.ListenUDP(netip.AddrPortFrom(CloudMediaAddr, CloudDirectPort).String())
+	if err != nil {
+		clientConn.Close()
+		k.fail(err)
+		return err
+	}
+	s.directUp = newFlow("client -> cloud direct", 0xd1ec0001, 5000, 852, true)
+	s.directDown = newFlow("cloud -> client direct", 0xd1ec0002, 6000, 1336, false)
+	cloudPeer, err := StartPeer(PeerConfig{Name: "cloud media server (direct)", Conn: cloudConn, Relatch: true,
+		SendKey: s.keys.dDown, RecvKey: s.keys.dUp, Out: s.directDown, In: s.directUp})
+	if err != nil {
+		clientConn.Close()
+		cloudConn.Close()
+		k.fail(err)
+		return err
+	}
+	s.peers = append(s.peers, cloudPeer)
+	clientPeer, err := StartPeer(PeerConfig{Name: "client (direct)", Conn: clientConn,
+		Dst:     net.UDPAddrFromAddrPort(netip.AddrPortFrom(CloudMediaAddr, CloudDirectPort)),
+		SendKey: s.keys.dUp, RecvKey: s.keys.dDown, Out: s.directUp, In: s.directDown})
+	if err != nil {
+		clientConn.Close()
+		k.fail(err)
+		return err
+	}
+	s.peers = append(s.peers, clientPeer)
+	ok := waitFor(ctx, 5*time.Second, func() bool {
+		_, up := s.directUp.Totals()
+		_, down := s.directDown.Totals()
+		return up > 0 && down > 0
+	})
+	sentUp, gotUp := s.directUp.Totals()
+	sentDown, gotDown := s.directDown.Totals()
+	w := s.directUp.Window(time.Time{}, time.Now())
+	k.expect(ok && len(w.Sources) == 1 && w.Sources[EdgeWANAddr] > 0,
+		"client %s -> %s: %d/%d frames, seen from %s (the uplink address: masqueraded on %s); back %d/%d",
+		netip.AddrPortFrom(ClientAddr, ClientDirectPort), netip.AddrPortFrom(CloudMediaAddr, CloudDirectPort),
+		gotUp, sentUp, sources(w.Sources), ifEdgeWAN, gotDown, sentDown)
 	return nil
 }
 
@@ -241,8 +293,8 @@ func (s *scenario) stepGateway(ctx context.Context) error {
 	k.expect(!sameKey(s.keys.gCloud, s.keys.kInt) && !sameKey(s.keys.gCloud, s.keys.gInt),
 		"the gateway's cloud key differs from both keys of the internal leg (keys compared, never shown)")
 
-	s.gwUp = newFlow("client -> cloud via the gateway", 0x5e550001, 3000, 697)
-	s.gwDown = newFlow("cloud -> client via the gateway", 0x5e550002, 4000, 1209)
+	s.gwUp = newFlow("client -> cloud via the gateway", 0x5e550001, 3000, 697, true)
+	s.gwDown = newFlow("cloud -> client via the gateway", 0x5e550002, 4000, 1209, false)
 	clientPeer, err := StartPeer(PeerConfig{Name: "client (gateway)", Conn: clientConn,
 		Dst:     net.UDPAddrFromAddrPort(s.gwInternal),
 		SendKey: s.keys.kInt, RecvKey: s.keys.gInt,
