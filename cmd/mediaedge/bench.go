@@ -72,13 +72,13 @@ func (o *benchOutput) write(w io.Writer, rep *bench.Report) error {
 
 // loadFlags are the load shape shared by srtp and turn.
 type loadFlags struct {
-	rate             float64
-	count, window    int
-	size             int
-	duration, maxT   time.Duration
-	drain            time.Duration
-	pid              int
-	progress, silent bool
+	rate           float64
+	count, window  int
+	size           int
+	duration, maxT time.Duration
+	drain          time.Duration
+	pid            int
+	silent         bool
 }
 
 func (l *loadFlags) flags(cmd *cobra.Command) {
