@@ -391,12 +391,6 @@ func (c *Config) ownsPriority(pref int) bool {
 	return pref >= c.Priority && pref < c.Priority+prioritySpan
 }
 
-// sameLayout reports whether two configurations place objects in the same
-// tables, priorities and protocol.
-func (c *Config) sameLayout(o *Config) bool {
-	return c.Tables == o.Tables && c.Priority == o.Priority && c.Protocol == o.Protocol
-}
-
 func presetsHavePorts(names []string) bool {
 	return slices.ContainsFunc(names, func(n string) bool {
 		p, ok := presetByName(n)

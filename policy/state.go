@@ -4,7 +4,6 @@ package policy
 
 import (
 	"net/netip"
-	"slices"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -223,6 +222,3 @@ func (d *desired) render(names linkNamer) string {
 func (c *Config) tables() []int {
 	return []int{c.Tables.Media, c.Tables.Direct}
 }
-
-// hasTable reports whether t is one of ts.
-func hasTable(ts []int, t int) bool { return slices.Contains(ts, t) }

@@ -53,7 +53,8 @@ type UplinkStatus struct {
 type FamilyStatus struct {
 	// Usable is true when media of this family goes direct.
 	Usable bool `json:"usable"`
-	// Reason says why not.
+	// Reason says why not (or, in plan mode without the interface, why it
+	// is only assumed).
 	Reason    string   `json:"reason,omitempty"`
 	Addresses []string `json:"addresses,omitempty"`
 	Gateway   string   `json:"gateway,omitempty"`

@@ -39,7 +39,7 @@ func (m *Manager) statusOf(out *passOutcome) Status {
 		}
 		ff := &f.fam[i]
 		fs := &FamilyStatus{Usable: ff.usable, GatewaySource: ff.gwFrom}
-		if !ff.usable {
+		if !ff.usable || f.state == uplinkUnknown || f.state == uplinkMissing {
 			fs.Reason = ff.reason
 		}
 		if ff.gw.IsValid() {

@@ -77,8 +77,6 @@ func needKernel(t *testing.T, nat bool) {
 type topo struct {
 	t      *testing.T
 	prefix string
-	mu     sync.Mutex
-	sinks  []*sink
 }
 
 // roles of the namespaces.
@@ -107,10 +105,14 @@ func (tp *topo) ipn(role string, args ...string) string {
 	return tp.run(append([]string{"ip", "-n", tp.ns(role)}, args...)...)
 }
 
+// sysctl sets "net.ipv4.conf.all.rp_filter=1"-style settings in role's
+// namespace, writing /proc/sys directly (no procps needed).
 func (tp *topo) sysctl(role string, kv ...string) {
 	tp.t.Helper()
 	for _, s := range kv {
-		tp.run("ip", "netns", "exec", tp.ns(role), "sysctl", "-qw", s)
+		k, v, _ := strings.Cut(s, "=")
+		path := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
+		tp.run("ip", "netns", "exec", tp.ns(role), "sh", "-c", "echo "+v+" > "+path)
 	}
 }
 

@@ -256,8 +256,11 @@ func printStatus(w io.Writer, st policy.Status, source string) {
 			continue
 		}
 		line := "usable"
-		if !f.s.Usable {
+		switch {
+		case !f.s.Usable:
 			line = "not usable: " + f.s.Reason
+		case f.s.Reason != "":
+			line = "assumed usable: " + f.s.Reason
 		}
 		if f.s.Gateway != "" {
 			line += ", gateway " + f.s.Gateway + " (" + f.s.GatewaySource + ")"
