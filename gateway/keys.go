@@ -100,9 +100,9 @@ func (k *keyState) wipe() {
 	k.ctx = nil
 }
 
-// rtpTrailer returns the bytes after the encrypted part of an SRTP packet
-// protected with k: AEAD tag excluded (it is part of the ciphertext), MKI
-// and HMAC tag included.
+// mkiOffsetRTP returns where the MKI of an n-byte SRTP packet protected
+// with k starts: before the HMAC tag, after the AEAD tag (which is part
+// of the ciphertext).
 func (k *keyState) mkiOffsetRTP(n int) int {
 	tag := k.suite.RTPTag
 	if k.suite.AEAD {

@@ -215,7 +215,7 @@ func (g *Gateway) Create(ctx context.Context, req CreateRequest) (*SessionInfo, 
 	g.mu.Unlock()
 
 	if err := g.buildLegs(s, cfg, &plans); err != nil {
-		g.abandon(s)
+		g.abandon(s, true)
 		g.metrics.refused.WithLabelValues("ports").Inc()
 		return nil, err
 	}
@@ -226,15 +226,21 @@ func (g *Gateway) Create(ctx context.Context, req CreateRequest) (*SessionInfo, 
 			info = w.snapshot(s, true)
 		}
 	})
-	if err == nil {
-		err = addErr
-	}
-	if err != nil {
-		// A command that timed out still runs; the end queued after it
-		// undoes it.
-		_ = w.do(context.Background(), func() { w.endSession(s, EndDeleted) })
-		g.abandon(s)
+	switch {
+	case errors.Is(err, ErrClosed):
+		// Never queued: the sockets are still ours.
+		g.abandon(s, true)
 		return nil, err
+	case err != nil:
+		// Queued but not yet run (the context ended): the end queued
+		// after it undoes it, sockets included.
+		_ = w.do(context.Background(), func() { w.endSession(s, EndDeleted) })
+		g.abandon(s, false)
+		return nil, err
+	case addErr != nil:
+		// addSession closed the sockets when it failed.
+		g.abandon(s, false)
+		return nil, addErr
 	}
 	g.mu.Lock()
 	n := len(g.sessions)
@@ -246,15 +252,17 @@ func (g *Gateway) Create(ctx context.Context, req CreateRequest) (*SessionInfo, 
 	return &info, nil
 }
 
-// abandon undoes a session that never reached its worker.
-func (g *Gateway) abandon(s *session) {
+// abandon undoes a session that never reached its worker: it frees the
+// id and wipes the keys, and closes the sockets when they are still the
+// caller's.
+func (g *Gateway) abandon(s *session, closeSockets bool) {
 	g.mu.Lock()
 	if g.sessions[s.id] == s {
 		delete(g.sessions, s.id)
 	}
 	g.mu.Unlock()
-	if s.added {
-		return // the worker owns it now and has ended it
+	if !closeSockets {
+		return
 	}
 	for id := range s.legs {
 		l := &s.legs[id]

@@ -132,6 +132,9 @@ func (w *worker) addSession(s *session) error {
 			}
 			if err := w.sys.register(so); err != nil {
 				w.removeLegs(s)
+				for id := range s.legs {
+					s.legs[id].wipe()
+				}
 				return err
 			}
 		}
