@@ -28,15 +28,21 @@ type CaptureError struct {
 	// Packet is the 1-based number of the packet record that failed; 0
 	// for the file header.
 	Packet int
+	// Block is the 1-based pcapng block that failed its structure check,
+	// 0 otherwise.
+	Block int
 	// Err wraps ErrNotCapture or ErrCorruptCapture and the reader's cause.
 	Err error
 }
 
 func (e *CaptureError) Error() string {
-	if e.Packet == 0 {
-		return fmt.Sprintf("bench: capture header: %v", e.Err)
+	if e.Block > 0 {
+		return fmt.Sprintf("%v (at pcapng block %d)", e.Err, e.Block)
 	}
-	return fmt.Sprintf("bench: capture packet %d: %v", e.Packet, e.Err)
+	if e.Packet == 0 {
+		return fmt.Sprintf("%v (in the file header)", e.Err)
+	}
+	return fmt.Sprintf("%v (at packet record %d)", e.Err, e.Packet)
 }
 
 func (e *CaptureError) Unwrap() error { return e.Err }

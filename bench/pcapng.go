@@ -30,7 +30,7 @@ func canonicalPcapng(data []byte) ([]byte, map[uint8]linkType, error) {
 	le := binary.LittleEndian
 	var order binary.ByteOrder = binary.LittleEndian
 	corrupt := func(block int, format string, args ...any) error {
-		return &CaptureError{Packet: 0, Err: fmt.Errorf("%w: block %d: %s", ErrCorruptCapture, block, fmt.Sprintf(format, args...))}
+		return &CaptureError{Block: block, Err: fmt.Errorf("%w: %s", ErrCorruptCapture, fmt.Sprintf(format, args...))}
 	}
 	block := func(typ uint32, body []byte) {
 		n := 12 + (len(body)+3)&^3
