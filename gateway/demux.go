@@ -16,6 +16,9 @@ func (w *worker) demuxOpen(s *sock, src netip.AddrPort, pkt []byte, rtcp bool) (
 	d := s.dm
 	ssrc := ssrcOf(pkt, rtcp)
 	if l := d.flows[flowKey{src: src, ssrc: ssrc}]; l != nil {
+		if want := l.remoteFor(rtcp); l.symmetric && want.IsValid() && want != src {
+			return l, nil, reasonWrongSource, false // the remote was moved (PATCH)
+		}
 		plain, r, ok := w.open(l, pkt, rtcp, false)
 		return l, plain, r, ok
 	}
@@ -24,26 +27,34 @@ func (w *worker) demuxOpen(s *sock, src netip.AddrPort, pkt []byte, rtcp bool) (
 	tried := 0
 	why := reasonUnknownFlow
 	var last *leg
-	for _, l := range d.legs {
-		want := l.remoteFor(rtcp)
-		if want.IsValid() && want != src && l.symmetric {
-			continue
-		}
-		if tried >= maxTrialCandidates || !d.take() {
-			break
-		}
-		tried++
-		plain, r, ok := w.open(l, pkt, rtcp, true)
-		if ok {
-			return l, plain, 0, true
-		}
-		if r == reasonKeyExpired || r == reasonReplay {
-			// The key matched: the flow is this leg's, the packet is not
-			// acceptable.
-			return l, nil, r, false
-		}
-		if r != reasonAuth {
-			why, last = r, l
+	// Two passes: first the legs that own no flow yet (a new flow most
+	// likely starts a session's first stream), then the others (a further
+	// stream of a bundle, or a peer that moved).
+	for pass := 0; pass < 2; pass++ {
+		for _, l := range d.legs {
+			if (len(l.flows) == 0) != (pass == 0) {
+				continue
+			}
+			if want := l.remoteFor(rtcp); want.IsValid() && want != src && l.symmetric {
+				continue
+			}
+			if tried >= maxTrialCandidates || !d.take() {
+				pass = 2
+				break
+			}
+			tried++
+			plain, r, ok := w.open(l, pkt, rtcp, true)
+			if ok {
+				return l, plain, 0, true
+			}
+			if r == reasonKeyExpired || r == reasonReplay {
+				// The key matched: the flow is this leg's, the packet is
+				// not acceptable.
+				return l, nil, r, false
+			}
+			if r != reasonAuth {
+				why, last = r, l
+			}
 		}
 	}
 	if last != nil && tried == 1 {

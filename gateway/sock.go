@@ -46,15 +46,15 @@ type demux struct {
 	idx  map[*leg]int
 	// trial tokens: every key tried on a packet of an unknown flow costs
 	// one token; tokens refill at trialRate per second up to trialBurst,
-	// so a flood of unknown flows costs bounded CPU (200k HMAC or GCM
-	// checks of a small packet take about a tenth of a core-second).
+	// so a flood of unknown flows costs bounded CPU (500k checks of a
+	// small packet take about a quarter of a core-second).
 	tokens   float64
 	refillAt int64
 }
 
 const (
-	trialRate  = 200_000
-	trialBurst = 200_000
+	trialRate  = 500_000
+	trialBurst = 500_000
 	// maxTrialCandidates bounds the keys tried for one packet.
 	maxTrialCandidates = 16384
 )
