@@ -331,12 +331,13 @@ func (s *scenario) stepMetrics(ctx context.Context) error {
 }
 
 // waitRecovered waits until every flow has an intact arrival after t, the
-// cloud-bound ones from the uplink address, and returns when the last one
-// came back.
-func (s *scenario) waitRecovered(ctx context.Context, t time.Time, timeout time.Duration) (time.Time, bool) {
+// cloud-bound ones from the uplink address. It returns when the last one
+// came back, or the flows that did not, each with the sources it had.
+func (s *scenario) waitRecovered(ctx context.Context, t time.Time, timeout time.Duration) (time.Time, []string) {
 	var last time.Time
-	ok := waitFor(ctx, timeout, func() bool {
-		last = time.Time{}
+	var missing []string
+	waitFor(ctx, timeout, func() bool {
+		last, missing = time.Time{}, nil
 		for _, f := range s.flows() {
 			var first time.Time
 			if f.ToCloud {
@@ -347,13 +348,14 @@ func (s *scenario) waitRecovered(ctx context.Context, t time.Time, timeout time.
 				first = f.Window(t, time.Now()).FirstArrival
 			}
 			if first.IsZero() {
-				return false
+				missing = append(missing, fmt.Sprintf("%s (arrived since: from %s)", f.Name, sources(f.Window(t, time.Now()).Sources)))
+				continue
 			}
 			if first.After(last) {
 				last = first
 			}
 		}
-		return true
+		return len(missing) == 0
 	})
-	return last, ok
+	return last, missing
 }
