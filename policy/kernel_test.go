@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -349,5 +350,62 @@ func TestKernelPlanCommands(t *testing.T) {
 		if _, err := flushIn(nsHandle{ns: tp.handle(roleEdge)}, 77); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestKernelReloadNoGap reloads to another layout (priorities, tables)
+// and a media file while a LAN flow sends to a media address every
+// millisecond: adding before deleting means no packet of it takes the VPN
+// during the switch.
+func TestKernelReloadNoGap(t *testing.T) {
+	needKernel(t, true)
+	tp := newTopo(t)
+	edge := tp.edgeHandle()
+	lan4 := tp.udp(roleLAN, "udp4", "10.20.0.10:0", 0)
+	media4 := tp.sink(roleInet, ap(mediaV4, mediaPort))
+	m := tp.manager(kernelConfig(), nil)
+	tp.expectDirect("before reload", tp.probe(edge, lan4, ap(mediaV4, mediaPort), media4, wanV4), media4, wanV4)
+
+	file := t.TempDir() + "/media.json"
+	if err := os.WriteFile(file, []byte(`{"format": "mediaedge-media-v1", "source": "test", "prefixes": ["52.112.0.0/14", "52.122.0.0/15", "2603:1063::/38", "192.0.2.0/24"], "udp_ports": ["3478-3481"]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := kernelConfig()
+	cfg.Priority, cfg.Tables = 2000, TablesConfig{Media: 110, Direct: 111}
+	cfg.Media.Presets, cfg.Media.File = nil, file
+
+	media4.reset()
+	stop := make(chan struct{})
+	sent := make(chan int)
+	go func() {
+		n := 0
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				sent <- n
+				return
+			case <-tick.C:
+				if _, err := lan4.WriteToUDPAddrPort([]byte("gap?"), ap(mediaV4, mediaPort)); err == nil {
+					n++
+				}
+			}
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := m.Reload(t.Context(), cfg); err != nil {
+		t.Error(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(stop)
+	n := <-sent
+	if _, ok := waitFor(time.Second, func() bool { return media4.count(wanV4) >= n }); !ok || media4.count(lanV4) > 0 {
+		t.Errorf("during the reload %d packets were sent: %s arrived direct, %d through the VPN (want all direct)",
+			n, media4.seen(), media4.count(lanV4))
+	}
+	got := tp.ipState()
+	if strings.Contains(got, " 1010:") || strings.Contains(got, "table 100") || !strings.Contains(got, " 2010:") {
+		t.Errorf("after the reload:\n%s", got)
 	}
 }

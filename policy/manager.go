@@ -193,7 +193,7 @@ func (m *Manager) Start(ctx context.Context) error {
 		return nil
 	}
 	m.wg.Add(2)
-	go m.loop()
+	go m.loop(out.err != nil)
 	go m.watch(m.src)
 	return nil
 }
@@ -326,11 +326,19 @@ func (m *Manager) poke() {
 
 // loop runs passes on notifications, on the reconcile interval and, after
 // a failed pass, on a back-off. Started by Start, ended by Close.
-func (m *Manager) loop() {
+func (m *Manager) loop(retryFirst bool) {
 	defer m.wg.Done()
-	timer := time.NewTimer(m.interval())
-	defer timer.Stop()
+	m.applyMu.Lock()
+	first := m.cfg.ReconcileInterval.D()
+	m.applyMu.Unlock()
 	var retry time.Duration
+	if retryFirst {
+		// The first pass failed: retry soon rather than after a period.
+		retry = m.hooks.minRetry
+		first = retry
+	}
+	timer := time.NewTimer(first)
+	defer timer.Stop()
 	for {
 		trigger := triggerPeriodic
 		if retry > 0 {
@@ -370,12 +378,6 @@ func (m *Manager) loop() {
 		}
 		timer.Reset(next)
 	}
-}
-
-func (m *Manager) interval() time.Duration {
-	m.applyMu.Lock()
-	defer m.applyMu.Unlock()
-	return m.cfg.ReconcileInterval.D()
 }
 
 // watch reads notifications and pokes the loop for relevant ones. Started

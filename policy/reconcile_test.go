@@ -20,7 +20,7 @@ import (
 
 // fakeManager returns a Manager on k, started by hand (no goroutines):
 // tests drive passes with pass.
-func fakeManager(t *testing.T, cfg Config, k *fakeKernel) *Manager {
+func fakeManager(t testing.TB, cfg Config, k *fakeKernel) *Manager {
 	t.Helper()
 	h := defaultHooks(nsHandle{})
 	h.open = func() (nlHandle, func(), error) { return k, func() {}, nil }
