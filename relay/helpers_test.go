@@ -338,3 +338,7 @@ func buildSigned(t testing.TB, user, realm, pass string) []byte {
 	}
 	return m.Raw
 }
+
+func testDeps() component.Deps {
+	return component.Deps{Logger: discardLogger(), Registry: prometheus.NewRegistry()}
+}

@@ -105,7 +105,7 @@ func (s *Server) start(ctx context.Context) error {
 	}
 	s.metrics.ioMode.WithLabelValues(string(mode)).Set(1)
 	s.log.Info("TURN relay listening", "listeners", len(cfg.Listeners), "udp_shards", shards,
-		"relay_ipv4", s.adv[0].String(), "relay_ipv6", s.adv[1].String(), "ports", cfg.Ports.String(),
+		"relay_ipv4", addrOrNone(s.adv[0]), "relay_ipv6", addrOrNone(s.adv[1]), "ports", cfg.Ports.String(),
 		"mark", cfg.Mark.String(), "io_mode", string(mode))
 	return nil
 }
@@ -170,4 +170,11 @@ func (s *Server) TCPAddrs() []netip.AddrPort {
 		out = append(out, l.addr)
 	}
 	return out
+}
+
+func addrOrNone(a netip.Addr) string {
+	if !a.IsValid() {
+		return "none"
+	}
+	return a.String()
 }
