@@ -173,6 +173,10 @@ func RunSuite(ctx context.Context, opt SuiteOptions) error {
 		}
 	}
 	for _, c := range cases {
+		if ctx.Err() != nil {
+			notes = append(notes, "suite interrupted: "+ctx.Err().Error())
+			break
+		}
 		if c.kind == "gateway" {
 			for _, t := range gws {
 				rows = append(rows, runGatewayCase(ctx, t, c, dur, total, opt.Log))
@@ -181,9 +185,6 @@ func RunSuite(ctx context.Context, opt SuiteOptions) error {
 		}
 		for _, t := range turns {
 			rows = append(rows, runTurnCase(ctx, t, c, dur, total, opt.Log))
-		}
-		if ctx.Err() != nil {
-			break
 		}
 	}
 	return writeSuiteReport(dir, envLns, notes, cases, rows, sutCPU)
