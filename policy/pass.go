@@ -48,7 +48,7 @@ func (m *Manager) passLocked(trigger string, allTables bool) passOutcome {
 	}
 	facts, err := m.rec.resolveUplink(cfg, &m.mem)
 	if err != nil {
-		out.err = err
+		out.err = fmt.Errorf("policy: reading the uplink: %w", err)
 		return out
 	}
 	if cfg.Mode == ModePlan && (facts.state == uplinkMissing || facts.state == uplinkUnknown) {
@@ -64,7 +64,7 @@ func (m *Manager) passLocked(trigger string, allTables bool) passOutcome {
 	}
 	k, err := m.rec.observe(m.protos, tables)
 	if err != nil {
-		out.err = err
+		out.err = fmt.Errorf("policy: reading rules and routes: %w", err)
 		return out
 	}
 	k.names[placeholderIndex] = facts.name
@@ -101,7 +101,7 @@ func (m *Manager) passLocked(trigger string, allTables bool) passOutcome {
 				out.err = fmt.Errorf("%w: still to do after apply: %s", ErrReadback, strings.Join(commands(out.pending), "; "))
 			}
 		} else if out.err == nil {
-			out.err = err
+			out.err = fmt.Errorf("policy: reading back rules and routes: %w", err)
 		}
 	}
 	out.repair = m.isRepairLocked(res.done, k.names)

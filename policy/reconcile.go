@@ -276,6 +276,11 @@ func (r *reconciler) apply(ops []op, afterRoutes func(done []op)) applyResult {
 		}
 		if err != nil {
 			res.errs = append(res.errs, &OpError{Cmd: o.cmd, Err: err})
+			if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+				// Without CAP_NET_ADMIN every other change fails the same way.
+				res.skipped += len(ops) - len(res.done) - len(res.errs)
+				break
+			}
 			if o.kind.adds() {
 				addFailed = true
 			}
@@ -295,7 +300,7 @@ func (r *reconciler) apply(ops []op, afterRoutes func(done []op)) applyResult {
 func (r *reconciler) flush(protos []uint8) ([]string, error) {
 	k, err := r.observe(protos, nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("policy: reading rules and routes: %w", err)
 	}
 	var ops []op
 	for _, rl := range k.owned {

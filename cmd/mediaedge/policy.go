@@ -115,7 +115,7 @@ result afterwards: run the daemon for that. Needs CAP_NET_ADMIN.`,
 			rep, err := policy.Apply(cmd.Context(), cfg)
 			printLines(cmd.OutOrStdout(), rep.Changes)
 			summarize(cmd.ErrOrStderr(), rep.Status, len(rep.Changes), "change(s) made")
-			return err
+			return permissionHint(err)
 		},
 	}
 	configFlag(cmd, &path, "configuration file")
@@ -152,12 +152,20 @@ puts its rule set back on its next pass: stop it first.`,
 			cmds, err := policy.Flush(cmd.Context(), proto)
 			printLines(cmd.OutOrStdout(), cmds)
 			fmt.Fprintf(cmd.ErrOrStderr(), "%d object(s) of protocol %d removed\n", len(cmds), proto)
-			return err
+			return permissionHint(err)
 		},
 	}
 	configFlag(cmd, &path, "configuration file whose policy.protocol to flush")
 	cmd.Flags().IntVar(&proto, "protocol", 0, "routing protocol number to flush (default: the configuration's, else 77)")
 	return cmd
+}
+
+// permissionHint adds what to do to a refusal for lack of privileges.
+func permissionHint(err error) error {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("%w (changing routing needs root or CAP_NET_ADMIN)", err)
+	}
+	return err
 }
 
 // summarize prints the uplink state and the warnings of a one-shot
