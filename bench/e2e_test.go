@@ -236,3 +236,24 @@ func verifyRealCaptures(ctx context.Context, t *testing.T, gw *gwTarget) {
 		t.Error("verify passes with the legs' keys swapped")
 	}
 }
+
+func TestSocketPeerPID(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if c, err := l.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	pid, err := SocketPeerPID(path)
+	<-done
+	if err != nil || pid != os.Getpid() {
+		t.Fatalf("pid %d, %v; want %d", pid, err, os.Getpid())
+	}
+}

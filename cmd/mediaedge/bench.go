@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mediaedge/mediaedge/bench"
+	"github.com/mediaedge/mediaedge/internal/control"
 )
 
 func newBenchCmd(g *globals) *cobra.Command {
@@ -254,6 +255,15 @@ the capture's timing unless --as-fast-as-possible.`,
 				if rekeyEvery > 0 {
 					opt.Rekey, opt.RekeyInterval = sessions.RekeyFlow, rekeyEvery
 				}
+				if opt.PID == 0 {
+					// Over the unix control socket the kernel tells who
+					// serves it: measure the daemon without --pid.
+					if path, ok := benchUnixSocket(g.control); ok {
+						if pid, err := bench.SocketPeerPID(path); err == nil {
+							opt.PID = pid
+						}
+					}
+				}
 			case specPath != "":
 				sp, err := bench.LoadSpec(specPath)
 				if err != nil {
@@ -376,4 +386,19 @@ func benchWriteJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
+}
+
+// benchUnixSocket returns the control socket path when the control API is
+// reached over a unix socket (the same rule as control.NewClient).
+func benchUnixSocket(addr string) (string, bool) {
+	if addr == "" {
+		return control.DefaultSocket(), true
+	}
+	if strings.HasPrefix(addr, "unix:") {
+		return strings.TrimPrefix(addr, "unix:"), true
+	}
+	if strings.Contains(addr, "/") && !strings.HasPrefix(addr, "http") {
+		return addr, true
+	}
+	return "", false
 }
