@@ -152,8 +152,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 	}
 	if s := r.SUT; s != nil {
+		ppc := perCPU(s.PacketsPerCPUSecond)
+		if s.PacketsPerCPUSecond > 0 && s.CPUSeconds < 0.1 {
+			ppc += " (rough: under ten 10 ms ticks)"
+		}
 		fmt.Fprintf(w, "system under test (pid %d): CPU %.2f s (%.1f %% of a core), %s packets per CPU-second, RSS %d KiB (start %d KiB)\n",
-			s.PID, s.CPUSeconds, s.CPUPercent, perCPU(s.PacketsPerCPUSecond), s.RSSKiB, s.RSSStartKiB)
+			s.PID, s.CPUSeconds, s.CPUPercent, ppc, s.RSSKiB, s.RSSStartKiB)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
