@@ -26,15 +26,18 @@ type Client struct {
 func NewClient(addr, token string) *Client {
 	c := &Client{token: token}
 	tr := &http.Transport{MaxIdleConns: 4, IdleConnTimeout: 30 * time.Second}
+	isHTTP := strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://")
 	switch {
-	case strings.HasPrefix(addr, "unix:") || strings.Contains(addr, "/") && !strings.HasPrefix(addr, "http"):
+	// A unix socket: "unix:PATH", a path with a slash, or a bare file name
+	// (no colon, so it cannot be host:port).
+	case strings.HasPrefix(addr, "unix:") || !isHTTP && (strings.Contains(addr, "/") || !strings.Contains(addr, ":")):
 		path := strings.TrimPrefix(addr, "unix:")
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", path)
 		}
 		c.base = "http://mediaedge"
-	case strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://"):
+	case isHTTP:
 		c.base = strings.TrimSuffix(addr, "/")
 	default:
 		c.base = "http://" + addr

@@ -98,6 +98,23 @@ func TestUnixSocket(t *testing.T) {
 	}
 }
 
+func TestClientRelativeSocket(t *testing.T) {
+	dir := t.TempDir()
+	s := newTestServer(t, "")
+	if err := s.ListenUnix(filepath.Join(dir, "c.sock"), 0o660); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	for _, addr := range []string{"c.sock", "./c.sock", "unix:c.sock"} {
+		c := NewClient(addr, "")
+		var got item
+		if err := c.Do(context.Background(), "GET", "/v1/items/r", nil, &got); err != nil || got.Name != "r" {
+			t.Errorf("%s: %+v, %v", addr, got, err)
+		}
+		c.Close()
+	}
+}
+
 func TestStaleSocketReplaced(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "me.sock")
 	if err := os.WriteFile(sock, nil, 0o600); err != nil {
