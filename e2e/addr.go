@@ -39,6 +39,48 @@ var (
 	NewMediaPrefix = netip.MustParsePrefix("192.0.2.128/25")
 )
 
+// IPv6: the LAN, the tunnel and the corporate network use ULAs (which the
+// policy's corporate_prefixes keep off the uplink), the uplink and the
+// concentrator's public side documentation addresses, and the cloud media
+// server sits in Teams' published 2603:1063::/38.
+var (
+	ClientAddr6             = netip.MustParseAddr("fd20::10")
+	EdgeLANAddr6            = netip.MustParseAddr("fd20::1")
+	EdgeVPNAddr6            = netip.MustParseAddr("fd55::2")
+	ConcentratorAddr6       = netip.MustParseAddr("fd55::1")
+	CorpHostAddr6           = netip.MustParseAddr("fd99::1")
+	ConcentratorPublicAddr6 = netip.MustParseAddr("2001:db8:203::2")
+	InternetCorpSideAddr6   = netip.MustParseAddr("2001:db8:203::1")
+	EdgeWANAddr6            = netip.MustParseAddr("2001:db8:100::2")
+	WANGatewayAddr6         = netip.MustParseAddr("2001:db8:100::1")
+	CloudMediaAddr6         = netip.MustParseAddr("2603:1063::10")
+	CloudWebAddr6           = netip.MustParseAddr("2001:db8:80::80")
+)
+
+// uplinkAddr and vpnAddr are what an internet host sees of traffic that
+// went direct or through the VPN, in the family of a.
+func uplinkAddr(a netip.Addr) netip.Addr {
+	if a.Is6() {
+		return EdgeWANAddr6
+	}
+	return EdgeWANAddr
+}
+
+func vpnAddr(a netip.Addr) netip.Addr {
+	if a.Is6() {
+		return ConcentratorPublicAddr6
+	}
+	return ConcentratorPublicAddr
+}
+
+// clientAddr is the client's address in the family of a.
+func clientAddr(a netip.Addr) netip.Addr {
+	if a.Is6() {
+		return ClientAddr6
+	}
+	return ClientAddr
+}
+
 // Ports of the scenario's services.
 const (
 	// TURNPort is the relay's listener on EdgeLANAddr.
@@ -54,6 +96,8 @@ const (
 	// the gateway.
 	ClientDirectPort = 5006
 	CloudDirectPort  = 3481
+	// ClientDirectPort6 carries the client's direct IPv6 call.
+	ClientDirectPort6 = 5008
 	// EchoPort is the UDP echo service on the internet and corporate
 	// hosts, used to see which way other traffic goes.
 	EchoPort = 7

@@ -72,7 +72,7 @@ const probeTimeout = 2 * time.Second
 // Probe sends n datagrams from a new socket in ns to dst and counts the
 // echoes that come back within probeTimeout.
 func Probe(ns *Netns, dst netip.AddrPort, n int) (int, error) {
-	c, err := ns.ListenUDP(net.JoinHostPort(ClientAddr.String(), "0"))
+	c, err := ns.ListenUDP(net.JoinHostPort(clientAddr(dst.Addr()).String(), "0"))
 	if err != nil {
 		return 0, err
 	}

@@ -48,6 +48,7 @@ relay:
   # Relay sockets talk to the cloud from the uplink's address, marked so
   # that the policy routes them direct whatever the destination.
   relay_ip: %[5]s
+  relay_ipv6: "%[11]s"
   ports: 50000-50999
   mark: %#[6]x
   auth:
@@ -72,14 +73,15 @@ policy:
   uplink:
     interface: %[8]s
     gateway4: %[9]s
+    gateway6: "%[12]s"
   mark: %#[6]x
   match: prefix
-  families: [ipv4]
+  families: [ipv4, ipv6]
   media:
     presets: [teams]
     prefixes: [%[10]s]
   on_uplink_down: fallback
   on_stop: remove
 `, MetricsPort, c.ControlSocket, EdgeLANAddr, TURNPort, EdgeWANAddr, Mark, c.UsersFile,
-		ifEdgeWAN, WANGatewayAddr, strings.Join(prefixes, ", "))
+		ifEdgeWAN, WANGatewayAddr, strings.Join(prefixes, ", "), EdgeWANAddr6, WANGatewayAddr6)
 }

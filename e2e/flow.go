@@ -19,8 +19,10 @@ type Flow struct {
 	TSBase uint32
 	Hz     float64
 	// ToCloud is set on flows whose receiver is in the internet: the
-	// source it sees tells which way the edge sent them.
+	// source it sees tells which way the edge sent them. Uplink is the
+	// source it must see: the edge's uplink address of the flow's family.
 	ToCloud bool
+	Uplink  netip.Addr
 
 	// counters updated by the receiver
 	authFail  atomic.Int64 // did not authenticate with the receiver's key
@@ -40,8 +42,10 @@ type arrival struct {
 	src netip.AddrPort
 }
 
-func newFlow(name string, ssrc, tsBase uint32, hz float64, toCloud bool) *Flow {
-	return &Flow{Name: name, SSRC: ssrc, TSBase: tsBase, Hz: hz, ToCloud: toCloud}
+// newFlow makes a flow; uplink is the source a cloud-bound flow must be
+// seen from, the zero Addr for a flow towards the client.
+func newFlow(name string, ssrc, tsBase uint32, hz float64, uplink netip.Addr) *Flow {
+	return &Flow{Name: name, SSRC: ssrc, TSBase: tsBase, Hz: hz, ToCloud: uplink.IsValid(), Uplink: uplink}
 }
 
 func (f *Flow) recordSent(idx uint32, at time.Time) {

@@ -63,7 +63,7 @@ var devRe = regexp.MustCompile(`\bdev (\S+)`)
 // client to dst leaves on, as forwarded traffic (iif lan0). The answer is
 // only a diagnostic: the checks rest on packets.
 func routeVia(ctx context.Context, edge *Netns, dst netip.Addr, dport int) (string, error) {
-	out, err := edge.IP(ctx, "route", "get", dst.String(), "from", ClientAddr.String(), "iif", ifEdgeLAN,
+	out, err := edge.IP(ctx, "route", "get", dst.String(), "from", clientAddr(dst).String(), "iif", ifEdgeLAN,
 		"ipproto", "udp", "dport", strconv.Itoa(dport))
 	if err != nil {
 		return "", err
@@ -76,13 +76,17 @@ func routeVia(ctx context.Context, edge *Netns, dst netip.Addr, dport int) (stri
 
 // tableHas reports whether the edge's routing table holds a route to p.
 func tableHas(ctx context.Context, edge *Netns, table string, p netip.Prefix) (bool, error) {
-	out, err := edge.IP(ctx, "-4", "route", "show", "table", table)
+	fam := "-4"
+	if p.Addr().Is6() {
+		fam = "-6"
+	}
+	out, err := edge.IP(ctx, fam, "route", "show", "table", table)
 	if err != nil {
 		return false, err
 	}
 	for _, l := range strings.Split(out, "\n") {
 		f := strings.Fields(l)
-		if len(f) > 0 && (f[0] == p.String() || p.Bits() == 32 && f[0] == p.Addr().String()) {
+		if len(f) > 0 && (f[0] == p.String() || p.IsSingleIP() && f[0] == p.Addr().String()) {
 			return true, nil
 		}
 	}

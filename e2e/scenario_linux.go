@@ -130,17 +130,19 @@ type scenario struct {
 
 	topo     *Topology
 	edge     *Edge
-	turn     *TURNClient
+	turns    []*TURNClient
 	peers    []*Peer
 	echoes   map[netip.AddrPort]*Echo
 	baseline []string
 
-	// the audio flows, each way: through the relay, through the gateway,
-	// and straight from the client (forwarded by the edge)
-	turnUp, turnDown, gwUp, gwDown, directUp, directDown *Flow
-	keys                                                 scenarioKeys
-	sessionID                                            string
-	gwInternal, gwCloud                                  netip.AddrPort // the gateway's local leg addresses
+	// the audio flows, each way: through the relay (IPv4 and IPv6
+	// allocations), through the gateway, and straight from the client
+	// (forwarded by the edge, IPv4 and IPv6)
+	turnUp, turnDown, turn6Up, turn6Down, gwUp, gwDown *Flow
+	directUp, directDown, direct6Up, direct6Down       *Flow
+	keys                                               scenarioKeys
+	sessionID                                          string
+	gwInternal, gwCloud                                netip.AddrPort // the gateway's local leg addresses
 }
 
 // scenarioKeys are the SRTP keys of the scenario. None is ever printed.
@@ -150,9 +152,9 @@ type scenarioKeys struct {
 	// the gateway's cloud leg: the cloud server's key, the gateway's own
 	kCloud, gCloud bench.Key
 	// end to end through the TURN relay (as DTLS-SRTP would give)
-	eUp, eDown bench.Key
-	// end to end on the client's direct call
-	dUp, dDown bench.Key
+	eUp, eDown, e6Up, e6Down bench.Key
+	// end to end on the client's direct calls
+	dUp, dDown, d6Up, d6Down bench.Key
 }
 
 func (s *scenario) progress(format string, args ...any) {
@@ -223,7 +225,8 @@ func (s *scenario) genKeys() error {
 	if err != nil {
 		return err
 	}
-	for _, k := range []*bench.Key{&s.keys.kInt, &s.keys.kCloud, &s.keys.eUp, &s.keys.eDown, &s.keys.dUp, &s.keys.dDown} {
+	for _, k := range []*bench.Key{&s.keys.kInt, &s.keys.kCloud, &s.keys.eUp, &s.keys.eDown, &s.keys.e6Up, &s.keys.e6Down,
+		&s.keys.dUp, &s.keys.dDown, &s.keys.d6Up, &s.keys.d6Down} {
 		if *k, err = bench.NewKey(suite); err != nil {
 			return err
 		}
@@ -238,8 +241,8 @@ func (s *scenario) teardown(ctx context.Context) {
 	for _, p := range s.peers {
 		p.Close()
 	}
-	if s.turn != nil {
-		s.turn.Close()
+	for _, tc := range s.turns {
+		tc.Close()
 	}
 	if s.edge != nil {
 		if s.edge.Running() {

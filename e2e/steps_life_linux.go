@@ -44,13 +44,15 @@ func (s *scenario) stepFlap(ctx context.Context) error {
 	k.note("while wan0 was down (on_uplink_down: fallback) the cloud media server got %s", strings.Join(during, "; "))
 	last, missing := s.waitRecovered(ctx, tUp, 10*time.Second)
 	if len(missing) > 0 {
-		k.expect(false, "10 s after wan0 came up, not back (the cloud-bound ones from %s): %s", EdgeWANAddr, strings.Join(missing, "; "))
+		k.expect(false, "10 s after wan0 came up, not back (the cloud-bound ones from the uplink address): %s", strings.Join(missing, "; "))
 		return nil
 	}
-	k.expect(true, "every flow had audio again %s after wan0 came up, the cloud-bound ones from %s",
-		last.Sub(tUp).Round(time.Millisecond), EdgeWANAddr)
-	has, err := tableHas(ctx, edge, "100", netip.MustParsePrefix("52.112.0.0/14"))
-	k.expect(err == nil && has, "table 100 holds 52.112.0.0/14 again (the kernel deleted it with the link and sent no event)")
+	k.expect(true, "every flow had audio again %s after wan0 came up, the cloud-bound ones from %s and %s",
+		last.Sub(tUp).Round(time.Millisecond), EdgeWANAddr, EdgeWANAddr6)
+	has4, err4 := tableHas(ctx, edge, "100", netip.MustParsePrefix("52.112.0.0/14"))
+	has6, err6 := tableHas(ctx, edge, "100", netip.MustParsePrefix("2603:1063::/38"))
+	k.expect(err4 == nil && err6 == nil && has4 && has6,
+		"table 100 holds 52.112.0.0/14 and 2603:1063::/38 again (the kernel deleted them with the link, and sent no event for IPv4)")
 	// A steady second after the recovery: nothing lost, all direct.
 	from := time.Now()
 	if err := sleep(ctx, time.Second+inFlight); err != nil {
@@ -59,7 +61,7 @@ func (s *scenario) stepFlap(ctx context.Context) error {
 	to := time.Now()
 	for _, f := range s.flows() {
 		w := f.Window(from, to)
-		direct := !f.ToCloud || len(w.Sources) == 1 && w.Sources[EdgeWANAddr] > 0
+		direct := !f.ToCloud || len(w.Sources) == 1 && w.Sources[f.Uplink] > 0
 		k.expect(w.Sent > 0 && w.Received == w.Sent && direct,
 			"then for 1 s: %s %d/%d frames%s", f.Name, w.Received, w.Sent, viaNote(f, w))
 	}

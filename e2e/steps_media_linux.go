@@ -27,7 +27,8 @@ func sortedAddrs(m map[netip.Addr]int) []netip.Addr {
 }
 
 func (s *scenario) flows() []*Flow {
-	return []*Flow{s.turnUp, s.turnDown, s.gwUp, s.gwDown, s.directUp, s.directDown}
+	return []*Flow{s.turnUp, s.turnDown, s.turn6Up, s.turn6Down, s.gwUp, s.gwDown,
+		s.directUp, s.directDown, s.direct6Up, s.direct6Down}
 }
 
 func (s *scenario) pause(v bool) {
@@ -42,7 +43,7 @@ func (s *scenario) pause(v bool) {
 func (s *scenario) stepMediaWindow(ctx context.Context) error {
 	path := newChecker("the relayed, the re-keyed and the client's direct media leave the edge on the direct uplink")
 	keys := newChecker("the cloud side receives only SRTP under cloud-side keys, never the internal key (bench verify on captures)")
-	audio := newChecker("audio payloads arrive intact in all six directions")
+	audio := newChecker("audio payloads arrive intact in all ten directions")
 	defer func() {
 		s.record(path.done())
 		s.record(keys.done())
@@ -118,8 +119,8 @@ func (s *scenario) stepMediaWindow(ctx context.Context) error {
 				gotDown += w[f].Received
 			}
 		}
-		path.note("in %s: %d audio packets towards the cloud (%d relayed, %d re-keyed, %d direct), %d back",
-			s.opt.MediaWindow, up, w[s.turnUp].Sent, w[s.gwUp].Sent, w[s.directUp].Sent, down)
+		path.note("in %s: %d audio packets towards the cloud (relayed %d + %d over IPv6, re-keyed %d, direct %d + %d over IPv6), %d back",
+			s.opt.MediaWindow, up, w[s.turnUp].Sent, w[s.turn6Up].Sent, w[s.gwUp].Sent, w[s.directUp].Sent, w[s.direct6Up].Sent, down)
 		path.expect(up > 0 && wan.TxPackets >= uint64(up) && wan.RxPackets >= uint64(gotDown),
 			"%s (direct uplink): tx +%d packets, rx +%d", ifEdgeWAN, wan.TxPackets, wan.RxPackets)
 		path.expect(vpn.TxPackets <= 3 && vpn.RxPackets <= 3,
@@ -130,8 +131,8 @@ func (s *scenario) stepMediaWindow(ctx context.Context) error {
 			continue
 		}
 		src := w[f].Sources
-		path.expect(len(src) == 1 && src[EdgeWANAddr] > 0,
-			"the cloud media server got %q from %s (uplink address %s, VPN address %s)", f.Name, sources(src), EdgeWANAddr, ConcentratorPublicAddr)
+		path.expect(len(src) == 1 && src[f.Uplink] > 0,
+			"the cloud media server got %q from %s (uplink address %s, VPN address %s)", f.Name, sources(src), f.Uplink, vpnAddr(f.Uplink))
 	}
 
 	// Keys: bench's verifier on the gateway's packets of both captures,
@@ -199,7 +200,8 @@ func (s *scenario) verifyCaptures(ctx context.Context, k *checker, lanGW, wanGW,
 		return
 	}
 	// Every datagram on the uplink, whatever its port.
-	cloudSide := []bench.Key{s.keys.gCloud, s.keys.kCloud, s.keys.eUp, s.keys.eDown, s.keys.dUp, s.keys.dDown}
+	cloudSide := []bench.Key{s.keys.gCloud, s.keys.kCloud, s.keys.eUp, s.keys.eDown, s.keys.e6Up, s.keys.e6Down,
+		s.keys.dUp, s.keys.dDown, s.keys.d6Up, s.keys.d6Down}
 	internal := []bench.Key{s.keys.kInt, s.keys.gInt}
 	var ok, leaked, none int
 	for _, d := range wan {
@@ -249,6 +251,7 @@ func (s *scenario) stepOtherTraffic(ctx context.Context) error {
 	k := newChecker("other traffic to the internet (and to the corporate network) still goes through the VPN")
 	defer func() { s.record(k.done()) }()
 	const n = 20
+	const targets = 4
 	c0, err := readCounters(ctx, s.topo.Edge, ifEdgeVPN)
 	if err != nil {
 		k.fail(err)
@@ -261,7 +264,9 @@ func (s *scenario) stepOtherTraffic(ctx context.Context) error {
 		via  string
 	}{
 		{"cloud host", CloudWebAddr, ConcentratorPublicAddr, "the concentrator's public address: through the VPN"},
+		{"cloud host", CloudWebAddr6, ConcentratorPublicAddr6, "the concentrator's public address: through the VPN"},
 		{"corporate host", CorpHostAddr, ClientAddr, "the client's own address, through the tunnel"},
+		{"corporate host", CorpHostAddr6, ClientAddr6, "the client's own address, through the tunnel"},
 	} {
 		ap := netip.AddrPortFrom(t.dst, EchoPort)
 		got, err := Probe(s.topo.Client, ap, n)
@@ -280,7 +285,7 @@ func (s *scenario) stepOtherTraffic(ctx context.Context) error {
 		return nil
 	}
 	vpn := c1[ifEdgeVPN].Sub(c0[ifEdgeVPN])
-	k.expect(vpn.TxPackets >= 2*n && vpn.RxPackets >= 2*n, "%s: tx +%d packets, rx +%d during the %d probes", ifEdgeVPN, vpn.TxPackets, vpn.RxPackets, 2*n)
+	k.expect(vpn.TxPackets >= targets*n && vpn.RxPackets >= targets*n, "%s: tx +%d packets, rx +%d during the %d probes", ifEdgeVPN, vpn.TxPackets, vpn.RxPackets, targets*n)
 	return nil
 }
 
@@ -307,25 +312,32 @@ func (s *scenario) stepMetrics(ctx context.Context) error {
 		after[f] = tot{sent, got}
 	}
 	k.note("GET http://%s/metrics inside the edge: %d samples", addr, len(m))
-	counter := func(f *Flow, name string, labels ...string) {
+	counter := func(fs []*Flow, name string, labels ...string) {
 		v, found := m.Sum(name, labels...)
-		lo, hi := before[f].got, after[f].sent
+		var lo, hi int
+		for _, f := range fs {
+			lo += before[f].got
+			hi += after[f].sent
+		}
 		k.expect(found && v >= float64(lo) && v <= float64(hi),
-			"%s%v = %.0f (the receiver had %d intact before the scrape, the sender %d sent after it)", name, labels, v, lo, hi)
+			"%s%s = %.0f (the receivers had %d intact before the scrape, the senders %d sent after it)", name, labelText(labels), v, lo, hi)
 	}
-	counter(s.turnUp, "mediaedge_relay_packets_total", "direction=to_peer")
-	counter(s.turnDown, "mediaedge_relay_packets_total", "direction=to_client")
-	counter(s.gwUp, "mediaedge_gateway_packets_total", "leg=internal", "direction=in")
-	counter(s.gwUp, "mediaedge_gateway_packets_total", "leg=cloud", "direction=out")
-	counter(s.gwDown, "mediaedge_gateway_packets_total", "leg=cloud", "direction=in")
-	counter(s.gwDown, "mediaedge_gateway_packets_total", "leg=internal", "direction=out")
-	gauge := func(name string, want func(float64) bool, what string) {
-		v, found := m.Sum(name)
-		k.expect(found && want(v), "%s = %.0f (%s)", name, v, what)
+	turnUp, turnDown := []*Flow{s.turnUp, s.turn6Up}, []*Flow{s.turnDown, s.turn6Down}
+	gwUp, gwDown := []*Flow{s.gwUp}, []*Flow{s.gwDown}
+	counter(turnUp, "mediaedge_relay_packets_total", "direction=to_peer")
+	counter(turnDown, "mediaedge_relay_packets_total", "direction=to_client")
+	counter(gwUp, "mediaedge_gateway_packets_total", "leg=internal", "direction=in")
+	counter(gwUp, "mediaedge_gateway_packets_total", "leg=cloud", "direction=out")
+	counter(gwDown, "mediaedge_gateway_packets_total", "leg=cloud", "direction=in")
+	counter(gwDown, "mediaedge_gateway_packets_total", "leg=internal", "direction=out")
+	gauge := func(name string, want func(float64) bool, what string, labels ...string) {
+		v, found := m.Sum(name, labels...)
+		k.expect(found && want(v), "%s%s = %.0f (%s)", name, labelText(labels), v, what)
 	}
-	gauge("mediaedge_relay_allocations_active", func(v float64) bool { return v == 1 }, "the client's allocation")
+	gauge("mediaedge_relay_allocations_active", func(v float64) bool { return v == 2 }, "the client's IPv4 and IPv6 allocations")
 	gauge("mediaedge_gateway_sessions", func(v float64) bool { return v == 1 }, "the call")
-	gauge("mediaedge_policy_uplink_up", func(v float64) bool { return v == 1 }, "wan0 up")
+	gauge("mediaedge_policy_uplink_up", func(v float64) bool { return v == 1 }, "wan0 carries IPv4 media", "family=ipv4")
+	gauge("mediaedge_policy_uplink_up", func(v float64) bool { return v == 1 }, "wan0 carries IPv6 media", "family=ipv6")
 	gauge("mediaedge_policy_rules_owned", func(v float64) bool { return v > 0 }, "rules installed")
 	return nil
 }
@@ -341,7 +353,7 @@ func (s *scenario) waitRecovered(ctx context.Context, t time.Time, timeout time.
 		for _, f := range s.flows() {
 			var first time.Time
 			if f.ToCloud {
-				if a := f.ArrivalsFrom(EdgeWANAddr, t); len(a) > 0 {
+				if a := f.ArrivalsFrom(f.Uplink, t); len(a) > 0 {
 					first = a[0]
 				}
 			} else {
@@ -358,4 +370,17 @@ func (s *scenario) waitRecovered(ctx context.Context, t time.Time, timeout time.
 		return len(missing) == 0
 	})
 	return last, missing
+}
+
+// labelText formats label matchers as PromQL does: {a="b",c="d"}.
+func labelText(kv []string) string {
+	if len(kv) == 0 {
+		return ""
+	}
+	parts := make([]string, len(kv))
+	for i, p := range kv {
+		k, v, _ := strings.Cut(p, "=")
+		parts[i] = fmt.Sprintf("%s=%q", k, v)
+	}
+	return "{" + strings.Join(parts, ",") + "}"
 }

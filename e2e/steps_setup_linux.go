@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pion/turn/v5"
+
 	"github.com/mediaedge/mediaedge/bench"
 )
 
@@ -36,7 +38,8 @@ func (s *scenario) stepTopology(ctx context.Context) error {
 		addr netip.Addr
 	}{
 		{topo.Internet, CloudMediaAddr}, {topo.Internet, CloudWebAddr}, {topo.Internet, NewMediaAddr},
-		{topo.Concentrator, CorpHostAddr},
+		{topo.Internet, CloudMediaAddr6}, {topo.Internet, CloudWebAddr6},
+		{topo.Concentrator, CorpHostAddr}, {topo.Concentrator, CorpHostAddr6},
 	} {
 		ap := netip.AddrPortFrom(e.addr, EchoPort)
 		echo, err := StartEcho(e.ns, ap.String())
@@ -48,20 +51,23 @@ func (s *scenario) stepTopology(ctx context.Context) error {
 	}
 	// Before mediaedge, the full tunnel takes everything: the cloud media
 	// server sees the client as the concentrator.
-	dev, err := routeVia(ctx, topo.Edge, CloudMediaAddr, CloudSRTPPort)
-	if err != nil {
-		k.fail(err)
-		return err
+	for _, dst := range []netip.Addr{CloudMediaAddr, CloudMediaAddr6} {
+		dev, err := routeVia(ctx, topo.Edge, dst, CloudSRTPPort)
+		if err != nil {
+			k.fail(err)
+			return err
+		}
+		ap := netip.AddrPortFrom(dst, EchoPort)
+		got, err := Probe(topo.Client, ap, 10)
+		if err != nil {
+			k.fail(err)
+			return err
+		}
+		src := s.echoes[ap].Sources()
+		k.expect(dev == ifEdgeVPN && got == 10 && src[vpnAddr(dst)] == 10,
+			"without mediaedge, client -> %s goes via %s: 10 probes, %d echoed, the server saw them from %s",
+			dst, dev, got, sources(src))
 	}
-	got, err := Probe(topo.Client, netip.AddrPortFrom(CloudMediaAddr, EchoPort), 10)
-	if err != nil {
-		k.fail(err)
-		return err
-	}
-	src := s.echoes[netip.AddrPortFrom(CloudMediaAddr, EchoPort)].Sources()
-	k.expect(dev == ifEdgeVPN && got == 10 && src[ConcentratorPublicAddr] == 10,
-		"without mediaedge, client -> %s goes via %s: 10 probes, %d echoed, the server saw them from %s",
-		CloudMediaAddr, dev, got, sources(src))
 	if s.baseline, err = routingSnapshot(ctx, topo.Edge); err != nil {
 		k.fail(err)
 		return err
@@ -98,129 +104,179 @@ func (s *scenario) stepDaemon(ctx context.Context) error {
 	}
 	k.note("GET /v1/status: %s", strings.Join(states, " "))
 	// The policy applies asynchronously after start-up: wait for it.
-	var rules string
 	mark := fmt.Sprintf("fwmark %#x", Mark)
-	ok := waitFor(ctx, 5*time.Second, func() bool {
-		out, err := s.topo.Edge.IP(ctx, "-4", "rule", "show")
-		rules = out
-		has, _ := tableHas(ctx, s.topo.Edge, "100", netip.MustParsePrefix("52.112.0.0/14"))
-		return err == nil && strings.Contains(out, mark) && has
-	})
-	var ours []string
-	for _, l := range strings.Split(rules, "\n") {
-		if strings.Contains(l, "lookup 10") || strings.Contains(l, mark) {
-			ours = append(ours, strings.TrimSpace(l))
+	for _, c := range []struct {
+		fam    string
+		prefix netip.Prefix
+		dst    netip.Addr
+	}{
+		{"-4", netip.MustParsePrefix("52.112.0.0/14"), CloudMediaAddr},
+		{"-6", netip.MustParsePrefix("2603:1063::/38"), CloudMediaAddr6},
+	} {
+		var rules string
+		ok := waitFor(ctx, 5*time.Second, func() bool {
+			out, err := s.topo.Edge.IP(ctx, c.fam, "rule", "show")
+			rules = out
+			has, _ := tableHas(ctx, s.topo.Edge, "100", c.prefix)
+			return err == nil && strings.Contains(out, mark) && has
+		})
+		var ours []string
+		for _, l := range strings.Split(rules, "\n") {
+			if strings.Contains(l, "lookup 10") || strings.Contains(l, mark) {
+				ours = append(ours, strings.Join(strings.Fields(l), " "))
+			}
 		}
+		k.expect(ok, "ip %s rule: %s", c.fam, strings.Join(ours, " | "))
+		dev, err := routeVia(ctx, s.topo.Edge, c.dst, CloudSRTPPort)
+		k.expect(err == nil && dev == ifEdgeWAN, "ip route get %s from the client: dev %s (table 100 holds %s from the teams preset)", c.dst, dev, c.prefix)
 	}
-	k.expect(ok, "ip rule: %s", strings.Join(ours, " | "))
-	dev, err := routeVia(ctx, s.topo.Edge, CloudMediaAddr, CloudSRTPPort)
-	k.expect(err == nil && dev == ifEdgeWAN, "ip route get %s from the client: dev %s (table 100 holds the teams preset)", CloudMediaAddr, dev)
 	if !k.c.Pass {
 		return fmt.Errorf("e2e: the policy did not install its rules; log:\n%s", edge.LogTail(30))
 	}
 	return nil
 }
 
-// stepTURN allocates on the relay from the client and starts an SRTP audio
-// call with the cloud media server through the allocation.
-func (s *scenario) stepTURN(ctx context.Context) error {
-	k := newChecker("TURN: the client allocates on mediaedge's relay and exchanges audio with the cloud media server through it")
-	defer func() { s.record(k.done()) }()
-	tc, err := DialTURN(ctx, s.topo.Client, turnServerAddr(), s.edge.TURNUser, s.edge.TURNPassword, "mediaedge.test")
+// startCall starts an SRTP audio call: the client side sends up with kUp
+// to dst and receives down with kDown; the cloud side the reverse, sending
+// wherever the client's packets come from (relatch: following every
+// change, as symmetric RTP behind NAT does).
+func (s *scenario) startCall(clientConn, cloudConn net.PacketConn, dst net.Addr, up, down *Flow, kUp, kDown bench.Key, relatch bool) error {
+	cloud, err := StartPeer(PeerConfig{Name: up.Name + " (cloud side)", Conn: cloudConn, Relatch: relatch,
+		SendKey: kDown, RecvKey: kUp, Out: down, In: up})
 	if err != nil {
-		k.fail(err)
+		clientConn.Close()
+		cloudConn.Close()
 		return err
 	}
-	s.turn = tc
-	relayed := addrPortOf(tc.Relay.LocalAddr())
-	k.expect(relayed.Addr() == EdgeWANAddr, "allocation from %s: relayed address %s (relay_ip, the uplink address)", ClientAddr, relayed)
-	cloud, err := s.topo.Internet.ListenUDP(netip.AddrPortFrom(CloudMediaAddr, CloudTURNPeerPort).String())
+	s.peers = append(s.peers, cloud)
+	client, err := StartPeer(PeerConfig{Name: up.Name + " (client side)", Conn: clientConn, Dst: dst,
+		SendKey: kUp, RecvKey: kDown, Out: up, In: down})
 	if err != nil {
-		k.fail(err)
+		clientConn.Close()
 		return err
 	}
-	s.turnUp = newFlow("client -> cloud via TURN", 0x7a1e0001, 1000, 440, true)
-	s.turnDown = newFlow("cloud -> client via TURN", 0x7a1e0002, 2000, 554, false)
-	cloudPeer, err := StartPeer(PeerConfig{Name: "cloud media server (TURN)", Conn: cloud,
-		SendKey: s.keys.eDown, RecvKey: s.keys.eUp, Out: s.turnDown, In: s.turnUp})
-	if err != nil {
-		cloud.Close()
-		k.fail(err)
-		return err
-	}
-	s.peers = append(s.peers, cloudPeer)
-	clientPeer, err := StartPeer(PeerConfig{Name: "client (TURN)", Conn: tc.Relay,
-		Dst:     &net.UDPAddr{IP: CloudMediaAddr.AsSlice(), Port: CloudTURNPeerPort},
-		SendKey: s.keys.eUp, RecvKey: s.keys.eDown, Out: s.turnUp, In: s.turnDown})
-	if err != nil {
-		k.fail(err)
-		return err
-	}
-	s.peers = append(s.peers, clientPeer)
-	ok := waitFor(ctx, 5*time.Second, func() bool {
-		_, up := s.turnUp.Totals()
-		_, down := s.turnDown.Totals()
-		return up > 0 && down > 0
+	s.peers = append(s.peers, client)
+	return nil
+}
+
+// waitFlowing waits until every flow has had an intact arrival.
+func waitFlowing(ctx context.Context, flows ...*Flow) bool {
+	return waitFor(ctx, 5*time.Second, func() bool {
+		for _, f := range flows {
+			if _, got := f.Totals(); got == 0 {
+				return false
+			}
+		}
+		return true
 	})
-	sentUp, gotUp := s.turnUp.Totals()
-	sentDown, gotDown := s.turnDown.Totals()
-	k.expect(ok, "SRTP audio through the allocation: client -> %s %d/%d frames, back %d/%d",
-		netip.AddrPortFrom(CloudMediaAddr, CloudTURNPeerPort), gotUp, sentUp, gotDown, sentDown)
+}
+
+// callNote describes a call's two flows so far.
+func callNote(up, down *Flow) string {
+	sentUp, gotUp := up.Totals()
+	sentDown, gotDown := down.Totals()
+	w := up.Window(time.Time{}, time.Now())
+	return fmt.Sprintf("%d/%d frames up, seen from %s; %d/%d back", gotUp, sentUp, sources(w.Sources), gotDown, sentDown)
+}
+
+// stepTURN allocates on the relay from the client, an IPv4 and an IPv6
+// allocation (RFC 6156, requested over the IPv4 listener), and starts an
+// SRTP audio call with the cloud media server through each.
+func (s *scenario) stepTURN(ctx context.Context) error {
+	k := newChecker("TURN: the client allocates on mediaedge's relay (IPv4 and IPv6) and exchanges audio with the cloud media server through it")
+	defer func() { s.record(k.done()) }()
+	s.turnUp = newFlow("client -> cloud via TURN", 0x7a1e0001, 1000, 440, EdgeWANAddr)
+	s.turnDown = newFlow("cloud -> client via TURN", 0x7a1e0002, 2000, 554, netip.Addr{})
+	s.turn6Up = newFlow("client -> cloud via TURN, IPv6", 0x7a1e6001, 7000, 941, EdgeWANAddr6)
+	s.turn6Down = newFlow("cloud -> client via TURN, IPv6", 0x7a1e6002, 8000, 1477, netip.Addr{})
+	for _, c := range []struct {
+		peer     netip.Addr
+		family   turn.RequestedAddressFamily
+		up, down *Flow
+		kUp      bench.Key
+		kDown    bench.Key
+	}{
+		{CloudMediaAddr, turn.RequestedAddressFamilyIPv4, s.turnUp, s.turnDown, s.keys.eUp, s.keys.eDown},
+		{CloudMediaAddr6, turn.RequestedAddressFamilyIPv6, s.turn6Up, s.turn6Down, s.keys.e6Up, s.keys.e6Down},
+	} {
+		tc, err := DialTURN(ctx, s.topo.Client, turnServerAddr(), s.edge.TURNUser, s.edge.TURNPassword, "mediaedge.test", c.family)
+		if err != nil {
+			k.fail(err)
+			return err
+		}
+		s.turns = append(s.turns, tc)
+		relayed := addrPortOf(tc.Relay.LocalAddr())
+		k.expect(relayed.Addr() == uplinkAddr(c.peer), "allocation from %s: relayed address %s (the uplink address)", ClientAddr, relayed)
+		peer := netip.AddrPortFrom(c.peer, CloudTURNPeerPort)
+		cloud, err := s.topo.Internet.ListenUDP(peer.String())
+		if err != nil {
+			k.fail(err)
+			return err
+		}
+		if err := s.startCall(tc.Relay, cloud, net.UDPAddrFromAddrPort(peer), c.up, c.down, c.kUp, c.kDown, false); err != nil {
+			k.fail(err)
+			return err
+		}
+	}
+	ok := waitFlowing(ctx, s.turnUp, s.turnDown, s.turn6Up, s.turn6Down)
+	k.expect(ok, "SRTP audio through the IPv4 allocation to %s: %s", netip.AddrPortFrom(CloudMediaAddr, CloudTURNPeerPort), callNote(s.turnUp, s.turnDown))
+	k.expect(ok, "SRTP audio through the IPv6 allocation to %s: %s", netip.AddrPortFrom(CloudMediaAddr6, CloudTURNPeerPort), callNote(s.turn6Up, s.turn6Down))
 	if !ok {
 		return fmt.Errorf("e2e: no audio through the TURN relay; log:\n%s", s.edge.LogTail(30))
 	}
 	return nil
 }
 
-// stepDirect starts an SRTP call the client sends straight to the cloud
-// media server, as a soft client does when split tunnelling lets it: the
-// edge forwards it by the media prefix and masquerades it on the uplink.
+// stepDirect starts SRTP calls the client sends straight to the cloud
+// media server, IPv4 and IPv6, as a soft client does when split tunnelling
+// lets it: the edge forwards them by the media prefixes and masquerades
+// them on the uplink.
 func (s *scenario) stepDirect(ctx context.Context) error {
-	k := newChecker("direct media: the client's own call to the cloud media server is forwarded and masqueraded on the uplink")
+	k := newChecker("direct media: the client's own calls to the cloud media server (IPv4 and IPv6) are forwarded and masqueraded on the uplink")
 	defer func() { s.record(k.done()) }()
-	clientConn, err := s.topo.Client.ListenUDP(netip.AddrPortFrom(ClientAddr, ClientDirectPort).String())
-	if err != nil {
-		k.fail(err)
-		return err
+	s.directUp = newFlow("client -> cloud direct", 0xd1ec0001, 5000, 852, EdgeWANAddr)
+	s.directDown = newFlow("cloud -> client direct", 0xd1ec0002, 6000, 1336, netip.Addr{})
+	s.direct6Up = newFlow("client -> cloud direct, IPv6", 0xd1ec6001, 9000, 770, EdgeWANAddr6)
+	s.direct6Down = newFlow("cloud -> client direct, IPv6", 0xd1ec6002, 10000, 1633, netip.Addr{})
+	for _, c := range []struct {
+		from, to netip.AddrPort
+		up, down *Flow
+		kUp      bench.Key
+		kDown    bench.Key
+	}{
+		{netip.AddrPortFrom(ClientAddr, ClientDirectPort), netip.AddrPortFrom(CloudMediaAddr, CloudDirectPort),
+			s.directUp, s.directDown, s.keys.dUp, s.keys.dDown},
+		{netip.AddrPortFrom(ClientAddr6, ClientDirectPort6), netip.AddrPortFrom(CloudMediaAddr6, CloudDirectPort),
+			s.direct6Up, s.direct6Down, s.keys.d6Up, s.keys.d6Down},
+	} {
+		clientConn, err := s.topo.Client.ListenUDP(c.from.String())
+		if err != nil {
+			k.fail(err)
+			return err
+		}
+		cloudConn, err := s.topo.Internet.ListenUDP(c.to.String())
+		if err != nil {
+			clientConn.Close()
+			k.fail(err)
+			return err
+		}
+		if err := s.startCall(clientConn, cloudConn, net.UDPAddrFromAddrPort(c.to), c.up, c.down, c.kUp, c.kDown, true); err != nil {
+			k.fail(err)
+			return err
+		}
 	}
-	cloudConn, err := s.topo.Internet.ListenUDP(netip.AddrPortFrom(CloudMediaAddr, CloudDirectPort).String())
-	if err != nil {
-		clientConn.Close()
-		k.fail(err)
-		return err
+	ok := waitFlowing(ctx, s.directUp, s.directDown, s.direct6Up, s.direct6Down)
+	for _, c := range []struct {
+		up, down *Flow
+		to       netip.AddrPort
+	}{
+		{s.directUp, s.directDown, netip.AddrPortFrom(CloudMediaAddr, CloudDirectPort)},
+		{s.direct6Up, s.direct6Down, netip.AddrPortFrom(CloudMediaAddr6, CloudDirectPort)},
+	} {
+		w := c.up.Window(time.Time{}, time.Now())
+		k.expect(ok && len(w.Sources) == 1 && w.Sources[c.up.Uplink] > 0,
+			"client -> %s: %s (the uplink address: masqueraded on %s)", c.to, callNote(c.up, c.down), ifEdgeWAN)
 	}
-	s.directUp = newFlow("client -> cloud direct", 0xd1ec0001, 5000, 852, true)
-	s.directDown = newFlow("cloud -> client direct", 0xd1ec0002, 6000, 1336, false)
-	cloudPeer, err := StartPeer(PeerConfig{Name: "cloud media server (direct)", Conn: cloudConn, Relatch: true,
-		SendKey: s.keys.dDown, RecvKey: s.keys.dUp, Out: s.directDown, In: s.directUp})
-	if err != nil {
-		clientConn.Close()
-		cloudConn.Close()
-		k.fail(err)
-		return err
-	}
-	s.peers = append(s.peers, cloudPeer)
-	clientPeer, err := StartPeer(PeerConfig{Name: "client (direct)", Conn: clientConn,
-		Dst:     net.UDPAddrFromAddrPort(netip.AddrPortFrom(CloudMediaAddr, CloudDirectPort)),
-		SendKey: s.keys.dUp, RecvKey: s.keys.dDown, Out: s.directUp, In: s.directDown})
-	if err != nil {
-		clientConn.Close()
-		k.fail(err)
-		return err
-	}
-	s.peers = append(s.peers, clientPeer)
-	ok := waitFor(ctx, 5*time.Second, func() bool {
-		_, up := s.directUp.Totals()
-		_, down := s.directDown.Totals()
-		return up > 0 && down > 0
-	})
-	sentUp, gotUp := s.directUp.Totals()
-	sentDown, gotDown := s.directDown.Totals()
-	w := s.directUp.Window(time.Time{}, time.Now())
-	k.expect(ok && len(w.Sources) == 1 && w.Sources[EdgeWANAddr] > 0,
-		"client %s -> %s: %d/%d frames, seen from %s (the uplink address: masqueraded on %s); back %d/%d",
-		netip.AddrPortFrom(ClientAddr, ClientDirectPort), netip.AddrPortFrom(CloudMediaAddr, CloudDirectPort),
-		gotUp, sentUp, sources(w.Sources), ifEdgeWAN, gotDown, sentDown)
 	return nil
 }
 
@@ -293,8 +349,8 @@ func (s *scenario) stepGateway(ctx context.Context) error {
 	k.expect(!sameKey(s.keys.gCloud, s.keys.kInt) && !sameKey(s.keys.gCloud, s.keys.gInt),
 		"the gateway's cloud key differs from both keys of the internal leg (keys compared, never shown)")
 
-	s.gwUp = newFlow("client -> cloud via the gateway", 0x5e550001, 3000, 697, true)
-	s.gwDown = newFlow("cloud -> client via the gateway", 0x5e550002, 4000, 1209, false)
+	s.gwUp = newFlow("client -> cloud via the gateway", 0x5e550001, 3000, 697, EdgeWANAddr)
+	s.gwDown = newFlow("cloud -> client via the gateway", 0x5e550002, 4000, 1209, netip.Addr{})
 	clientPeer, err := StartPeer(PeerConfig{Name: "client (gateway)", Conn: clientConn,
 		Dst:     net.UDPAddrFromAddrPort(s.gwInternal),
 		SendKey: s.keys.kInt, RecvKey: s.keys.gInt,

@@ -18,8 +18,8 @@ import (
 // The edge's main table sends everything into the tunnel (vpn0, the
 // decapsulated side of a full-tunnel VPN); wan0 is the direct uplink, with
 // only its connected route until mediaedge's policy adds its own. Both the
-// edge (on wan0) and the concentrator (on inet0) masquerade. IPv6 is off in
-// every namespace. It is made by BuildTopology and ends with Close.
+// edge (on wan0) and the concentrator (on inet0) masquerade, IPv4 and IPv6
+// (addresses in addr.go). It is made by BuildTopology and ends with Close.
 type Topology struct {
 	Client, Edge, Concentrator, Internet *Netns
 	// SysctlNotes are the messages of sysctl when it applied the edge's
@@ -51,10 +51,13 @@ func BuildTopology(ctx context.Context, prefix, edgeSysctl string) (t *Topology,
 		}
 		*ns.dst = n
 		t.all = append(t.all, n)
-		// IPv6 off before any link exists, so that new links inherit it:
-		// no router solicitations or MLD reports in the interface
-		// counters the checks read.
-		if err := n.Sysctl(ctx, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"); err != nil {
+		// Before any link exists, so that new links inherit it: no
+		// router solicitations (there is no router advertising here) and
+		// no duplicate address detection, so that the interface counters
+		// the checks read carry the scenario's packets only.
+		if err := n.Sysctl(ctx,
+			"net.ipv6.conf.all.router_solicitations=0", "net.ipv6.conf.default.router_solicitations=0",
+			"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"); err != nil {
 			return nil, err
 		}
 		if _, err := n.IP(ctx, "link", "set", "lo", "up"); err != nil {
@@ -112,17 +115,32 @@ func BuildTopology(ctx context.Context, prefix, edgeSysctl string) (t *Topology,
 		{i, []string{"addr", "add", NewMediaAddr.String() + "/32", "dev", "lo"}},
 		{i, []string{"link", "set", ifInetUplink, "up"}},
 		{i, []string{"link", "set", ifInetCorpLnk, "up"}},
+		// IPv6, the same shape
+		{c, []string{"addr", "add", ClientAddr6.String() + "/64", "dev", ifClientLAN, "nodad"}},
+		{c, []string{"-6", "route", "add", "default", "via", EdgeLANAddr6.String()}},
+		{e, []string{"addr", "add", EdgeLANAddr6.String() + "/64", "dev", ifEdgeLAN, "nodad"}},
+		{e, []string{"addr", "add", EdgeVPNAddr6.String() + "/64", "dev", ifEdgeVPN, "nodad"}},
+		{e, []string{"addr", "add", EdgeWANAddr6.String() + "/64", "dev", ifEdgeWAN, "nodad"}},
+		{e, []string{"-6", "route", "add", "default", "via", ConcentratorAddr6.String(), "dev", ifEdgeVPN}},
+		{v, []string{"addr", "add", ConcentratorAddr6.String() + "/64", "dev", ifConcTunnel, "nodad"}},
+		{v, []string{"addr", "add", ConcentratorPublicAddr6.String() + "/64", "dev", ifConcInet, "nodad"}},
+		{v, []string{"addr", "add", CorpHostAddr6.String() + "/128", "dev", "lo"}},
+		{v, []string{"-6", "route", "add", "default", "via", InternetCorpSideAddr6.String()}},
+		{v, []string{"-6", "route", "add", "fd20::/64", "via", EdgeVPNAddr6.String()}},
+		{i, []string{"addr", "add", WANGatewayAddr6.String() + "/64", "dev", ifInetUplink, "nodad"}},
+		{i, []string{"addr", "add", InternetCorpSideAddr6.String() + "/64", "dev", ifInetCorpLnk, "nodad"}},
+		{i, []string{"addr", "add", CloudMediaAddr6.String() + "/128", "dev", "lo"}},
+		{i, []string{"addr", "add", CloudWebAddr6.String() + "/128", "dev", "lo"}},
 	}
 	for _, s := range steps {
 		if _, err := s.ns.IP(ctx, s.args...); err != nil {
 			return nil, err
 		}
 	}
-	if err := e.Sysctl(ctx, "net.ipv4.ip_forward=1"); err != nil {
-		return nil, err
-	}
-	if err := v.Sysctl(ctx, "net.ipv4.ip_forward=1"); err != nil {
-		return nil, err
+	for _, n := range []*Netns{e, v} {
+		if err := n.Sysctl(ctx, "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"); err != nil {
+			return nil, err
+		}
 	}
 	if err := masquerade(ctx, e, ifEdgeWAN); err != nil {
 		return nil, err
@@ -133,9 +151,10 @@ func BuildTopology(ctx context.Context, prefix, edgeSysctl string) (t *Topology,
 	return t, nil
 }
 
-// masquerade installs source NAT on the namespace's interface.
+// masquerade installs source NAT, IPv4 and IPv6, on the namespace's
+// interface.
 func masquerade(ctx context.Context, n *Netns, ifname string) error {
-	rules := fmt.Sprintf(`table ip e2e_nat {
+	rules := fmt.Sprintf(`table inet e2e_nat {
 	chain post {
 		type nat hook postrouting priority srcnat; policy accept;
 		oifname %q masquerade

@@ -26,8 +26,10 @@ type TURNClient struct {
 	Relay net.PacketConn
 }
 
-// DialTURN allocates on the relay at server from inside ns.
-func DialTURN(ctx context.Context, ns *Netns, server, user, password, realm string) (*TURNClient, error) {
+// DialTURN allocates on the relay at server from inside ns, asking for a
+// relayed address of family (RFC 6156) whatever the family of the client's
+// own socket.
+func DialTURN(ctx context.Context, ns *Netns, server, user, password, realm string, family turn.RequestedAddressFamily) (*TURNClient, error) {
 	tc := &TURNClient{}
 	err := ns.Do(func() error {
 		c, err := net.ListenPacket("udp4", net.JoinHostPort(ClientAddr.String(), "0"))
@@ -43,6 +45,8 @@ func DialTURN(ctx context.Context, ns *Netns, server, user, password, realm stri
 			Realm:          realm,
 			Software:       "mediaedge-e2e",
 			Conn:           c,
+
+			RequestedAddressFamily: family,
 		})
 		if err != nil {
 			return err

@@ -204,7 +204,7 @@ func TestParseLinkJSON(t *testing.T) {
 
 func TestFlowWindow(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	f := newFlow("test", 1, 0, 440, true)
+	f := newFlow("test", 1, 0, 440, EdgeWANAddr)
 	direct, vpn := netip.MustParseAddrPort("198.51.100.2:1"), netip.MustParseAddrPort("203.0.113.2:1")
 	for i := uint32(0); i < 10; i++ {
 		at := t0.Add(time.Duration(i) * 100 * time.Millisecond)
