@@ -124,7 +124,7 @@ func (s *scenario) stepMediaWindow(ctx context.Context) error {
 		path.expect(up > 0 && wan.TxPackets >= uint64(up) && wan.RxPackets >= uint64(gotDown),
 			"%s (direct uplink): tx +%d packets, rx +%d", ifEdgeWAN, wan.TxPackets, wan.RxPackets)
 		path.expect(vpn.TxPackets <= 3 && vpn.RxPackets <= 3,
-			"%s (VPN): tx +%d packets, rx +%d (at most 3 allowed: ARP)", ifEdgeVPN, vpn.TxPackets, vpn.RxPackets)
+			"%s (VPN): tx +%d packets, rx +%d (at most 3 allowed: ARP, neighbour discovery)", ifEdgeVPN, vpn.TxPackets, vpn.RxPackets)
 	}
 	for _, f := range s.flows() {
 		if !f.ToCloud {

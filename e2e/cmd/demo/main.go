@@ -19,10 +19,10 @@ import (
 
 const topology = `
   client 10.20.0.10 ── lan0 [ EDGE: mediaedge ] wan0 198.51.100.2 ──── internet
-                                  vpn0 (full-tunnel default route)      52.112.0.10  cloud media server (Teams 52.112.0.0/14)
-                                   │                                    192.0.2.80   other cloud host
-                         VPN concentrator ── 203.0.113.2 ───────────    192.0.2.200  a media range published later
-                         corporate host 10.99.0.1
+         fd20::10                 vpn0          2001:db8:100::2       52.112.0.10, 2603:1063::10  cloud media server (Teams)
+                                   │ (full-tunnel default routes)      192.0.2.80, 2001:db8:80::80 other cloud host
+                         VPN concentrator ── 203.0.113.2 ──────────   192.0.2.200  a media range published later
+                         corporate host 10.99.0.1, fd99::1
 `
 
 var binFlag = flag.String("bin", "bin/mediaedge", "mediaedge binary to run on the edge")
