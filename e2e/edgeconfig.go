@@ -66,6 +66,8 @@ gateway:
     bind: %[5]s
     ports: 45000-45999
     mark: %#[6]x
+    # A re-key is announced (in the API's answer) before it is used.
+    switch_delay: 250ms
 
 policy:
   enabled: true

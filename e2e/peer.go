@@ -52,6 +52,12 @@ type Peer struct {
 
 	dst    atomic.Pointer[net.Addr]
 	paused atomic.Bool
+	// next is a key announced by signalling (a re-key) that the receiver
+	// switches to when a packet authenticates with it.
+	next atomic.Pointer[bench.Key]
+	// switchedAt is the frame index of the first packet received under
+	// the last announced key, +1; 0 until then.
+	switchedAt atomic.Uint32
 }
 
 // StartPeer starts the peer's goroutines. The contexts are made here so
@@ -82,6 +88,19 @@ func (p *Peer) SetDst(a net.Addr) { p.dst.Store(&a) }
 // Pause stops (true) or resumes (false) sending; the frame index does not
 // advance while paused.
 func (p *Peer) Pause(v bool) { p.paused.Store(v) }
+
+// AnnounceKey tells the receiver the sender's next key, as SDP or the
+// gateway's event log would: it switches when the first packet
+// authenticates with it, carrying the rollover counter over (RFC 3711
+// section 3.3.1).
+func (p *Peer) AnnounceKey(k bench.Key) { p.next.Store(&k) }
+
+// SwitchedAt returns the frame index from which the announced key was in
+// use, and whether it has been.
+func (p *Peer) SwitchedAt() (uint32, bool) {
+	v := p.switchedAt.Load()
+	return v - 1, v != 0
+}
 
 // Close ends the peer. It is idempotent.
 func (p *Peer) Close() {
@@ -158,6 +177,12 @@ func (p *Peer) recvLoop(ctx *srtp.Context) {
 		now := time.Now()
 		pkt := buf[:n]
 		plain, err = ctx.DecryptRTP(plain[:0], pkt, nil)
+		switched := false
+		if err != nil {
+			if next, out, ok := p.tryNext(ctx, pkt, plain[:0]); ok {
+				ctx, plain, err, switched = next, out, nil, true
+			}
+		}
 		if err != nil {
 			if opensWith(pkt, p.cfg.Forbidden) {
 				f.foreign.Add(1)
@@ -181,7 +206,38 @@ func (p *Peer) recvLoop(ctx *srtp.Context) {
 			p.SetDst(from)
 		}
 		f.recordArrival(idx, now, addrPortOf(from))
+		if switched {
+			p.switchedAt.Store(idx + 1)
+		}
 	}
+}
+
+// tryNext tries the announced key on pkt, in a fresh context that starts
+// from cur's rollover counter for the stream (RFC 3711 section 3.3.1). On
+// success it returns that context, which replaces cur, and the plaintext
+// (appended to dst), and forgets the announcement.
+func (p *Peer) tryNext(cur *srtp.Context, pkt, dst []byte) (*srtp.Context, []byte, bool) {
+	k := p.next.Load()
+	if k == nil {
+		return nil, nil, false
+	}
+	var h rtp.Header
+	if _, err := h.Unmarshal(pkt); err != nil {
+		return nil, nil, false
+	}
+	c, err := k.Context()
+	if err != nil {
+		return nil, nil, false
+	}
+	if roc, ok := cur.ROC(h.SSRC); ok {
+		c.SetROC(h.SSRC, roc)
+	}
+	out, err := c.DecryptRTP(dst, pkt, nil)
+	if err != nil {
+		return nil, nil, false
+	}
+	p.next.Store(nil)
+	return c, out, true
 }
 
 // opensWith reports whether b authenticates with one of keys. It makes a

@@ -142,6 +142,7 @@ type scenario struct {
 	directUp, directDown, direct6Up, direct6Down       *Flow
 	keys                                               scenarioKeys
 	sessionID                                          string
+	gwCloudPeer                                        *Peer          // the cloud media server's end of the gateway call
 	gwInternal, gwCloud                                netip.AddrPort // the gateway's local leg addresses
 }
 
@@ -150,7 +151,8 @@ type scenarioKeys struct {
 	// the gateway's internal leg: the client's key, the gateway's own
 	kInt, gInt bench.Key
 	// the gateway's cloud leg: the cloud server's key, the gateway's own
-	kCloud, gCloud bench.Key
+	// (gCloud2 after the re-key through the API)
+	kCloud, gCloud, gCloud2 bench.Key
 	// end to end through the TURN relay (as DTLS-SRTP would give)
 	eUp, eDown, e6Up, e6Down bench.Key
 	// end to end on the client's direct calls

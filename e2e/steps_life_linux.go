@@ -45,6 +45,13 @@ func (s *scenario) stepFlap(ctx context.Context) error {
 	last, missing := s.waitRecovered(ctx, tUp, 10*time.Second)
 	if len(missing) > 0 {
 		k.expect(false, "10 s after wan0 came up, not back (the cloud-bound ones from the uplink address): %s", strings.Join(missing, "; "))
+		// The edge's connection tracking for the cloud media server says
+		// why a forwarded flow left with the wrong source.
+		for _, fam := range []string{"ipv4", "ipv6"} {
+			if out, err := edge.Exec(ctx, "conntrack", "-L", "-f", fam, "-p", "udp"); err == nil {
+				k.note("conntrack -L -f %s -p udp in the edge:\n%s", fam, strings.TrimSpace(out))
+			}
+		}
 		return nil
 	}
 	k.expect(true, "every flow had audio again %s after wan0 came up, the cloud-bound ones from %s and %s",

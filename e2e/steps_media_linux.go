@@ -42,7 +42,7 @@ func (s *scenario) pause(v bool) {
 // path, the keys seen on the uplink, and the audio.
 func (s *scenario) stepMediaWindow(ctx context.Context) error {
 	path := newChecker("the relayed, the re-keyed and the client's direct media leave the edge on the direct uplink")
-	keys := newChecker("the cloud side receives only SRTP under cloud-side keys, never the internal key (bench verify on captures)")
+	keys := newChecker("the cloud side receives only SRTP under cloud-side keys, never the internal key, across an API re-key (bench verify on captures)")
 	audio := newChecker("audio payloads arrive intact in all ten directions")
 	defer func() {
 		s.record(path.done())
@@ -88,7 +88,14 @@ func (s *scenario) stepMediaWindow(ctx context.Context) error {
 	c0, err0 := readCounters(ctx, edge, ifEdgeWAN, ifEdgeVPN)
 	s.pause(false)
 	t0 := time.Now()
-	werr := sleep(ctx, s.opt.MediaWindow)
+	werr := sleep(ctx, s.opt.MediaWindow/2)
+	var rk rekeyOutcome
+	if werr == nil {
+		// Half way: a new key for the cloud leg through the API, as
+		// the signalling of a long call would ask for.
+		rk = s.rekeyCloud(ctx)
+		werr = sleep(ctx, s.opt.MediaWindow-time.Since(t0))
+	}
 	s.pause(true)
 	t1 := time.Now()
 	_ = sleep(ctx, inFlight)
@@ -137,6 +144,7 @@ func (s *scenario) stepMediaWindow(ctx context.Context) error {
 
 	// Keys: bench's verifier on the gateway's packets of both captures,
 	// then every datagram on the uplink against every key.
+	s.noteRekey(keys, rk)
 	if errCap != nil {
 		keys.fail(errCap)
 	} else {
@@ -158,10 +166,19 @@ func (s *scenario) stepMediaWindow(ctx context.Context) error {
 // then checks every UDP datagram of the uplink against every key of the
 // scenario.
 func (s *scenario) verifyCaptures(ctx context.Context, k *checker, lanGW, wanGW, wanAll string) {
-	keyFiles := map[string]bench.Key{"kint": s.keys.kInt, "gint": s.keys.gInt, "gcloud": s.keys.gCloud, "kcloud": s.keys.kCloud}
-	for name, key := range keyFiles {
-		// Keys go through files (mode 0600), never the process list.
-		if err := os.WriteFile(filepath.Join(s.dir, name), []byte(key.CryptoLine()+"\n"), 0o600); err != nil {
+	// Keys go through files (mode 0600), never the process list; a leg's
+	// key epochs one per line, in the order they were used.
+	gcloud := []bench.Key{s.keys.gCloud}
+	if s.keys.gCloud2.Master != nil {
+		gcloud = append(gcloud, s.keys.gCloud2)
+	}
+	keyFiles := map[string][]bench.Key{"kint": {s.keys.kInt}, "gint": {s.keys.gInt}, "gcloud": gcloud, "kcloud": {s.keys.kCloud}}
+	for name, keys := range keyFiles {
+		var b strings.Builder
+		for _, key := range keys {
+			b.WriteString(key.CryptoLine() + "\n")
+		}
+		if err := os.WriteFile(filepath.Join(s.dir, name), []byte(b.String()), 0o600); err != nil {
 			k.fail(err)
 			return
 		}
@@ -184,6 +201,9 @@ func (s *scenario) verifyCaptures(ctx context.Context, k *checker, lanGW, wanGW,
 		}
 		k.note("violation: %s", v)
 	}
+	if s.keys.gCloud2.Master != nil {
+		k.expect(len(res.ReKeys) > 0, "bench verify followed the cloud leg's re-key: %s", strings.Join(res.ReKeys, "; "))
+	}
 	// Control: the same captures, told that the cloud leg uses the
 	// internal keys, must fail. A verifier that passes this would prove
 	// nothing above.
@@ -200,7 +220,7 @@ func (s *scenario) verifyCaptures(ctx context.Context, k *checker, lanGW, wanGW,
 		return
 	}
 	// Every datagram on the uplink, whatever its port.
-	cloudSide := []bench.Key{s.keys.gCloud, s.keys.kCloud, s.keys.eUp, s.keys.eDown, s.keys.e6Up, s.keys.e6Down,
+	cloudSide := []bench.Key{s.keys.gCloud, s.keys.gCloud2, s.keys.kCloud, s.keys.eUp, s.keys.eDown, s.keys.e6Up, s.keys.e6Down,
 		s.keys.dUp, s.keys.dDown, s.keys.d6Up, s.keys.d6Down}
 	internal := []bench.Key{s.keys.kInt, s.keys.gInt}
 	var ok, leaked, none int
@@ -217,6 +237,54 @@ func (s *scenario) verifyCaptures(ctx context.Context, k *checker, lanGW, wanGW,
 	k.expect(len(wan) > 0 && leaked == 0 && none == 0,
 		"every UDP datagram on %s (%s, %d of %d records): %d authenticate with a cloud-side or end-to-end key, %d with an internal-leg key, %d with none (plaintext or foreign)",
 		ifEdgeWAN, filepath.Base(wanAll), len(wan), wanSum.Records, ok, leaked, none)
+}
+
+// rekeyOutcome is what the API answered to the re-key.
+type rekeyOutcome struct {
+	at       time.Time
+	epoch    uint32
+	activeAt time.Time
+	err      error
+}
+
+// rekeyCloud asks the gateway for a new key on the cloud leg and announces
+// it to the cloud media server, as signalling would.
+func (s *scenario) rekeyCloud(ctx context.Context) rekeyOutcome {
+	var resp struct {
+		Crypto   string    `json:"crypto"`
+		KeyEpoch uint32    `json:"key_epoch"`
+		ActiveAt time.Time `json:"active_at"`
+	}
+	out := rekeyOutcome{at: time.Now()}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if out.err = s.edge.Control.Do(rctx, "POST", "/v1/sessions/"+s.sessionID+"/rekey", map[string]string{"leg": "cloud"}, &resp); out.err != nil {
+		return out
+	}
+	key, err := bench.ParseCryptoLine(resp.Crypto)
+	if err != nil {
+		out.err = err
+		return out
+	}
+	s.keys.gCloud2 = key
+	s.gwCloudPeer.AnnounceKey(key)
+	out.epoch, out.activeAt = resp.KeyEpoch, resp.ActiveAt
+	return out
+}
+
+// noteRekey adds the re-key's evidence to k.
+func (s *scenario) noteRekey(k *checker, rk rekeyOutcome) {
+	if rk.at.IsZero() {
+		return
+	}
+	if rk.err != nil {
+		k.fail(fmt.Errorf("POST /v1/sessions/%s/rekey: %w", s.sessionID, rk.err))
+		return
+	}
+	idx, switched := s.gwCloudPeer.SwitchedAt()
+	k.expect(rk.epoch == 2 && switched && !sameKey(s.keys.gCloud2, s.keys.gCloud) && !sameKey(s.keys.gCloud2, s.keys.kInt),
+		"POST /v1/sessions/%s/rekey {\"leg\":\"cloud\"} half way: key epoch %d, active %s later; the cloud server decrypted with it from frame %d (a new key, neither the old one nor an internal one)",
+		s.sessionID, rk.epoch, rk.activeAt.Sub(rk.at).Round(time.Millisecond), idx)
 }
 
 // benchVerify runs `mediaedge bench verify --json` with the key files

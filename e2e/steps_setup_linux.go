@@ -374,6 +374,7 @@ func (s *scenario) stepGateway(ctx context.Context) error {
 		return err
 	}
 	s.peers = append(s.peers, cloudPeer)
+	s.gwCloudPeer = cloudPeer
 	ok := waitFor(ctx, 5*time.Second, func() bool {
 		_, up := s.gwUp.Totals()
 		_, down := s.gwDown.Totals()
