@@ -47,9 +47,9 @@ func (s *scenario) stepFlap(ctx context.Context) error {
 		k.expect(false, "10 s after wan0 came up, not back (the cloud-bound ones from the uplink address): %s", strings.Join(missing, "; "))
 		// The edge's connection tracking for the cloud media server says
 		// why a forwarded flow left with the wrong source.
-		for _, fam := range []string{"ipv4", "ipv6"} {
-			if out, err := edge.Exec(ctx, "conntrack", "-L", "-f", fam, "-p", "udp"); err == nil {
-				k.note("conntrack -L -f %s -p udp in the edge:\n%s", fam, strings.TrimSpace(out))
+		for _, args := range [][]string{{"-L", "-f", "ipv4", "-p", "udp"}, {"-L", "-f", "ipv6", "-p", "udp"}, {"-S"}} {
+			if out, err := edge.Exec(ctx, "conntrack", args...); err == nil {
+				k.note("conntrack %s in the edge:\n%s", strings.Join(args, " "), strings.TrimSpace(out))
 			}
 		}
 		return nil
