@@ -78,6 +78,30 @@ func (c *ControlConfig) Validate() error {
 	return ps.Err()
 }
 
+// Validate implements config.Validator for checks that span sections: the
+// split-tunnel policy routes mediaedge's own media sockets by their mark, so
+// the relay's and the gateway cloud leg's marks must be the policy's.
+// Anything else silently sends that media into the VPN.
+func (c *Config) Validate() error {
+	var ps config.Problems
+	if !c.Policy.Enabled || c.Policy.Mode != policy.ModeEnforce {
+		return nil
+	}
+	if c.Policy.Mark == 0 {
+		if c.Relay.Enabled || c.Gateway.Enabled {
+			ps.Add("policy.mark", "0 while split-tunnel policy is enforced: the relay's and the gateway's own media sockets would follow the VPN default route (set policy.mark, relay.mark and gateway.cloud.mark to the same value, e.g. 0x4d45)")
+		}
+		return ps.Err()
+	}
+	if c.Relay.Enabled && c.Relay.Mark != c.Policy.Mark {
+		ps.Add("relay.mark", "%s differs from policy.mark %s: relayed media would not be routed via the direct uplink", c.Relay.Mark, c.Policy.Mark)
+	}
+	if c.Gateway.Enabled && c.Gateway.Cloud.Mark != c.Policy.Mark {
+		ps.Add("gateway.cloud.mark", "%s differs from policy.mark %s: the cloud leg would not be routed via the direct uplink", c.Gateway.Cloud.Mark, c.Policy.Mark)
+	}
+	return ps.Err()
+}
+
 // SocketPath returns the control socket path to use.
 func (c ControlConfig) SocketPath() string {
 	if c.Socket != "" {

@@ -61,6 +61,43 @@ func TestDefaultYAMLIsValid(t *testing.T) {
 	}
 }
 
+func TestMarksMustMatchPolicy(t *testing.T) {
+	base := "policy:\n  enabled: true\n  mode: enforce\n  uplink: {interface: wan0}\n"
+	tests := []struct {
+		name, in string
+		want     []string
+	}{
+		{"all equal", base + "  mark: 0x4d45\nrelay:\n  mark: 0x4d45\ngateway:\n  cloud:\n    mark: 0x4d45\n", nil},
+		{"relay differs", base + "  mark: 0x4d45\nrelay:\n  enabled: true\n  mark: 0x1\ngateway:\n  cloud:\n    mark: 0x4d45\n",
+			[]string{"relay.mark: 0x1 differs from policy.mark 0x4d45: relayed media would not be routed via the direct uplink (line 8)"}},
+		{"gateway unset", base + "  mark: 0x4d45\nrelay:\n  mark: 0x4d45\n",
+			[]string{"gateway.cloud.mark: 0x0 differs from policy.mark 0x4d45: the cloud leg would not be routed via the direct uplink"}},
+		{"policy unmarked", base + "  mark: 0\n",
+			[]string{"policy.mark: 0 while split-tunnel policy is enforced"}},
+		{"plan mode does not care", "relay:\n  mark: 0x1\n", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.in), t.TempDir(), config.Options{})
+			got := ""
+			if err != nil {
+				got = err.Error()
+			}
+			if len(tc.want) == 0 {
+				if err != nil && strings.Contains(got, "mark") {
+					t.Fatalf("unexpected mark problem: %v", err)
+				}
+				return
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("problems:\n%s\nwant one containing %q", got, w)
+				}
+			}
+		})
+	}
+}
+
 func TestStartStatusCloseNoLeak(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(t, dir)
