@@ -67,7 +67,7 @@ gateway:
     ports: 45000-45999
     mark: %#[6]x
     # A re-key is announced (in the API's answer) before it is used.
-    switch_delay: 250ms
+    switch_delay: 1s
 
 policy:
   enabled: true

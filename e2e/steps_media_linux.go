@@ -73,7 +73,10 @@ func (s *scenario) stepMediaWindow(ctx context.Context) error {
 		if err != nil {
 			_ = stopCaps()
 			s.pause(false)
-			keys.fail(err)
+			// Nothing was measured: none of the three may pass.
+			for _, k := range []*checker{path, keys, audio} {
+				k.fail(err)
+			}
 			return nil
 		}
 		caps[i].c = c
