@@ -48,8 +48,18 @@ func (s *scenario) stepFlap(ctx context.Context) error {
 		// The edge's connection tracking for the cloud media server says
 		// why a forwarded flow left with the wrong source.
 		for _, args := range [][]string{{"-L", "-f", "ipv4", "-p", "udp"}, {"-L", "-f", "ipv6", "-p", "udp"}, {"-S"}} {
-			if out, err := edge.Exec(ctx, "conntrack", args...); err == nil {
-				k.note("conntrack %s in the edge:\n%s", strings.Join(args, " "), strings.TrimSpace(out))
+			out, err := edge.Exec(ctx, "conntrack", args...)
+			if err != nil {
+				continue
+			}
+			k.note("conntrack %s in the edge:\n%s", strings.Join(args, " "), strings.TrimSpace(out))
+			for _, l := range strings.Split(out, "\n") {
+				if reverseMediaEntry(l) {
+					k.note("diagnosis: %q was made by a cloud -> client packet that came through the VPN after the flush; "+
+						"the client's media matches its reply direction, which has no NAT, so it leaves %s with its private source "+
+						"for as long as the call lasts. The policy's conntrack flush matches only the original destination, "+
+						"once: it must match either direction and run again once packets of the old path have drained", strings.Join(strings.Fields(l), " "), ifEdgeWAN)
+				}
 			}
 		}
 		return nil

@@ -233,3 +233,22 @@ func TestFlowWindow(t *testing.T) {
 		t.Errorf("ArrivalsFrom = %d arrivals, want 3", len(a))
 	}
 }
+
+func TestReverseMediaEntry(t *testing.T) {
+	tests := []struct {
+		line string
+		want bool
+	}{
+		{"udp      17 119 src=52.112.0.10 dst=10.20.0.10 sport=3481 dport=5006 src=10.20.0.10 dst=52.112.0.10 sport=5006 dport=3481 [ASSURED] mark=0 use=1", true},
+		{"udp      17 119 src=2603:1063::10 dst=fd20::10 sport=3481 dport=5008 src=fd20::10 dst=2603:1063::10 sport=5008 dport=3481 [ASSURED] mark=0 use=1", true},
+		{"udp      17 119 src=10.20.0.10 dst=52.112.0.10 sport=5006 dport=3481 src=52.112.0.10 dst=198.51.100.2 sport=3481 dport=59861 [ASSURED] mark=0 use=1", false},
+		{"udp      17 20 src=52.112.0.10 dst=198.51.100.2 sport=3481 dport=5006 [UNREPLIED] src=198.51.100.2 dst=52.112.0.10 sport=5006 dport=3481 mark=0 use=1", false},
+		{"conntrack v1.4.7 (conntrack-tools): 4 flow entries have been shown.", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := reverseMediaEntry(tt.line); got != tt.want {
+			t.Errorf("reverseMediaEntry(%q) = %v, want %v", tt.line, got, tt.want)
+		}
+	}
+}
