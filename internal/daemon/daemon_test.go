@@ -61,6 +61,18 @@ func TestDefaultYAMLIsValid(t *testing.T) {
 	}
 }
 
+// TestExampleConfigIsValid keeps the production example that make install
+// ships in step with the configuration schema.
+func TestExampleConfigIsValid(t *testing.T) {
+	cfg, err := Load("../../systemd/mediaedge.yaml", config.Options{SkipSecrets: true})
+	if err != nil {
+		t.Fatalf("systemd/mediaedge.yaml:\n%v", err)
+	}
+	if !cfg.Relay.Enabled || !cfg.Gateway.Enabled || !cfg.Policy.Enabled || cfg.Policy.Mode != "enforce" {
+		t.Errorf("the example should run every component with policy enforced")
+	}
+}
+
 func TestMarksMustMatchPolicy(t *testing.T) {
 	base := "policy:\n  enabled: true\n  mode: enforce\n  uplink: {interface: wan0}\n"
 	tests := []struct {
