@@ -145,12 +145,45 @@ func (g *Gateway) Start(ctx context.Context) error {
 // openShared binds a worker's shared RTP and RTCP sockets on a leg: an
 // even port and the next one.
 func (g *Gateway) openShared(lc *LegConfig, id legID) (sharedSocks, error) {
-	rtp, rtcp, err := g.bindPair(lc, id)
+	rtp, rtcp, err := g.bindPairLowest(lc, id)
 	if err != nil {
 		return sharedSocks{}, err
 	}
 	rtp.dm, rtcp.dm = newDemux(), newDemux()
 	return sharedSocks{rtp: rtp, rtcp: rtcp}, nil
+}
+
+// bindPairLowest is bindPair from the bottom of the range.
+func (g *Gateway) bindPairLowest(lc *LegConfig, id legID) (rtp, rtcp *sock, err error) {
+	if lc.Ports.Min == 0 {
+		return g.bindPair(lc, id)
+	}
+	pa := g.ports[id]
+	for {
+		port, ok := pa.reserveLowest()
+		if !ok {
+			return nil, nil, &PortError{Leg: id.String(), Err: fmt.Errorf("no free port pair in %s: %w", lc.Ports, ErrLimit)}
+		}
+		rtp, err := g.bindAt(lc, id, port)
+		if err == nil {
+			rtp.port, rtp.pair = port, true
+			rtcp, err = g.bindAt(lc, id, port+1)
+			if err == nil {
+				rtcp.rtcpOnly = true
+				g.logGranted(rtp, id)
+				return rtp, rtcp, nil
+			}
+			closeFD(rtp.fd)
+		}
+		if !isAddrInUse(err) {
+			pa.release(port)
+			pa.release(port + 1)
+			return nil, nil, &PortError{Leg: id.String(), Err: err}
+		}
+		// Held by another program: keep it marked so the next try moves
+		// on, and say so.
+		g.log.Warn("shared port in use by another program; trying the next pair", "leg", id.String(), "port", port)
+	}
 }
 
 // bindPair binds an RTP socket on an even port and an RTCP socket on the

@@ -70,7 +70,7 @@ func TestMetrics(t *testing.T) {
 		`mediaedge_gateway_sessions 1`,
 		`mediaedge_gateway_sessions_created_total 1`,
 		`mediaedge_gateway_latched_total{leg="internal"} 1`,
-		`mediaedge_gateway_port_mode_info{leg="cloud",mode="dedicated"} 1`,
+		`mediaedge_gateway_port_mode_info{leg="cloud",mode="shared"} 1`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("metrics lack %s", want)

@@ -72,6 +72,22 @@ func (p *portAlloc) reserve(pair bool) (port uint16, ok bool) {
 	return 0, false
 }
 
+// reserveLowest returns the lowest free even port of the range whose
+// successor is free too, for shared sockets: they stay on the same ports
+// across restarts, which firewall rules can name.
+func (p *portAlloc) reserveLowest() (port uint16, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := int(p.r.Min + p.r.Min%2); c+1 <= int(p.r.Max); c += 2 {
+		if !p.isUsed(uint16(c)) && !p.isUsed(uint16(c+1)) {
+			p.mark(uint16(c))
+			p.mark(uint16(c + 1))
+			return uint16(c), true
+		}
+	}
+	return 0, false
+}
+
 // release gives port back.
 func (p *portAlloc) release(port uint16) {
 	if port == 0 {

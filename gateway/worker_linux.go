@@ -44,7 +44,9 @@ type workerSys struct {
 	hkDue    int64 // next housekeeping, monotonic ns
 	lastPkts int64 // when the last round with packets ended
 	full     bool  // a socket returned a full batch this round
-	stopped  bool
+	// coalescing: the last round slept for the coalesce window
+	coalescing bool
+	stopped    bool
 }
 
 // pending is one packet waiting for sendmmsg: from which socket, to whom,
@@ -203,7 +205,11 @@ func (w *worker) poll(uintptr) bool {
 			continue
 		}
 		s.lastPkts = w.now
-		if !s.full && w.now-prev < 2*c {
+		// Coalesce while rounds keep collecting at least two packets;
+		// start when packets come less than half a window apart.
+		dense := pkts >= 2 && s.coalescing || w.now-prev < c/2
+		s.coalescing = dense && !s.full
+		if s.coalescing {
 			sleepRaw(c)
 		}
 	}
