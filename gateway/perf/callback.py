@@ -15,9 +15,11 @@ gateway decrypts it and re-encrypts with its own AES_CM_128_HMAC_SHA1_32 key
 toward the cloud peer (srtpload's receiver, 127.0.0.1:31100): the same
 transforms as the rtpe-rekey target, four distinct keys per call.
 
-Env: MEDIAEDGE_BIN (default: built from this checkout), MEDIAEDGE_CPUS,
-MEDIAEDGE_PORT_MODE (dedicated|shared), MEDIAEDGE_WORKERS (0 = one per CPU),
-MEDIAEDGE_BATCH, MEDIAEDGE_COALESCE (e.g. 500us, 0s), MEDIAEDGE_WORK (work
+The daemon runs with the gateway's defaults (shared ports, coalesce 700us,
+one worker per CPU it is pinned to) unless the environment says otherwise:
+MEDIAEDGE_PORT_MODE (dedicated|shared), MEDIAEDGE_WORKERS, MEDIAEDGE_BATCH,
+MEDIAEDGE_COALESCE (e.g. 500us, 0s). Also MEDIAEDGE_BIN (default: built from
+this checkout), MEDIAEDGE_CPUS (taskset list), MEDIAEDGE_WORK (work
 directory).
 Only processes this script started are signalled (checked by pid and
 command line).
@@ -83,7 +85,10 @@ def start_daemon(tag, max_sessions):
     os.makedirs(WORK, exist_ok=True)
     sock = os.path.join(WORK, "control-%s.sock" % tag)
     cfg = os.path.join(WORK, "mediaedge-%s.yaml" % tag)
-    mode = os.environ.get("MEDIAEDGE_PORT_MODE", "dedicated")
+    mode = os.environ.get("MEDIAEDGE_PORT_MODE", "")
+    # Only what the environment sets overrides the daemon's defaults.
+    opt = lambda key, env: ("  %s: %s\n" % (key, os.environ[env])) if os.environ.get(env) else ""
+    leg = lambda ports: "{bind: %s, ports: %s%s}" % (IP, ports, (", port_mode: " + mode) if mode else "")
     with open(cfg, "w") as f:
         f.write("""log: {level: warn}
 metrics: {listen: ""}
@@ -92,15 +97,12 @@ relay: {enabled: false}
 policy: {enabled: false}
 gateway:
   enabled: true
-  workers: %s
-  batch: %s
-  coalesce: %s
   max_sessions: %d
   idle_timeout: 0s
-  internal: {bind: %s, ports: 6000-7999, port_mode: %s, recv_buffer: 4MiB, send_buffer: 4MiB}
-  cloud: {bind: %s, ports: 8000-9999, port_mode: %s, recv_buffer: 4MiB, send_buffer: 4MiB}
-""" % (sock, os.environ.get("MEDIAEDGE_WORKERS", "0"), os.environ.get("MEDIAEDGE_BATCH", "32"),
-            os.environ.get("MEDIAEDGE_COALESCE", "500us"), max_sessions, IP, mode, IP, mode))
+%s%s%s  internal: %s
+  cloud: %s
+""" % (sock, max_sessions, opt("workers", "MEDIAEDGE_WORKERS"), opt("batch", "MEDIAEDGE_BATCH"),
+            opt("coalesce", "MEDIAEDGE_COALESCE"), leg("6000-7999"), leg("8000-9999")))
     cpus = os.environ.get("MEDIAEDGE_CPUS", "1" if (os.cpu_count() or 1) >= 2 else "")
     cmd = (["taskset", "-c", cpus] if cpus else []) + [binary(), "run", "--config", cfg]
     logf = open(os.path.join(WORK, "mediaedge-%s.log" % tag), "ab")
@@ -203,7 +205,7 @@ def main():
             print(json.dumps({"target": "mediaedge", "calls": n, "rss0_kib": r0, "rss_calls_kib": r1,
                               "rss_after_media_kib": r2, "kib_per_call": (r1 - r0) / n,
                               "kib_per_call_media": None if r2 is None else (r2 - r0) / n,
-                              "port_mode": os.environ.get("MEDIAEDGE_PORT_MODE", "dedicated")}))
+                              "port_mode": os.environ.get("MEDIAEDGE_PORT_MODE", "default")}))
         finally:
             stop(p.pid)
     else:
