@@ -26,27 +26,51 @@ type flowFilter struct {
 	corporate []netip.Prefix     // ...except these
 }
 
-// MatchConntrackFlow reports whether flow is a media flow to delete.
+// MatchConntrackFlow reports whether flow is a media flow to delete. The
+// entry may have been made by either side: by the client's first packet
+// (original direction towards the media address) or, when a reply still in
+// flight on the old path arrives after the flush, by the media server's
+// packet (original direction from the media address). Both are matched,
+// the second by its source address and port.
 func (f *flowFilter) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
-	dst, ok := netip.AddrFromSlice(flow.Forward.DstIP)
-	if !ok {
-		return false
+	t := &flow.Forward
+	udp := t.Protocol == unix.IPPROTO_UDP
+	if dst, ok := netip.AddrFromSlice(t.DstIP); ok && f.matchMedia(dst.Unmap(), udp, t.DstPort) {
+		return true
 	}
-	dst = dst.Unmap()
-	udp := flow.Forward.Protocol == unix.IPPROTO_UDP
-	port := flow.Forward.DstPort
+	if src, ok := netip.AddrFromSlice(t.SrcIP); ok && f.matchMedia(src.Unmap(), udp, t.SrcPort) {
+		return true
+	}
+	return false
+}
+
+// matchMedia reports whether addr and port (the far, media-server end of a
+// flow) belong to media whose path changed.
+func (f *flowFilter) matchMedia(addr netip.Addr, udp bool, port uint16) bool {
 	inPorts := func(rs []config.PortRange) bool {
 		return slices.ContainsFunc(rs, func(r config.PortRange) bool { return r.Contains(port) })
 	}
-	if slices.ContainsFunc(f.prefixes, func(p netip.Prefix) bool { return p.Contains(dst) }) {
+	if slices.ContainsFunc(f.prefixes, func(p netip.Prefix) bool { return p.Contains(addr) }) {
 		if !f.udpOnly || (udp && inPorts(f.ports)) {
 			return true
 		}
 	}
 	if udp && inPorts(f.portOnly) {
-		return !slices.ContainsFunc(f.corporate, func(p netip.Prefix) bool { return p.Contains(dst) })
+		return !slices.ContainsFunc(f.corporate, func(p netip.Prefix) bool { return p.Contains(addr) })
 	}
 	return false
+}
+
+// merge adds g's selections to f.
+func (f *flowFilter) merge(g *flowFilter) {
+	for _, p := range g.prefixes {
+		if !slices.Contains(f.prefixes, p) {
+			f.prefixes = append(f.prefixes, p)
+		}
+	}
+	if len(g.portOnly) > 0 {
+		f.portOnly = g.portOnly
+	}
 }
 
 // empty reports whether the filter can match nothing.

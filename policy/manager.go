@@ -30,6 +30,9 @@ type hooks struct {
 	debounce time.Duration
 	// minRetry and maxRetry bound the back-off after a failed pass.
 	minRetry, maxRetry time.Duration
+	// reflushDelay is when conntrack entries of moved media flows are
+	// deleted a second time (0: only once).
+	reflushDelay time.Duration
 }
 
 func defaultHooks(ns nsHandle) hooks {
@@ -41,6 +44,9 @@ func defaultHooks(ns nsHandle) hooks {
 		debounce:   20 * time.Millisecond,
 		minRetry:   100 * time.Millisecond,
 		maxRetry:   5 * time.Second,
+		// Long enough for packets queued on the old path (a VPN
+		// round trip) to arrive, short next to a media flow's life.
+		reflushDelay: 500 * time.Millisecond,
 	}
 }
 
@@ -84,6 +90,9 @@ type Manager struct {
 	started    bool
 	applied    bool // enforce mode reached the kernel: Close may remove
 	closed     bool
+	// reflush is the pending second conntrack flush of reflushFilters.
+	reflush        *time.Timer
+	reflushFilters map[int]*flowFilter
 
 	// filter is what the watcher uses to pick relevant notifications.
 	filter    atomic.Pointer[eventFilter]
@@ -285,6 +294,10 @@ func (m *Manager) Close() error {
 	}
 	m.closed = true
 	src := m.src
+	if m.reflush != nil {
+		m.reflush.Stop()
+		m.reflush, m.reflushFilters = nil, nil
+	}
 	m.applyMu.Unlock()
 
 	close(m.done)

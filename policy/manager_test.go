@@ -98,6 +98,52 @@ func TestManagerRepairsOnEvents(t *testing.T) {
 	}
 }
 
+// TestManagerReflushesConntrack checks the second conntrack flush after the
+// uplink comes back: a reply still in flight through the VPN creates a new
+// entry (original direction from the media server) just after the first
+// flush; left alone it pins the client's flow to the VPN's NAT-less path.
+func TestManagerReflushesConntrack(t *testing.T) {
+	k := newFakeKernel()
+	idx := k.uplink()
+	cfg := testConfig()
+	cfg.ConntrackFlush = true
+	_, ev, _, _ := startFake(t, cfg, k, nil)
+	want := ownedLines(k.render())
+	k.setLink("wan0", false, false)
+	ev.send(unix.RTM_NEWLINK, linkMsg(idx, "wan0"))
+	time.Sleep(100 * time.Millisecond)
+	k.setLink("wan0", true, true)
+	ev.send(unix.RTM_NEWLINK, linkMsg(idx, "wan0"))
+	if _, ok := waitFor(time.Second, func() bool { return slices.Equal(ownedLines(k.render()), want) }); !ok {
+		t.Fatalf("routes not restored after link up")
+	}
+	late := &netlink.ConntrackFlow{}
+	late.Forward.SrcIP = mustPrefix("52.112.0.10/32").Addr().AsSlice()
+	late.Forward.DstIP = mustPrefix("10.20.0.10/32").Addr().AsSlice()
+	late.Forward.Protocol, late.Forward.SrcPort, late.Forward.DstPort = unix.IPPROTO_UDP, 3481, 5006
+	other := &netlink.ConntrackFlow{}
+	other.Forward.SrcIP = mustPrefix("10.20.0.10/32").Addr().AsSlice()
+	other.Forward.DstIP = mustPrefix("192.0.2.80/32").Addr().AsSlice()
+	other.Forward.Protocol, other.Forward.SrcPort, other.Forward.DstPort = unix.IPPROTO_UDP, 5006, 3481
+	k.mu.Lock()
+	k.flows = append(k.flows, late, other)
+	k.mu.Unlock()
+	gone := func() bool {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		return !slices.Contains(k.flows, late)
+	}
+	if _, ok := waitFor(2*time.Second, gone); !ok {
+		t.Fatal("the entry created after the first flush was not deleted by the second")
+	}
+	k.mu.Lock()
+	kept := slices.Contains(k.flows, other)
+	k.mu.Unlock()
+	if !kept {
+		t.Error("the second flush deleted a flow that is not media")
+	}
+}
+
 // TestManagerPlanMode checks that plan mode reports the plan and never
 // changes the kernel.
 func TestManagerPlanMode(t *testing.T) {
@@ -277,10 +323,23 @@ func TestFlowFilter(t *testing.T) {
 		fl.Forward.Protocol, fl.Forward.DstPort = proto, port
 		return fl
 	}
+	// rflow is an entry the media server's packet created: original
+	// direction from the media address to the client.
+	rflow := func(src string, proto uint8, sport uint16) *netlink.ConntrackFlow {
+		fl := &netlink.ConntrackFlow{}
+		fl.Forward.SrcIP = mustPrefix(src + "/32").Addr().AsSlice()
+		fl.Forward.DstIP = mustPrefix("10.20.0.10/32").Addr().AsSlice()
+		fl.Forward.Protocol, fl.Forward.SrcPort, fl.Forward.DstPort = proto, sport, 5006
+		return fl
+	}
 	for _, c := range []struct {
 		f    *netlink.ConntrackFlow
 		want bool
 	}{
+		{rflow("52.113.1.1", unix.IPPROTO_UDP, 3481), true},
+		{rflow("52.113.1.1", unix.IPPROTO_UDP, 443), false},
+		{rflow("198.51.100.9", unix.IPPROTO_UDP, 19305), true},
+		{rflow("10.1.1.1", unix.IPPROTO_UDP, 19305), false},
 		{flow("52.113.1.1", unix.IPPROTO_UDP, 3479), true},
 		{flow("52.113.1.1", unix.IPPROTO_UDP, 443), false}, // match udp: not a media port
 		{flow("52.113.1.1", unix.IPPROTO_TCP, 3479), false},
@@ -289,7 +348,7 @@ func TestFlowFilter(t *testing.T) {
 		{flow("10.1.1.1", unix.IPPROTO_UDP, 19305), false},    // ...but never corporate
 	} {
 		if got := f.MatchConntrackFlow(c.f); got != c.want {
-			t.Errorf("flow to %s proto %d port %d: match %v, want %v", c.f.Forward.DstIP, c.f.Forward.Protocol, c.f.Forward.DstPort, got, c.want)
+			t.Errorf("flow %s:%d -> %s:%d proto %d: match %v, want %v", c.f.Forward.SrcIP, c.f.Forward.SrcPort, c.f.Forward.DstIP, c.f.Forward.DstPort, c.f.Forward.Protocol, got, c.want)
 		}
 	}
 }

@@ -160,11 +160,52 @@ func placeholderUplink(cfg *Config) uplinkFacts {
 }
 
 // flushConntrackLocked deletes the conntrack entries of media flows whose
-// route changed in done. Kernels without conntrack answer with an error,
-// logged at debug: there is then nothing to flush.
+// route changed in done, and schedules the same deletion again after
+// reflushDelay: packets already in flight on the old path (a reply coming
+// back through the VPN) can create a fresh entry with the old NAT right
+// after the first flush, and that entry would pin the flow to the wrong
+// source address for as long as the media keeps it alive. Kernels without
+// conntrack answer with an error, logged at debug: there is then nothing
+// to flush.
 func (m *Manager) flushConntrackLocked(done []op) uint {
+	fs := flowFilters(&m.cfg, &m.media, done)
+	total := m.deleteFlowsLocked(fs)
+	if len(fs) > 0 && m.hooks.reflushDelay > 0 && !m.closed {
+		if m.reflushFilters == nil {
+			m.reflushFilters = map[int]*flowFilter{}
+		}
+		for fam, f := range fs {
+			if g := m.reflushFilters[fam]; g != nil {
+				g.merge(f)
+			} else {
+				m.reflushFilters[fam] = f
+			}
+		}
+		if m.reflush == nil {
+			m.reflush = time.AfterFunc(m.hooks.reflushDelay, m.reflushConntrack)
+		} else {
+			m.reflush.Reset(m.hooks.reflushDelay)
+		}
+	}
+	return total
+}
+
+// reflushConntrack is the delayed second flush; it runs on a timer and
+// ends at once after Close.
+func (m *Manager) reflushConntrack() {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	fs := m.reflushFilters
+	m.reflushFilters, m.reflush = nil, nil
+	if m.closed || m.rec == nil {
+		return
+	}
+	m.deleteFlowsLocked(fs)
+}
+
+func (m *Manager) deleteFlowsLocked(fs map[int]*flowFilter) uint {
 	var total uint
-	for family, f := range flowFilters(&m.cfg, &m.media, done) {
+	for family, f := range fs {
 		n, err := m.rec.h.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.InetFamily(family), f)
 		if err != nil {
 			m.log.Debug("conntrack flush failed", "family", famFlag(family), "err", err)
