@@ -24,6 +24,12 @@ type flowFilter struct {
 	ports     []config.PortRange // media ports (udpOnly)
 	portOnly  []config.PortRange // port-only media: UDP to these, any destination...
 	corporate []netip.Prefix     // ...except these
+	// reverseOnly restricts the filter to entries made by the media
+	// server's packet (original direction from the media address). The
+	// delayed second flush uses it: by then the client's own flow has a
+	// fresh, correct entry, and deleting that would cost the next inbound
+	// packet (it arrives with no NAT mapping to undo).
+	reverseOnly bool
 }
 
 // MatchConntrackFlow reports whether flow is a media flow to delete. The
@@ -35,7 +41,7 @@ type flowFilter struct {
 func (f *flowFilter) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
 	t := &flow.Forward
 	udp := t.Protocol == unix.IPPROTO_UDP
-	if dst, ok := netip.AddrFromSlice(t.DstIP); ok && f.matchMedia(dst.Unmap(), udp, t.DstPort) {
+	if dst, ok := netip.AddrFromSlice(t.DstIP); ok && !f.reverseOnly && f.matchMedia(dst.Unmap(), udp, t.DstPort) {
 		return true
 	}
 	if src, ok := netip.AddrFromSlice(t.SrcIP); ok && f.matchMedia(src.Unmap(), udp, t.SrcPort) {

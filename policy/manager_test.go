@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -141,6 +142,15 @@ func TestManagerReflushesConntrack(t *testing.T) {
 	k.mu.Unlock()
 	if !kept {
 		t.Error("the second flush deleted a flow that is not media")
+	}
+	// The client's own, current entry survives the second flush.
+	fresh := &netlink.ConntrackFlow{}
+	fresh.Forward.SrcIP = mustPrefix("10.20.0.10/32").Addr().AsSlice()
+	fresh.Forward.DstIP = mustPrefix("52.112.0.10/32").Addr().AsSlice()
+	fresh.Forward.Protocol, fresh.Forward.SrcPort, fresh.Forward.DstPort = unix.IPPROTO_UDP, 5006, 3481
+	f := &flowFilter{prefixes: []netip.Prefix{mustPrefix("52.112.0.0/14")}, reverseOnly: true}
+	if f.MatchConntrackFlow(fresh) || !f.MatchConntrackFlow(late) {
+		t.Error("the second flush's filter must match only entries made from the media side")
 	}
 }
 

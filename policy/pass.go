@@ -160,11 +160,12 @@ func placeholderUplink(cfg *Config) uplinkFacts {
 }
 
 // flushConntrackLocked deletes the conntrack entries of media flows whose
-// route changed in done, and schedules the same deletion again after
-// reflushDelay: packets already in flight on the old path (a reply coming
-// back through the VPN) can create a fresh entry with the old NAT right
-// after the first flush, and that entry would pin the flow to the wrong
-// source address for as long as the media keeps it alive. Kernels without
+// route changed in done, and schedules a second deletion after
+// reflushDelay of the entries made since by the media server's side:
+// packets already in flight on the old path (a reply coming back through
+// the VPN) can create a fresh, NAT-less entry right after the first flush,
+// and that entry would pin the flow to the wrong source address for as
+// long as the media keeps it alive. Kernels without
 // conntrack answer with an error, logged at debug: there is then nothing
 // to flush.
 func (m *Manager) flushConntrackLocked(done []op) uint {
@@ -178,7 +179,9 @@ func (m *Manager) flushConntrackLocked(done []op) uint {
 			if g := m.reflushFilters[fam]; g != nil {
 				g.merge(f)
 			} else {
-				m.reflushFilters[fam] = f
+				r := *f
+				r.reverseOnly = true
+				m.reflushFilters[fam] = &r
 			}
 		}
 		if m.reflush == nil {
