@@ -17,6 +17,10 @@ type workerStats struct {
 	batches atomic.Uint64 // receive system calls that returned data
 	trials  atomic.Uint64
 	latched [2]atomic.Uint64
+	// UDP GSO: messages sent with UDP_SEGMENT, the datagrams they
+	// carried, and whether the kernel refused it.
+	gsoSends, gsoSegments atomic.Uint64
+	gsoOff                atomic.Bool
 }
 
 func (s *workerStats) in(l legID, n int) {
@@ -44,6 +48,7 @@ type metrics struct {
 	mode    [2]string
 
 	packetsDesc, bytesDesc, dropsDesc, wakeupsDesc, batchesDesc, trialsDesc, latchedDesc, modeDesc *prometheus.Desc
+	gsoDesc, gsoSegDesc, sendModeDesc                                                              *prometheus.Desc
 }
 
 // newUnregisteredMetrics returns metrics nobody scrapes (no registry).
@@ -92,6 +97,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Remote addresses learned from authenticated packets.", []string{"leg"}, nil),
 		modeDesc: prometheus.NewDesc("mediaedge_gateway_port_mode_info",
 			"Port mode of each leg (dedicated or shared); always 1.", []string{"leg", "mode"}, nil),
+		gsoDesc: prometheus.NewDesc("mediaedge_gateway_gso_sends_total",
+			"sendmmsg messages that carried several packets to one destination with UDP GSO.", nil, nil),
+		gsoSegDesc: prometheus.NewDesc("mediaedge_gateway_gso_segments_total",
+			"Packets sent inside UDP GSO messages.", nil, nil),
+		sendModeDesc: prometheus.NewDesc("mediaedge_gateway_send_mode_info",
+			"Send mode: gso (UDP_SEGMENT batches per destination) or mmsg (one datagram per message, after the kernel refused GSO); always 1.",
+			[]string{"mode"}, nil),
 	}
 	for _, c := range []prometheus.Collector{m.sessions, m.created, m.ended, m.rekeys, m.refused, m} {
 		if err := reg.Register(c); err != nil {
@@ -104,7 +116,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // Describe implements prometheus.Collector for the per-worker counters.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.packetsDesc, m.bytesDesc, m.dropsDesc, m.wakeupsDesc,
-		m.batchesDesc, m.trialsDesc, m.latchedDesc, m.modeDesc} {
+		m.batchesDesc, m.trialsDesc, m.latchedDesc, m.modeDesc, m.gsoDesc, m.gsoSegDesc, m.sendModeDesc} {
 		ch <- d
 	}
 }
@@ -143,10 +155,22 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(m.modeDesc, prometheus.GaugeValue, 1, l.String(), mode[l])
 		}
 	}
+	var gso, seg uint64
+	sendMode := "gso"
 	for _, w := range ws {
 		wake += w.wakeups.Load()
 		batches += w.batches.Load()
 		trials += w.trials.Load()
+		gso += w.gsoSends.Load()
+		seg += w.gsoSegments.Load()
+		if w.gsoOff.Load() {
+			sendMode = "mmsg"
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(m.gsoDesc, prometheus.CounterValue, float64(gso))
+	ch <- prometheus.MustNewConstMetric(m.gsoSegDesc, prometheus.CounterValue, float64(seg))
+	if len(ws) > 0 {
+		ch <- prometheus.MustNewConstMetric(m.sendModeDesc, prometheus.GaugeValue, 1, sendMode)
 	}
 	ch <- prometheus.MustNewConstMetric(m.wakeupsDesc, prometheus.CounterValue, float64(wake))
 	ch <- prometheus.MustNewConstMetric(m.batchesDesc, prometheus.CounterValue, float64(batches))

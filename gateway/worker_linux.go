@@ -35,18 +35,20 @@ type workerSys struct {
 	// goroutine).
 	socks  []*sock
 	events []unix.EpollEvent
-	rx, tx mmsgBatch
+	rx     mmsgBatch
+	tx     sendBatch
 	bufs   [][]byte
 	// pending sends of the current batch
-	out    []pending
-	txLegs []*leg
+	out []pending
 	// per round (owned by the worker goroutine)
 	hkDue    int64 // next housekeeping, monotonic ns
 	lastPkts int64 // when the last round with packets ended
 	full     bool  // a socket returned a full batch this round
 	// coalescing: the last round slept for the coalesce window
 	coalescing bool
-	stopped    bool
+	// gsoOff: the kernel refused UDP GSO once; send datagram by datagram
+	gsoOff  bool
+	stopped bool
 }
 
 // pending is one packet waiting for sendmmsg: from which socket, to whom,
@@ -95,13 +97,12 @@ func (s *workerSys) open(batch int) error {
 	}
 	s.epfd, s.evfd, s.rc = epfd, evfd, rc
 	s.events = make([]unix.EpollEvent, 256)
-	s.rx, s.tx = newMmsgBatch(batch), newMmsgBatch(batch)
+	s.rx, s.tx = newMmsgBatch(batch), newSendBatch(batch)
 	s.bufs = make([][]byte, batch)
 	for i := range s.bufs {
 		s.bufs[i] = make([]byte, bufSize)
 	}
 	s.out = make([]pending, 0, batch)
-	s.txLegs = make([]*leg, batch)
 	return nil
 }
 
@@ -319,42 +320,50 @@ func (w *worker) flush() {
 func (w *worker) sendRun(run []pending) {
 	s := &w.sys
 	so := run[0].s
+	tx := &s.tx
 	for len(run) > 0 {
-		m := min(len(run), len(s.tx.hdrs))
-		// txLegs[j] is the leg of slot j, for per-session error counts.
-		n := 0
-		for i := 0; i < m; i++ {
-			p := &run[i]
-			if !s.tx.set(n, s.bufs[p.buf][:p.n], p.dst, so.v6) {
-				w.sendFailed(so, p.leg, 1)
-				continue
-			}
-			s.txLegs[n] = p.leg
-			n++
-		}
-		for from := 0; from < n; {
-			sent, err := s.tx.send(so.fd, from, n)
-			from += sent
-			if from >= n {
-				break
-			}
-			if errors.Is(err, unix.EAGAIN) {
-				// Send buffer full: drop the rest of the run rather than
-				// stall every other session of the worker. UDP media is
-				// better lost than late.
-				for ; from < n; from++ {
-					w.sendFailed(so, s.txLegs[from], 1)
+		nm, used := tx.build(run, s.bufs, so.v6, !s.gsoOff, func(p *pending) { w.sendFailed(so, p.leg, 1) })
+		for from := 0; from < nm; {
+			sent, err := tx.send(so.fd, from, nm)
+			for i := from; i < from+sent; i++ {
+				if k := tx.count[i]; k > 1 {
+					w.stats.gsoSends.Add(1)
+					w.stats.gsoSegments.Add(uint64(k))
 				}
+			}
+			from += sent
+			if from >= nm {
 				break
 			}
-			// The kernel refused this one datagram (EPERM from a
-			// firewall rule, ENETUNREACH): skip it, send the rest.
-			w.sendFailed(so, s.txLegs[from], 1)
-			from++
+			if tx.count[from] > 1 && gsoRefused(err) {
+				// The kernel or the route's device cannot do UDP GSO:
+				// stop using it and send these packets one by one.
+				s.gsoOff = true
+				w.stats.gsoOff.Store(true)
+				w.g.log.Warn("UDP GSO refused; sending one datagram per packet", "worker", w.id, "err", err)
+				rest := run[tx.first[from]:used]
+				tx.release()
+				w.sendRun(rest)
+				nm = from
+				break
+			}
+			fail := nm
+			if !errors.Is(err, unix.EAGAIN) {
+				// The kernel refused this one message (EPERM from a
+				// firewall rule, ENETUNREACH): skip it, send the rest.
+				fail = from + 1
+			}
+			// EAGAIN, the send buffer is full: drop the rest of the run
+			// rather than stall every other session of the worker. UDP
+			// media is better lost than late.
+			for ; from < fail; from++ {
+				for i := tx.first[from]; i < tx.first[from]+tx.count[from]; i++ {
+					w.sendFailed(so, run[i].leg, 1)
+				}
+			}
 		}
-		s.tx.release(n)
-		clear(s.txLegs[:n])
-		run = run[m:]
+		tx.release()
+		run = run[used:]
 	}
 }
 
