@@ -9,8 +9,7 @@ import (
 )
 
 func TestDefaultYAMLIsDefaultConfig(t *testing.T) {
-	var got Config
-	got = DefaultConfig()
+	got := DefaultConfig()
 	got.Internal.Suites, got.Cloud.Suites = nil, nil // the file must set them
 	if err := config.Decode([]byte(DefaultYAML), &got, config.Options{}); err != nil {
 		t.Fatalf("DefaultYAML: %v", err)

@@ -43,9 +43,8 @@ type session struct {
 
 // leg is one side of a session. Owned by the session's worker.
 type leg struct {
-	s   *session
-	id  legID
-	cfg *LegConfig // the configuration the leg was created with
+	s  *session
+	id legID
 
 	// sockets: rtcp == rtp with rtcp-mux. Dedicated sockets belong to this
 	// leg alone; shared sockets to the worker.
