@@ -32,8 +32,12 @@ const (
 func TestInteropFFmpegToGStreamer(t *testing.T) {
 	haveTool(t, "ffmpeg")
 	haveTool(t, "gst-launch-1.0")
-	if out, err := exec.Command("gst-inspect-1.0", "srtpdec").CombinedOutput(); err != nil {
-		t.Skipf("GStreamer's srtpdec is missing (gstreamer1.0-plugins-bad): %s", bytes.TrimSpace(out))
+	for _, el := range []struct{ name, pkg string }{
+		{"srtpdec", "gstreamer1.0-plugins-bad"}, {"udpsrc", "gstreamer1.0-plugins-good"}, {"rtppcmudepay", "gstreamer1.0-plugins-good"},
+	} {
+		if out, err := exec.Command("gst-inspect-1.0", el.name).CombinedOutput(); err != nil {
+			t.Skipf("GStreamer's %s is missing (%s): %s", el.name, el.pkg, bytes.TrimSpace(out))
+		}
 	}
 	dir := t.TempDir()
 	ref := filepath.Join(dir, "ref.ul")
