@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -140,4 +142,43 @@ func (c *call) exchange(t *testing.T, n int, ssrc uint32) {
 	c.cloudRTCP.send(c.info.Cloud.LocalRTCP, encRTCP(t, cloudTx, rr))
 	mustRecvRTCP(t, c.intRTCP, intRx, rr)
 	_ = time.Second
+}
+
+// TestIPv6Legs: legs bound to ::1, peers on IPv6, both port modes.
+func TestIPv6Legs(t *testing.T) {
+	for _, mode := range []string{PortsShared, PortsDedicated} {
+		t.Run(mode, func(t *testing.T) {
+			probe, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+			if err != nil {
+				t.Skipf("no IPv6 loopback: %v", err)
+			}
+			probe.Close()
+			cfg := testConfig()
+			for _, l := range []*LegConfig{&cfg.Internal, &cfg.Cloud} {
+				l.Bind, l.PortMode = "::1", mode
+			}
+			g := startGateway(t, cfg)
+			in6, cloud6 := newPeer6(t), newPeer6(t)
+			c := &call{t: t, intRTP: in6, intRTCP: in6, cloudRTP: cloud6, cloudRTCP: cloud6,
+				kInt: newKeyLine(t, suiteAEAD128), kCloud: newKeyLine(t, suiteAES128SHA80)}
+			c.info = mustCreate(t, g, CreateRequest{
+				Internal: LegRequest{Crypto: c.kInt, RTCPMux: true},
+				Cloud:    LegRequest{Crypto: c.kCloud, RTCPMux: true, Remote: cloud6.addr()},
+			})
+			if !strings.HasPrefix(c.info.Internal.Local, "[::1]:") {
+				t.Fatalf("internal local %s, want [::1]:port", c.info.Internal.Local)
+			}
+			c.exchange(t, 3, 0x66)
+		})
+	}
+}
+
+func newPeer6(t testing.TB) *peer {
+	t.Helper()
+	c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &peer{t: t, conn: c}
 }

@@ -106,7 +106,7 @@ func (p *peer) addr() string { return p.conn.LocalAddr().String() }
 
 func (p *peer) send(to string, b []byte) {
 	p.t.Helper()
-	a, err := net.ResolveUDPAddr("udp4", to)
+	a, err := net.ResolveUDPAddr("udp", to)
 	if err != nil {
 		p.t.Fatal(err)
 	}
