@@ -110,34 +110,36 @@ func (w *worker) open(l *leg, pkt []byte, rtcp bool, trial bool) ([]byte, reason
 	if len(l.in) == 0 {
 		return nil, reasonAuth, false
 	}
-	// Candidate keys: by MKI when the peer's keys carry one, else the
-	// key that worked last, then the others.
+	// Candidate keys: the key that worked last, then the others; a key
+	// with an MKI only when the packet carries that MKI (RFC 3711 section
+	// 3.1), so that with MKIs a packet costs one authentication.
 	var cands [maxKeyParams * 3]*keyState
 	nc := 0
-	if mkiLen := len(l.in[0].mk.MKI); mkiLen > 0 {
-		for _, k := range l.in {
+	consider := func(k *keyState) {
+		if m := k.mk.MKI; m != nil {
 			off := k.mkiOffsetRTP(len(pkt))
 			if rtcp {
 				off = k.mkiOffsetRTCP(len(pkt))
 			}
-			if len(k.mk.MKI) == mkiLen && off >= minLen(rtcp) && string(pkt[off:off+mkiLen]) == string(k.mk.MKI) {
-				cands[0], nc = k, 1
-				break
+			if off < minLen(rtcp) || string(pkt[off:off+len(m)]) != string(m) {
+				return
 			}
 		}
-		if nc == 0 {
-			return nil, reasonAuth, false
+		if nc < len(cands) {
+			cands[nc] = k
+			nc++
 		}
-	} else {
-		if l.inHint != nil {
-			cands[0], nc = l.inHint, 1
+	}
+	if l.inHint != nil {
+		consider(l.inHint)
+	}
+	for _, k := range l.in {
+		if k != l.inHint {
+			consider(k)
 		}
-		for _, k := range l.in {
-			if k != l.inHint && nc < len(cands) {
-				cands[nc] = k
-				nc++
-			}
-		}
+	}
+	if nc == 0 {
+		return nil, reasonAuth, false
 	}
 	why := reasonAuth
 	for i := 0; i < nc; i++ {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -343,3 +344,35 @@ func TestScheduledRekeys(t *testing.T) {
 }
 
 func durationOf(d time.Duration) config.Duration { return config.Duration(d) }
+
+// TestPeerRekeyToMKI: a peer that moves from a key without MKI to keys
+// with MKIs (two in one line) is accepted with all three during the grace
+// period.
+func TestPeerRekeyToMKI(t *testing.T) {
+	g := startGateway(t, testConfig())
+	c := newCall(t, g, suiteAES128SHA80, suiteAES128SHA80, true)
+	old := contextFor(t, c.kInt, false)
+	rx := contextFor(t, c.info.Cloud.Crypto, true)
+	seq := uint16(1)
+	send := func(ctx *srtp.Context) {
+		p := rtpPacket(t, 9, seq, 100)
+		seq++
+		c.intRTP.send(c.info.Internal.Local, encRTP(t, ctx, p))
+		mustRecvRTP(t, c.cloudRTP, rx, p)
+	}
+	send(old)
+	k1 := strings.TrimPrefix(newKeyLine(t, suiteAES128SHA80), "a=crypto:1 AES_CM_128_HMAC_SHA1_80 ")
+	k2 := strings.TrimPrefix(newKeyLine(t, suiteAES128SHA80), "a=crypto:1 AES_CM_128_HMAC_SHA1_80 ")
+	line := "a=crypto:1 AES_CM_128_HMAC_SHA1_80 " + k1 + "|2^31|1:2;" + k2 + "|2^31|2:2"
+	if _, err := g.Update(context.Background(), c.info.ID, UpdateRequest{Internal: &LegUpdate{Crypto: line}}); err != nil {
+		t.Fatal(err)
+	}
+	m1 := contextFor(t, "a=crypto:1 AES_CM_128_HMAC_SHA1_80 "+k1+"|2^31|1:2", false)
+	m2 := contextFor(t, "a=crypto:1 AES_CM_128_HMAC_SHA1_80 "+k2+"|2^31|2:2", false)
+	for _, ctx := range []*srtp.Context{m1, old, m2, m1, old, m2} {
+		send(ctx)
+	}
+	if a := mustShow(t, g, c.info.ID).Internal.Counters.AuthFailures; a != 0 {
+		t.Errorf("%d auth failures", a)
+	}
+}
