@@ -3,7 +3,6 @@ package relay
 import (
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -27,7 +26,7 @@ type alloc struct {
 	proto     string         // relay protocol: "udp" or "tcp"
 	v6        bool
 	created   time.Time
-	slot      int        // poller slot (UDP), -1 for TCP
+	slot      int        // worker slot of the relay socket (UDP), -1 for TCP
 	usr       *userState // per-user quota and buckets
 	udp       *relayConn // UDP relay socket, nil for TCP
 	tcp       *tcpRelay  // TCP relay listener, nil for UDP
@@ -41,6 +40,11 @@ type alloc struct {
 	// buckets cap each direction; nil when there is no cap.
 	buckets [numDirs]atomic.Pointer[tokenBucket]
 
+	// read hint of the relay socket, owned by its worker: how many
+	// datagrams the next recvmmsg asks for (see worker.serveRelay)
+	rhint  uint8
+	rfulls uint8
+
 	// counters, each direction
 	packets [numDirs]atomic.Uint64
 	bytes   [numDirs]atomic.Uint64
@@ -50,12 +54,11 @@ type alloc struct {
 	endReason atomic.Pointer[string]
 
 	// mu guards the following and serialises table rebuilds.
-	mu     sync.Mutex
-	chans  []chanEntry // few per allocation: a slice costs less than a map
-	perms  []netip.Addr
-	five   fiveKey // set by OnAllocationCreated
-	ended  bool
-	closer func() error // closes the relay socket (ends the allocation)
+	mu    sync.Mutex
+	chans []chanEntry // few per allocation: a slice costs less than a map
+	perms []netip.Addr
+	five  fiveKey // set by OnAllocationCreated
+	ended bool
 }
 
 // route is the client side of an allocation.
@@ -196,6 +199,27 @@ func (a *alloc) allow(d int, n int, now int64) bool {
 	return true
 }
 
+// capped reports whether direction d has a bandwidth cap.
+func (a *alloc) capped(d int) bool {
+	return a.buckets[d].Load() != nil || (a.usr != nil && a.usr.buckets[d].Load() != nil)
+}
+
+// throttle charges n bytes of a stream in direction d to the allocation's
+// and the user's buckets, even beyond their tokens, and returns how long
+// the stream must wait before sending them (0: at once).
+func (a *alloc) throttle(d int, n int, now int64) time.Duration {
+	var w time.Duration
+	if b := a.buckets[d].Load(); b != nil {
+		w = b.charge(n, now)
+	}
+	if u := a.usr; u != nil {
+		if b := u.buckets[d].Load(); b != nil {
+			w = max(w, b.charge(n, now))
+		}
+	}
+	return w
+}
+
 // count adds to the allocation's counters.
 func (a *alloc) count(d int, n int) {
 	a.packets[d].Add(1)
@@ -246,36 +270,38 @@ func (b *tokenBucket) take(n int, now int64) bool {
 	return ok
 }
 
+// charge takes n bytes even when the bucket holds fewer tokens, and returns
+// how long it takes the bucket to repay the debt (0 when there is none).
+func (b *tokenBucket) charge(n int, now int64) time.Duration {
+	b.mu.Lock()
+	if dt := now - b.last; dt > 0 {
+		b.tokens = min(b.burst, b.tokens+float64(dt)*b.rate)
+		b.last = now
+	}
+	b.tokens -= float64(n)
+	var w time.Duration
+	if b.tokens < 0 {
+		w = time.Duration(-b.tokens / b.rate)
+	}
+	b.mu.Unlock()
+	return w
+}
+
 // relayConn is a UDP allocation's relay socket as pion sees it: a
-// net.PacketConn whose ReadFrom yields only what the poller hands to the
+// net.PacketConn whose ReadFrom yields only what the worker hands to the
 // slow path (datagrams from peers that have a permission but no channel,
 // and all traffic of TCP/TLS clients) and whose WriteTo sends on the raw
 // socket. Safe for concurrent use.
 type relayConn struct {
 	// set at creation, never changed
-	a     *alloc
-	file  *os.File
-	rc    syscall.RawConn
-	fd    int
-	local *net.UDPAddr
+	a    *alloc
+	sock sockFD
+	w    *worker // the worker whose epoll set holds the socket
 
-	// The slow-path queue: the poller appends, pion's reader pops. The
-	// slice exists only while datagrams wait, so idle allocations pay for
-	// one small channel.
-	qmu       sync.Mutex
-	q         []slowPacket
-	notify    chan struct{} // capacity 1: "the queue may be non-empty"
-	done      chan struct{}
-	closeOnce sync.Once
-	wmu       sync.Mutex // serialises WriteTo's scratch
-	wm        *mmsg
-}
+	q pktQueue // the slow path, popped by pion's reader
 
-// slowPacket is a peer datagram handed to pion.
-type slowPacket struct {
-	buf  *[]byte
-	n    int
-	from netip.AddrPort
+	wmu sync.Mutex // serialises WriteTo's scratch
+	wm  *mmsg
 }
 
 // slowQueue is how many peer datagrams may wait for pion per allocation;
@@ -283,55 +309,15 @@ type slowPacket struct {
 // path, so it absorbs bursts.
 const slowQueue = 512
 
-// bufSize is the size of every datagram buffer: room for a 4-byte
-// ChannelData header in front of a payload up to a typical jumbo-free MTU.
-const bufSize = 2048
-
-// maxPayload is the largest payload the relay forwards.
-const maxPayload = bufSize - 4
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
-
 // ReadFrom implements net.PacketConn for pion's per-allocation reader.
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	for {
-		c.qmu.Lock()
-		if len(c.q) > 0 {
-			sp := c.q[0]
-			c.q[0] = slowPacket{}
-			c.q = c.q[1:]
-			if len(c.q) == 0 {
-				c.q = nil // let the backing array go
-			}
-			c.qmu.Unlock()
-			n := copy(p, (*sp.buf)[4:4+sp.n])
-			bufPool.Put(sp.buf)
-			return n, net.UDPAddrFromAddrPort(sp.from), nil
-		}
-		c.qmu.Unlock()
-		select {
-		case <-c.notify:
-		case <-c.done:
-			return 0, nil, net.ErrClosed
-		}
+	sp, ok := c.q.pop()
+	if !ok {
+		return 0, nil, net.ErrClosed
 	}
-}
-
-// enqueue hands a peer datagram to pion's reader; false when the queue is
-// full.
-func (c *relayConn) enqueue(sp slowPacket) bool {
-	c.qmu.Lock()
-	if len(c.q) >= slowQueue {
-		c.qmu.Unlock()
-		return false
-	}
-	c.q = append(c.q, sp)
-	c.qmu.Unlock()
-	select {
-	case c.notify <- struct{}{}:
-	default:
-	}
-	return true
+	n := copy(p, (*sp.buf)[4:4+sp.n])
+	bufPool.Put(sp.buf)
+	return n, net.UDPAddrFromAddrPort(sp.from), nil
 }
 
 // WriteTo implements net.PacketConn: pion's Send indications and the
@@ -364,14 +350,11 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		c.wm = newMmsg(1) // only allocations that use the slow path pay for it
 	}
 	bufs, dsts := [1][]byte{p}, [1]netip.AddrPort{dst}
-	n, err := c.wm.send(c.rc, a.v6, bufs[:], dsts[:])
+	failed, _ := c.wm.send(&c.sock, a.v6, bufs[:], dsts[:], false)
 	c.wmu.Unlock()
-	if n != 1 {
+	if failed != 0 {
 		st.drops[dropSendError].Add(1)
-		if err == nil {
-			err = syscall.EAGAIN
-		}
-		return 0, err
+		return 0, syscall.EAGAIN
 	}
 	a.count(dirToPeer, len(p))
 	st.packets[dirToPeer].Add(1)
@@ -382,15 +365,12 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 // Close implements net.PacketConn; pion calls it when the allocation ends.
 // It is idempotent.
 func (c *relayConn) Close() error {
-	c.closeOnce.Do(func() {
-		close(c.done)
-		c.a.srv.releaseUDP(c)
-	})
+	c.a.srv.releaseUDP(c)
 	return nil
 }
 
 // LocalAddr implements net.PacketConn.
-func (c *relayConn) LocalAddr() net.Addr { return c.local }
+func (c *relayConn) LocalAddr() net.Addr { return net.UDPAddrFromAddrPort(c.a.relayAddr) }
 
 // SetDeadline implements net.PacketConn; pion sets none on relay sockets.
 func (c *relayConn) SetDeadline(time.Time) error { return nil }

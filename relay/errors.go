@@ -16,6 +16,7 @@ var (
 	errQuota          = errors.New("relay: allocation quota reached")
 	errClosed         = errors.New("relay: closed")
 	errNoFamily       = errors.New("relay: no relay address for this address family")
+	errSendFailed     = errors.New("relay: the kernel refused the datagram")
 )
 
 // restartError names the setting a reload cannot change.

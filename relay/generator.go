@@ -2,10 +2,8 @@ package relay
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/pion/turn/v5"
@@ -105,9 +103,33 @@ func (s *Server) register(a *alloc) {
 	s.mu.Unlock()
 }
 
-// AllocatePacketConn implements turn.RelayAddressGenerator: it binds a UDP
-// relay socket in the port range and registers it with the poller.
+// shardGen is the RelayAddressGenerator of one UDP listener shard: its
+// allocations' relay sockets join the shard's worker, which also reads the
+// clients' ChannelData, so both directions of a call are served in the same
+// round.
+type shardGen struct {
+	*Server
+	w *worker
+}
+
+// AllocatePacketConn implements turn.RelayAddressGenerator.
+func (g *shardGen) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	return g.allocateUDP(conf, g.w)
+}
+
+// AllocatePacketConn implements turn.RelayAddressGenerator for TCP and TLS
+// listeners: their UDP allocations are spread over the workers.
 func (s *Server) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	if len(s.workers) == 0 {
+		return nil, nil, errClosed
+	}
+	w := s.workers[int(s.nextW.Add(1))%len(s.workers)]
+	return s.allocateUDP(conf, w)
+}
+
+// allocateUDP binds a UDP relay socket in the port range and registers it
+// with worker w.
+func (s *Server) allocateUDP(conf turn.AllocateListenerConfig, w *worker) (net.PacketConn, net.Addr, error) {
 	fam := familyOf(conf.Network)
 	pool := s.udpPorts[fam]
 	if pool == nil {
@@ -118,13 +140,10 @@ func (s *Server) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Packe
 		s.refuse(err, conf.UserID)
 		return nil, nil, err
 	}
-	var (
-		file *os.File
-		fd   int
-	)
+	fd := -1
 	off, err := pool.take(conf.RequestedPort, func(port uint16) error {
 		var err error
-		file, fd, err = openUDP(netip.AddrPortFrom(s.bind[fam], port), s.sock)
+		fd, err = openUDP(netip.AddrPortFrom(s.bind[fam], port), s.sock)
 		return err
 	}, isAddrInUse)
 	if err != nil {
@@ -132,31 +151,15 @@ func (s *Server) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Packe
 		s.refuse(err, conf.UserID)
 		return nil, nil, err
 	}
-	port := pool.min + uint16(off)
-	a := s.newAlloc(u, "udp", fam, port)
-	rc, err := file.SyscallConn()
-	if err != nil {
-		file.Close()
-		pool.release(off)
-		s.unreserve(u)
-		return nil, nil, fmt.Errorf("relay: relay socket: %w", err)
-	}
-	c := &relayConn{
-		a:      a,
-		file:   file,
-		rc:     rc,
-		fd:     fd,
-		local:  net.UDPAddrFromAddrPort(a.relayAddr),
-		notify: make(chan struct{}, 1),
-		done:   make(chan struct{}),
-	}
+	a := s.newAlloc(u, "udp", fam, pool.min+uint16(off))
+	c := &relayConn{a: a, sock: sockFD{fd: fd}, w: w}
+	c.q.init()
 	a.udp = c
 	a.slot = fam*s.cfg.Ports.Len() + off
-	a.closer = c.Close
 	s.slots.set(a.slot, a)
-	if err := s.poll.add(fd, a.slot); err != nil {
+	if err := w.add(fd, a.slot); err != nil {
 		s.slots.set(a.slot, nil)
-		file.Close()
+		c.sock.close()
 		pool.release(off)
 		s.unreserve(u)
 		return nil, nil, err
@@ -165,12 +168,23 @@ func (s *Server) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Packe
 	return c, net.UDPAddrFromAddrPort(a.advAddr), nil
 }
 
-// releaseUDP ends a UDP allocation when pion closes its relay socket.
+// releaseUDP ends a UDP allocation when pion closes its relay socket. It is
+// idempotent.
 func (s *Server) releaseUDP(c *relayConn) {
 	a := c.a
+	// Hold a reference so that the descriptor stays open (and is not
+	// reused) until it has left the worker's epoll set.
+	if !c.sock.acquire() {
+		return
+	}
+	first := c.sock.close()
+	c.w.remove(c.sock.fd)
+	c.sock.release()
+	if !first {
+		return
+	}
+	c.q.close()
 	s.slots.set(a.slot, nil)
-	s.poll.remove(c.fd)
-	c.file.Close()
 	fam := 0
 	if a.v6 {
 		fam = 1
@@ -300,11 +314,11 @@ func (a *alloc) setEndReason(r string) { a.endReason.CompareAndSwap(nil, &r) }
 // close ends the allocation from the relay's side: pion's reader sees the
 // socket closed and deletes the allocation.
 func (a *alloc) close() {
-	a.mu.Lock()
-	c := a.closer
-	a.mu.Unlock()
-	if c != nil {
-		_ = c()
+	switch {
+	case a.udp != nil:
+		_ = a.udp.Close()
+	case a.tcp != nil:
+		_ = a.tcp.Close()
 	}
 }
 

@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -80,6 +78,13 @@ func baseConfig(t testing.TB) Config {
 
 func startRelay(t testing.TB, cfg Config) *testRelay {
 	t.Helper()
+	return startRelayWith(t, cfg, nil)
+}
+
+// startRelayWith is startRelay with hook applied to the Server between New
+// and Start (test stand-ins for func fields).
+func startRelayWith(t testing.TB, cfg Config, hook func(*Server)) *testRelay {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config: %v", err)
 	}
@@ -91,6 +96,9 @@ func startRelay(t testing.TB, cfg Config) *testRelay {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if hook != nil {
+		hook(s)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -302,16 +310,6 @@ func errorCode(m *stun.Message) int {
 	return int(ec.Code)
 }
 
-// writeSecret writes a 0600 file in dir.
-func writeSecret(t testing.TB, dir, name, content string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func waitFor(t testing.TB, what string, d time.Duration, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -322,8 +320,6 @@ func waitFor(t testing.TB, what string, d time.Duration, ok func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 

@@ -41,8 +41,13 @@ type dataStats struct {
 	packets [numDirs]atomic.Uint64
 	bytes   [numDirs]atomic.Uint64
 	drops   [numDrops]atomic.Uint64
-	// batches and batched count reads, for the average batch size.
+	// batches count reads, for the average batch size.
 	batches [numDirs]atomic.Uint64
+	// wakeups counts worker rounds (a wake-up or a coalesced round).
+	wakeups atomic.Uint64
+	// throttled is the time TCP peer connections waited for a bandwidth
+	// cap, in nanoseconds.
+	throttled atomic.Uint64
 }
 
 // metrics are the relay's Prometheus metrics. Labels are bounded: transport,
@@ -88,7 +93,7 @@ func newMetrics(reg prometheus.Registerer, st *dataStats) (*metrics, error) {
 		}, []string{"socket", "direction"}),
 		ioMode: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "mediaedge_relay_io_mode",
-			Help: "1 for the active UDP I/O mode of the listeners (mmsg: recvmmsg/sendmmsg; single: one datagram per call).",
+			Help: "1 for the active UDP I/O mode of the data path (mmsg: recvmmsg/sendmmsg; gso: sendmmsg with UDP GSO for runs of datagrams to one destination).",
 		}, []string{"mode"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "mediaedge_relay_allocation_duration_seconds",
@@ -119,6 +124,10 @@ var (
 		"Payload bytes relayed, by direction (to_peer, to_client).", []string{"direction"}, nil)
 	descDrops = prometheus.NewDesc("mediaedge_relay_drops_total",
 		"Datagrams dropped by the relay, by cause.", []string{"cause"}, nil)
+	descRounds = prometheus.NewDesc("mediaedge_relay_worker_rounds_total",
+		"Rounds of the data path workers: each is a wake-up or a coalesced round that serves every socket with data; packets_total / worker_rounds_total is the datagrams served per round.", nil, nil)
+	descThrottled = prometheus.NewDesc("mediaedge_relay_tcp_throttled_seconds_total",
+		"Time TCP peer connections (RFC 6062) were held back by a bandwidth cap: TCP cannot drop, so excess bytes wait.", nil, nil)
 	descBatches = prometheus.NewDesc("mediaedge_relay_read_batches_total",
 		"Batched reads (one recvmmsg each) on the data path, by direction of the data read; packets_total / read_batches_total is the average batch.", []string{"direction"}, nil)
 )
@@ -131,6 +140,8 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descBytes
 	ch <- descDrops
 	ch <- descBatches
+	ch <- descRounds
+	ch <- descThrottled
 }
 
 func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
@@ -140,6 +151,8 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(st.bytes[d].Load()), dirNames[d])
 		ch <- prometheus.MustNewConstMetric(descBatches, prometheus.CounterValue, float64(st.batches[d].Load()), dirNames[d])
 	}
+	ch <- prometheus.MustNewConstMetric(descRounds, prometheus.CounterValue, float64(st.wakeups.Load()))
+	ch <- prometheus.MustNewConstMetric(descThrottled, prometheus.CounterValue, float64(st.throttled.Load())/1e9)
 	for i := 0; i < numDrops; i++ {
 		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(st.drops[i].Load()), dropNames[i])
 	}

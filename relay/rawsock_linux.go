@@ -1,23 +1,86 @@
 package relay
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mediaedge/mediaedge/internal/sockopt"
 )
 
-// Relay sockets are raw file descriptors rather than *net.UDPConn: the
-// relay's poller watches thousands of them with its own epoll set and reads
-// each ready one with recvmmsg, so they must stay out of Go's netpoller
-// (which would wake for every datagram too). They are blocking sockets used
-// only with MSG_DONTWAIT, wrapped in an *os.File for its reference-counted
-// close: a send racing with Close fails with os.ErrClosed instead of
-// writing to a reused descriptor.
+// Every UDP socket of the data path (listener shards and relay sockets) is
+// a raw file descriptor rather than a *net.UDPConn: a Go socket sits in the
+// runtime's own epoll set, and each datagram arriving on it would wake the
+// netpoller. Here a worker's epoll descriptor is the only one the runtime
+// polls for the data path; the worker reads whatever is ready with
+// recvmmsg. The sockets are blocking descriptors used only with
+// MSG_DONTWAIT, so no call ever blocks: they are issued as raw system calls,
+// without the scheduler's bookkeeping for calls that may block (which would
+// also keep the runtime's monitor thread waking every 20 µs to retake the
+// processor).
+
+// sockFD is a socket descriptor shared by the goroutines that read and send
+// on it. A call holds a reference (acquire/release); close marks the socket
+// closed and the descriptor is closed when the last call ends, so that a
+// send racing with close fails cleanly instead of writing to a descriptor
+// number the kernel has since reused. Safe for concurrent use.
+type sockFD struct {
+	fd int
+	// state is 2 × the calls in progress, plus 1 once closed.
+	state atomic.Int64
+}
+
+// acquire takes a reference; false when the socket is closed.
+func (s *sockFD) acquire() bool {
+	for {
+		v := s.state.Load()
+		if v&1 != 0 {
+			return false
+		}
+		if s.state.CompareAndSwap(v, v+2) {
+			return true
+		}
+	}
+}
+
+// release drops a reference, closing the descriptor if it was the last one
+// of a closed socket.
+func (s *sockFD) release() {
+	if s.state.Add(-2) == 1 {
+		unix.Close(s.fd)
+	}
+}
+
+// close marks the socket closed; it reports false if it already was.
+func (s *sockFD) close() bool {
+	for {
+		v := s.state.Load()
+		if v&1 != 0 {
+			return false
+		}
+		if s.state.CompareAndSwap(v, v|1) {
+			if v == 0 {
+				unix.Close(s.fd)
+			}
+			return true
+		}
+	}
+}
+
+// rawFD lets sockopt apply its options to a raw descriptor.
+type rawFD int
+
+func (r rawFD) Control(f func(fd uintptr)) error  { f(uintptr(r)); return nil }
+func (r rawFD) Read(func(fd uintptr) bool) error  { return errors.ErrUnsupported }
+func (r rawFD) Write(func(fd uintptr) bool) error { return errors.ErrUnsupported }
+
+var _ syscall.RawConn = rawFD(0)
 
 // sockOpts are the options of relay sockets.
 type sockOpts struct {
@@ -25,28 +88,59 @@ type sockOpts struct {
 	buffer int
 }
 
-// openUDP binds a UDP socket to ap with opts. It returns the file and the
-// raw descriptor (valid while the file is open).
-func openUDP(ap netip.AddrPort, o sockOpts) (*os.File, int, error) {
+// openUDP binds a relay socket to ap with o and returns its descriptor.
+func openUDP(ap netip.AddrPort, o sockOpts) (int, error) {
+	return openSocket(ap, func(fd, domain int) error { return setRelayOpts(fd, domain, o) })
+}
+
+// openListener binds a listener shard to ap: SO_REUSEPORT (shards share the
+// port), SO_REUSEADDR and the listener buffers.
+func openListener(ap netip.AddrPort, o sockopt.Options) (int, error) {
+	return openSocket(ap, func(fd, domain int) error {
+		if domain == unix.AF_INET6 {
+			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+				return fmt.Errorf("relay: IPV6_V6ONLY: %w", err)
+			}
+		}
+		return o.Control("udp", ap.String(), rawFD(fd))
+	})
+}
+
+func openSocket(ap netip.AddrPort, opts func(fd, domain int) error) (int, error) {
 	domain := unix.AF_INET
 	if ap.Addr().Is6() {
 		domain = unix.AF_INET6
 	}
 	fd, err := unix.Socket(domain, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
-		return nil, -1, fmt.Errorf("relay: socket: %w", err)
+		return -1, fmt.Errorf("relay: socket: %w", err)
 	}
-	if err := setRelayOpts(fd, domain, o); err != nil {
+	if err := opts(fd, domain); err != nil {
 		unix.Close(fd)
-		return nil, -1, err
+		return -1, err
 	}
 	if err := unix.Bind(fd, sockaddr(ap)); err != nil {
 		unix.Close(fd)
 		// EADDRINUSE: another process (or a TIME_WAIT-free UDP user)
-		// holds the port; the caller tries the next one.
-		return nil, -1, err
+		// holds the port; the port pool tries the next one.
+		return -1, err
 	}
-	return os.NewFile(uintptr(fd), "relay-udp"), fd, nil
+	return fd, nil
+}
+
+// localAddr returns the address fd is bound to.
+func localAddr(fd int) (netip.AddrPort, error) {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("relay: getsockname: %w", err)
+	}
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port)), nil
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port)), nil
+	}
+	return netip.AddrPort{}, errors.New("relay: unexpected socket address family")
 }
 
 func setRelayOpts(fd, domain int, o sockOpts) error {
@@ -103,56 +197,91 @@ type mmsghdr struct {
 	n   uint32
 }
 
-// mmsg is the scratch space for one direction of batched I/O on raw
-// sockets. The hdrs point into iovs and names, so none of the three is
-// reallocated after newMmsg. One goroutine owns an mmsg.
+// mmsg is the scratch space of batched I/O on raw sockets. The hdrs point
+// into iovs, names and ctrl, so none of them is reallocated after newMmsg.
+// One goroutine owns an mmsg.
 type mmsg struct {
 	hdrs  []mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet6
-
-	// per call: set before rc.Read/Write, read after
-	cnt, done int
-	v6        bool
-	errno     syscall.Errno
-	readFn    func(fd uintptr) bool
-	writeFn   func(fd uintptr) bool
+	ctrl  []byte // one UDP_SEGMENT control message per header
+	// per send: the datagrams of message k are first[k] .. first[k]+segs[k]
+	first []int
+	segs  []int
 }
+
+// gsoSpace is the room of one UDP_SEGMENT control message (a uint16).
+var gsoSpace = unix.CmsgSpace(2)
+
+// UDP GSO limits: the kernel takes at most 64 segments per send
+// (UDP_MAX_SEGMENTS on older kernels) and one datagram of at most 64 KiB
+// before segmentation.
+const (
+	gsoMaxSegments = 64
+	gsoMaxBytes    = 65000
+)
 
 func newMmsg(n int) *mmsg {
 	m := &mmsg{
 		hdrs:  make([]mmsghdr, n),
 		iovs:  make([]unix.Iovec, n),
 		names: make([]unix.RawSockaddrInet6, n),
+		ctrl:  make([]byte, n*gsoSpace),
+		first: make([]int, n),
+		segs:  make([]int, n),
 	}
 	for i := range m.hdrs {
 		m.hdrs[i].hdr.Iov = &m.iovs[i]
 		m.hdrs[i].hdr.SetIovlen(1)
 		m.hdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&m.names[i]))
 	}
-	// Method values built once: a call allocates no closure.
-	m.readFn = m.doRead
-	m.writeFn = m.doWrite
+	for k := 0; k < n; k++ {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&m.ctrl[k*gsoSpace]))
+		h.Level = unix.SOL_UDP
+		h.Type = unix.UDP_SEGMENT
+		h.SetLen(unix.CmsgLen(2))
+	}
 	return m
 }
 
-// recv reads up to len(bufs) datagrams without blocking. For each one read,
-// ns[i] is its length (with truncated set when it did not fit) and from[i]
-// its source. It returns how many were read; 0 with a nil error means
-// none was waiting.
-func (m *mmsg) recv(rc syscall.RawConn, bufs [][]byte, ns []int, trunc []bool, from []netip.AddrPort) (int, error) {
+// recv reads up to len(bufs) datagrams from s without blocking. For each
+// one read, ns[i] is its length (trunc[i] set when it did not fit) and
+// from[i] its source. It returns how many were read: 0 when none was
+// waiting, the socket is closed, or the kernel reported an error (an ICMP
+// error queued on the socket is consumed by the call).
+func (m *mmsg) recv(s *sockFD, bufs [][]byte, ns []int, trunc []bool, from []netip.AddrPort) int {
 	n := min(len(bufs), len(m.hdrs))
+	if n == 0 || !s.acquire() {
+		return 0
+	}
 	for i := 0; i < n; i++ {
+		h := &m.hdrs[i].hdr
 		m.iovs[i].Base = &bufs[i][0]
 		m.iovs[i].SetLen(len(bufs[i]))
-		m.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet6
-		m.hdrs[i].hdr.Flags = 0
+		h.Iov = &m.iovs[i]
+		h.SetIovlen(1)
+		h.Control = nil
+		h.SetControllen(0)
+		h.Namelen = unix.SizeofSockaddrInet6
+		h.Flags = 0
 	}
-	m.cnt, m.done, m.errno = n, 0, 0
-	if err := rc.Read(m.readFn); err != nil {
-		return 0, err
+	var r uintptr
+	var errno syscall.Errno
+	for {
+		r, _, errno = unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&m.hdrs[0])),
+			uintptr(n), unix.MSG_DONTWAIT, 0, 0)
+		if errno != unix.EINTR {
+			break
+		}
 	}
-	for i := 0; i < m.done; i++ {
+	s.release()
+	got := 0
+	if errno == 0 {
+		// EAGAIN: nothing waiting (the level-triggered epoll said ready,
+		// but a checksum failure dropped the datagram at recv time).
+		got = int(r)
+	}
+	for i := 0; i < got; i++ {
 		ns[i] = int(m.hdrs[i].n)
 		trunc[i] = m.hdrs[i].hdr.Flags&unix.MSG_TRUNC != 0
 		from[i] = parseSockaddr(&m.names[i])
@@ -160,77 +289,147 @@ func (m *mmsg) recv(rc syscall.RawConn, bufs [][]byte, ns []int, trunc []bool, f
 	for i := 0; i < n; i++ {
 		m.iovs[i].Base = nil
 	}
-	if m.errno != 0 && m.done == 0 {
-		return 0, m.errno
-	}
-	return m.done, nil
+	return got
 }
 
-func (m *mmsg) doRead(fd uintptr) bool {
-	for {
-		r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])),
-			uintptr(m.cnt), unix.MSG_DONTWAIT, 0, 0)
-		switch errno {
-		case 0:
-			m.done = int(r)
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			// Nothing waiting: the level-triggered epoll said ready, but
-			// another reader or a checksum failure (dropped at recv time)
-			// emptied the queue.
-		default:
-			m.errno = errno
+// send writes bufs[i] to dst[i] on s with as few sendmmsg calls as the
+// kernel allows. With gso, consecutive datagrams to the same destination
+// and of the same length (the last of a run may be shorter) leave as one
+// UDP GSO message: one pass through the stack for the run, segmented by
+// the device or at the receiving socket. It never blocks: a datagram the
+// kernel refuses (EAGAIN on a full buffer, EPERM from a firewall,
+// ENETUNREACH) is skipped and counted. It returns how many datagrams were
+// not sent and whether a GSO message failed with EIO (the device cannot
+// offload checksums: the caller turns GSO off).
+func (m *mmsg) send(s *sockFD, v6 bool, bufs [][]byte, dst []netip.AddrPort, gso bool) (failed int, gsoBroken bool) {
+	if !s.acquire() {
+		return len(bufs), false
+	}
+	for len(bufs) > 0 {
+		n := min(len(bufs), len(m.iovs))
+		msgs := m.build(v6, bufs[:n], dst[:n], gso)
+		done := 0
+		for done < msgs {
+			r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&m.hdrs[done])),
+				uintptr(msgs-done), unix.MSG_DONTWAIT, 0, 0)
+			switch errno {
+			case 0:
+				done += int(r)
+				continue
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				// Send buffer full: drop the rest rather than stall every
+				// other allocation of the worker. Media is better lost
+				// than late.
+				for k := done; k < msgs; k++ {
+					failed += m.segs[k]
+				}
+				done = msgs
+				continue
+			}
+			if k := done; m.segs[k] > 1 && (errno == unix.EIO || errno == unix.EINVAL) {
+				// EIO: the device cannot do the checksums GSO needs;
+				// EINVAL: a segment larger than the path MTU. Send the
+				// run one datagram at a time.
+				gsoBroken = gsoBroken || errno == unix.EIO
+				f, i := m.first[k], m.segs[k]
+				failed += m.sendPlain(s.fd, v6, bufs[f:f+i], dst[f:f+i])
+				m.build(v6, bufs[:n], dst[:n], gso) // sendPlain reused the headers
+				done++
+				continue
+			}
+			// The kernel refused message done (EPERM from a firewall
+			// rule, ENETUNREACH): skip it, send the rest.
+			failed += m.segs[done]
+			done++
 		}
-		return true
-	}
-}
-
-// send writes bufs[i] to dst[i] on the raw socket with one sendmmsg per
-// call (more when the kernel stops early). It never blocks: a full socket
-// buffer (EAGAIN) drops the rest. It returns how many were sent and, when
-// one was refused, the index after which sending stopped is sent+1.
-func (m *mmsg) send(rc syscall.RawConn, v6 bool, bufs [][]byte, dst []netip.AddrPort) (int, error) {
-	n := min(len(bufs), len(m.hdrs))
-	for i := 0; i < n; i++ {
-		b := bufs[i]
-		if len(b) > 0 {
-			m.iovs[i].Base = &b[0]
-		} else {
+		for i := 0; i < n; i++ {
 			m.iovs[i].Base = nil
 		}
-		m.iovs[i].SetLen(len(b))
-		m.hdrs[i].hdr.Namelen = putSockaddr(&m.names[i], dst[i], v6)
+		bufs, dst = bufs[n:], dst[n:]
 	}
-	m.cnt, m.done, m.errno = n, 0, 0
-	err := rc.Write(m.writeFn)
-	for i := 0; i < n; i++ {
-		m.iovs[i].Base = nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	if m.errno != 0 {
-		return m.done, m.errno
-	}
-	return m.done, nil
+	s.release()
+	return failed, gsoBroken
 }
 
-func (m *mmsg) doWrite(fd uintptr) bool {
-	for m.done < m.cnt {
-		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[m.done])),
-			uintptr(m.cnt-m.done), unix.MSG_DONTWAIT, 0, 0)
+// build fills the headers for bufs (at most len(m.iovs)) and returns the
+// number of messages.
+func (m *mmsg) build(v6 bool, bufs [][]byte, dst []netip.AddrPort, gso bool) int {
+	k := 0
+	for i := 0; i < len(bufs); {
+		b := bufs[i]
+		j := i + 1
+		if gso && len(b) > 0 {
+			size, total := len(b), len(b)
+			for j < len(bufs) && j-i < gsoMaxSegments && dst[j] == dst[i] && len(bufs[j]) <= size &&
+				len(bufs[j]) > 0 && total+len(bufs[j]) <= gsoMaxBytes {
+				total += len(bufs[j])
+				j++
+				if len(bufs[j-1]) < size {
+					break // a shorter datagram ends the run
+				}
+			}
+		}
+		for x := i; x < j; x++ {
+			if len(bufs[x]) > 0 {
+				m.iovs[x].Base = &bufs[x][0]
+			} else {
+				m.iovs[x].Base = nil
+			}
+			m.iovs[x].SetLen(len(bufs[x]))
+		}
+		h := &m.hdrs[k].hdr
+		h.Iov = &m.iovs[i]
+		h.SetIovlen(j - i)
+		h.Namelen = putSockaddr(&m.names[k], dst[i], v6)
+		if j-i > 1 {
+			c := m.ctrl[k*gsoSpace : (k+1)*gsoSpace]
+			binary.NativeEndian.PutUint16(c[unix.CmsgLen(0):], uint16(len(b)))
+			h.Control = &c[0]
+			h.SetControllen(gsoSpace)
+		} else {
+			h.Control = nil
+			h.SetControllen(0)
+		}
+		m.first[k], m.segs[k] = i, j-i
+		k++
+		i = j
+	}
+	return k
+}
+
+// sendPlain sends bufs one datagram per message (no GSO) with the headers
+// of m and returns how many the kernel refused.
+func (m *mmsg) sendPlain(fd int, v6 bool, bufs [][]byte, dst []netip.AddrPort) int {
+	failed := 0
+	msgs := m.build(v6, bufs, dst, false)
+	for done := 0; done < msgs; {
+		r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&m.hdrs[done])),
+			uintptr(msgs-done), unix.MSG_DONTWAIT, 0, 0)
 		switch errno {
 		case 0:
-			m.done += int(r)
-			continue
+			done += int(r)
 		case unix.EINTR:
-			continue
+		case unix.EAGAIN:
+			failed += msgs - done
+			done = msgs
+		default:
+			failed++
+			done++
 		}
-		m.errno = errno
-		return true
 	}
-	return true
+	return failed
+}
+
+// gsoSupported reports whether the kernel knows UDP GSO (Linux 4.18).
+func gsoSupported() bool {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	return unix.SetsockoptInt(fd, unix.SOL_UDP, unix.UDP_SEGMENT, 0) == nil
 }
 
 func parseSockaddr(sa *unix.RawSockaddrInet6) netip.AddrPort {

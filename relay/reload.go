@@ -12,7 +12,8 @@ import (
 // Reload applies cfg without dropping allocations: credentials (users and
 // REST secrets: a removed secret stops working at once), the peer and
 // client policy (also for existing permissions and channels), quotas,
-// lifetimes, bandwidth caps, and renewed TLS certificates. Changes to
+// lifetimes, bandwidth caps, the coalesce window, and renewed TLS
+// certificates. Changes to
 // listeners, realm, relay addresses, port range, shards, mark or socket
 // buffers need a restart: Reload then returns an error wrapping
 // ErrRestartNeeded and applies nothing.
@@ -47,6 +48,7 @@ func (s *Server) Reload(ctx context.Context, cfg Config) error {
 	s.auth.set(creds)
 	lim := cfg.Limits
 	s.limits.Store(&lim)
+	s.coalesce.Store(int64(cfg.Coalesce.D()))
 	s.policy.Store(s.buildPolicy(&cfg))
 
 	s.mu.Lock()

@@ -4,13 +4,14 @@
 // pion handles the protocol: authentication challenges, allocations,
 // permissions, channels, refreshes. The relay plugs into pion's seams:
 //
-//   - its listener sockets are the PacketConns pion reads (udpShard): they
-//     read batches with recvmmsg and relay ChannelData of known channels
-//     straight to the relay sockets, handing pion only STUN messages;
-//   - its relay address generator (the Server itself) binds relay sockets
-//     from a port pool and registers them with the poller, which reads all
-//     of them through one epoll set and sends the ChannelData to clients
-//     with one sendmmsg per listener;
+//   - its UDP listener sockets are read by workers, one per SO_REUSEPORT
+//     shard, each waiting on one epoll set that holds its listener shards
+//     and the relay sockets of its allocations. A worker relays
+//     ChannelData of known channels both ways in batches (recvmmsg,
+//     sendmmsg) and hands pion only STUN messages, through the shard's
+//     PacketConn (udpShard);
+//   - its relay address generator binds relay sockets from a port pool and
+//     registers them with the worker of the shard the Allocate came in on;
 //   - its AuthHandler, QuotaHandler, PermissionHandler (the peer policy) and
 //     EventHandler (which mirrors channels and permissions into lock-free
 //     snapshots for the data path, and writes the accounting line).
@@ -25,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -49,7 +51,16 @@ type Server struct {
 	// Reload swaps them.
 	policy   atomic.Pointer[peerPolicy]
 	limits   atomic.Pointer[LimitsConfig]
-	stopping atomic.Bool // Close has begun: allocations end with "shutdown"
+	stopping atomic.Bool   // Close has begun: allocations end with "shutdown"
+	coalesce atomic.Int64  // the workers' coalesce window in nanoseconds
+	gso      atomic.Bool   // send runs of datagrams to one destination with UDP GSO
+	nextW    atomic.Uint32 // round robin of TCP/TLS clients' UDP allocations over workers
+
+	// set in New, never changed: RFC 6062 Connect (a func field so that
+	// tests can stand in for a peer that does not answer)
+	connectTimeout time.Duration
+	dial           func(ctx context.Context, network string, local, peer netip.AddrPort) (net.Conn, error)
+	dials          sync.WaitGroup // Connects being dialled in the background
 
 	// set in Start, never changed afterwards
 	cfg       Config // the configuration the relay started with
@@ -57,7 +68,7 @@ type Server struct {
 	turn      *turn.Server
 	groups    []*udpGroup
 	tcpLns    []*tcpListener
-	poll      *poller
+	workers   []*worker
 	slots     *slotTable
 	udpPorts  [2]*portPool // by family: 0 IPv4, 1 IPv6
 	tcpPorts  [2]*portPool
@@ -103,7 +114,10 @@ func New(cfg Config, d component.Deps) (*Server, error) {
 		byFive:  map[fiveKey]*alloc{},
 		users:   map[string]*userState{},
 		done:    make(chan struct{}),
+
+		connectTimeout: connectTimeout,
 	}
+	s.dial = s.dialPeer
 	if !cfg.Enabled {
 		s.state = "disabled"
 		return s, nil
@@ -128,6 +142,7 @@ func New(cfg Config, d component.Deps) (*Server, error) {
 	s.auth = newAuthenticator(log, s.metrics, creds)
 	lim := cfg.Limits
 	s.limits.Store(&lim)
+	s.coalesce.Store(int64(cfg.Coalesce.D()))
 	if d.Control != nil {
 		d.Control.HandleFunc("GET /v1/relay/allocations", s.serveAllocations)
 	}
@@ -179,7 +194,7 @@ func (s *Server) Status() any {
 		return st
 	}
 	for _, g := range s.groups {
-		st.Listeners = append(st.Listeners, fmt.Sprintf("udp %s (%d shards, %s)", g.addr, len(g.shards), g.shards[0].bc.Mode()))
+		st.Listeners = append(st.Listeners, fmt.Sprintf("udp %s (%d shards, %s)", g.addr, len(g.shards), s.ioMode()))
 	}
 	for _, l := range s.tcpLns {
 		st.Listeners = append(st.Listeners, l.transport+" "+l.addr.String())
@@ -191,6 +206,14 @@ func (s *Server) Status() any {
 	}
 	st.Users = len(s.users)
 	return st
+}
+
+// ioMode names how the data path sends: sendmmsg, with UDP GSO or not.
+func (s *Server) ioMode() string {
+	if s.gso.Load() {
+		return "gso"
+	}
+	return "mmsg"
 }
 
 // relayStatus is the relay's part of GET /v1/status.
@@ -218,6 +241,16 @@ func (s *Server) Close() error {
 	return s.closeAll()
 }
 
+// disableGSO turns UDP GSO off after a device refused it (EIO: no checksum
+// offload), for the rest of the run.
+func (s *Server) disableGSO() {
+	if s.gso.Swap(false) {
+		s.metrics.ioMode.WithLabelValues("gso").Set(0)
+		s.metrics.ioMode.WithLabelValues("mmsg").Set(1)
+		s.log.Warn("UDP GSO refused by the network device (EIO); sending one datagram per message from now on")
+	}
+}
+
 // closeAll releases everything Start may have bound.
 func (s *Server) closeAll() error {
 	s.stopping.Store(true)
@@ -228,9 +261,7 @@ func (s *Server) closeAll() error {
 		err = s.turn.Close()
 	} else {
 		for _, g := range s.groups {
-			for _, sh := range g.shards {
-				sh.Close()
-			}
+			g.close()
 		}
 		for _, l := range s.tcpLns {
 			l.Close()
@@ -262,9 +293,11 @@ func (s *Server) closeAll() error {
 		a.setEndReason("shutdown")
 		a.close()
 	}
+	// Every allocation has ended, which cancelled its background dials.
+	s.dials.Wait()
 	close(s.done)
-	if s.poll != nil {
-		s.poll.Close()
+	for _, w := range s.workers {
+		w.Close()
 	}
 	s.wg.Wait()
 	if s.turn != nil {

@@ -8,9 +8,9 @@ import (
 	"runtime"
 
 	"github.com/pion/turn/v5"
+	"golang.org/x/sys/unix"
 
 	"github.com/mediaedge/mediaedge/internal/sockopt"
-	"github.com/mediaedge/mediaedge/internal/udpbatch"
 )
 
 // start does the work of Start; the caller cleans up on error.
@@ -40,21 +40,12 @@ func (s *Server) start(ctx context.Context) error {
 		ReusePort:  true,
 		ReuseAddr:  true,
 	}
-	var pcs []turn.PacketConnConfig
 	var lcs []turn.ListenerConfig
 	for _, l := range cfg.Listeners {
 		switch l.Transport {
 		case "udp":
-			g, err := s.listenUDP(ctx, l.Addr.AddrPort, shards, lo)
-			if err != nil {
+			if _, err := s.listenUDP(l.Addr.AddrPort, shards, lo); err != nil {
 				return err
-			}
-			for _, sh := range g.shards {
-				pcs = append(pcs, turn.PacketConnConfig{
-					PacketConn:            sh,
-					RelayAddressGenerator: s,
-					PermissionHandler:     s.permit,
-				})
 			}
 		case "tcp", "tls":
 			tl, err := s.listenTCP(ctx, l, lo)
@@ -68,16 +59,30 @@ func (s *Server) start(ctx context.Context) error {
 			})
 		}
 	}
-	poll, err := newPoller(s, s.groups)
-	if err != nil {
-		return err
+	// One worker per shard: worker i reads shard i of every UDP listener
+	// and the relay sockets of the allocations made through it.
+	var pcs []turn.PacketConnConfig
+	for i := 0; i < shards; i++ {
+		w, err := newWorker(s, i, s.groups)
+		if err != nil {
+			return err
+		}
+		s.workers = append(s.workers, w)
+		for _, g := range s.groups {
+			pcs = append(pcs, turn.PacketConnConfig{
+				PacketConn:            g.shards[i],
+				RelayAddressGenerator: &shardGen{Server: s, w: w},
+				PermissionHandler:     s.permit,
+			})
+		}
 	}
-	s.poll = poll
-	s.wg.Add(2)
-	go func() {
-		defer s.wg.Done()
-		poll.run()
-	}()
+	s.wg.Add(1 + len(s.workers))
+	for _, w := range s.workers {
+		go func() {
+			defer s.wg.Done()
+			w.run()
+		}()
+	}
 	go func() {
 		defer s.wg.Done()
 		s.housekeeping()
@@ -99,57 +104,52 @@ func (s *Server) start(ctx context.Context) error {
 		return fmt.Errorf("relay: starting pion/turn: %w", err)
 	}
 	s.turn = ts
-	mode := udpbatch.ModeSingle
-	if len(s.groups) > 0 {
-		mode = s.groups[0].shards[0].bc.Mode()
-	}
-	s.metrics.ioMode.WithLabelValues(string(mode)).Set(1)
+	s.gso.Store(gsoSupported())
+	s.metrics.ioMode.WithLabelValues(s.ioMode()).Set(1)
 	s.log.Info("TURN relay listening", "listeners", len(cfg.Listeners), "udp_shards", shards,
 		"relay_ipv4", addrOrNone(s.adv[0]), "relay_ipv6", addrOrNone(s.adv[1]), "ports", cfg.Ports.String(),
-		"mark", cfg.Mark.String(), "io_mode", string(mode))
+		"mark", cfg.Mark.String(), "coalesce", cfg.Coalesce.String(), "io_mode", s.ioMode())
 	return nil
 }
 
 // listenUDP binds shards SO_REUSEPORT sockets on addr.
-func (s *Server) listenUDP(ctx context.Context, addr netip.AddrPort, shards int, lo sockopt.Options) (*udpGroup, error) {
-	g := &udpGroup{idx: len(s.groups), srv: s}
-	network := "udp4"
-	if addr.Addr().Is6() && !addr.Addr().Is4In6() {
-		network = "udp6"
-	}
+func (s *Server) listenUDP(addr netip.AddrPort, shards int, lo sockopt.Options) (*udpGroup, error) {
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	g := &udpGroup{idx: len(s.groups), srv: s, v6: addr.Addr().Is6()}
 	for i := 0; i < shards; i++ {
 		bindAddr := addr
 		if i > 0 {
 			bindAddr = g.addr // the port the first shard got (port 0 in tests)
 		}
-		pc, err := lo.ListenConfig().ListenPacket(ctx, network, bindAddr.String())
+		fd, err := openListener(bindAddr, lo)
 		if err != nil {
 			g.close()
 			return nil, fmt.Errorf("relay: listening on udp %s: %w", bindAddr, err)
 		}
-		uc := pc.(*net.UDPConn)
 		if i == 0 {
-			g.addr = uc.LocalAddr().(*net.UDPAddr).AddrPort()
-			g.addr = netip.AddrPortFrom(g.addr.Addr().Unmap(), g.addr.Port())
-			if gr, err := sockopt.Read(uc); err == nil {
-				s.metrics.buffers.WithLabelValues("listener", "recv").Set(float64(gr.RecvBuffer))
-				s.metrics.buffers.WithLabelValues("listener", "send").Set(float64(gr.SendBuffer))
-				if gr.RecvBuffer < int(s.cfg.Sockets.ListenerBuffer) {
-					s.log.Warn("listener socket buffer smaller than configured (no CAP_NET_ADMIN and net.core.rmem_max too low)",
-						"configured", int64(s.cfg.Sockets.ListenerBuffer), "granted", gr.RecvBuffer)
-				}
+			if g.addr, err = localAddr(fd); err != nil {
+				unix.Close(fd)
+				return nil, err
+			}
+			rcv, snd := grantedBuffers(fd)
+			s.metrics.buffers.WithLabelValues("listener", "recv").Set(float64(rcv))
+			s.metrics.buffers.WithLabelValues("listener", "send").Set(float64(snd))
+			if rcv < int(s.cfg.Sockets.ListenerBuffer) {
+				s.log.Warn("listener socket buffer smaller than configured (no CAP_NET_ADMIN and net.core.rmem_max too low)",
+					"configured", int64(s.cfg.Sockets.ListenerBuffer), "granted", rcv)
 			}
 		}
-		g.shards = append(g.shards, newUDPShard(g, uc))
+		sh := newUDPShard(g, fd)
+		sh.local = net.UDPAddrFromAddrPort(g.addr)
+		g.shards = append(g.shards, sh)
 	}
-	g.out = udpbatch.New(g.shards[0].uc, pollerArena)
 	s.groups = append(s.groups, g)
 	return g, nil
 }
 
 func (g *udpGroup) close() {
 	for _, sh := range g.shards {
-		sh.uc.Close()
+		sh.Close()
 	}
 }
 

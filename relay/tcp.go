@@ -151,19 +151,75 @@ type clientConn struct {
 	remote netip.AddrPort
 
 	// owned by the reader
-	buf   [maxSTUNOverTCP + 64]byte
-	start int
-	end   int
-	pass  int  // bytes of the current ChannelData frame still to pass through
-	first bool // no frame yet: the first-frame deadline applies
+	buf      [maxSTUNOverTCP + 64]byte
+	start    int
+	end      int
+	pass     int       // bytes of the current ChannelData frame still to pass through
+	first    bool      // no frame yet: the first-frame deadline applies
+	deadline time.Time // the read deadline the reader set
+	injOut   []byte    // the rest of an injected Connect being returned to pion
+	injDone  *injected // the last injected Connect, checked once pion has handled it
+
+	// Connect requests dialled in the background, waiting to go back into
+	// the stream (see connectAsync)
+	injMu sync.Mutex
+	injQ  []injected
 
 	closeOnce sync.Once
 }
 
+// injected is a Connect request whose dial has finished.
+type injected struct {
+	raw []byte
+	t   *tcpRelay
+	pc  *pendingConnect
+}
+
+// inject queues a Connect request for pion and wakes the reader, which may
+// be waiting for the client. Safe for concurrent use.
+func (c *clientConn) inject(raw []byte, t *tcpRelay, pc *pendingConnect) {
+	c.injMu.Lock()
+	c.injQ = append(c.injQ, injected{raw: raw, t: t, pc: pc})
+	c.injMu.Unlock()
+	// The reader sets its deadline before it looks at injQ, so either it
+	// sees the request or this deadline cuts its wait short.
+	_ = c.Conn.SetReadDeadline(time.Now())
+}
+
+// popInjected takes the next injected request, if any.
+func (c *clientConn) popInjected() (injected, bool) {
+	c.injMu.Lock()
+	defer c.injMu.Unlock()
+	if len(c.injQ) == 0 {
+		return injected{}, false
+	}
+	in := c.injQ[0]
+	c.injQ = c.injQ[1:]
+	if len(c.injQ) == 0 {
+		c.injQ = nil
+	}
+	return in, true
+}
+
+func (c *clientConn) hasInjected() bool {
+	c.injMu.Lock()
+	defer c.injMu.Unlock()
+	return len(c.injQ) > 0
+}
+
 var errBadFrame = errors.New("relay: stream is neither STUN nor ChannelData")
 
-// Read implements net.Conn for pion's STUNConn.
+// Read implements net.Conn for pion's STUNConn. Each call returns bytes
+// of one frame only, so frames that the relay puts back into the stream
+// (Connect requests) never split another.
 func (c *clientConn) Read(p []byte) (int, error) {
+	if c.injDone != nil && len(c.injOut) == 0 {
+		// pion asks for more only once it has handled every whole frame
+		// it got, the injected Connect included: if it did not take the
+		// dialled connection (it refused the request), close it.
+		c.injDone.t.drop(c.injDone.pc)
+		c.injDone = nil
+	}
 	for {
 		if c.pass > 0 && c.end > c.start {
 			n := min(c.pass, c.end-c.start, len(p))
@@ -171,6 +227,17 @@ func (c *clientConn) Read(p []byte) (int, error) {
 			c.start += n
 			c.pass -= n
 			return n, nil
+		}
+		if c.pass == 0 {
+			if len(c.injOut) > 0 {
+				n := copy(p, c.injOut)
+				c.injOut = c.injOut[n:]
+				return n, nil
+			}
+			if in, ok := c.popInjected(); ok {
+				c.injOut, c.injDone = in.raw, &in
+				continue
+			}
 		}
 		if c.pass == 0 && c.end-c.start >= 4 {
 			b := c.buf[c.start:c.end]
@@ -188,6 +255,10 @@ func (c *clientConn) Read(p []byte) (int, error) {
 					if len(b) >= size {
 						msg := b[:size]
 						c.first = false
+						if binary.BigEndian.Uint16(msg[0:2]) == typeConnectRequest && c.l.srv.connectAsync(c, msg) {
+							c.start += size
+							continue
+						}
 						if c.l.srv.inspect(msg, c.remote, c.l.addr, true, c.reply) {
 							c.start += size
 							continue
@@ -212,10 +283,17 @@ func (c *clientConn) Read(p []byte) (int, error) {
 		if c.first {
 			d = firstFrameTimeout
 		}
-		_ = c.Conn.SetReadDeadline(time.Now().Add(d))
+		c.deadline = time.Now().Add(d)
+		_ = c.Conn.SetReadDeadline(c.deadline)
+		if c.pass == 0 && c.hasInjected() {
+			continue
+		}
 		n, err := c.Conn.Read(c.buf[c.end:])
 		c.end += n
 		if err != nil && n == 0 {
+			if errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(c.deadline) {
+				continue // woken early by inject
+			}
 			return 0, err
 		}
 	}

@@ -152,7 +152,7 @@ func TestRelaySocketMark(t *testing.T) {
 	s.mu.Lock()
 	a := s.allocs[as[0].ID]
 	s.mu.Unlock()
-	m, err := unix.GetsockoptInt(a.udp.fd, unix.SOL_SOCKET, unix.SO_MARK)
+	m, err := unix.GetsockoptInt(a.udp.sock.fd, unix.SOL_SOCKET, unix.SO_MARK)
 	if err != nil || m != 0x4d45 {
 		t.Fatalf("SO_MARK = %#x, %v; want 0x4d45", m, err)
 	}
