@@ -183,8 +183,9 @@ func Verify(internal, cloud []Datagram, keys VerifyKeys) (*VerifyResult, error) 
 		return nil, optionError("verify needs keys for both legs")
 	}
 	res := &VerifyResult{Report: &Report{Kind: "verify", Target: "captures", Started: time.Now()}}
-	is := res.openSide("internal", internal, keys.InternalIn, keys.InternalOut)
-	cs := res.openSide("cloud", cloud, keys.CloudIn, keys.CloudOut)
+	all := [][]Key{keys.InternalIn, keys.InternalOut, keys.CloudIn, keys.CloudOut}
+	is := res.openSide("internal", internal, keys.InternalIn, keys.InternalOut, all)
+	cs := res.openSide("cloud", cloud, keys.CloudIn, keys.CloudOut, all)
 	// Datagrams that opened with neither of their own leg's chains.
 	res.classify("cloud", cs, is, [][]Key{keys.InternalIn, keys.InternalOut})
 	res.classify("internal", is, cs, [][]Key{keys.CloudIn, keys.CloudOut})
@@ -201,27 +202,23 @@ func Verify(internal, cloud []Datagram, keys VerifyKeys) (*VerifyResult, error) 
 	return res, nil
 }
 
-func (res *VerifyResult) openSide(side string, dgs []Datagram, inKeys, outKeys []Key) *sideResult {
+// openSide opens every datagram of one side with that side's keys. allKeys
+// holds every key given (both legs), used only to split captured GSO
+// messages.
+func (res *VerifyResult) openSide(side string, dgs []Datagram, inKeys, outKeys []Key, allKeys [][]Key) *sideResult {
 	sr := &sideResult{in: map[uint32]map[int64]*vpkt{}, out: map[uint32]map[int64]*vpkt{}, plain: map[string]bool{}}
 	type chains struct {
 		in, out *keyChain
 		highest int64
 	}
 	byStream := map[streamKey]*chains{}
-	for i, d := range dgs {
-		if sr.first.IsZero() || d.Time.Before(sr.first) {
-			sr.first = d.Time
-		}
-		if d.Time.After(sr.last) {
-			sr.last = d.Time
-		}
-		if d.Truncated || !LooksLikeRTP(d.Payload) {
-			continue
-		}
+	// handle opens one packet of datagram i and files it; it reports
+	// false (and files nothing) when no key of this side opens it.
+	handle := func(i int, d Datagram, payload []byte) bool {
 		var h rtp.Header
-		hl, err := h.Unmarshal(d.Payload)
+		_, err := h.Unmarshal(payload)
 		if err != nil {
-			continue
+			return false
 		}
 		k := streamKey{d.Src, d.Dst, h.SSRC}
 		c := byStream[k]
@@ -238,20 +235,19 @@ func (res *VerifyResult) openSide(side string, dgs []Datagram, inKeys, outKeys [
 			dst   map[uint32]map[int64]*vpkt
 			reset bool
 		)
-		if p, ok, r := c.out.open(d.Payload, h.SequenceNumber); ok {
+		if p, ok, r := c.out.open(payload, h.SequenceNumber); ok {
 			plain, dst, reset = p, sr.out, r
-		} else if p, ok, r := c.in.open(d.Payload, h.SequenceNumber); ok {
+		} else if p, ok, r := c.in.open(payload, h.SequenceNumber); ok {
 			plain, dst, reset = p, sr.in, r
 		} else {
-			sr.rejects = append(sr.rejects, reject{n: i + 1, t: d.Time, hdr: h, raw: d.Payload, hl: hl})
-			continue
+			return false
 		}
 		if reset {
 			res.Violations = append(res.Violations, Violation{Kind: ViolationROCReset, Side: side, Packet: i + 1, Time: d.Time,
 				SSRC: h.SSRC, Seq: h.SequenceNumber, Detail: "authenticates with the next key epoch only with the rollover counter restarted at 0"})
 		}
 		c.highest = max(c.highest, ext)
-		payload := plain[h.MarshalSize():]
+		payload = plain[h.MarshalSize():]
 		if dst[h.SSRC] == nil {
 			dst[h.SSRC] = map[int64]*vpkt{}
 		}
@@ -259,6 +255,39 @@ func (res *VerifyResult) openSide(side string, dgs []Datagram, inKeys, outKeys [
 			dst[h.SSRC][ext] = &vpkt{n: i + 1, t: d.Time, hdr: h, payload: payload, ext: ext}
 		}
 		sr.plain[string(payload)] = true
+		return true
+	}
+	reject := func(i int, d Datagram, payload []byte) {
+		var h rtp.Header
+		hl, _ := h.Unmarshal(payload)
+		sr.rejects = append(sr.rejects, reject{n: i + 1, t: d.Time, hdr: h, raw: payload, hl: hl})
+	}
+	for i, d := range dgs {
+		if sr.first.IsZero() || d.Time.Before(sr.first) {
+			sr.first = d.Time
+		}
+		if d.Time.After(sr.last) {
+			sr.last = d.Time
+		}
+		if d.Truncated || !LooksLikeRTP(d.Payload) {
+			continue
+		}
+		if handle(i, d, d.Payload) {
+			continue
+		}
+		// A sender using UDP GSO hands the kernel several datagrams in
+		// one message; a capture taken on the sending host's loopback or
+		// veth interface holds that message as one datagram. Split it
+		// where every segment authenticates.
+		if segs := splitGSO(d.Payload, allKeys); segs != nil {
+			for _, seg := range segs {
+				if !handle(i, d, seg) {
+					reject(i, d, seg)
+				}
+			}
+			continue
+		}
+		reject(i, d, d.Payload)
 	}
 	for _, c := range byStream {
 		res.ReKeys = append(res.ReKeys, c.in.epoch...)
