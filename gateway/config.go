@@ -143,7 +143,8 @@ func DefaultConfig() Config {
 		}
 	}
 	return Config{
-		Enabled:     true,
+		// Off unless a file enables it; the embedded default does.
+		Enabled:     false,
 		MaxSessions: 1000,
 		IdleTimeout: config.Duration(60 * time.Second),
 		Batch:       32,

@@ -14,7 +14,9 @@ func TestDefaultYAMLIsDefaultConfig(t *testing.T) {
 	if err := config.Decode([]byte(DefaultYAML), &got, config.Options{}); err != nil {
 		t.Fatalf("DefaultYAML: %v", err)
 	}
-	if want := DefaultConfig(); !reflect.DeepEqual(got, want) {
+	want := DefaultConfig()
+	want.Enabled = true // the embedded default turns the gateway on
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("DefaultYAML decodes to\n%+v\nwant DefaultConfig()\n%+v", got, want)
 	}
 }

@@ -149,11 +149,13 @@ type TablesConfig struct {
 	Direct int `yaml:"direct"`
 }
 
-// DefaultConfig returns the documented defaults: plan mode, the Teams
-// preset, tables 100 and 101, priorities from 1000, protocol 77.
+// DefaultConfig returns the documented defaults: disabled (a file that
+// has no policy section runs none; the embedded default enables plan mode),
+// plan mode, the Teams preset, tables 100 and 101, priorities from 1000,
+// protocol 77.
 func DefaultConfig() Config {
 	return Config{
-		Enabled:  true,
+		Enabled:  false,
 		Mode:     ModePlan,
 		Match:    MatchPrefix,
 		Families: []string{FamilyIPv4, FamilyIPv6},

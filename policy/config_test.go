@@ -18,7 +18,9 @@ func TestDefaultYAML(t *testing.T) {
 	}
 	// Compared as printed: an empty list in the file and a nil default
 	// mean the same.
-	if want := DefaultConfig(); fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+	want := DefaultConfig()
+	want.Enabled = true // the embedded default turns plan mode on
+	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
 		t.Errorf("embedded default decodes to\n%+v\nwant DefaultConfig()\n%+v", got, want)
 	}
 	if got.Mode != ModePlan || got.Mark != 0 {

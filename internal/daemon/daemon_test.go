@@ -82,9 +82,9 @@ func TestMarksMustMatchPolicy(t *testing.T) {
 		{"all equal", base + "  mark: 0x4d45\nrelay:\n  mark: 0x4d45\ngateway:\n  cloud:\n    mark: 0x4d45\n", nil},
 		{"relay differs", base + "  mark: 0x4d45\nrelay:\n  enabled: true\n  mark: 0x1\ngateway:\n  cloud:\n    mark: 0x4d45\n",
 			[]string{"relay.mark: 0x1 differs from policy.mark 0x4d45: relayed media would not be routed via the direct uplink (line 8)"}},
-		{"gateway unset", base + "  mark: 0x4d45\nrelay:\n  mark: 0x4d45\n",
+		{"gateway unset", base + "  mark: 0x4d45\nrelay:\n  mark: 0x4d45\ngateway:\n  enabled: true\n",
 			[]string{"gateway.cloud.mark: 0x0 differs from policy.mark 0x4d45: the cloud leg would not be routed via the direct uplink"}},
-		{"policy unmarked", base + "  mark: 0\n",
+		{"policy unmarked", base + "  mark: 0\ngateway:\n  enabled: true\n",
 			[]string{"policy.mark: 0 while split-tunnel policy is enforced"}},
 		{"plan mode does not care", "relay:\n  mark: 0x1\n", nil},
 	}
