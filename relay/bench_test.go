@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
+
+	"github.com/mediaedge/mediaedge/internal/config"
 )
 
 // rawTransact sends m on c to server and returns the response with the
@@ -74,39 +76,45 @@ func rawChannel(tb testing.TB, r *testRelay, peer netip.AddrPort) *net.UDPConn {
 
 // BenchmarkChannelDataRoundTrip measures the relay's data path end to end
 // on loopback: client -> relay -> echo peer -> relay -> client, with up to
-// window datagrams in flight. allocs/op counts the whole process (relay,
-// peer and this client); the relay's share is zero.
+// window datagrams in flight, with and without coalescing (with it, a
+// window of one measures the coalesce window: the reply of the echo peer
+// arrives soon after the request, which starts coalescing). allocs/op
+// counts the whole process (relay, peer and this client); the relay's
+// share is zero.
 func BenchmarkChannelDataRoundTrip(b *testing.B) {
-	for _, size := range []int{160, 1200} {
-		for _, window := range []int{1, 32} {
-			b.Run(fmt.Sprintf("size=%d/window=%d", size, window), func(b *testing.B) {
-				cfg := baseConfig(b)
-				cfg.UDPShards = 1
-				r := startRelay(b, cfg)
-				peer := echoPeer(b, "udp4", "127.0.0.1:0")
-				c := rawChannel(b, r, peer.LocalAddr().(*net.UDPAddr).AddrPort())
-				out := make([]byte, 4+size)
-				binary.BigEndian.PutUint16(out[0:2], 0x4000)
-				binary.BigEndian.PutUint16(out[2:4], uint16(size))
-				in := make([]byte, 2048)
-				_ = c.SetReadDeadline(time.Now().Add(time.Minute))
-				b.SetBytes(int64(size))
-				b.ReportAllocs()
-				b.ResetTimer()
-				sent, recv := 0, 0
-				for recv < b.N {
-					for sent < b.N && sent-recv < window {
-						if _, err := c.WriteToUDPAddrPort(out, r.udp); err != nil {
-							b.Fatal(err)
+	for _, coalesce := range []time.Duration{0, 500 * time.Microsecond} {
+		for _, size := range []int{160, 1200} {
+			for _, window := range []int{1, 32} {
+				b.Run(fmt.Sprintf("coalesce=%dus/size=%d/window=%d", coalesce.Microseconds(), size, window), func(b *testing.B) {
+					cfg := baseConfig(b)
+					cfg.UDPShards = 1
+					cfg.Coalesce = config.Duration(coalesce)
+					r := startRelay(b, cfg)
+					peer := echoPeer(b, "udp4", "127.0.0.1:0")
+					c := rawChannel(b, r, peer.LocalAddr().(*net.UDPAddr).AddrPort())
+					out := make([]byte, 4+size)
+					binary.BigEndian.PutUint16(out[0:2], 0x4000)
+					binary.BigEndian.PutUint16(out[2:4], uint16(size))
+					in := make([]byte, 2048)
+					_ = c.SetReadDeadline(time.Now().Add(time.Minute))
+					b.SetBytes(int64(size))
+					b.ReportAllocs()
+					b.ResetTimer()
+					sent, recv := 0, 0
+					for recv < b.N {
+						for sent < b.N && sent-recv < window {
+							if _, err := c.WriteToUDPAddrPort(out, r.udp); err != nil {
+								b.Fatal(err)
+							}
+							sent++
 						}
-						sent++
+						if _, _, err := c.ReadFromUDPAddrPort(in); err != nil {
+							b.Fatalf("after %d of %d: %v", recv, b.N, err)
+						}
+						recv++
 					}
-					if _, _, err := c.ReadFromUDPAddrPort(in); err != nil {
-						b.Fatalf("after %d of %d: %v", recv, b.N, err)
-					}
-					recv++
-				}
-			})
+				})
+			}
 		}
 	}
 }

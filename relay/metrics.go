@@ -45,6 +45,8 @@ type dataStats struct {
 	batches [numDirs]atomic.Uint64
 	// wakeups counts worker rounds (a wake-up or a coalesced round).
 	wakeups atomic.Uint64
+	// gsoSegs counts datagrams sent as segments of UDP GSO messages.
+	gsoSegs atomic.Uint64
 	// throttled is the time TCP peer connections waited for a bandwidth
 	// cap, in nanoseconds.
 	throttled atomic.Uint64
@@ -128,6 +130,8 @@ var (
 		"Rounds of the data path workers: each is a wake-up or a coalesced round that serves every socket with data; packets_total / worker_rounds_total is the datagrams served per round.", nil, nil)
 	descThrottled = prometheus.NewDesc("mediaedge_relay_tcp_throttled_seconds_total",
 		"Time TCP peer connections (RFC 6062) were held back by a bandwidth cap: TCP cannot drop, so excess bytes wait.", nil, nil)
+	descGSO = prometheus.NewDesc("mediaedge_relay_gso_datagrams_total",
+		"Relayed datagrams sent as segments of UDP GSO messages (runs of equal-size datagrams to one destination sent in one pass through the stack).", nil, nil)
 	descBatches = prometheus.NewDesc("mediaedge_relay_read_batches_total",
 		"Batched reads (one recvmmsg each) on the data path, by direction of the data read; packets_total / read_batches_total is the average batch.", []string{"direction"}, nil)
 )
@@ -142,6 +146,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descBatches
 	ch <- descRounds
 	ch <- descThrottled
+	ch <- descGSO
 }
 
 func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
@@ -152,6 +157,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBatches, prometheus.CounterValue, float64(st.batches[d].Load()), dirNames[d])
 	}
 	ch <- prometheus.MustNewConstMetric(descRounds, prometheus.CounterValue, float64(st.wakeups.Load()))
+	ch <- prometheus.MustNewConstMetric(descGSO, prometheus.CounterValue, float64(st.gsoSegs.Load()))
 	ch <- prometheus.MustNewConstMetric(descThrottled, prometheus.CounterValue, float64(st.throttled.Load())/1e9)
 	for i := 0; i < numDrops; i++ {
 		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(st.drops[i].Load()), dropNames[i])

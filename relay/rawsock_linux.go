@@ -208,6 +208,9 @@ type mmsg struct {
 	// per send: the datagrams of message k are first[k] .. first[k]+segs[k]
 	first []int
 	segs  []int
+	// gsoSegs counts the datagrams built into GSO messages; the owner
+	// publishes and resets it.
+	gsoSegs uint64
 }
 
 // gsoSpace is the room of one UDP_SEGMENT control message (a uint16).
@@ -384,6 +387,7 @@ func (m *mmsg) build(v6 bool, bufs [][]byte, dst []netip.AddrPort, gso bool) int
 		h.SetIovlen(j - i)
 		h.Namelen = putSockaddr(&m.names[k], dst[i], v6)
 		if j-i > 1 {
+			m.gsoSegs += uint64(j - i)
 			c := m.ctrl[k*gsoSpace : (k+1)*gsoSpace]
 			binary.NativeEndian.PutUint16(c[unix.CmsgLen(0):], uint16(len(b)))
 			h.Control = &c[0]

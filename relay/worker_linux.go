@@ -455,6 +455,10 @@ func (w *worker) flush() {
 		w.srv.disableGSO()
 	}
 	w.used = 0
+	if w.sm.gsoSegs > 0 {
+		st.gsoSegs.Add(w.sm.gsoSegs)
+		w.sm.gsoSegs = 0
+	}
 	if failed > 0 {
 		st.drops[dropSendError].Add(uint64(failed))
 	}
