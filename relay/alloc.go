@@ -42,8 +42,7 @@ type alloc struct {
 
 	// read hint of the relay socket, owned by its worker: how many
 	// datagrams the next recvmmsg asks for (see worker.serveRelay)
-	rhint  uint8
-	rfulls uint8
+	rhint uint8
 
 	// counters, each direction
 	packets [numDirs]atomic.Uint64

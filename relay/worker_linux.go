@@ -340,12 +340,12 @@ func (w *worker) fromClient(sh *udpShard, i int) {
 // datagrams it read.
 //
 // recvmmsg only learns that a socket is empty by trying once more after the
-// last datagram, which costs nearly as much as reading one; most relay
+// last datagram, which costs a good part of reading one, and most relay
 // sockets hold one or two datagrams per round. So each socket asks for as
-// many as it got last time (its hint), and the hint grows when reads fill it
-// two rounds in a row. What a read leaves behind is reported again by the
-// level-triggered epoll set in the next round. A socket that fills whole
-// batches is read up to maxRounds times per round.
+// many as it gave last time (its hint); a read that fills the hint doubles
+// it for the next round, and what it left behind is reported again by the
+// level-triggered epoll set. A socket that fills whole batches is read up
+// to maxRounds times per round.
 func (w *worker) serveRelay(a *alloc, now int64) int {
 	total := 0
 	for round := 0; round < maxRounds; round++ {
@@ -355,7 +355,6 @@ func (w *worker) serveRelay(a *alloc, now int64) int {
 		end := base + h
 		k := w.rm.recv(&a.udp.sock, w.rbufs[base:end], w.ns[base:end], w.trunc[base:end], w.from[base:end])
 		if k == 0 {
-			a.rfulls = 0
 			return total
 		}
 		w.used += k
@@ -365,13 +364,11 @@ func (w *worker) serveRelay(a *alloc, now int64) int {
 			w.fromPeer(a, i, now)
 		}
 		if k < h {
-			a.rhint, a.rfulls = uint8(k), 0
+			a.rhint = uint8(k)
 			return total
 		}
 		if h < readBatch {
-			if a.rfulls++; a.rfulls >= 2 {
-				a.rhint, a.rfulls = uint8(min(2*h, readBatch)), 0
-			}
+			a.rhint = uint8(min(2*h, readBatch))
 			return total
 		}
 		w.full = true
