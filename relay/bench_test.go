@@ -50,7 +50,11 @@ func (reqTransportUDP) AddTo(m *stun.Message) error {
 // 0x4000 to peer, so that a benchmark can write ChannelData directly.
 func rawChannel(tb testing.TB, r *testRelay, peer netip.AddrPort) *net.UDPConn {
 	tb.Helper()
-	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	network, local := "udp4", "127.0.0.1:0"
+	if r.udp.Addr().Is6() {
+		network, local = "udp6", "[::1]:0"
+	}
+	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(local)))
 	if err != nil {
 		tb.Fatal(err)
 	}

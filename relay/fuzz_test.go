@@ -31,6 +31,7 @@ func stunSeeds(tb testing.TB) [][]byte {
 		stun.NewType(stun.MethodChannelBind, stun.ClassRequest),
 		stun.NewType(stun.MethodAllocate, stun.ClassRequest),
 		stun.NewType(stun.MethodRefresh, stun.ClassRequest),
+		stun.NewType(stun.MethodConnect, stun.ClassRequest),
 	} {
 		m, err := stun.Build(stun.TransactionID, t, stun.NewUsername(testUser), stun.NewRealm(testRealm),
 			stun.NewNonce("n"), channelNumber(0x4001), xorPeer{addr: netip.MustParseAddr("127.0.0.1"), port: 9},
@@ -103,5 +104,48 @@ func FuzzClientConnFraming(f *testing.F) {
 			}
 		}
 		t.Fatalf("no error after %d reads of a %d-byte stream", len(b)+10, len(b))
+	})
+}
+
+// FuzzListenerDatagram sends arbitrary datagrams to a running relay's UDP
+// listener from a client that has an allocation and channel 0x4000 bound:
+// the worker parses each (ChannelData header, STUN, anything else) and must
+// neither crash nor stop relaying.
+func FuzzListenerDatagram(f *testing.F) {
+	f.Add([]byte{0x40, 0x00, 0x00, 0x04, 'p', 'i', 'n', 'g'})
+	f.Add([]byte{0x40, 0x00, 0xff, 0xff, 'x'})
+	f.Add([]byte{0x7f, 0xff, 0x00, 0x00})
+	f.Add([]byte{0x80})
+	f.Add([]byte{})
+	for _, s := range stunSeeds(f) {
+		f.Add(s)
+	}
+	r := startRelay(f, baseConfig(f))
+	peer := echoPeer(f, "udp4", "127.0.0.1:0")
+	c := rawChannel(f, r, peer.LocalAddr().(*net.UDPAddr).AddrPort())
+	ping := []byte{0x40, 0x00, 0x00, 0x04, 'p', 'i', 'n', 'g'}
+	buf := make([]byte, 4096)
+	n := 0
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if _, err := c.WriteToUDPAddrPort(b, r.udp); err != nil {
+			t.Skip(err) // e.g. EMSGSIZE for an input larger than a datagram
+		}
+		if n++; n%64 != 0 {
+			return
+		}
+		// Now and then: the relay still relays.
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.WriteToUDPAddrPort(ping, r.udp); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			m, _, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				t.Fatalf("the relay stopped relaying: %v", err)
+			}
+			if bytes.Equal(buf[:m], ping) {
+				return
+			}
+		}
 	})
 }

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/mediaedge/mediaedge/internal/config"
 )
 
 // TestGSOGrouping checks how datagrams are grouped into UDP GSO messages:
@@ -69,10 +71,23 @@ func TestGSOGrouping(t *testing.T) {
 // intact and in order: runs of equal sizes leave the relay as UDP GSO
 // messages in both directions.
 func TestBurstIntegrity(t *testing.T) {
+	for _, family := range []string{"ipv4", "ipv6"} {
+		t.Run(family, func(t *testing.T) { burstIntegrity(t, family) })
+	}
+}
+
+func burstIntegrity(t *testing.T, family string) {
 	cfg := baseConfig(t)
 	cfg.UDPShards = 1
+	peerNet, peerAddr := "udp4", "127.0.0.1:0"
+	if family == "ipv6" {
+		cfg.Listeners = []ListenerConfig{{Transport: "udp", Addr: config.AddrPort{AddrPort: netip.MustParseAddrPort("[::1]:0")}}}
+		cfg.RelayIPv6 = "::1"
+		cfg.AllowedPeers = []config.Prefix{{Prefix: netip.MustParsePrefix("::1/128")}}
+		peerNet, peerAddr = "udp6", "[::1]:0"
+	}
 	r := startRelay(t, cfg)
-	peer := echoPeer(t, "udp4", "127.0.0.1:0")
+	peer := echoPeer(t, peerNet, peerAddr)
 	c := rawChannel(t, r, peer.LocalAddr().(*net.UDPAddr).AddrPort())
 	sizes := []int{160, 160, 160, 160, 1200, 1200, 1200, 80, 2000, 2000, 33, 160, 160}
 	const bursts = 20
