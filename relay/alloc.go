@@ -32,7 +32,7 @@ type alloc struct {
 	tcp       *tcpRelay  // TCP relay listener, nil for UDP
 
 	// route is where peer->client datagrams go; nil until pion reports the
-	// allocation created. Read lock-free by the poller.
+	// allocation created. Read lock-free by the worker.
 	route atomic.Pointer[route]
 	// table is the channel and permission snapshot; replaced, never
 	// modified, under mu.

@@ -152,7 +152,7 @@ func New(cfg Config, d component.Deps) (*Server, error) {
 // nanotime is the relay's monotonic clock for token buckets.
 func (s *Server) nanotime() int64 { return int64(time.Since(s.clock0)) }
 
-// Start binds the listeners, starts pion and the poller, and prints the
+// Start binds the listeners, starts pion and the workers, and prints the
 // trial user's credentials once. On failure it releases what it bound.
 func (s *Server) Start(ctx context.Context) error {
 	if !s.cfg.Enabled {
@@ -226,7 +226,7 @@ type relayStatus struct {
 }
 
 // Close stops the relay: pion and the listeners first (ending every
-// allocation, each with its accounting line), then the poller. It is
+// allocation, each with its accounting line), then the workers. It is
 // idempotent and bounded.
 func (s *Server) Close() error {
 	s.mu.Lock()
