@@ -1,7 +1,9 @@
 // Package sockopt sets the socket options mediaedge's packet sockets need:
 // explicit buffer sizes, SO_MARK for split-tunnel routing, SO_REUSEPORT for
-// sharded listeners. Options are applied in net.ListenConfig.Control, before
-// bind, so a mark or reuseport flag is in place for the very first packet.
+// sharded listeners. Options are applied before bind, so a mark or
+// reuseport flag is in place for the very first packet: in
+// net.ListenConfig.Control for Go sockets, with ApplyFD for raw file
+// descriptors (internal/udpbatch's data-path sockets).
 package sockopt
 
 import (
@@ -58,6 +60,14 @@ func (o Options) Control(network, address string, c syscall.RawConn) error {
 	}
 	return opErr
 }
+
+// ApplyFD applies o to the raw socket fd. The caller owns fd; ApplyFD
+// neither keeps nor closes it. Safe for concurrent use on distinct
+// descriptors. Outside Linux it sets nothing and fails only for a Mark.
+func (o Options) ApplyFD(fd int) error { return o.apply(fd) }
+
+// ReadFD returns the buffer sizes granted on the raw socket fd.
+func ReadFD(fd int) (Granted, error) { return read(fd) }
 
 // Read returns the buffer sizes granted on conn's socket.
 func Read(conn syscall.Conn) (Granted, error) {

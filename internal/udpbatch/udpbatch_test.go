@@ -134,3 +134,33 @@ func BenchmarkRoundTrip(b *testing.B) {
 		}
 	}
 }
+
+// TestWriteBatchOtherFamily: a datagram the socket's family cannot reach
+// ends the batch with ErrAddressFamily after the ones before it were sent.
+func TestWriteBatchOtherFamily(t *testing.T) {
+	a := listen(t, "udp4", "127.0.0.1:0")
+	b := listen(t, "udp4", "127.0.0.1:0")
+	to := mustAddrPort(t, b.LocalAddr().String())
+	out := []Message{
+		{Buf: []byte("one"), N: 3, Addr: to},
+		{Buf: []byte("two"), N: 3, Addr: mustAddrPort(t, "[2001:db8::1]:9")},
+		{Buf: []byte("three"), N: 5, Addr: to},
+	}
+	n, err := New(a, 4).WriteBatch(out)
+	if n != 1 || !errors.Is(err, ErrAddressFamily) {
+		t.Fatalf("WriteBatch = %d, %v; want 1, ErrAddressFamily", n, err)
+	}
+	in := []Message{{Buf: make([]byte, 100)}}
+	b.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if k, err := New(b, 1).ReadBatch(in); k != 1 || err != nil || string(in[0].Buf[:in[0].N]) != "one" {
+		t.Fatalf("ReadBatch = %d, %v, %q", k, err, in[0].Buf[:in[0].N])
+	}
+}
+
+// TestReadBatchEmptyBuffer: a read needs room for a datagram.
+func TestReadBatchEmptyBuffer(t *testing.T) {
+	c := New(listen(t, "udp4", "127.0.0.1:0"), 2)
+	if _, err := c.ReadBatch([]Message{{}}); err == nil {
+		t.Fatal("ReadBatch with an empty buffer succeeded")
+	}
+}

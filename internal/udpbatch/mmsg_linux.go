@@ -1,0 +1,47 @@
+package udpbatch
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// mmsghdr is struct mmsghdr from <sys/socket.h>; Go pads it as C does.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+}
+
+// The data path issues recvmmsg and sendmmsg as raw system calls, without
+// the scheduler's bookkeeping for calls that may block: with MSG_DONTWAIT
+// neither ever sleeps (a socket with nothing to read, or no room to send,
+// fails at once with EAGAIN), and the bookkeeping of a blocking call keeps
+// the runtime's monitor thread waking every 20 µs to retake the processor,
+// which costs more than a batch of small datagrams. Callers that want to
+// wait for a socket do it in an epoll set or in Go's netpoller.
+
+// recvmmsg reads up to n datagrams into hdrs without blocking; EINTR (a
+// signal arriving during the call) is retried.
+func recvmmsg(fd int, hdrs *mmsghdr, n int) (int, unix.Errno) {
+	for {
+		r, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(hdrs)),
+			uintptr(n), unix.MSG_DONTWAIT, 0, 0)
+		if errno != unix.EINTR {
+			return int(r), errno
+		}
+	}
+}
+
+// sendmmsg sends up to n messages of hdrs without blocking; EINTR is
+// retried. The kernel sends messages in order and stops at the first it
+// refuses: with some already sent it returns their number and drops the
+// error, which the next call, starting at the refused message, reports.
+func sendmmsg(fd int, hdrs *mmsghdr, n int) (int, unix.Errno) {
+	for {
+		r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(hdrs)),
+			uintptr(n), unix.MSG_DONTWAIT, 0, 0)
+		if errno != unix.EINTR {
+			return int(r), errno
+		}
+	}
+}

@@ -1,0 +1,140 @@
+package udpbatch
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"os"
+	"runtime"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/mediaedge/mediaedge/internal/sockopt"
+)
+
+// TestSendAllGSORefused: a socket without UDP checksums (SO_NO_CHECK)
+// cannot send UDP GSO messages; the kernel refuses them with EINVAL.
+// SendAll stops at the first such message and says where, and the rest
+// goes out one datagram per message.
+func TestSendAllGSORefused(t *testing.T) {
+	afd, _ := rawSock(t, "127.0.0.1:0", sockopt.Options{}, false)
+	bfd, bl := rawSock(t, "127.0.0.1:0", sockopt.Options{}, false)
+	if err := unix.SetsockoptInt(afd, unix.SOL_SOCKET, unix.SO_NO_CHECK, 1); err != nil {
+		t.Skipf("SO_NO_CHECK: %v", err)
+	}
+	sizes := []int{100, 160, 160, 160, 120}
+	sb := NewSendBatch(8)
+	add := func(from int, gso bool) {
+		sb.Reset(false, gso)
+		for i := from; i < len(sizes); i++ {
+			if err := sb.Add(datagram(i, sizes[i]), bl); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	add(0, true)
+	pos, err := sb.SendAll(afd, func(first, n int) { t.Errorf("datagrams %d+%d dropped", first, n) })
+	if pos != 1 || !GSORefused(err) || GSOUnsupported(err) {
+		t.Fatalf("SendAll = %d, %v; want to stop at position 1 with EINVAL", pos, err)
+	}
+	add(pos, false)
+	if pos, err := sb.SendAll(afd, func(first, n int) { t.Errorf("datagrams %d+%d dropped", first, n) }); pos != len(sizes)-1 || err != nil {
+		t.Fatalf("SendAll without GSO = %d, %v", pos, err)
+	}
+	got, _ := recvAll(t, NewRecvBatch(8), bfd, len(sizes), 2048)
+	for i, n := range sizes {
+		if !bytes.Equal(got[i], datagram(i, n)) {
+			t.Errorf("datagram %d: %d bytes, want %d as sent", i, len(got[i]), n)
+		}
+	}
+}
+
+// TestSendAllBufferFull: when the send buffer is full (EAGAIN), Send
+// stops and SendAll drops the rest of the batch rather than wait. The
+// buffer fills for real: in a network namespace of the test's own, a
+// token bucket on lo holds the datagrams, and the socket's send buffer
+// with them.
+func TestSendAllBufferFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CAP_SYS_ADMIN for a network namespace, CAP_NET_ADMIN for a qdisc)")
+	}
+	afd, dst := inThrottledNetns(t)
+	const count = 64
+	sb := NewSendBatch(count)
+	sb.Reset(false, false)
+	for i := 0; i < count; i++ {
+		if err := sb.Add(datagram(i, 1000), dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := sb.Send(afd, 0)
+	if err != unix.EAGAIN || n == 0 || n == count {
+		t.Fatalf("Send = %d, %v; want some sent, then EAGAIN", n, err)
+	}
+	// Everything from the first message that did not fit is dropped, in
+	// order, and reported once.
+	next := 0
+	pos, err := sb.SendAll(afd, func(first, k int) {
+		if first != next && next != 0 || k != 1 {
+			t.Errorf("dropped %d+%d after %d", first, k, next)
+		}
+		next = first + k
+	})
+	if pos != count || err != nil || next != count {
+		t.Fatalf("SendAll = %d, %v; last dropped %d", pos, err, next)
+	}
+}
+
+// inThrottledNetns opens a socket in a new network namespace whose lo
+// sends 8 kbit/s with a deep queue, and returns it with a destination on
+// lo. The namespace has no name and goes with the socket.
+func inThrottledNetns(t *testing.T) (int, netip.AddrPort) {
+	// The thread enters the new namespace and leaves it before it is
+	// unlocked; should it fail to leave, it stays locked and Go ends it
+	// with the test's goroutine.
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	ns, err := netns.New() // and switch this thread to it
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Skipf("new network namespace: %v", err)
+	}
+	defer func() {
+		ns.Close()
+		if err := netns.Set(orig); err != nil {
+			t.Errorf("returning to the original network namespace: %v", err)
+			return
+		}
+		runtime.UnlockOSThread()
+	}()
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		t.Fatal(err)
+	}
+	const rate = 1000 // bytes per second
+	q := &netlink.Tbf{
+		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: lo.Attrs().Index, Handle: netlink.MakeHandle(1, 0), Parent: netlink.HANDLE_ROOT},
+		Rate:       rate,
+		Limit:      10 << 20,
+		Buffer:     netlink.Xmittime(rate, 1600),
+	}
+	if err := netlink.QdiscAdd(q); err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP) {
+			t.Skipf("tbf qdisc: %v", err)
+		}
+		t.Fatal(err)
+	}
+	fd, _ := rawSock(t, "127.0.0.1:0", sockopt.Options{SendBuffer: 16 << 10}, false)
+	return fd, netip.MustParseAddrPort("127.0.0.1:9")
+}
