@@ -3,67 +3,91 @@ package relay
 import (
 	"bytes"
 	"encoding/binary"
-	"fmt"
 	"net"
 	"net/netip"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/mediaedge/mediaedge/internal/config"
+	"github.com/mediaedge/mediaedge/internal/udpbatch"
 )
 
-// TestGSOGrouping checks how datagrams are grouped into UDP GSO messages:
-// runs to one destination, of one size, where a shorter datagram may end
-// a run, within the kernel's segment and byte limits.
-func TestGSOGrouping(t *testing.T) {
-	a := netip.MustParseAddrPort("192.0.2.1:1000")
-	b := netip.MustParseAddrPort("192.0.2.2:1000")
-	sizes := func(n, size int) []int {
-		s := make([]int, n)
-		for i := range s {
-			s[i] = size
-		}
-		return s
+// TestSockSend checks the relay's send policy on a real socket: a
+// destination the kernel refuses (broadcast: EACCES) or of the other
+// family costs its own datagrams only; a GSO message the kernel refuses
+// (a socket without UDP checksums: EINVAL) goes out one datagram at a
+// time without turning GSO off; a closed socket sends nothing.
+func TestSockSend(t *testing.T) {
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer peer.Close()
+	to := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	bcast := netip.MustParseAddrPort("255.255.255.255:9")
+	v6 := netip.MustParseAddrPort("[2001:db8::1]:9")
 	for _, tc := range []struct {
-		name  string
-		sizes []int
-		dsts  []netip.AddrPort // one per datagram; nil: all to a
-		gso   bool
-		want  []int // datagrams per message
+		name    string
+		dsts    []netip.AddrPort
+		gso     bool
+		noCheck bool // SO_NO_CHECK: the kernel refuses GSO messages
+		failed  int
+		got     []int // datagrams the peer receives, by index
 	}{
-		{name: "one datagram", sizes: []int{160}, gso: true, want: []int{1}},
-		{name: "equal run", sizes: []int{160, 160, 160}, gso: true, want: []int{3}},
-		{name: "shorter ends a run", sizes: []int{160, 160, 100, 160}, gso: true, want: []int{3, 1}},
-		{name: "longer starts a new run", sizes: []int{100, 160, 160}, gso: true, want: []int{1, 2}},
-		{name: "destinations split runs", sizes: []int{160, 160, 160, 160}, dsts: []netip.AddrPort{a, a, b, a}, gso: true, want: []int{2, 1, 1}},
-		{name: "without gso", sizes: []int{160, 160}, gso: false, want: []int{1, 1}},
-		{name: "segment limit", sizes: sizes(70, 100), gso: true, want: []int{64, 6}},
-		{name: "byte limit", sizes: sizes(60, 1204), gso: true, want: []int{53, 7}},
-		{name: "empty datagram alone", sizes: []int{0, 160, 160}, gso: true, want: []int{1, 2}},
+		{name: "refused mid-batch", dsts: []netip.AddrPort{to, to, bcast, v6, to, to}, failed: 2, got: []int{0, 1, 4, 5}},
+		{name: "refused mid-batch with gso", dsts: []netip.AddrPort{to, to, bcast, bcast, v6, to, to}, gso: true, failed: 3, got: []int{0, 1, 5, 6}},
+		{name: "gso refused", dsts: []netip.AddrPort{to, to, to, to}, gso: true, noCheck: true, got: []int{0, 1, 2, 3}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := newMmsg(128)
-			bufs := make([][]byte, len(tc.sizes))
-			dsts := make([]netip.AddrPort, len(tc.sizes))
-			for i, n := range tc.sizes {
-				bufs[i] = make([]byte, n)
-				dsts[i] = a
-				if tc.dsts != nil {
-					dsts[i] = tc.dsts[i]
+			fd, err := openUDP(netip.MustParseAddrPort("127.0.0.1:0"), sockOpts{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := &sockFD{fd: fd}
+			defer s.close()
+			if tc.noCheck {
+				if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_NO_CHECK, 1); err != nil {
+					t.Skipf("SO_NO_CHECK: %v", err)
 				}
 			}
-			k := m.build(false, bufs, dsts, tc.gso)
-			if fmt.Sprint(m.segs[:k]) != fmt.Sprint(tc.want) {
-				t.Fatalf("messages = %v, want %v", m.segs[:k], tc.want)
+			bufs := make([][]byte, len(tc.dsts))
+			for i := range bufs {
+				bufs[i] = bytes.Repeat([]byte{byte(i)}, 160)
 			}
-			for i := 0; i < k; i++ {
-				if got := m.hdrs[i].hdr.Controllen != 0; got != (m.segs[i] > 1) {
-					t.Errorf("message %d: control message %v with %d segments", i, got, m.segs[i])
+			sb := udpbatch.NewSendBatch(readBatch)
+			failed, broken := s.send(sb, false, bufs, tc.dsts, tc.gso)
+			if failed != tc.failed || broken {
+				t.Errorf("send = %d failed, GSO broken %v; want %d, false", failed, broken, tc.failed)
+			}
+			_ = peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+			buf := make([]byte, 2048)
+			for _, i := range tc.got {
+				n, err := peer.Read(buf)
+				if err != nil {
+					t.Fatalf("waiting for datagram %d: %v", i, err)
+				}
+				if !bytes.Equal(buf[:n], bufs[i]) {
+					t.Fatalf("received % x..., want datagram %d", buf[:1], i)
 				}
 			}
 		})
 	}
+	t.Run("closed socket", func(t *testing.T) {
+		fd, err := openUDP(netip.MustParseAddrPort("127.0.0.1:0"), sockOpts{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &sockFD{fd: fd}
+		s.close()
+		if failed, _ := s.send(udpbatch.NewSendBatch(1), false, [][]byte{{1}, {2}}, []netip.AddrPort{to, to}, false); failed != 2 {
+			t.Errorf("send on a closed socket: %d failed, want 2", failed)
+		}
+		if k := s.recv(udpbatch.NewRecvBatch(1), [][]byte{make([]byte, 10)}, make([]int, 1), make([]bool, 1), make([]netip.AddrPort, 1)); k != 0 {
+			t.Errorf("recv on a closed socket: %d", k)
+		}
+	})
 }
 
 // TestBurstIntegrity sends bursts of ChannelData of mixed sizes through

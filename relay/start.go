@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mediaedge/mediaedge/internal/sockopt"
+	"github.com/mediaedge/mediaedge/internal/udpbatch"
 )
 
 // start does the work of Start; the caller cleans up on error.
@@ -104,7 +105,7 @@ func (s *Server) start(ctx context.Context) error {
 		return fmt.Errorf("relay: starting pion/turn: %w", err)
 	}
 	s.turn = ts
-	s.gso.Store(gsoSupported())
+	s.gso.Store(udpbatch.GSOSupported())
 	s.metrics.ioMode.WithLabelValues(s.ioMode()).Set(1)
 	s.log.Info("TURN relay listening", "listeners", len(cfg.Listeners), "udp_shards", shards,
 		"relay_ipv4", addrOrNone(s.adv[0]), "relay_ipv6", addrOrNone(s.adv[1]), "ports", cfg.Ports.String(),
@@ -121,17 +122,19 @@ func (s *Server) listenUDP(addr netip.AddrPort, shards int, lo sockopt.Options) 
 		if i > 0 {
 			bindAddr = g.addr // the port the first shard got (port 0 in tests)
 		}
-		fd, err := openListener(bindAddr, lo)
+		// One family per listener, like relay sockets: IPV6_V6ONLY.
+		fd, err := udpbatch.Open(bindAddr, lo, false)
 		if err != nil {
 			g.close()
 			return nil, fmt.Errorf("relay: listening on udp %s: %w", bindAddr, err)
 		}
 		if i == 0 {
-			if g.addr, err = localAddr(fd); err != nil {
+			if g.addr, err = udpbatch.LocalAddr(fd); err != nil {
 				unix.Close(fd)
 				return nil, err
 			}
-			rcv, snd := grantedBuffers(fd)
+			gr, _ := sockopt.ReadFD(fd)
+			rcv, snd := gr.RecvBuffer, gr.SendBuffer
 			s.metrics.buffers.WithLabelValues("listener", "recv").Set(float64(rcv))
 			s.metrics.buffers.WithLabelValues("listener", "send").Set(float64(snd))
 			if rcv < int(s.cfg.Sockets.ListenerBuffer) {

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/mediaedge/mediaedge/internal/udpbatch"
 )
 
 // udpGroup is one configured UDP listener: SO_REUSEPORT shards bound to the
@@ -39,11 +41,11 @@ type udpShard struct {
 	q pktQueue // STUN messages for pion
 
 	wmu sync.Mutex // serialises the send scratch
-	wm  *mmsg
+	wm  *udpbatch.SendBatch
 }
 
 func newUDPShard(g *udpGroup, fd int) *udpShard {
-	s := &udpShard{g: g, sock: sockFD{fd: fd}, wm: newMmsg(1)}
+	s := &udpShard{g: g, sock: sockFD{fd: fd}, wm: udpbatch.NewSendBatch(1)}
 	s.q.init()
 	return s
 }
@@ -77,7 +79,7 @@ func (s *udpShard) replier(c netip.AddrPort) func([]byte) error {
 func (s *udpShard) send(b []byte, dst netip.AddrPort) error {
 	bufs, dsts := [1][]byte{b}, [1]netip.AddrPort{dst}
 	s.wmu.Lock()
-	failed, _ := s.wm.send(&s.sock, s.g.v6, bufs[:], dsts[:], false)
+	failed, _ := s.sock.send(s.wm, s.g.v6, bufs[:], dsts[:], false)
 	s.wmu.Unlock()
 	if failed != 0 {
 		s.g.srv.stats.drops[dropSendError].Add(1)
@@ -153,7 +155,7 @@ func (q *sendQueue) add(a *alloc, b []byte, dst netip.AddrPort) {
 
 // flush sends everything queued, in order per relay socket, with m, and
 // returns how many datagrams the kernel refused and whether GSO failed.
-func (q *sendQueue) flush(m *mmsg, gso bool) (failed int, gsoBroken bool) {
+func (q *sendQueue) flush(m *udpbatch.SendBatch, gso bool) (failed int, gsoBroken bool) {
 	n := len(q.allocs)
 	clear(q.done[:n])
 	for i := 0; i < n; i++ {
@@ -169,7 +171,7 @@ func (q *sendQueue) flush(m *mmsg, gso bool) (failed int, gsoBroken bool) {
 				q.done[j] = true
 			}
 		}
-		f, b := m.send(&a.udp.sock, a.v6, q.gb, q.gd, gso)
+		f, b := a.udp.sock.send(m, a.v6, q.gb, q.gd, gso)
 		failed += f
 		gsoBroken = gsoBroken || b
 	}

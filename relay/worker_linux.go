@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mediaedge/mediaedge/internal/udpbatch"
 )
 
 // worker runs one shard of the data path: shard id of every UDP listener
@@ -41,7 +43,8 @@ type worker struct {
 	trunc    []bool
 	from     []netip.AddrPort
 	used     int
-	rm, sm   *mmsg
+	rm       *udpbatch.RecvBatch
+	sm       *udpbatch.SendBatch
 	toPeer   sendQueue
 	toClient []clientOut // by group index
 	pkts     [numDirs]uint64
@@ -97,8 +100,8 @@ func newWorker(srv *Server, id int, groups []*udpGroup) (*worker, error) {
 		ns:       make([]int, arenaSize),
 		trunc:    make([]bool, arenaSize),
 		from:     make([]netip.AddrPort, arenaSize),
-		rm:       newMmsg(readBatch),
-		sm:       newMmsg(readBatch),
+		rm:       udpbatch.NewRecvBatch(readBatch),
+		sm:       udpbatch.NewSendBatch(readBatch),
 		toClient: make([]clientOut, len(groups)),
 	}
 	w.pollFn = w.poll
@@ -242,7 +245,7 @@ func (w *worker) serveListener(gi int) int {
 		w.room()
 		base := w.used
 		end := base + readBatch
-		k := w.rm.recv(&sh.sock, w.bufs[base:end], w.ns[base:end], w.trunc[base:end], w.from[base:end])
+		k := sh.sock.recv(w.rm, w.bufs[base:end], w.ns[base:end], w.trunc[base:end], w.from[base:end])
 		if k == 0 {
 			return total
 		}
@@ -353,7 +356,7 @@ func (w *worker) serveRelay(a *alloc, now int64) int {
 		h := max(int(a.rhint), 1)
 		base := w.used
 		end := base + h
-		k := w.rm.recv(&a.udp.sock, w.rbufs[base:end], w.ns[base:end], w.trunc[base:end], w.from[base:end])
+		k := a.udp.sock.recv(w.rm, w.rbufs[base:end], w.ns[base:end], w.trunc[base:end], w.from[base:end])
 		if k == 0 {
 			return total
 		}
@@ -442,7 +445,7 @@ func (w *worker) flush() {
 		if len(o.bufs) == 0 {
 			continue
 		}
-		f, b := w.sm.send(&w.lis[gi].sock, w.lis[gi].g.v6, o.bufs, o.dsts, gso)
+		f, b := w.lis[gi].sock.send(w.sm, w.lis[gi].g.v6, o.bufs, o.dsts, gso)
 		failed += f
 		broken = broken || b
 		clear(o.bufs)
@@ -452,9 +455,8 @@ func (w *worker) flush() {
 		w.srv.disableGSO()
 	}
 	w.used = 0
-	if w.sm.gsoSegs > 0 {
-		st.gsoSegs.Add(w.sm.gsoSegs)
-		w.sm.gsoSegs = 0
+	if _, segs := w.sm.TakeGSOCounts(); segs > 0 {
+		st.gsoSegs.Add(segs)
 	}
 	if failed > 0 {
 		st.drops[dropSendError].Add(uint64(failed))
