@@ -124,7 +124,6 @@ func (s *sockFD) send(sb *udpbatch.SendBatch, v6 bool, bufs [][]byte, dst []neti
 	dropped := func(_, n int) { failed += n }
 	for i := 0; i < len(bufs); {
 		sb.Reset(v6, gso)
-		start := i
 		for ; i < len(bufs); i++ {
 			if err := sb.Add(bufs[i], dst[i]); err == udpbatch.ErrBatchFull {
 				break
@@ -132,13 +131,12 @@ func (s *sockFD) send(sb *udpbatch.SendBatch, v6 bool, bufs [][]byte, dst []neti
 				failed++
 			}
 		}
-		if pos, err := sb.SendAll(s.fd, dropped); err != nil {
-			// A GSO message refused as such: EIO, the device cannot do
-			// the checksums GSO needs (GSO goes off for good); EINVAL, a
-			// segment larger than the path MTU (this run only). Send the
-			// rest of this batch one datagram per message.
+		// A GSO message the kernel refuses as such went out one datagram
+		// at a time. EIO (the device cannot do the checksums GSO needs)
+		// turns GSO off for good; EINVAL (a segment larger than the path
+		// MTU) concerns this run only.
+		if err := sb.SendAll(s.fd, dropped); err != nil {
 			gsoBroken = gsoBroken || udpbatch.GSOUnsupported(err)
-			i, gso = start+pos, false
 		}
 	}
 	sb.Reset(v6, false) // keep no datagram reachable

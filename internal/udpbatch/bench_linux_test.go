@@ -49,7 +49,7 @@ func BenchmarkSendAll(b *testing.B) {
 					for range k {
 						_ = sb.Add(p, dst)
 					}
-					if _, err := sb.SendAll(fd, func(_, n int) { dropped += n }); err != nil {
+					if err := sb.SendAll(fd, func(_, n int) { dropped += n }); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -125,12 +125,15 @@ func TestGrouping(t *testing.T) {
 // of the messages built: consecutive positions, one destination, equal
 // segments but for a shorter last one, the kernel's limits, a
 // UDP_SEGMENT control message exactly on messages of several datagrams,
-// and no run cut short without a reason.
+// and no run cut short without a reason. Then it ungroups the batch from
+// a message on, as SendAll does when the kernel refuses GSO, and checks
+// that every datagram from there is a message of its own, in order, with
+// its buffer and destination.
 func FuzzGrouping(f *testing.F) {
-	f.Add([]byte{0x10, 0x10, 0x10, 0x08, 0x90}, true, false)
-	f.Add([]byte{0, 0, 0x10, 0x10}, true, true)
-	f.Add([]byte{0xff, 0xff, 0xff, 0xc0, 0x40}, false, true)
-	f.Fuzz(func(t *testing.T, in []byte, gso, v6 bool) {
+	f.Add([]byte{0x10, 0x10, 0x10, 0x08, 0x90}, true, false, uint8(1))
+	f.Add([]byte{0, 0, 0x10, 0x10}, true, true, uint8(0))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xc0, 0x40}, false, true, uint8(2))
+	f.Fuzz(func(t *testing.T, in []byte, gso, v6 bool, cut uint8) {
 		dsts := []netip.AddrPort{
 			netip.MustParseAddrPort("192.0.2.1:1000"),
 			netip.MustParseAddrPort("192.0.2.2:1000"),
@@ -142,15 +145,18 @@ func FuzzGrouping(f *testing.F) {
 		var sizes []int
 		var to []netip.AddrPort
 		var ok []bool
+		var bufs [][]byte
 		for _, c := range in {
 			// The low 6 bits pick a size (×40, up to 2520 bytes: runs
 			// reach the byte limit), the top 2 a destination.
 			n, d := int(c&0x3f)*40, dsts[c>>6]
-			err := sb.Add(make([]byte, n), d)
+			p := make([]byte, n)
+			err := sb.Add(p, d)
 			if err == ErrBatchFull {
 				break
 			}
 			sizes, to, ok = append(sizes, n), append(to, d), append(ok, err == nil)
+			bufs = append(bufs, p)
 			if want := d.IsValid() && (v6 || d.Addr().Is4()); (err == nil) != want {
 				t.Fatalf("Add(%s) on v6=%v: %v", d, v6, err)
 			}
@@ -190,6 +196,43 @@ func FuzzGrouping(f *testing.F) {
 		for ; next < len(ok); next++ {
 			if ok[next] {
 				t.Fatalf("datagram %d added but in no message", next)
+			}
+		}
+
+		k := int(cut) % (sb.Len() + 1)
+		before := batchShape(sb)
+		var kept [][2]int // messages before k
+		var rest []int    // positions of the datagrams of messages k and later
+		for m := 0; m < sb.Len(); m++ {
+			if m < k {
+				kept = append(kept, [2]int{sb.First(m), sb.Segments(m)})
+				continue
+			}
+			for i := 0; i < sb.Segments(m); i++ {
+				rest = append(rest, sb.First(m)+i)
+			}
+		}
+		sb.ungroup(k)
+		for m, want := range kept {
+			if got := [2]int{sb.First(m), sb.Segments(m)}; got != want {
+				t.Fatalf("ungroup(%d) of %s changed message %d to %v", k, before, m, got)
+			}
+		}
+		if sb.Len() != k+len(rest) {
+			t.Fatalf("ungroup(%d) of %s: %d messages, want %d", k, before, sb.Len(), k+len(rest))
+		}
+		for j, pos := range rest {
+			m := k + j
+			h := &sb.hdrs[m].hdr
+			iov := unsafe.Slice(h.Iov, h.Iovlen)
+			if sb.First(m) != pos || sb.Segments(m) != 1 || len(iov) != 1 || h.Control != nil {
+				t.Fatalf("ungroup(%d) of %s: message %d is %d+%d with %d iovecs", k, before, m, sb.First(m), sb.Segments(m), len(iov))
+			}
+			if iov[0].Base != unsafe.SliceData(bufs[pos]) || int(iov[0].Len) != len(bufs[pos]) {
+				t.Fatalf("ungroup(%d) of %s: message %d does not carry datagram %d", k, before, m, pos)
+			}
+			if got := parseSockaddr(&sb.names[m]); got != netip.AddrPortFrom(to[pos].Addr().Unmap(), to[pos].Port()) {
+				t.Fatalf("ungroup(%d) of %s: message %d goes to %s, want %s", k, before, m, got, to[pos])
 			}
 		}
 	})

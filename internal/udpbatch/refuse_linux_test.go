@@ -17,37 +17,38 @@ import (
 
 // TestSendAllGSORefused: a socket without UDP checksums (SO_NO_CHECK)
 // cannot send UDP GSO messages; the kernel refuses them with EINVAL.
-// SendAll stops at the first such message and says where, and the rest
-// goes out one datagram per message.
+// SendAll sends the refused message and the later ones one datagram per
+// message, in order, and reports the error.
 func TestSendAllGSORefused(t *testing.T) {
 	afd, _ := rawSock(t, "127.0.0.1:0", sockopt.Options{}, false)
 	bfd, bl := rawSock(t, "127.0.0.1:0", sockopt.Options{}, false)
 	if err := unix.SetsockoptInt(afd, unix.SOL_SOCKET, unix.SO_NO_CHECK, 1); err != nil {
 		t.Skipf("SO_NO_CHECK: %v", err)
 	}
-	sizes := []int{100, 160, 160, 160, 120}
+	sizes := []int{100, 160, 160, 160, 120, 120, 200, 80}
+	dsts := []netip.AddrPort{bl, bl, bl, bl, bl, {}, bl, bl}
 	sb := NewSendBatch(8)
-	add := func(from int, gso bool) {
-		sb.Reset(false, gso)
-		for i := from; i < len(sizes); i++ {
-			if err := sb.Add(datagram(i, sizes[i]), bl); err != nil {
-				t.Fatal(err)
-			}
+	sb.Reset(false, true)
+	for i, d := range dsts {
+		if err := sb.Add(datagram(i, sizes[i]), d); (err == nil) != d.IsValid() {
+			t.Fatalf("Add %d: %v", i, err)
 		}
 	}
-	add(0, true)
-	pos, err := sb.SendAll(afd, func(first, n int) { t.Errorf("datagrams %d+%d dropped", first, n) })
-	if pos != 1 || !GSORefused(err) || GSOUnsupported(err) {
-		t.Fatalf("SendAll = %d, %v; want to stop at position 1 with EINVAL", pos, err)
+	if got := batchShape(sb); got != "[0+1 1+4 6+2]" {
+		t.Fatalf("messages %s", got)
 	}
-	add(pos, false)
-	if pos, err := sb.SendAll(afd, func(first, n int) { t.Errorf("datagrams %d+%d dropped", first, n) }); pos != len(sizes)-1 || err != nil {
-		t.Fatalf("SendAll without GSO = %d, %v", pos, err)
+	err := sb.SendAll(afd, func(first, n int) { t.Errorf("datagrams %d+%d dropped", first, n) })
+	if !GSORefused(err) || GSOUnsupported(err) {
+		t.Fatalf("SendAll: %v, want EINVAL", err)
 	}
+	if got := batchShape(sb); got != "[0+1 1+1 2+1 3+1 4+1 6+1 7+1]" {
+		t.Errorf("messages after the refusal %s", got)
+	}
+	sizes = append(sizes[:5], sizes[6:]...) // the datagram without destination
 	got, _ := recvAll(t, NewRecvBatch(8), bfd, len(sizes), 2048)
 	for i, n := range sizes {
-		if !bytes.Equal(got[i], datagram(i, n)) {
-			t.Errorf("datagram %d: %d bytes, want %d as sent", i, len(got[i]), n)
+		if j := i + i/5; !bytes.Equal(got[i], datagram(j, n)) {
+			t.Errorf("datagram %d: %d bytes, want datagram %d as sent", i, len(got[i]), j)
 		}
 	}
 }
@@ -77,14 +78,14 @@ func TestSendAllBufferFull(t *testing.T) {
 	// Everything from the first message that did not fit is dropped, in
 	// order, and reported once.
 	next := 0
-	pos, err := sb.SendAll(afd, func(first, k int) {
+	err = sb.SendAll(afd, func(first, k int) {
 		if first != next && next != 0 || k != 1 {
 			t.Errorf("dropped %d+%d after %d", first, k, next)
 		}
 		next = first + k
 	})
-	if pos != count || err != nil || next != count {
-		t.Fatalf("SendAll = %d, %v; last dropped %d", pos, err, next)
+	if err != nil || next != count {
+		t.Fatalf("SendAll: %v; last dropped %d", err, next)
 	}
 }
 

@@ -197,13 +197,14 @@ func (b *SendBatch) Send(fd, from int) (int, error) {
 // destination (EPERM from a firewall rule, ENETUNREACH) is skipped and the
 // rest sent; when the send buffer is full (EAGAIN) the rest of the batch
 // is dropped rather than waited for: media is better lost than late.
-// dropped is called for each message lost, with the position of its
-// first datagram and their number. A UDP GSO message the kernel refuses as such
-// (GSORefused) ends the call: SendAll returns the position of that
-// message's first datagram and the error, and the caller sends the
-// datagrams from there on without GSO (Reset with gso unset and Add them
-// again). Otherwise it returns Positions() and nil.
-func (b *SendBatch) SendAll(fd int, dropped func(first, n int)) (int, error) {
+// dropped is called for each message lost, with the position of its first
+// datagram and their number. When the kernel refuses a UDP GSO message as
+// such (GSORefused), that message and every later one go out one datagram
+// per message instead, and SendAll returns the kernel's error so that the
+// caller can decide whether to keep grouping (see GSOUnsupported);
+// otherwise it returns nil.
+func (b *SendBatch) SendAll(fd int, dropped func(first, n int)) error {
+	var gsoErr error
 	for from := 0; from < b.msgs; {
 		n, err := b.Send(fd, from)
 		from += n
@@ -214,13 +215,43 @@ func (b *SendBatch) SendAll(fd int, dropped func(first, n int)) (int, error) {
 				dropped(b.first[from], b.segs[from])
 			}
 		case b.segs[from] > 1 && GSORefused(err):
-			return b.first[from], err
+			b.ungroup(from)
+			if gsoErr == nil {
+				gsoErr = err
+			}
 		default:
 			dropped(b.first[from], b.segs[from])
 			from++
 		}
 	}
-	return b.pos, nil
+	return gsoErr
+}
+
+// ungroup rebuilds messages k and later as one message per datagram. It
+// writes from the last message down: the new index of a datagram is never
+// below its old message's, so no message is overwritten before it is read.
+func (b *SendBatch) ungroup(k int) {
+	before := 0 // datagrams (iovecs) of messages 0..k-1
+	for m := 0; m < k; m++ {
+		before += b.segs[m]
+	}
+	j, iv := k+b.iov-before, b.iov
+	for m := b.msgs - 1; m >= k; m-- {
+		name, namelen := b.names[m], b.hdrs[m].hdr.Namelen
+		first := b.first[m]
+		for s := b.segs[m] - 1; s >= 0; s-- {
+			j, iv = j-1, iv-1
+			h := &b.hdrs[j].hdr
+			b.names[j], h.Namelen = name, namelen
+			h.Iov = &b.iovs[iv]
+			h.SetIovlen(1)
+			h.Control = nil
+			h.SetControllen(0)
+			b.first[j], b.segs[j] = first+s, 1
+		}
+	}
+	b.msgs = k + b.iov - before
+	b.open = false
 }
 
 // TakeGSOCounts returns the UDP GSO messages sent since the last call and
