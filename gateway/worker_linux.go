@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mediaedge/mediaedge/internal/sockopt"
+	"github.com/mediaedge/mediaedge/internal/udpbatch"
 )
 
 // workerSys is the Linux side of a worker: an epoll set over raw
@@ -35,9 +36,13 @@ type workerSys struct {
 	// goroutine).
 	socks  []*sock
 	events []unix.EpollEvent
-	rx     mmsgBatch
-	tx     sendBatch
+	rx     *udpbatch.RecvBatch
+	tx     *udpbatch.SendBatch
 	bufs   [][]byte
+	// rbufs are views of bufs that offer maxPacket+1 bytes to the
+	// kernel: a datagram longer than maxPacket reads as maxPacket+1
+	// bytes (truncated) and is dropped as malformed.
+	rbufs [][]byte
 	// pending sends of the current batch
 	out []pending
 	// per round (owned by the worker goroutine)
@@ -46,7 +51,8 @@ type workerSys struct {
 	full     bool  // a socket returned a full batch this round
 	// coalescing: the last round slept for the coalesce window
 	coalescing bool
-	// gsoOff: the kernel refused UDP GSO once; send datagram by datagram
+	// gsoOff: the kernel lacks UDP GSO or refused it once; send datagram
+	// by datagram
 	gsoOff  bool
 	stopped bool
 }
@@ -97,11 +103,15 @@ func (s *workerSys) open(batch int) error {
 	}
 	s.epfd, s.evfd, s.rc = epfd, evfd, rc
 	s.events = make([]unix.EpollEvent, 256)
-	s.rx, s.tx = newMmsgBatch(batch), newSendBatch(batch)
-	s.bufs = make([][]byte, batch)
+	s.rx, s.tx = udpbatch.NewRecvBatch(batch), udpbatch.NewSendBatch(batch)
+	s.bufs, s.rbufs = make([][]byte, batch), make([][]byte, batch)
 	for i := range s.bufs {
 		s.bufs[i] = make([]byte, bufSize)
+		s.rbufs[i] = s.bufs[i][:maxPacket+1]
 	}
+	// A kernel without UDP GSO (before Linux 4.18) would ignore the
+	// segment size and send a run as one long datagram.
+	s.gsoOff = !udpbatch.GSOSupported()
 	s.out = make([]pending, 0, batch)
 	return nil
 }
@@ -276,7 +286,7 @@ func (w *worker) serve(so *sock) int {
 	batch := min(w.cfg.Batch, len(s.bufs))
 	total := 0
 	for round := 0; round < maxRounds; round++ {
-		k, err := s.rx.recv(so.fd, s.bufs[:batch])
+		k, err := s.rx.Recv(so.fd, s.rbufs[:batch])
 		if err != nil || k == 0 {
 			// EAGAIN: drained. Other errors (ECONNREFUSED from an ICMP
 			// error queued on the socket) are consumed by the call.
@@ -285,8 +295,8 @@ func (w *worker) serve(so *sock) int {
 		total += k
 		w.stats.batches.Add(1)
 		for i := 0; i < k; i++ {
-			n := s.rx.length(i)
-			src := s.rx.addr(i)
+			n := s.rx.Size(i)
+			src := s.rx.Addr(i)
 			out, o, dst, m := w.handle(so, src, s.bufs[i], n)
 			if out != nil {
 				s.out = append(s.out, pending{s: out, leg: o, dst: dst, buf: i, n: m})
@@ -320,51 +330,42 @@ func (w *worker) flush() {
 func (w *worker) sendRun(run []pending) {
 	s := &w.sys
 	so := run[0].s
-	tx := &s.tx
+	tx := s.tx
 	for len(run) > 0 {
-		nm, used := tx.build(run, s.bufs, so.v6, !s.gsoOff, func(p *pending) { w.sendFailed(so, p.leg, 1) })
-		for from := 0; from < nm; {
-			sent, err := tx.send(so.fd, from, nm)
-			for i := from; i < from+sent; i++ {
-				if k := tx.count[i]; k > 1 {
-					w.stats.gsoSends.Add(1)
-					w.stats.gsoSegments.Add(uint64(k))
-				}
-			}
-			from += sent
-			if from >= nm {
+		tx.Reset(so.v6, !s.gsoOff)
+		used := 0
+		for ; used < len(run); used++ {
+			p := &run[used]
+			if err := tx.Add(s.bufs[p.buf][:p.n], p.dst); err == udpbatch.ErrBatchFull {
 				break
-			}
-			if tx.count[from] > 1 && gsoRefused(err) {
-				// The kernel or the route's device cannot do UDP GSO:
-				// stop using it and send these packets one by one.
-				s.gsoOff = true
-				w.stats.gsoOff.Store(true)
-				w.g.log.Warn("UDP GSO refused; sending one datagram per packet", "worker", w.id, "err", err)
-				rest := run[tx.first[from]:used]
-				tx.release()
-				w.sendRun(rest)
-				nm = from
-				break
-			}
-			fail := nm
-			if !errors.Is(err, unix.EAGAIN) {
-				// The kernel refused this one message (EPERM from a
-				// firewall rule, ENETUNREACH): skip it, send the rest.
-				fail = from + 1
-			}
-			// EAGAIN, the send buffer is full: drop the rest of the run
-			// rather than stall every other session of the worker. UDP
-			// media is better lost than late.
-			for ; from < fail; from++ {
-				for i := tx.first[from]; i < tx.first[from]+tx.count[from]; i++ {
-					w.sendFailed(so, run[i].leg, 1)
-				}
+			} else if err != nil {
+				// An IPv6 destination on an IPv4 socket.
+				w.sendFailed(so, p.leg, 1)
 			}
 		}
-		tx.release()
+		// A message the kernel refuses (EPERM from a firewall rule,
+		// ENETUNREACH) is skipped; when the send buffer is full (EAGAIN)
+		// the rest is dropped rather than stall every other session of
+		// the worker: UDP media is better lost than late.
+		err := tx.SendAll(so.fd, func(first, n int) {
+			for _, p := range run[first : first+n] {
+				w.sendFailed(so, p.leg, 1)
+			}
+		})
+		if err != nil {
+			// The kernel or the route's device refused a UDP GSO message
+			// (SendAll sent its packets one per datagram): stop using it.
+			s.gsoOff = true
+			w.stats.gsoOff.Store(true)
+			w.g.log.Warn("UDP GSO refused; sending one datagram per packet", "worker", w.id, "err", err)
+		}
+		if msgs, segs := tx.TakeGSOCounts(); msgs > 0 {
+			w.stats.gsoSends.Add(msgs)
+			w.stats.gsoSegments.Add(segs)
+		}
 		run = run[used:]
 	}
+	tx.Reset(so.v6, false) // keep no packet buffer reachable
 }
 
 func (w *worker) sendFailed(so *sock, l *leg, k int) {
@@ -386,7 +387,7 @@ func (w *worker) applySockOpts(id legID, lc *LegConfig, clearMark bool) int {
 		if so == nil || so.leg != id {
 			continue
 		}
-		if err := opts.Control("udp", so.local.String(), rawFD(so.fd)); err != nil {
+		if err := opts.ApplyFD(so.fd); err != nil {
 			failed++
 		}
 		if lc.Mark == 0 && clearMark {

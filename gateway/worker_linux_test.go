@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 
 	"github.com/mediaedge/mediaedge/internal/component"
 )
@@ -66,5 +67,65 @@ func TestSendRunGSO(t *testing.T) {
 	}
 	if s, seg := w.stats.gsoSends.Load(), w.stats.gsoSegments.Load(); s != 1 || seg != 4 {
 		t.Errorf("GSO messages %d with %d segments, want 1 with 4", s, seg)
+	}
+}
+
+// TestSendRunRefused: a packet the kernel refuses (the broadcast address
+// without SO_BROADCAST: EACCES) or whose destination the socket's family
+// cannot reach counts as a send error of its own leg only, and the
+// packets around it still go; a socket whose GSO messages the kernel
+// refuses (no UDP checksums: EINVAL) turns GSO off and delivers the run
+// one datagram at a time.
+func TestSendRunRefused(t *testing.T) {
+	for _, noCheck := range []bool{false, true} {
+		t.Run(fmt.Sprintf("gso_refused=%v", noCheck), func(t *testing.T) {
+			cfg := testConfig()
+			g, err := New(cfg, component.Deps{Registry: prometheus.NewRegistry()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := newWorker(g, 0)
+			if err := w.sys.open(32); err != nil {
+				t.Fatal(err)
+			}
+			defer w.sys.close()
+			so, err := openSock(netip.MustParseAddr("127.0.0.1"), 0, &cfg.Cloud)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeFD(so.fd)
+			if noCheck {
+				if err := unix.SetsockoptInt(so.fd, unix.SOL_SOCKET, unix.SO_NO_CHECK, 1); err != nil {
+					t.Skipf("SO_NO_CHECK: %v", err)
+				}
+			}
+			p := newPeer(t)
+			to := netip.MustParseAddrPort(p.addr())
+			bcast := netip.MustParseAddrPort("255.255.255.255:9")
+			v6 := netip.MustParseAddrPort("[2001:db8::1]:9")
+			legs := make([]leg, 4)
+			dsts := []netip.AddrPort{to, to, bcast, bcast, v6, to, to}
+			of := []int{0, 0, 1, 1, 2, 3, 3} // leg of each packet
+			var run []pending
+			for i, d := range dsts {
+				copy(w.sys.bufs[i], bytes.Repeat([]byte{byte(i + 1)}, 160))
+				run = append(run, pending{s: so, leg: &legs[of[i]], dst: d, buf: i, n: 160})
+			}
+			w.sendRun(run)
+			for i, want := range []uint64{0, 2, 1, 0} {
+				if got := legs[i].c.SendErrors; got != want {
+					t.Errorf("leg %d: %d send errors, want %d", i, got, want)
+				}
+			}
+			for _, want := range []byte{1, 2, 6, 7} {
+				d, _ := p.recv(2 * time.Second)
+				if len(d) != 160 || d[0] != want {
+					t.Fatalf("received %d bytes starting % x, want packet %d", len(d), d[:min(1, len(d))], want)
+				}
+			}
+			if off := w.stats.gsoOff.Load(); off != noCheck {
+				t.Errorf("GSO off = %v, want %v", off, noCheck)
+			}
+		})
 	}
 }
