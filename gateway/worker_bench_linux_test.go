@@ -5,33 +5,8 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/mediaedge/mediaedge/internal/component"
 	"github.com/mediaedge/mediaedge/internal/udpbatch"
 )
-
-// benchWorker is a worker with its system side open and one socket on
-// loopback, for benchmarks of the socket path.
-func benchWorker(b *testing.B) (*worker, *sock) {
-	cfg := testConfig()
-	cfg.Cloud.RecvBuffer = 4 << 20
-	g, err := New(cfg, component.Deps{Registry: prometheus.NewRegistry()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	w := newWorker(g, 0)
-	if err := w.sys.open(64); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(w.sys.close)
-	so, err := openSock(netip.MustParseAddr("127.0.0.1"), 0, &cfg.Cloud)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { closeFD(so.fd) })
-	return w, so
-}
 
 // BenchmarkSocketSend measures sendRun: 32 packets to one destination,
 // as UDP GSO messages or one datagram each. The receiver does not read:
@@ -41,7 +16,7 @@ func BenchmarkSocketSend(b *testing.B) {
 	for _, gso := range []bool{false, true} {
 		for _, size := range []int{160, 1200} {
 			b.Run(fmt.Sprintf("gso=%v/size=%d", gso, size), func(b *testing.B) {
-				w, so := benchWorker(b)
+				w, so := socketWorker(b)
 				w.sys.gsoOff = !gso
 				sink := newPeer(b)
 				dst := netip.MustParseAddrPort(sink.addr())
@@ -69,7 +44,7 @@ func BenchmarkSocketSend(b *testing.B) {
 func BenchmarkSocketRecv(b *testing.B) {
 	for _, size := range []int{160, 1200} {
 		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
-			w, so := benchWorker(b)
+			w, so := socketWorker(b)
 			src := newPeer(b)
 			sc := udpbatch.New(src.conn, 32)
 			const k = 32

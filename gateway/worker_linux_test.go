@@ -13,25 +13,34 @@ import (
 	"github.com/mediaedge/mediaedge/internal/component"
 )
 
+// socketWorker returns a worker with its system side open and a socket of
+// the cloud leg on loopback, both closed at the end of the test.
+func socketWorker(tb testing.TB) (*worker, *sock) {
+	tb.Helper()
+	cfg := testConfig()
+	cfg.Cloud.RecvBuffer = 4 << 20
+	g, err := New(cfg, component.Deps{Registry: prometheus.NewRegistry()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := newWorker(g, 0)
+	if err := w.sys.open(64); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(w.sys.close)
+	so, err := openSock(netip.MustParseAddr("127.0.0.1"), 0, &cfg.Cloud)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { closeFD(so.fd) })
+	return w, so
+}
+
 // TestSendRunGSO: packets to one destination leave as UDP GSO messages
 // and arrive as the same datagrams, in order; a shorter packet ends a
 // message, a different destination starts a new one.
 func TestSendRunGSO(t *testing.T) {
-	cfg := testConfig()
-	g, err := New(cfg, component.Deps{Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := newWorker(g, 0)
-	if err := w.sys.open(32); err != nil {
-		t.Fatal(err)
-	}
-	defer w.sys.close()
-	so, err := openSock(netip.MustParseAddr("127.0.0.1"), 0, &cfg.Cloud)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeFD(so.fd)
+	w, so := socketWorker(t)
 	a, b := newPeer(t), newPeer(t)
 	dstA, dstB := netip.MustParseAddrPort(a.addr()), netip.MustParseAddrPort(b.addr())
 	sizes := []int{160, 160, 160, 100, 160, 160, 200, 160}
@@ -79,21 +88,7 @@ func TestSendRunGSO(t *testing.T) {
 func TestSendRunRefused(t *testing.T) {
 	for _, noCheck := range []bool{false, true} {
 		t.Run(fmt.Sprintf("gso_refused=%v", noCheck), func(t *testing.T) {
-			cfg := testConfig()
-			g, err := New(cfg, component.Deps{Registry: prometheus.NewRegistry()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			w := newWorker(g, 0)
-			if err := w.sys.open(32); err != nil {
-				t.Fatal(err)
-			}
-			defer w.sys.close()
-			so, err := openSock(netip.MustParseAddr("127.0.0.1"), 0, &cfg.Cloud)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer closeFD(so.fd)
+			w, so := socketWorker(t)
 			if noCheck {
 				if err := unix.SetsockoptInt(so.fd, unix.SOL_SOCKET, unix.SO_NO_CHECK, 1); err != nil {
 					t.Skipf("SO_NO_CHECK: %v", err)

@@ -14,26 +14,16 @@ import (
 // stay valid until the next Recv. It holds no descriptor and needs no
 // closing.
 type RecvBatch struct {
-	// set in NewRecvBatch, never changed: hdrs point into iovs and names,
-	// so neither is ever reallocated
-	hdrs  []mmsghdr
-	iovs  []unix.Iovec
-	names []unix.RawSockaddrInet6
+	headers // set in NewRecvBatch: one iovec per header
 }
 
 // NewRecvBatch returns scratch space for reading up to n datagrams per
 // call (at least 1).
 func NewRecvBatch(n int) *RecvBatch {
-	n = max(n, 1)
-	b := &RecvBatch{
-		hdrs:  make([]mmsghdr, n),
-		iovs:  make([]unix.Iovec, n),
-		names: make([]unix.RawSockaddrInet6, n),
-	}
+	b := &RecvBatch{headers: newHeaders(max(n, 1))}
 	for i := range b.hdrs {
 		b.hdrs[i].hdr.Iov = &b.iovs[i]
 		b.hdrs[i].hdr.SetIovlen(1)
-		b.hdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
 	}
 	return b
 }
@@ -60,7 +50,7 @@ func (b *RecvBatch) Recv(fd int, bufs [][]byte) (int, error) {
 		h.Namelen = unix.SizeofSockaddrInet6
 		h.Flags = 0
 	}
-	r, errno := recvmmsg(fd, &b.hdrs[0], n)
+	r, errno := mmsg(unix.SYS_RECVMMSG, fd, &b.hdrs[0], n)
 	for i := 0; i < n; i++ {
 		b.iovs[i].Base = nil // keep no caller buffer reachable
 	}

@@ -34,14 +34,14 @@ var gsoSpace = unix.CmsgSpace(2)
 // before it (ErrBatchFull calls excepted); message k carries the datagrams
 // at positions First(k) to First(k)+Segments(k)-1.
 type SendBatch struct {
-	// set in NewSendBatch, never changed: hdrs point into iovs, names and
-	// ctrl, so none of them is ever reallocated
-	hdrs  []mmsghdr
-	iovs  []unix.Iovec
-	names []unix.RawSockaddrInet6
-	ctrl  []byte // one UDP_SEGMENT control message per header
-	first []int  // position of message k's first datagram
-	segs  []int  // datagrams in message k
+	// set in NewSendBatch, never changed: a message uses consecutive
+	// iovecs, one per datagram
+	headers
+	ctrl []byte // one UDP_SEGMENT control message per header
+
+	// message k: the position of its first datagram, and their number
+	first []int
+	segs  []int
 
 	// set by Reset
 	v6, gso bool
@@ -63,15 +63,12 @@ type SendBatch struct {
 func NewSendBatch(n int) *SendBatch {
 	n = max(n, 1)
 	b := &SendBatch{
-		hdrs:  make([]mmsghdr, n),
-		iovs:  make([]unix.Iovec, n),
-		names: make([]unix.RawSockaddrInet6, n),
-		ctrl:  make([]byte, n*gsoSpace),
-		first: make([]int, n),
-		segs:  make([]int, n),
+		headers: newHeaders(n),
+		ctrl:    make([]byte, n*gsoSpace),
+		first:   make([]int, n),
+		segs:    make([]int, n),
 	}
 	for k := range b.hdrs {
-		b.hdrs[k].hdr.Name = (*byte)(unsafe.Pointer(&b.names[k]))
 		c := (*unix.Cmsghdr)(unsafe.Pointer(&b.ctrl[k*gsoSpace]))
 		c.Level, c.Type = unix.SOL_UDP, unix.UDP_SEGMENT
 		c.SetLen(unix.CmsgLen(2))
@@ -173,7 +170,7 @@ func (b *SendBatch) Positions() int { return b.pos }
 func (b *SendBatch) Send(fd, from int) (int, error) {
 	done := from
 	for done < b.msgs {
-		r, errno := sendmmsg(fd, &b.hdrs[done], b.msgs-done)
+		r, errno := mmsg(unix.SYS_SENDMMSG, fd, &b.hdrs[done], b.msgs-done)
 		if errno != 0 {
 			return done - from, errno
 		}

@@ -1,11 +1,19 @@
 // Package udpbatch reads and writes batches of UDP datagrams with one system
-// call (recvmmsg/sendmmsg on Linux) and no allocation per packet. On other
-// systems, or when the kernel refuses the batch calls, it falls back to one
-// datagram per call behind the same interface; Mode says which is active.
+// call (recvmmsg/sendmmsg on Linux) and no allocation per packet. It is
+// mediaedge's one implementation of batched UDP, at two levels:
 //
-// A Conn has one reader and one writer at a time: ReadBatch must not be
-// called concurrently with itself, nor WriteBatch with itself (each keeps its
-// own scratch space). A reader and a writer may run concurrently.
+//   - Conn wraps a *net.UDPConn and blocks in Go's netpoller. On other
+//     systems, or when the kernel refuses the batch calls, it falls back to
+//     one datagram per call behind the same interface; Mode says which is
+//     active. A Conn has one reader and one writer at a time: ReadBatch must
+//     not be called concurrently with itself, nor WriteBatch with itself
+//     (each keeps its own scratch space). A reader and a writer may run
+//     concurrently.
+//   - RecvBatch and SendBatch work on raw socket descriptors that the
+//     caller polls itself (an epoll set per worker, as the relay and the
+//     gateway do), opened with Open. SendBatch groups runs of datagrams to
+//     one destination into UDP GSO messages. These are Linux only; elsewhere
+//     they fail with ErrUnsupported.
 package udpbatch
 
 import (
