@@ -68,6 +68,10 @@ func TestRESTCredentialsAndRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
+	// The clients of allocates() deallocate without waiting, and a
+	// deallocation signed with the old secret fails once it is removed:
+	// let those finish first.
+	waitFor(t, "the overlap's allocations to end", 3*time.Second, func() bool { return len(r.Allocations()) == 1 })
 
 	only := cfg
 	only.Auth.SecretFiles = []config.SecretFile{{}}

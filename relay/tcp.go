@@ -150,7 +150,13 @@ type clientConn struct {
 	l      *tcpListener
 	remote netip.AddrPort
 
-	// owned by the reader
+	// readMu serialises Read. There is normally one reader, but after a
+	// ConnectionBind pion reads the stream from a copy goroutine while its
+	// read loop may already be calling Read again once the copy's
+	// connection closed.
+	readMu sync.Mutex
+
+	// owned by the reader (under readMu)
 	buf      [maxSTUNOverTCP + 64]byte
 	start    int
 	end      int
@@ -213,6 +219,8 @@ var errBadFrame = errors.New("relay: stream is neither STUN nor ChannelData")
 // of one frame only, so frames that the relay puts back into the stream
 // (Connect requests) never split another.
 func (c *clientConn) Read(p []byte) (int, error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
 	if c.injDone != nil && len(c.injOut) == 0 {
 		// pion asks for more only once it has handled every whole frame
 		// it got, the injected Connect included: if it did not take the
