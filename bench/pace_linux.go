@@ -33,3 +33,11 @@ func (p *pacer) sleep(d time.Duration) {
 		ts = rem
 	}
 }
+
+// pinToCPU binds the calling process to one CPU; false if the kernel
+// refused.
+func pinToCPU(cpu int) bool {
+	var set unix.CPUSet
+	set.Set(cpu)
+	return unix.SchedSetaffinity(0, &set) == nil
+}

@@ -96,3 +96,30 @@ func WriteSummary(w io.Writer, r *Result) {
 	}
 	fmt.Fprintf(w, "%d of %d checks passed in %s: %s.\n", passed, len(r.Checks), r.Took.Round(100*time.Millisecond), verdict)
 }
+
+// Result is what Run found.
+type Result struct {
+	Checks []Check
+	// WorkDir holds the configuration, the daemon log and the captures;
+	// removed at the end unless Options.KeepWorkDir.
+	WorkDir string
+	// DaemonLog is the tail of mediaedge's output, for failure reports.
+	DaemonLog string
+	// Complete is true when every step ran (not interrupted, not stopped
+	// by a failure that left nothing more to check).
+	Complete bool
+	Took     time.Duration
+}
+
+// Passed reports whether every step ran and every check passed.
+func (r *Result) Passed() bool {
+	if r == nil || !r.Complete || len(r.Checks) == 0 {
+		return false
+	}
+	for _, c := range r.Checks {
+		if !c.Pass {
+			return false
+		}
+	}
+	return true
+}

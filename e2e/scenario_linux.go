@@ -41,33 +41,6 @@ type Options struct {
 	Hold func(ctx context.Context, t *Topology, workDir string)
 }
 
-// Result is what Run found.
-type Result struct {
-	Checks []Check
-	// WorkDir holds the configuration, the daemon log and the captures;
-	// removed at the end unless Options.KeepWorkDir.
-	WorkDir string
-	// DaemonLog is the tail of mediaedge's output, for failure reports.
-	DaemonLog string
-	// Complete is true when every step ran (not interrupted, not stopped
-	// by a failure that left nothing more to check).
-	Complete bool
-	Took     time.Duration
-}
-
-// Passed reports whether every step ran and every check passed.
-func (r *Result) Passed() bool {
-	if r == nil || !r.Complete || len(r.Checks) == 0 {
-		return false
-	}
-	for _, c := range r.Checks {
-		if !c.Pass {
-			return false
-		}
-	}
-	return true
-}
-
 // teardownTimeout bounds the clean-up, which runs even when ctx is done.
 const teardownTimeout = 30 * time.Second
 

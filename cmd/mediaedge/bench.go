@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/mediaedge/mediaedge/bench"
 	"github.com/mediaedge/mediaedge/internal/control"
@@ -103,7 +102,7 @@ func (l *loadFlags) progressWriter(cmd *cobra.Command) io.Writer {
 	if !ok {
 		return nil
 	}
-	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
+	if !isTerminal(f) {
 		return nil
 	}
 	return w
