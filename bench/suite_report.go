@@ -108,10 +108,18 @@ func suiteRatios(kind string, rows []suiteRow) []string {
 			a, b := me.Report.SUT.PacketsPerCPUSecond, peer.Report.SUT.PacketsPerCPUSecond
 			p99a, p99b := worstP99(me.Report), worstP99(peer.Report)
 			s := fmt.Sprintf("%s: %s vs %s:", me.c, me.Target, peer.Target)
-			if me.Report.SUT.CPUSeconds >= 0.1 && peer.Report.SUT.CPUSeconds >= 0.1 {
+			lossA, lossB := lossPercent(me.Report), lossPercent(peer.Report)
+			switch {
+			case lossA > maxCompareLoss || lossB > maxCompareLoss:
+				// A target that dropped packets did less work: neither its
+				// cost per packet nor its latency compares.
+				s += fmt.Sprintf(" not compared: %.1f %% vs %.1f %% of packets lost", lossA, lossB)
+				out = append(out, s)
+				continue
+			case me.Report.SUT.CPUSeconds >= minCompareCPU && peer.Report.SUT.CPUSeconds >= minCompareCPU:
 				s += fmt.Sprintf(" packets per CPU-second %.0f vs %.0f (%.2fx);", a, b, a/b)
-			} else {
-				s += " too little CPU time (under 0.1 s) to compare cost per packet;"
+			default:
+				s += fmt.Sprintf(" too little CPU time (under %.1f s) to compare cost per packet;", minCompareCPU)
 			}
 			if p99a > 0 && p99b > 0 {
 				s += fmt.Sprintf(" p99 latency %.0f vs %.0f µs (%.2fx)", p99a, p99b, p99a/p99b)
@@ -120,6 +128,26 @@ func suiteRatios(kind string, rows []suiteRow) []string {
 		}
 	}
 	return out
+}
+
+// The kernel counts a process's CPU time in 10 ms ticks: under 0.3 s a
+// ratio can be off by more than 3 %.
+const minCompareCPU = 0.3
+
+// maxCompareLoss is the loss (percent, worst direction) above which a case
+// is not compared.
+const maxCompareLoss = 0.1
+
+// lossPercent is the worst direction's share of packets sent and not
+// received.
+func lossPercent(r *Report) float64 {
+	var w float64
+	for _, d := range r.Directions {
+		if d.Sent > 0 {
+			w = max(w, 100*float64(d.Sent-d.Received)/float64(d.Sent))
+		}
+	}
+	return w
 }
 
 func worstP99(r *Report) float64 {

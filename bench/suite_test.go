@@ -30,8 +30,8 @@ func TestSuiteReport(t *testing.T) {
 	dir := t.TempDir()
 	c := suiteCase{kind: "gateway", streams: 1, size: 160, max: true}
 	rows := []suiteRow{
-		{Target: "mediaedge gateway", Case: c.String(), c: c, Report: fakeReport("mediaedge gateway", 30000, 0.2, 400)},
-		{Target: "rtpengine", Case: c.String(), c: c, Report: fakeReport("rtpengine", 20000, 0.3, 800)},
+		{Target: "mediaedge gateway", Case: c.String(), c: c, Report: fakeReport("mediaedge gateway", 30000, 0.4, 400)},
+		{Target: "rtpengine", Case: c.String(), c: c, Report: fakeReport("rtpengine", 20000, 0.6, 800)},
 		{Target: "coturn", Case: "N=1", c: suiteCase{kind: "relay", streams: 1, size: 160}, Error: "coturn: not installed"},
 	}
 	if err := writeSuiteReport(dir, []string{"date: test"}, []string{"a note"}, []suiteCase{c, rows[2].c}, rows, 1); err != nil {
@@ -44,8 +44,8 @@ func TestSuiteReport(t *testing.T) {
 	for _, want := range []string{
 		"| mediaedge gateway | S=1 L=160 max rate | internal->cloud | 1 | 160 | 1000 | 1000 |",
 		"| rtpengine | S=1 L=160 max rate |",
-		// 1000/0.2 = 5000 vs 1000/0.3 = 3333 packets per CPU-second
-		"packets per CPU-second 5000 vs 3333 (1.50x)",
+		// 1000/0.4 = 2500 vs 1000/0.6 = 1667 packets per CPU-second
+		"packets per CPU-second 2500 vs 1667 (1.50x)",
 		// the 99th of 100 samples spread evenly to 400 and 800 µs
 		"p99 latency 396 vs 792 µs (0.50x)",
 		"error: coturn: not installed",
@@ -81,5 +81,33 @@ func TestSuiteReport(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "report.json")); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestSuiteRatiosRefuseLossAndTooLittleCPU(t *testing.T) {
+	c := suiteCase{kind: "gateway", streams: 1, size: 160, max: true}
+	row := func(target string, cpu float64, received int64) suiteRow {
+		r := fakeReport(target, 1000, cpu, 400)
+		r.Directions[0].Received = received
+		return suiteRow{Target: target, Case: c.String(), c: c, Report: r}
+	}
+	for _, tc := range []struct {
+		name string
+		rows []suiteRow
+		want string
+	}{
+		{"peer lost packets", []suiteRow{row("mediaedge gateway", 1, 1000), row("rtpengine", 1, 990)},
+			"not compared: 0.0 % vs 1.0 % of packets lost"},
+		{"mediaedge lost packets", []suiteRow{row("mediaedge gateway", 1, 998), row("rtpengine", 1, 1000)},
+			"not compared: 0.2 % vs 0.0 % of packets lost"},
+		{"too little CPU", []suiteRow{row("mediaedge gateway", 0.29, 1000), row("rtpengine", 1, 1000)},
+			"too little CPU time (under 0.3 s)"},
+		{"comparable", []suiteRow{row("mediaedge gateway", 0.5, 1000), row("rtpengine", 1, 1000)},
+			"packets per CPU-second 2000 vs 1000 (2.00x)"},
+	} {
+		got := suiteRatios("gateway", tc.rows)
+		if len(got) != 1 || !strings.Contains(got[0], tc.want) {
+			t.Errorf("%s: got %q, want it to contain %q", tc.name, got, tc.want)
+		}
 	}
 }
