@@ -2,7 +2,10 @@ package sockopt
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"runtime"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -56,19 +59,48 @@ func TestApplyFD(t *testing.T) {
 }
 
 // TestApplyFDMarkUnprivileged: a mark the kernel refuses is an error
-// naming the capability, never a silently unmarked socket.
+// naming the capability, never a silently unmarked socket. As root the
+// check runs on a thread whose effective capabilities lack CAP_NET_ADMIN
+// and CAP_NET_RAW.
 func TestApplyFDMarkUnprivileged(t *testing.T) {
 	fd := rawUDP(t)
-	err := Options{Mark: 0x4d45}.ApplyFD(fd)
-	if os.Geteuid() == 0 {
-		if err != nil {
-			t.Fatal(err)
+	errc := make(chan error, 1)
+	go func() {
+		// The thread keeps its reduced capabilities: it is never unlocked,
+		// so it ends with this goroutine instead of returning to the pool.
+		runtime.LockOSThread()
+		if os.Geteuid() == 0 {
+			// The kernel allows SO_MARK with either capability.
+			if err := dropEffective(unix.CAP_NET_ADMIN, unix.CAP_NET_RAW); err != nil {
+				errc <- fmt.Errorf("capset: %w", err)
+				return
+			}
 		}
-		t.Skip("running as root: SO_MARK is allowed")
-	}
+		errc <- Options{Mark: 0x4d45}.ApplyFD(fd)
+	}()
+	err := <-errc
 	if !errors.Is(err, unix.EPERM) {
 		t.Fatalf("err = %v, want EPERM", err)
 	}
+	if !strings.Contains(err.Error(), "CAP_NET_ADMIN") {
+		t.Errorf("error %q does not name CAP_NET_ADMIN", err)
+	}
+	if v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK); err != nil || v != 0 {
+		t.Errorf("SO_MARK = %d, %v after a refused mark; want 0", v, err)
+	}
+}
+
+// dropEffective clears capabilities from the calling thread's effective set.
+func dropEffective(caps ...int) error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return err
+	}
+	for _, c := range caps {
+		data[c/32].Effective &^= 1 << (uint(c) % 32)
+	}
+	return unix.Capset(&hdr, &data[0])
 }
 
 func TestReadFDBadDescriptor(t *testing.T) {
