@@ -187,6 +187,7 @@ func TestKernelSplitTunnel(t *testing.T) {
 		if _, ok := waitFor(time.Second, func() bool { return testutil.ToFloat64(m.metrics.repairs) >= repairs+2 }); !ok {
 			t.Errorf("drift repairs counted %v, want at least %v", testutil.ToFloat64(m.metrics.repairs), repairs+2)
 		}
+		waitFor(time.Second, func() bool { st := m.FullStatus(); return st.LastRepair != nil && st.State == "running" })
 		if st := m.FullStatus(); st.LastRepair == nil || st.State != "running" {
 			t.Errorf("status after repairs: state %q detail %q, last repair %+v", st.State, st.Detail, st.LastRepair)
 		}

@@ -85,6 +85,8 @@ func TestManagerRepairsOnEvents(t *testing.T) {
 	if _, ok := waitFor(time.Second, func() bool { return slices.Equal(ownedLines(k.render()), want) }); !ok {
 		t.Fatalf("routes not restored after link up:\n%s", lineDiff(strings.Join(want, "\n"), strings.Join(ownedLines(k.render()), "\n")))
 	}
+	// The pass publishes its status after its last kernel change.
+	waitFor(time.Second, func() bool { return m.FullStatus().State == "running" })
 	st := m.FullStatus()
 	if st.State != "running" || st.Repairs != 1 || st.Uplink.IPv4.GatewaySource != "remembered" {
 		t.Errorf("status after the flap: state %q repairs %d gateway source %q (the main route it was learned from is gone)",

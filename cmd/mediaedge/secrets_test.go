@@ -130,10 +130,16 @@ policy:
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// The generated trial password is printed on the console (stdout) once.
-	m := regexp.MustCompile(`demo / (\S+)`).FindStringSubmatch(c.stdout.String())
-	if m == nil {
-		t.Fatalf("no generated credentials on stdout: %q", c.stdout.String())
+	// The generated trial password is printed on the console (stdout)
+	// once, when the relay starts: the control API answers before that.
+	re := regexp.MustCompile(`demo / (\S+)`)
+	m := re.FindStringSubmatch(c.stdout.String())
+	for m == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("no generated credentials on stdout: %q", c.stdout.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+		m = re.FindStringSubmatch(c.stdout.String())
 	}
 	demoPass := m[1]
 
