@@ -211,12 +211,19 @@ func TestNotifyProtocolAndSignals(t *testing.T) {
 	if cfg := getConfig(t, sock); !strings.Contains(cfg, "level: info") {
 		t.Errorf("invalid reload changed the running configuration:\n%s", cfg)
 	}
-	logs := c.stderr.String()
-	for _, want := range []string{
+	wants := []string{
 		`reload refused: configuration invalid; keeping the running configuration`,
 		`problem="log: unknown key \"bogus\" (line 7)"`,
 		`problem="relay.enabled: want true or false, got string \"perhaps\" (line 9)"`,
-	} {
+	}
+	// The log lines travel through a pipe, READY=1 through the notify
+	// socket: give the pipe a moment to catch up.
+	logs := c.stderr.String()
+	for deadline := time.Now().Add(2 * time.Second); !strings.Contains(logs, wants[len(wants)-1]) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		logs = c.stderr.String()
+	}
+	for _, want := range wants {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %s:\n%s", want, logs)
 		}
