@@ -76,10 +76,18 @@ func monotonicUsec() string {
 // instead of 11.2 at 1,000 sessions). GOGC in the environment overrides it.
 const defaultGCPercent = 50
 
-func runDaemon(ctx context.Context, path string, drain, startTimeout time.Duration, stdout, stderr io.Writer) error {
-	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(defaultGCPercent)
+// applyGCTarget sets defaultGCPercent unless GOGC is in the environment,
+// and reports whether it did.
+func applyGCTarget() bool {
+	if _, set := os.LookupEnv("GOGC"); set {
+		return false
 	}
+	debug.SetGCPercent(defaultGCPercent)
+	return true
+}
+
+func runDaemon(ctx context.Context, path string, drain, startTimeout time.Duration, stdout, stderr io.Writer) error {
+	applyGCTarget()
 	cfg, err := daemon.Load(path, config.Options{})
 	if err != nil {
 		var ps config.Problems
