@@ -173,7 +173,8 @@ func (c *Config) Validate() error {
 		p := config.Index("listeners", i)
 		ps.AddErr(p, l.validate())
 		k := l.network() + " " + l.Addr.String()
-		if j, dup := seen[k]; dup {
+		// Port 0 (any free port, as in tests) never collides.
+		if j, dup := seen[k]; dup && l.Addr.Port() != 0 {
 			ps.Add(p, "same address as listeners[%d]", j)
 		}
 		seen[k] = i

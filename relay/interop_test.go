@@ -58,7 +58,10 @@ func TestInteropCoturnUclient(t *testing.T) {
 	// sockets, which pion keeps per listener socket: one shard (the
 	// default).
 	cfg.UDPShards = 1
+	certPath, keyPath := writeCert(t, t.TempDir(), 1)
+	cfg.Listeners = append(cfg.Listeners, tlsListenerConfig(t, certPath, keyPath))
 	r := startRelay(t, cfg)
+	tlsPort := int(r.TCPAddrs()[1].Port())
 	peerPort := freePortPair(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -82,6 +85,8 @@ func TestInteropCoturnUclient(t *testing.T) {
 		{"udp with rtcp pairs", nil, int(r.udp.Port())},
 		{"tcp channels", []string{"-t", "-c"}, int(r.tcp.Port())},
 		{"tcp send indications", []string{"-t", "-c", "-s"}, int(r.tcp.Port())},
+		{"tls channels", []string{"-t", "-S", "-c"}, tlsPort},
+		{"tls send indications", []string{"-t", "-S", "-c", "-s"}, tlsPort},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"-u", testUser, "-w", testPass, "-e", "127.0.0.1", "-r", strconv.Itoa(peerPort),
