@@ -26,7 +26,7 @@ func splitGSO(b []byte, keys [][]Key) [][]byte {
 			continue
 		}
 		for _, seg := range segs {
-			if !opensWithAny(seg, keys) {
+			if !OpensWithAny(seg, keys...) {
 				ok = false
 				break
 			}

@@ -304,7 +304,7 @@ func (res *VerifyResult) classify(side string, sr, other *sideResult, foreign []
 	for _, rj := range sr.rejects {
 		v := Violation{Side: side, Packet: rj.n, Time: rj.t, SSRC: rj.hdr.SSRC, Seq: rj.hdr.SequenceNumber}
 		switch {
-		case opensWithAny(rj.raw, foreign):
+		case OpensWithAny(rj.raw, foreign...):
 			v.Kind, v.Detail = ViolationForeignKey, "authenticates with a key of the other leg"
 		case other.plain[string(rj.raw[rj.hl:])]:
 			v.Kind, v.Detail = ViolationPlaintext, "RTP in clear: its payload is a payload of the other side"
@@ -315,7 +315,10 @@ func (res *VerifyResult) classify(side string, sr, other *sideResult, foreign []
 	}
 }
 
-func opensWithAny(b []byte, sets [][]Key) bool {
+// OpensWithAny reports whether the SRTP packet b authenticates with one of
+// the keys of sets. It makes a fresh context per key (no replay state), so
+// it suits checks of packets that already failed, not a data path.
+func OpensWithAny(b []byte, sets ...[]Key) bool {
 	for _, set := range sets {
 		for _, k := range set {
 			ctx, err := k.Context()

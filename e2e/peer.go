@@ -184,7 +184,7 @@ func (p *Peer) recvLoop(ctx *srtp.Context) {
 			}
 		}
 		if err != nil {
-			if opensWith(pkt, p.cfg.Forbidden) {
+			if bench.OpensWithAny(pkt, p.cfg.Forbidden) {
 				f.foreign.Add(1)
 			} else {
 				f.authFail.Add(1)
@@ -238,21 +238,6 @@ func (p *Peer) tryNext(cur *srtp.Context, pkt, dst []byte) (*srtp.Context, []byt
 	}
 	p.next.Store(nil)
 	return c, out, true
-}
-
-// opensWith reports whether b authenticates with one of keys. It makes a
-// fresh context per key: it runs only for packets that already failed.
-func opensWith(b []byte, keys []bench.Key) bool {
-	for _, k := range keys {
-		c, err := k.Context()
-		if err != nil {
-			continue
-		}
-		if _, err := c.DecryptRTP(nil, b, nil); err == nil {
-			return true
-		}
-	}
-	return false
 }
 
 func addrPortOf(a net.Addr) netip.AddrPort {

@@ -79,9 +79,9 @@ func (s *scenario) verifyCaptures(ctx context.Context, k *checker, lanGW, wanGW,
 	var ok, leaked, none int
 	for _, d := range wan {
 		switch {
-		case opensWith(d.Payload, cloudSide):
+		case bench.OpensWithAny(d.Payload, cloudSide):
 			ok++
-		case opensWith(d.Payload, internal):
+		case bench.OpensWithAny(d.Payload, internal):
 			leaked++
 		default:
 			none++
