@@ -138,14 +138,11 @@ const minCompareCPU = 0.3
 // is not compared.
 const maxCompareLoss = 0.1
 
-// lossPercent is the worst direction's share of packets sent and not
-// received.
+// lossPercent is the worst direction's LossPct.
 func lossPercent(r *Report) float64 {
 	var w float64
 	for _, d := range r.Directions {
-		if d.Sent > 0 {
-			w = max(w, 100*float64(d.Sent-d.Received)/float64(d.Sent))
-		}
+		w = max(w, d.LossPct)
 	}
 	return w
 }

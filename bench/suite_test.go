@@ -88,7 +88,9 @@ func TestSuiteRatiosRefuseLossAndTooLittleCPU(t *testing.T) {
 	c := suiteCase{kind: "gateway", streams: 1, size: 160, max: true}
 	row := func(target string, cpu float64, received int64) suiteRow {
 		r := fakeReport(target, 1000, cpu, 400)
-		r.Directions[0].Received = received
+		d := &r.Directions[0]
+		d.Received, d.Lost = received, d.Sent-received
+		d.LossPct = 100 * float64(d.Lost) / float64(d.Sent)
 		return suiteRow{Target: target, Case: c.String(), c: c, Report: r}
 	}
 	for _, tc := range []struct {
