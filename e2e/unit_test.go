@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/mediaedge/mediaedge/internal/config"
-	"github.com/mediaedge/mediaedge/internal/daemon"
+	"github.com/mediaedge/mediaedge/daemon"
 )
 
 func TestParseNSName(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mediaedge/mediaedge/internal/config"
-	"github.com/mediaedge/mediaedge/internal/daemon"
+	"github.com/mediaedge/mediaedge/daemon"
 )
 
 func newConfigCmd() *cobra.Command {

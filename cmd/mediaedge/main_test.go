@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/mediaedge/mediaedge/internal/control"
-	"github.com/mediaedge/mediaedge/internal/daemon"
+	"github.com/mediaedge/mediaedge/daemon"
 )
 
 // TestMain lets the tests run the real command in a child process: the test

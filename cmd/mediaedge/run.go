@@ -18,7 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mediaedge/mediaedge/internal/config"
-	"github.com/mediaedge/mediaedge/internal/daemon"
+	"github.com/mediaedge/mediaedge/daemon"
 	"github.com/mediaedge/mediaedge/internal/logging"
 )
 

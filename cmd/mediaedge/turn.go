@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mediaedge/mediaedge/internal/config"
-	"github.com/mediaedge/mediaedge/internal/daemon"
+	"github.com/mediaedge/mediaedge/daemon"
 	"github.com/mediaedge/mediaedge/relay"
 )
 
