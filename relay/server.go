@@ -35,6 +35,7 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/mediaedge/mediaedge/internal/component"
+	"github.com/mediaedge/mediaedge/internal/udpbatch"
 )
 
 // Server is the relay component.
@@ -46,6 +47,7 @@ type Server struct {
 	metrics *metrics
 	auth    *authenticator
 	clock0  time.Time
+	gso     *udpbatch.GSO // the workers' UDP GSO switch (runs of datagrams to one destination)
 
 	// policy and limits are read lock-free by the data path and handlers;
 	// Reload swaps them.
@@ -53,7 +55,6 @@ type Server struct {
 	limits   atomic.Pointer[LimitsConfig]
 	stopping atomic.Bool   // Close has begun: allocations end with "shutdown"
 	coalesce atomic.Int64  // the workers' coalesce window in nanoseconds
-	gso      atomic.Bool   // send runs of datagrams to one destination with UDP GSO
 	nextW    atomic.Uint32 // round robin of TCP/TLS clients' UDP allocations over workers
 
 	// set in New, never changed: RFC 6062 Connect (a func field so that
@@ -107,6 +108,7 @@ func New(cfg Config, d component.Deps) (*Server, error) {
 		log:     log,
 		console: d.Console,
 		clock0:  time.Now(),
+		gso:     udpbatch.NewGSO(),
 		cfg:     cfg,
 		state:   "starting",
 		allocs:  map[uint64]*alloc{},
@@ -210,7 +212,7 @@ func (s *Server) Status() any {
 
 // ioMode names how the data path sends: sendmmsg, with UDP GSO or not.
 func (s *Server) ioMode() string {
-	if s.gso.Load() {
+	if s.gso.Enabled() {
 		return "gso"
 	}
 	return "mmsg"
@@ -241,14 +243,12 @@ func (s *Server) Close() error {
 	return s.closeAll()
 }
 
-// disableGSO turns UDP GSO off after a device refused it (EIO: no checksum
-// offload), for the rest of the run.
-func (s *Server) disableGSO() {
-	if s.gso.Swap(false) {
-		s.metrics.ioMode.WithLabelValues("gso").Set(0)
-		s.metrics.ioMode.WithLabelValues("mmsg").Set(1)
-		s.log.Warn("UDP GSO refused by the network device (EIO); sending one datagram per message from now on")
-	}
+// gsoDisabled reports that the workers' GSO switch turned off (err: a
+// udpbatch.GSODisabledError naming the kernel's refusal), once per run.
+func (s *Server) gsoDisabled(err error) {
+	s.metrics.ioMode.WithLabelValues("gso").Set(0)
+	s.metrics.ioMode.WithLabelValues("mmsg").Set(1)
+	s.log.Warn("UDP GSO refused by the kernel; sending one datagram per message from now on", "err", err)
 }
 
 // closeAll releases everything Start may have bound.
