@@ -207,8 +207,9 @@ func (w *worker) fromClient(sh *udpShard, i int) {
 		w.drop[dropClientDenied]++
 		return
 	}
-	switch buf[0] >> 6 {
-	case 0: // STUN: pion's
+	kind, num, ln := classifyClient(buf)
+	switch kind {
+	case clientSTUN: // pion's
 		pb := bufPool.Get().(*[]byte)
 		copy((*pb)[4:], buf)
 		if !sh.q.push(slowPacket{buf: pb, n: n, from: src}, stunQueue) {
@@ -218,24 +219,15 @@ func (w *worker) fromClient(sh *udpShard, i int) {
 		}
 		w.yield = true
 		return
-	case 1: // ChannelData, channel 0x4000-0x7FFF
-	default:
-		w.drop[dropMalformed]++
-		return
-	}
-	if n < 4 {
+	case clientMalformed:
+		// Junk never reaches pion's queue, where it would hold up
+		// legitimate requests behind it.
 		w.drop[dropMalformed]++
 		return
 	}
 	a := sh.g.clients.get(src)
 	if a == nil {
 		w.drop[dropNoAllocation]++
-		return
-	}
-	num := binary.BigEndian.Uint16(buf[0:2])
-	ln := int(binary.BigEndian.Uint16(buf[2:4]))
-	if 4+ln > n {
-		w.drop[dropMalformed]++
 		return
 	}
 	t := a.table.Load()
