@@ -84,9 +84,6 @@ func GSOSupported() bool { return false }
 // GSORefused returns false.
 func GSORefused(err error) bool { return false }
 
-// GSOUnsupported returns false.
-func GSOUnsupported(err error) bool { return false }
-
 // Sender sends runs of datagrams on a raw socket; Linux only.
 type Sender struct{ gso *GSO }
 
