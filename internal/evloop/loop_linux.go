@@ -82,6 +82,7 @@ type Loop struct {
 
 	coalesce atomic.Int64 // window in ns; 0: never sleep
 	closing  atomic.Bool
+	sleeps   atomic.Uint64 // coalesce windows slept
 
 	// wmu guards closed against Wake: the eventfd is written only while
 	// open, never a descriptor number the kernel has since reused.
@@ -205,6 +206,10 @@ func (l *Loop) Wake() {
 // milliseconds). Safe for concurrent use.
 func (l *Loop) SetCoalesce(d time.Duration) { l.coalesce.Store(int64(max(d, 0))) }
 
+// Sleeps returns how many coalesce windows the loop has slept. Safe for
+// concurrent use.
+func (l *Loop) Sleeps() uint64 { return l.sleeps.Load() }
+
 // Now returns the time of the current round on the Loop's clock; loop
 // goroutine only.
 func (l *Loop) Now() int64 { return l.now }
@@ -282,8 +287,9 @@ func (l *Loop) poll(uintptr) bool {
 			return ok && (!l.armedOK || when < l.armed)
 		}
 		pkts, full := l.round(n, now)
-		if l.co.after(now, pkts, full, l.coalesce.Load()) {
-			sleepRaw(l.coalesce.Load())
+		if c := l.coalesce.Load(); l.co.after(now, pkts, full, c) {
+			l.sleeps.Add(1)
+			sleepRaw(c)
 		}
 	}
 }

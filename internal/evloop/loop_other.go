@@ -41,6 +41,9 @@ func (l *Loop) Wake() {}
 // SetCoalesce does nothing.
 func (l *Loop) SetCoalesce(time.Duration) {}
 
+// Sleeps returns 0.
+func (l *Loop) Sleeps() uint64 { return 0 }
+
 // Now returns 0.
 func (l *Loop) Now() int64 { return 0 }
 
