@@ -121,3 +121,99 @@ type userState struct {
 	allocs  int
 	buckets [numDirs]atomic.Pointer[tokenBucket]
 }
+
+// newAlloc builds the alloc for a socket bound at bind:port.
+func (s *Server) newAlloc(u *userState, proto string, fam int, port uint16) *alloc {
+	a := &alloc{
+		srv:       s,
+		user:      u.name,
+		usr:       u,
+		proto:     proto,
+		v6:        fam == 1,
+		created:   time.Now(),
+		slot:      -1,
+		relayAddr: netip.AddrPortFrom(s.bind[fam], port),
+		advAddr:   netip.AddrPortFrom(s.adv[fam], port),
+	}
+	a.table.Store(emptyTable)
+	lim := s.limits.Load()
+	now := s.nanotime()
+	if b := newBucket(int64(lim.BitratePerAllocation), now); b != nil {
+		a.buckets[dirToPeer].Store(b)
+		a.buckets[dirToClient].Store(newBucket(int64(lim.BitratePerAllocation), now))
+	}
+	return a
+}
+
+// register publishes a new allocation (its socket is bound).
+func (s *Server) register(a *alloc) {
+	s.mu.Lock()
+	s.nextID++
+	a.id = s.nextID
+	s.pending--
+	s.allocs[a.id] = a
+	s.byRelay[relayKey{a.advAddr, a.proto == "tcp"}] = a
+	s.mu.Unlock()
+}
+
+// finish ends an allocation's bookkeeping and writes its accounting line.
+// It runs once, when its relay socket or listener closes.
+func (s *Server) finish(a *alloc) {
+	a.mu.Lock()
+	if a.ended {
+		a.mu.Unlock()
+		return
+	}
+	a.ended = true
+	five := a.five
+	r := a.route.Load()
+	a.mu.Unlock()
+	if r != nil && r.group != nil {
+		r.group.clients.del(r.client, a)
+	}
+	s.mu.Lock()
+	if _, ok := s.allocs[a.id]; ok {
+		delete(s.allocs, a.id)
+		delete(s.byRelay, relayKey{a.advAddr, a.proto == "tcp"})
+		if s.byFive[five] == a {
+			delete(s.byFive, five)
+		}
+		s.dropUserLocked(a.usr)
+	}
+	s.mu.Unlock()
+	if r == nil {
+		// Never reported created: an EVEN-PORT probe or a failed
+		// Allocate. Not an allocation; no accounting line.
+		return
+	}
+	reason := "expired"
+	if p := a.endReason.Load(); p != nil {
+		reason = *p
+	}
+	if s.stopping.Load() && a.endReason.Load() == nil {
+		reason = "shutdown"
+	}
+	d := time.Since(a.created)
+	s.metrics.active.WithLabelValues(r.transport, a.proto).Dec()
+	s.metrics.duration.Observe(d.Seconds())
+	s.log.Info("allocation ended",
+		"user", a.user, "client", r.client.String(), "transport", r.transport,
+		"relay", a.advAddr.String(), "relay_protocol", a.proto,
+		"duration", d.Round(time.Millisecond).String(), "reason", reason,
+		"packets_to_peer", a.packets[dirToPeer].Load(), "bytes_to_peer", a.bytes[dirToPeer].Load(),
+		"packets_to_client", a.packets[dirToClient].Load(), "bytes_to_client", a.bytes[dirToClient].Load())
+}
+
+// setEndReason records why the relay is ending a (first reason wins).
+func (a *alloc) setEndReason(r string) { a.endReason.CompareAndSwap(nil, &r) }
+
+// close ends the allocation from the relay's side: pion's reader sees the
+// socket closed and deletes the allocation.
+func (a *alloc) close() {
+	switch {
+	case a.udp != nil:
+		_ = a.udp.Close()
+	case a.tcp != nil:
+		_ = a.tcp.Close()
+	}
+}
