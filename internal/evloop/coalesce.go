@@ -13,17 +13,19 @@ package evloop
 // cost about 1 ms of RTT at 2,000 round trips/s while collecting two
 // datagrams). So the coalescer measures the arrival rate over spans of
 // rateSpans windows and sleeps only while that rate fills a window with at
-// least minBatch datagrams (it stops below half of that, so that it does
-// not flap at the threshold), and drops out at once when a round that
-// followed a sleep collected fewer than half of minBatch (a closed loop
-// whose rate only looked high while nothing was delayed). A round whose
-// read filled a whole batch never sleeps: the socket holds more already.
+// least minBatch datagrams two spans in a row (a burst after a stall of the
+// sender is not load). It stops below half of that rate, so that it does
+// not flap at the threshold, and at once when a round that followed a
+// sleep collected fewer than half of minBatch (a closed loop whose rate
+// only looked high while nothing was delayed). A round whose read filled a
+// whole batch never sleeps: the socket holds more already.
 // Owned by the loop's goroutine.
 type coalescer struct {
 	minBatch int64 // set by New, never changed
 	winStart int64 // start of the current measuring span
 	count    int64 // datagrams in the span so far
 	on       bool  // the rate fills windows: sleep after rounds
+	hot      bool  // the last span's rate filled windows
 	slept    bool  // the last round was followed by a sleep
 }
 
@@ -40,15 +42,16 @@ func (co *coalescer) after(now int64, pkts int, full bool, c int64) bool {
 	co.count += int64(pkts)
 	if co.slept && co.on && 2*int64(pkts) < co.minBatch {
 		// The window collected too little to be worth its latency.
-		co.on = false
+		co.on, co.hot = false, false
 		co.winStart, co.count = now, 0
 	} else if span := now - co.winStart; span >= rateSpans*c {
 		perWindow := co.count * c / span
 		if co.on {
 			co.on = 2*perWindow >= co.minBatch
 		} else {
-			co.on = perWindow >= co.minBatch
+			co.on = co.hot && perWindow >= co.minBatch
 		}
+		co.hot = perWindow >= co.minBatch
 		co.winStart, co.count = now, 0
 	}
 	co.slept = co.on && !full

@@ -109,3 +109,21 @@ func TestCoalescerIdle(t *testing.T) {
 		t.Error("the first datagram after an idle second waits for a window")
 	}
 }
+
+// TestCoalescerBurst: one burst in a light load (a sender catching up
+// after a stall) is not load: the loop keeps serving at once.
+func TestCoalescerBurst(t *testing.T) {
+	const c = 500_000
+	co := coalescer{minBatch: 8}
+	now := int64(1e9)
+	for i := 0; i < 1000; i++ {
+		pkts := 1
+		if i == 500 {
+			pkts = 200
+		}
+		if co.after(now, pkts, false, c) {
+			t.Fatalf("round %d (%d datagrams) sleeps", i, pkts)
+		}
+		now += 250_000
+	}
+}
