@@ -94,8 +94,39 @@ func (s *scenario) stepMediaWindow(ctx context.Context) error {
 	}
 	s.pause(true)
 	t1 := time.Now()
+	end := t1.Add(inFlight)
 	_ = sleep(ctx, inFlight)
-	c1, err1 := readCounters(ctx, edge, ifEdgeWAN, ifEdgeVPN)
+	// Quiet: every frame sent in the window has arrived, or a generous
+	// bound has passed. On a busy machine a frame can sit in a queue for
+	// longer than inFlight; counting then would call it lost.
+	w := map[*Flow]Window{}
+	waitFor(ctx, quietLimit, func() bool {
+		all := true
+		for _, f := range s.flows() {
+			w[f] = f.Window(t0, end)
+			all = all && w[f].Received == w[f].Sent
+		}
+		return all
+	})
+	var up, down, gotDown int
+	for _, f := range s.flows() {
+		if f.ToCloud {
+			up += w[f].Sent
+		} else {
+			down += w[f].Sent
+			gotDown += w[f].Received
+		}
+	}
+	// The uplink's counters, read once they account for every frame sent
+	// in the window (or after a generous bound): interface counters only
+	// grow, and a frame in flight when they are read is not in them yet.
+	c1, err1 := countersWhen(ctx, edge, quietLimit, func(c map[string]LinkCounters) bool {
+		if c0 == nil {
+			return true
+		}
+		wan := c[ifEdgeWAN].Sub(c0[ifEdgeWAN])
+		return wan.TxPackets >= uint64(up) && wan.RxPackets >= uint64(gotDown)
+	}, ifEdgeWAN, ifEdgeVPN)
 	errCap := stopCaps()
 	s.pause(false)
 	if werr != nil {
@@ -104,24 +135,10 @@ func (s *scenario) stepMediaWindow(ctx context.Context) error {
 	if err := errors.Join(err0, err1); err != nil {
 		path.fail(err)
 	}
-	end := t1.Add(inFlight)
-	w := map[*Flow]Window{}
-	for _, f := range s.flows() {
-		w[f] = f.Window(t0, end)
-	}
 
 	// Path: interface counters and the source the cloud server saw.
 	if c0 != nil && c1 != nil {
 		wan, vpn := c1[ifEdgeWAN].Sub(c0[ifEdgeWAN]), c1[ifEdgeVPN].Sub(c0[ifEdgeVPN])
-		var up, down, gotDown int
-		for _, f := range s.flows() {
-			if f.ToCloud {
-				up += w[f].Sent
-			} else {
-				down += w[f].Sent
-				gotDown += w[f].Received
-			}
-		}
 		path.note("in %s: %d audio packets towards the cloud (relayed %d + %d over IPv6, re-keyed %d, direct %d + %d over IPv6), %d back",
 			s.opt.MediaWindow, up, w[s.turnUp].Sent, w[s.turn6Up].Sent, w[s.gwUp].Sent, w[s.directUp].Sent, w[s.direct6Up].Sent, down)
 		path.expect(up > 0 && wan.TxPackets >= uint64(up) && wan.RxPackets >= uint64(gotDown),
