@@ -25,17 +25,6 @@ func (w *worker) demuxOpen(s *sock, src netip.AddrPort, pkt []byte, rtcp bool) (
 		plain, r, ok := w.open(l, pkt, rtcp, false)
 		return l, plain, r, ok
 	}
-	// A further stream (or the RTCP) of a source that owns a flow: most
-	// likely the same leg's, one check, outside the budgets.
-	hint := d.bySrc[src]
-	if hint != nil {
-		if want := hint.remoteFor(rtcp); !hint.symmetric || !want.IsValid() || want == src {
-			plain, r, ok := w.open(hint, pkt, rtcp, true)
-			if ok || r == reasonKeyExpired || r == reasonReplay {
-				return hint, plain, r, ok
-			}
-		}
-	}
 	e := d.sources.get(src, w.now)
 	if e.denied(w.now, w.trial.epoch) {
 		return nil, nil, reasonJunkSource, false
@@ -48,6 +37,26 @@ func (w *worker) demuxOpen(s *sock, src netip.AddrPort, pkt []byte, rtcp bool) (
 	var last *leg
 	// cut: a budget ended the passes; starved: the worker's.
 	cut, starved := false, false
+	// A further stream (or the RTCP) of a source that owns a flow: most
+	// likely the same leg's, tried first. It is budgeted like any trial,
+	// so that junk sent from (or spoofing) a latched peer's address is
+	// denied like any other.
+	hint := d.bySrc[src]
+	if hint != nil {
+		if want := hint.remoteFor(rtcp); !hint.symmetric || !want.IsValid() || want == src {
+			if e.budget.tokens < 1 || w.trial.tokens < 1 {
+				return nil, nil, reasonTrialRefused, false
+			}
+			e.budget.tokens--
+			w.trial.tokens--
+			tried++
+			plain, r, ok := w.open(hint, pkt, rtcp, true)
+			if ok || r == reasonKeyExpired || r == reasonReplay {
+				e.fails = 0
+				return hint, plain, r, ok
+			}
+		}
+	}
 	n := len(d.legs)
 	start := 0
 	if n > 0 {

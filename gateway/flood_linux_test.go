@@ -160,7 +160,7 @@ func TestJunkFloodDoesNotStarveLatchedCalls(t *testing.T) {
 // calibrateFlood floods port for a second while a single session waits
 // (no trial costs anything then) and returns the rate to flood at: the
 // target, or 70 % of what the gateway read when this machine is too busy
-// to let it read the target. What is measured afterwards is then what
+// to let it read what the sender offered. What is measured afterwards is then what
 // sessions waiting to latch add to the cost of junk, not how much CPU the
 // other tenants of this machine left.
 func calibrateFlood(t *testing.T, g *Gateway, port string, rate int) int {
@@ -176,10 +176,11 @@ func calibrateFlood(t *testing.T, g *Gateway, port string, rate int) int {
 		}
 	}
 	got := float64(read-before) / fl.took.Seconds()
-	t.Logf("calibration: %.0f junk packets/s offered, the gateway read %.0f/s with one session", float64(fl.sent)/fl.took.Seconds(), got)
-	if got < 0.9*float64(rate) {
+	offered := float64(fl.sent) / fl.took.Seconds()
+	t.Logf("calibration: %.0f junk packets/s offered, the gateway read %.0f/s with one session", offered, got)
+	if got < 0.9*offered {
 		rate = max(int(0.7*got), 1000)
-		t.Logf("this machine is too busy for the target rate: flooding at %d packets/s", rate)
+		t.Logf("this machine is too busy for the gateway to read what the sender offers: flooding at %d packets/s", rate)
 	}
 	// A sender on loopback pays for the receiver's side of every
 	// datagram: on a machine whose run queue is longer than its CPUs, a

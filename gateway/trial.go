@@ -27,9 +27,8 @@ import (
 //     its session existed is not locked out.
 //
 // Packets of known flows (source address and SSRC) never touch these
-// budgets, and neither does a new flow from a source that already owns a
-// flow on the socket: it is tried against that leg first, at the cost of
-// one check.
+// budgets. A new flow from a source that already owns a flow on the
+// socket is tried against that leg first, at the cost of one check.
 const (
 	workerTrialRate  = 150_000
 	workerTrialBurst = 32_768

@@ -200,20 +200,45 @@ func TestWorkerTrialBudget(t *testing.T) {
 	}
 }
 
-// TestNewStreamOfLatchedSourceSkipsTheBudgets: a further SSRC from a
-// source that owns a flow is tried against that flow's leg first, and
-// passes even when every budget is spent.
-func TestNewStreamOfLatchedSourceSkipsTheBudgets(t *testing.T) {
+// TestNewStreamOfLatchedSourceIsTriedFirst: a further SSRC from a source
+// that owns a flow is tried against that flow's leg first: one check.
+func TestNewStreamOfLatchedSourceIsTriedFirst(t *testing.T) {
 	r := newTrialRig(t, 50)
 	tx := contextFor(t, r.keys[9], false)
 	peer := netip.MustParseAddrPort("198.51.100.20:5004")
 	if got := r.send(peer, encRTP(t, tx, rtpPacket(t, 1, 1, 160))); got != "forwarded" {
 		t.Fatalf("first packet dropped as %s", got)
 	}
-	r.w.trial.tokens = 0
-	r.shared.dm.sources.get(peer, r.w.now).budget.tokens = 0
+	r.w.trial.tokens = 1
 	if got := r.send(peer, encRTP(t, tx, rtpPacket(t, 2, 1, 160))); got != "forwarded" {
 		t.Fatalf("a second stream of the latched source dropped as %s", got)
+	}
+}
+
+// TestJunkFromLatchedAddressIsDenied: junk sent from (or spoofing) a
+// latched peer's address is denied like any other source, while the
+// peer's known flow keeps passing.
+func TestJunkFromLatchedAddressIsDenied(t *testing.T) {
+	r := newTrialRig(t, 50)
+	tx := contextFor(t, r.keys[9], false)
+	peer := netip.MustParseAddrPort("198.51.100.20:5004")
+	if got := r.send(peer, encRTP(t, tx, rtpPacket(t, 1, 1, 160))); got != "forwarded" {
+		t.Fatalf("first packet dropped as %s", got)
+	}
+	for i := 0; i < denyAfter; i++ {
+		r.send(peer, junkPacket(t, uint32(100+i)))
+	}
+	trials := r.w.stats.trials.Load()
+	for i := 0; i < 100; i++ {
+		if got := r.send(peer, junkPacket(t, uint32(200+i))); got != "junk_source" {
+			t.Fatalf("junk from the latched address dropped as %s, want junk_source", got)
+		}
+	}
+	if r.w.stats.trials.Load() != trials {
+		t.Fatal("junk from a denied latched address was tried")
+	}
+	if got := r.send(peer, encRTP(t, tx, rtpPacket(t, 1, 2, 160))); got != "forwarded" {
+		t.Fatalf("the latched flow dropped as %s", got)
 	}
 }
 
