@@ -39,13 +39,13 @@ const (
 // was sent, once the flow went quiet), and a call created during the flood
 // must latch within 200 ms of its first packet. The junk rate is what
 // this machine's sender reaches, up to 300k packets/s (30k with the race
-// detector); it is logged. FLOOD_RATE overrides the target rate
-// (packets/s).
+// detector), lowered on an overloaded machine (see calibrateFlood); it is
+// logged. FLOOD_RATE=n floods at n packets/s whatever the machine.
 func TestJunkFloodDoesNotStarveLatchedCalls(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 3-second flood; skipped with -short")
 	}
-	rate := floodRate
+	rate, exact := floodRate, false
 	if raceEnabled {
 		// The race detector makes every packet cost several times more
 		// on the gateway's side: aim at what it can read. main before
@@ -57,7 +57,7 @@ func TestJunkFloodDoesNotStarveLatchedCalls(t *testing.T) {
 		if err != nil || r <= 0 {
 			t.Fatalf("FLOOD_RATE=%q: want a positive number of packets/s", v)
 		}
-		rate = r
+		rate, exact = r, true
 	}
 	cfg := testConfig()
 	cfg.Workers = 1 // every session and the flood on one worker: the worst case
@@ -81,7 +81,7 @@ func TestJunkFloodDoesNotStarveLatchedCalls(t *testing.T) {
 			Cloud:    LegRequest{Crypto: newKeyLine(t, suiteAES128SHA80), RTCPMux: true, Remote: sink.addr()},
 		})
 		port = info.Internal.Local
-		if i == 0 {
+		if i == 0 && !exact {
 			rate = calibrateFlood(t, g, port, rate)
 		}
 	}

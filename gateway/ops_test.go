@@ -85,6 +85,9 @@ func TestMetrics(t *testing.T) {
 		`mediaedge_gateway_sessions_created_total 1`,
 		`mediaedge_gateway_latched_total{leg="internal"} 1`,
 		`mediaedge_gateway_port_mode_info{leg="cloud",mode="shared"} 1`,
+		`mediaedge_gateway_dropped_packets_total{leg="internal",reason="junk_source"} 0`,
+		`mediaedge_gateway_dropped_packets_total{leg="internal",reason="trial_refused"} 0`,
+		`mediaedge_gateway_trial_denied_sources_total 0`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("metrics lack %s", want)
