@@ -237,10 +237,11 @@ func mustShow(t testing.TB, g *Gateway, id string) *SessionInfo {
 	return info
 }
 
-// eventually polls cond until it holds or 3 s pass.
+// eventually polls cond until it holds or 10 s pass (a generous bound:
+// it ends as soon as cond holds).
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
 		if cond() {
 			return
 		}

@@ -333,9 +333,11 @@ func TestReloadPolicyAppliesToLiveChannels(t *testing.T) {
 	if n, _, err := rc.ReadFrom(buf); err == nil {
 		t.Fatalf("relayed %q to a peer the reloaded policy refuses", buf[:n])
 	}
-	if got := r.metric(t, "mediaedge_relay_drops_total", "cause", "peer_denied"); got < 1 {
-		t.Errorf("peer_denied drops = %v", got)
-	}
+	// Nothing came back within the read deadline; the drop may still be
+	// on its way to the counter on a busy machine.
+	waitFor(t, "the peer_denied drop", 10*time.Second, func() bool {
+		return r.metric(t, "mediaedge_relay_drops_total", "cause", "peer_denied") >= 1
+	})
 	if len(r.Allocations()) != 1 {
 		t.Error("reload dropped the allocation")
 	}
