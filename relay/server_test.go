@@ -278,7 +278,13 @@ func TestTCPClientAndTCPAllocation(t *testing.T) {
 	if err != nil || string(buf[:n]) != "tcp relay" {
 		t.Fatalf("echo over the TCP allocation: %q, %v", buf[:n], err)
 	}
-	as := r.Allocations()
+	// The echo can come back before the relay counted what it wrote to
+	// the peer: wait for the count (generous bound) before checking.
+	var as []AllocationInfo
+	waitFor(t, "the bytes to the peer to be counted", 10*time.Second, func() bool {
+		as = r.Allocations()
+		return len(as) == 1 && as[0].BytesToPeer >= 9
+	})
 	if len(as) != 1 || as[0].RelayProtocol != "tcp" || as[0].Transport != "tcp" || as[0].BytesToPeer != 9 {
 		t.Errorf("allocations = %+v", as)
 	}
