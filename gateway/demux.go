@@ -55,6 +55,9 @@ func (w *worker) demuxOpen(s *sock, src netip.AddrPort, pkt []byte, rtcp bool) (
 				e.fails = 0
 				return hint, plain, r, ok
 			}
+			if r != reasonAuth {
+				why, last = r, hint // e.g. one SSRC too many for its leg
+			}
 		}
 	}
 	n := len(d.legs)

@@ -324,3 +324,23 @@ func BenchmarkTrialCheck(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(checks), "ns/check")
 }
+
+// TestSSRCOverLimitCountsOnItsLeg: a latched peer's stream beyond the
+// leg's SSRC limit is dropped and counted on that leg as ssrc_limit.
+func TestSSRCOverLimitCountsOnItsLeg(t *testing.T) {
+	r := newTrialRig(t, 1)
+	tx := contextFor(t, r.keys[0], false)
+	peer := netip.MustParseAddrPort("198.51.100.20:5004")
+	max := r.w.cfg.MaxSSRCs
+	for ssrc := 1; ssrc <= max; ssrc++ {
+		if got := r.send(peer, encRTP(t, tx, rtpPacket(t, uint32(ssrc), 1, 160))); got != "forwarded" {
+			t.Fatalf("stream %d of %d dropped as %s", ssrc, max, got)
+		}
+	}
+	if got := r.send(peer, encRTP(t, tx, rtpPacket(t, uint32(max+1), 1, 160))); got != "ssrc_limit" {
+		t.Fatalf("stream %d dropped as %s, want ssrc_limit", max+1, got)
+	}
+	if n := r.pending[0].c.SSRCLimit; n != 1 {
+		t.Fatalf("leg's ssrc_limit count = %d, want 1", n)
+	}
+}
