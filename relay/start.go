@@ -41,6 +41,7 @@ func (s *Server) start(ctx context.Context) error {
 		ReusePort:  true,
 		ReuseAddr:  true,
 	}
+	streamGen := &generator{s: s}
 	var lcs []turn.ListenerConfig
 	for _, l := range cfg.Listeners {
 		switch l.Transport {
@@ -55,7 +56,7 @@ func (s *Server) start(ctx context.Context) error {
 			}
 			lcs = append(lcs, turn.ListenerConfig{
 				Listener:              tl,
-				RelayAddressGenerator: s,
+				RelayAddressGenerator: streamGen,
 				PermissionHandler:     s.permit,
 			})
 		}
@@ -72,7 +73,7 @@ func (s *Server) start(ctx context.Context) error {
 		for _, g := range s.groups {
 			pcs = append(pcs, turn.PacketConnConfig{
 				PacketConn:            g.shards[i],
-				RelayAddressGenerator: &shardGen{Server: s, w: w},
+				RelayAddressGenerator: &generator{s: s, w: w},
 				PermissionHandler:     s.permit,
 			})
 		}
