@@ -155,8 +155,13 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate implements config.Validator.
-func (c *Config) Validate() error {
+// Validate implements config.Validator. New and Reload call it too, except
+// that they accept a leg without a port range (0-0: any free port the
+// kernel picks), which a configuration file must give.
+func (c *Config) Validate() error { return c.validate(true) }
+
+// validate checks c; needPorts refuses a leg without a port range.
+func (c *Config) validate(needPorts bool) error {
 	var ps config.Problems
 	if c.Workers < 0 || c.Workers > 64 {
 		ps.Add("workers", "%d: want 0 (one per CPU) to 64", c.Workers)
@@ -173,20 +178,22 @@ func (c *Config) Validate() error {
 	if c.MaxSSRCs < 1 || c.MaxSSRCs > 1024 {
 		ps.Add("max_ssrcs", "%d: want 1 to 1024", c.MaxSSRCs)
 	}
-	ps.AddErr("internal", c.Internal.validate())
-	ps.AddErr("cloud", c.Cloud.validate())
-	if c.Internal.Bind == c.Cloud.Bind && overlap(c.Internal.Ports, c.Cloud.Ports) {
+	ps.AddErr("internal", c.Internal.validate(needPorts))
+	ps.AddErr("cloud", c.Cloud.validate(needPorts))
+	// Two "any free port" legs (0-0, see New) never collide.
+	anyPort := c.Internal.Ports.Min == 0 || c.Cloud.Ports.Min == 0
+	if c.Internal.Bind == c.Cloud.Bind && overlap(c.Internal.Ports, c.Cloud.Ports) && (needPorts || !anyPort) {
 		ps.Add("cloud.ports", "%s overlaps internal.ports %s on the same address", c.Cloud.Ports, c.Internal.Ports)
 	}
 	return ps.Err()
 }
 
-func (l *LegConfig) validate() error {
+func (l *LegConfig) validate(needPorts bool) error {
 	var ps config.Problems
 	if _, err := l.bindAddr(); err != nil {
 		ps.AddErr("bind", err)
 	}
-	if l.Ports.Min == 0 {
+	if needPorts && l.Ports.Min == 0 {
 		ps.Add("ports", "required: a port range such as \"40000-44999\"")
 	}
 	switch l.PortMode {

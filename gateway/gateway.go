@@ -50,8 +50,13 @@ type Gateway struct {
 }
 
 // New returns a Gateway for cfg and registers its control API routes on
-// d.Control (when not nil). Nothing is bound until Start.
+// d.Control (when not nil). Nothing is bound until Start. A cfg that
+// Validate refuses is refused here too (with config.Problems), except for
+// a leg without a port range, which binds any free port.
 func New(cfg Config, d component.Deps) (*Gateway, error) {
+	if err := cfg.validate(false); err != nil {
+		return nil, err
+	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -292,8 +297,12 @@ func (g *Gateway) closeSock(so *sock) {
 // Port ranges, bind addresses, limits, timeouts and re-key policies apply
 // at once (addresses and ranges to new sessions); the mark and buffer
 // sizes are applied to existing sockets too. The number of workers and
-// the port mode need a restart.
+// the port mode need a restart. An invalid cfg is refused as in New and
+// changes nothing.
 func (g *Gateway) Reload(ctx context.Context, cfg Config) error {
+	if err := cfg.validate(false); err != nil {
+		return err
+	}
 	old := g.cfg.Load()
 	if cfg.Workers != old.Workers {
 		g.log.Warn("reload: gateway.workers changes need a restart", "running", old.Workers, "configured", cfg.Workers)

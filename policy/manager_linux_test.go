@@ -362,3 +362,21 @@ func TestFlowFilter(t *testing.T) {
 		}
 	}
 }
+
+// TestNewAndReloadValidate checks that the constructor and Reload refuse
+// what Validate refuses instead of trusting their caller.
+func TestNewAndReloadValidate(t *testing.T) {
+	bad := DefaultConfig()
+	bad.Match = "tcp"
+	if _, err := New(bad, component.Deps{Registry: prometheus.NewRegistry()}); err == nil || !strings.Contains(err.Error(), "match") {
+		t.Fatalf("New(match tcp) = %v, want a match problem", err)
+	}
+	m, err := New(DefaultConfig(), component.Deps{Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Reload(t.Context(), bad); err == nil || !strings.Contains(err.Error(), "match") {
+		t.Fatalf("Reload(match tcp) = %v, want a match problem", err)
+	}
+}

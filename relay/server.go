@@ -97,8 +97,12 @@ type relayKey struct {
 }
 
 // New builds a Server for cfg without binding anything. It registers the
-// metrics and the control route GET /v1/relay/allocations.
+// metrics and the control route GET /v1/relay/allocations. A cfg that
+// Validate refuses is refused here too, with config.Problems.
 func New(cfg Config, d component.Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	log := d.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

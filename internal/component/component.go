@@ -6,9 +6,9 @@
 //	type Config struct{ ... }            // its YAML section, with yaml tags
 //	func DefaultConfig() Config          // documented defaults
 //	func (c *Config) Validate() error    // config.Problems with relative paths
-//	func New(cfg Config, d component.Deps) (*T, error)
+//	func New(cfg Config, d component.Deps) (*T, error)       // validates cfg itself
 //	func (t *T) Start(ctx context.Context) error             // bind, then return
-//	func (t *T) Reload(ctx context.Context, cfg Config) error // apply without dropping sessions
+//	func (t *T) Reload(ctx context.Context, cfg Config) error // validate, apply without dropping sessions
 //	func (t *T) Status() any                                  // JSON for GET /v1/status
 //	func (t *T) Close() error                                 // idempotent, bounded
 //
