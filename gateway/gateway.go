@@ -139,7 +139,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	g.workers = workers
 	g.state = "running"
-	g.metrics.setWorkers(stats, [2]string{cfg.Internal.PortMode, cfg.Cloud.PortMode})
+	g.metrics.setWorkers(stats, [2]string{string(cfg.Internal.PortMode), string(cfg.Cloud.PortMode)})
 	g.log.Info("gateway started", "workers", len(workers),
 		"internal", fmt.Sprintf("%s ports %s (%s)", cfg.Internal.Bind, cfg.Internal.Ports, cfg.Internal.PortMode),
 		"cloud", fmt.Sprintf("%s ports %s (%s, mark %s)", cfg.Cloud.Bind, cfg.Cloud.Ports, cfg.Cloud.PortMode, cfg.Cloud.Mark),
@@ -349,7 +349,7 @@ func (g *Gateway) Status() any {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	st := Status{Sessions: len(g.sessions), MaxSessions: cfg.MaxSessions, Workers: len(g.workers),
-		PortModes: map[string]string{"internal": cfg.Internal.PortMode, "cloud": cfg.Cloud.PortMode}}
+		PortModes: map[string]PortMode{"internal": cfg.Internal.PortMode, "cloud": cfg.Cloud.PortMode}}
 	switch g.state {
 	case "running":
 		st.State = "running"
@@ -364,10 +364,10 @@ func (g *Gateway) Status() any {
 // Status is the gateway's part of GET /v1/status.
 type Status struct {
 	component.Status
-	Sessions    int               `json:"sessions"`
-	MaxSessions int               `json:"max_sessions"`
-	Workers     int               `json:"workers"`
-	PortModes   map[string]string `json:"port_modes"`
+	Sessions    int                 `json:"sessions"`
+	MaxSessions int                 `json:"max_sessions"`
+	Workers     int                 `json:"workers"`
+	PortModes   map[string]PortMode `json:"port_modes"`
 }
 
 // Close stops the workers, ending every session (keys wiped), and waits

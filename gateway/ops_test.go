@@ -150,10 +150,10 @@ func TestManySessions(t *testing.T) {
 		t.Skip("creates 10,000 sessions")
 	}
 	for _, tc := range []struct {
-		mode string
+		mode PortMode
 		n    int
 	}{{PortsShared, 10000}, {PortsDedicated, 3000}} {
-		t.Run(tc.mode, func(t *testing.T) {
+		t.Run(string(tc.mode), func(t *testing.T) {
 			cfg := testConfig()
 			cfg.MaxSessions = tc.n + 3
 			cfg.Internal.PortMode, cfg.Cloud.PortMode = tc.mode, tc.mode

@@ -276,8 +276,8 @@ func TestPeerRekeyGrace(t *testing.T) {
 // counter and "reset" starts at 0, which a peer with a fresh context
 // expects.
 func TestROCPolicy(t *testing.T) {
-	for _, policy := range []string{ROCKeep, ROCReset} {
-		t.Run(policy, func(t *testing.T) {
+	for _, policy := range []ROCPolicy{ROCKeep, ROCReset} {
+		t.Run(string(policy), func(t *testing.T) {
 			cfg := testConfig()
 			cfg.Cloud.ROC = policy
 			g := startGateway(t, cfg)

@@ -13,7 +13,7 @@ import (
 )
 
 func TestConfigValidate(t *testing.T) {
-	lis := func(transport, addr string) ListenerConfig {
+	lis := func(transport Transport, addr string) ListenerConfig {
 		return ListenerConfig{Transport: transport, Addr: config.AddrPort{AddrPort: netip.MustParseAddrPort(addr)}}
 	}
 	for _, tc := range []struct {

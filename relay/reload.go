@@ -38,7 +38,7 @@ func (s *Server) Reload(ctx context.Context, cfg Config) error {
 	// the TCP and TLS listeners in configuration order.
 	n := 0
 	for _, l := range cfg.Listeners {
-		if l.Transport == "udp" {
+		if l.Transport == TransportUDP {
 			continue
 		}
 		if t := s.tcpLns[n]; t.transport == "tls" {

@@ -179,11 +179,11 @@ func (s *Server) Start(ctx context.Context) error {
 func (s *Server) firstURI() string {
 	l := s.cfg.Listeners[0]
 	scheme := "turn"
-	if l.Transport == "tls" {
+	if l.Transport == TransportTLS {
 		scheme = "turns"
 	}
 	uri := scheme + ":" + l.Addr.String()
-	if l.Transport == "tcp" {
+	if l.Transport == TransportTCP {
 		uri += "?transport=tcp"
 	}
 	return uri

@@ -45,11 +45,11 @@ func (s *Server) start(ctx context.Context) error {
 	var lcs []turn.ListenerConfig
 	for _, l := range cfg.Listeners {
 		switch l.Transport {
-		case "udp":
+		case TransportUDP:
 			if _, err := s.listenUDP(l.Addr.AddrPort, shards, lo); err != nil {
 				return err
 			}
-		case "tcp", "tls":
+		case TransportTCP, TransportTLS:
 			tl, err := s.listenTCP(ctx, l, lo)
 			if err != nil {
 				return err
