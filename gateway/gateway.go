@@ -343,8 +343,9 @@ func (g *Gateway) Reload(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// Status reports the gateway's state for GET /v1/status.
-func (g *Gateway) Status() any {
+// Status reports the gateway's state for GET /v1/status. Safe for
+// concurrent use.
+func (g *Gateway) Status() Status {
 	cfg := g.cfg.Load()
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -361,7 +362,8 @@ func (g *Gateway) Status() any {
 	return st
 }
 
-// Status is the gateway's part of GET /v1/status.
+// Status is the gateway's part of GET /v1/status: a snapshot the caller
+// owns.
 type Status struct {
 	component.Status
 	Sessions    int                 `json:"sessions"`

@@ -189,11 +189,12 @@ func (s *Server) firstURI() string {
 	return uri
 }
 
-// Status reports the relay's state, listeners and counts.
-func (s *Server) Status() any {
+// Status reports the relay's state, listeners and counts for GET
+// /v1/status. Safe for concurrent use.
+func (s *Server) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := relayStatus{Status: component.Status{State: s.state}, Allocations: len(s.allocs)}
+	st := Status{Status: component.Status{State: s.state}, Allocations: len(s.allocs)}
 	if s.state == "disabled" {
 		return st
 	}
@@ -220,8 +221,9 @@ func (s *Server) ioMode() string {
 	return "mmsg"
 }
 
-// relayStatus is the relay's part of GET /v1/status.
-type relayStatus struct {
+// Status is the relay's part of GET /v1/status: a snapshot the caller
+// owns.
+type Status struct {
 	component.Status
 	Listeners      []string `json:"listeners,omitempty"`
 	RelayAddresses []string `json:"relay_addresses,omitempty"`
