@@ -37,7 +37,12 @@ import (
 	"github.com/mediaedge/mediaedge/internal/component"
 )
 
-// Server is the relay component.
+// Server is the relay component. The daemon owns it: New builds it, Start
+// binds and serves once, Reload and Status may be called from any
+// goroutine, and Close ends every allocation and waits for the relay's
+// goroutines; it is idempotent. pion's callbacks (relay address generator,
+// auth, quota, permission and event handlers) are unexported values the
+// Server hands to pion, not methods of its API.
 type Server struct {
 	// set in New, never changed
 	log     *slog.Logger
