@@ -307,7 +307,7 @@ relay:
 		return nil, nil, tt, err
 	}
 	if out, err := exec.Command(bin, "config", "check", cfgPath).CombinedOutput(); err != nil {
-		return nil, nil, tt, fmt.Errorf("config check: %v: %s", err, strings.TrimSpace(string(out)))
+		return nil, nil, tt, fmt.Errorf("config check: %w: %s", err, strings.TrimSpace(string(out)))
 	}
 	p, err := sut.StartProcess(dir, "mediaedge", cpu, bin, "run", "--config", cfgPath)
 	if err != nil {

@@ -162,7 +162,7 @@ func (s *scenario) benchVerify(ctx context.Context, lanGW, wanGW, intIn, intOut,
 	}
 	var res srtpcheck.VerifyResult
 	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil || res.Report == nil {
-		return nil, status, fmt.Errorf("e2e: mediaedge bench verify: %v (decoding its output: %v): %s", runErr, err, strings.TrimSpace(stderr.String()))
+		return nil, status, fmt.Errorf("e2e: mediaedge bench verify: %w (decoding its output: %w): %s", runErr, err, strings.TrimSpace(stderr.String()))
 	}
 	return &res, status, nil
 }

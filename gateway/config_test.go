@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -49,7 +50,8 @@ func TestConfigValidate(t *testing.T) {
 			err := config.Decode([]byte(tc.yaml), &cfg, config.Options{})
 			var got []string
 			if err != nil {
-				ps, ok := err.(config.Problems)
+				var ps config.Problems
+				ok := errors.As(err, &ps)
 				if !ok {
 					t.Fatalf("err = %v, want config.Problems", err)
 				}

@@ -4,6 +4,7 @@ package policy
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -270,7 +271,7 @@ func TestManagerOnStopKeep(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if err := m.Reload(t.Context(), cfg); err != ErrClosed {
+	if err := m.Reload(t.Context(), cfg); !errors.Is(err, ErrClosed) {
 		t.Errorf("Reload after Close: %v, want ErrClosed", err)
 	}
 }

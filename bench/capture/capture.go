@@ -112,7 +112,7 @@ func parseCapture(data []byte) (dgs []Datagram, sum CaptureSummary, err error) {
 		sum.Format = "pcap"
 		pr, err := pcapgo.NewReader(bytes.NewReader(data))
 		if err != nil {
-			return nil, sum, &CaptureError{Err: fmt.Errorf("%w: %v", ErrCorruptCapture, err)}
+			return nil, sum, &CaptureError{Err: fmt.Errorf("%w: %w", ErrCorruptCapture, err)}
 		}
 		// The header's snap length is only advisory (tcpdump ignores it
 		// when reading); bounding a record by the file size keeps a
@@ -133,7 +133,7 @@ func parseCapture(data []byte) (dgs []Datagram, sum CaptureSummary, err error) {
 		}
 		nr, err := pcapgo.NewNgReader(bytes.NewReader(canon), pcapgo.NgReaderOptions{WantMixedLinkType: true})
 		if err != nil {
-			return nil, sum, &CaptureError{Err: fmt.Errorf("%w: %v", ErrCorruptCapture, err)}
+			return nil, sum, &CaptureError{Err: fmt.Errorf("%w: %w", ErrCorruptCapture, err)}
 		}
 		linkOf = func(ci gopacket.CaptureInfo) linkType {
 			if len(ci.AncillaryData) > 0 {
@@ -159,7 +159,7 @@ func parseCapture(data []byte) (dgs []Datagram, sum CaptureSummary, err error) {
 			if errors.Is(err, io.ErrUnexpectedEOF) {
 				err = errors.New("file ends inside a packet record")
 			}
-			return dgs, sum, &CaptureError{Packet: sum.Records + 1, Err: fmt.Errorf("%w: %v", ErrCorruptCapture, err)}
+			return dgs, sum, &CaptureError{Packet: sum.Records + 1, Err: fmt.Errorf("%w: %w", ErrCorruptCapture, err)}
 		}
 		sum.Records++
 		lt := linkOf(ci)

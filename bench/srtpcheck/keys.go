@@ -145,7 +145,7 @@ func (k Key) Context(opts ...srtp.ContextOption) (*srtp.Context, error) {
 	}
 	c, err := srtp.CreateContext(k.Master[:k.Suite.KeyLen], k.Master[k.Suite.KeyLen:], k.Suite.Profile, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrBadKey, k.Suite.Name, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrBadKey, k.Suite.Name, err)
 	}
 	return c, nil
 }

@@ -85,7 +85,7 @@ func (p *Process) WaitReady(timeout time.Duration, probe func() error) error {
 	var err error
 	for time.Now().Before(deadline) {
 		if ok, perr := p.Exited(); ok {
-			return fmt.Errorf("bench: %s exited during start-up: %v (see %s)", p.Name, perr, p.log.Name())
+			return fmt.Errorf("bench: %s exited during start-up: %w (see %s)", p.Name, perr, p.log.Name())
 		}
 		if err = probe(); err == nil {
 			return nil

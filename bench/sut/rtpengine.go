@@ -213,7 +213,7 @@ func SetupRtpengine(ctx context.Context, ng *NGClient, s RtpengineSetup) (*Rtpen
 		toA, err := parseSDP(str(answer["sdp"]))
 		if err != nil || len(toA.cryptos) == 0 {
 			rc.Close(ctx)
-			return nil, fmt.Errorf("bench: rtpengine answer without a key: %v", err)
+			return nil, fmt.Errorf("bench: rtpengine answer without a key: %w", err)
 		}
 		rc.Flows = append(rc.Flows,
 			load.Flow{Direction: "internal->cloud", TxKey: kA, RxKey: *kRB, Src: s.A.String(),
