@@ -54,7 +54,7 @@ type CaptureSummary struct {
 func ReadCaptureFile(path string) ([]Datagram, CaptureSummary, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, CaptureSummary{}, fmt.Errorf("bench: opening capture: %w", err)
+		return nil, CaptureSummary{}, fmt.Errorf("capture: opening capture: %w", err)
 	}
 	defer f.Close()
 	return ReadCapture(f)
@@ -70,10 +70,10 @@ func ReadCaptureFile(path string) ([]Datagram, CaptureSummary, error) {
 func ReadCapture(r io.Reader) ([]Datagram, CaptureSummary, error) {
 	data, err := io.ReadAll(io.LimitReader(r, maxCaptureBytes+1))
 	if err != nil {
-		return nil, CaptureSummary{}, fmt.Errorf("bench: reading capture: %w", err)
+		return nil, CaptureSummary{}, fmt.Errorf("capture: reading capture: %w", err)
 	}
 	if len(data) > maxCaptureBytes {
-		return nil, CaptureSummary{}, fmt.Errorf("bench: capture larger than %d bytes", maxCaptureBytes)
+		return nil, CaptureSummary{}, fmt.Errorf("capture: capture larger than %d bytes", maxCaptureBytes)
 	}
 	return parseCapture(data)
 }

@@ -8,12 +8,12 @@ import (
 // Sentinels callers branch on. Errors that carry data wrap one of these.
 var (
 	// ErrNotCapture means the input is neither a pcap nor a pcapng file.
-	ErrNotCapture = errors.New("bench: not a pcap or pcapng capture")
+	ErrNotCapture = errors.New("capture: not a pcap or pcapng capture")
 	// ErrCorruptCapture means a capture file is truncated or malformed
 	// after a valid file header.
-	ErrCorruptCapture = errors.New("bench: corrupt or truncated capture")
+	ErrCorruptCapture = errors.New("capture: corrupt or truncated capture")
 	// ErrNoStreams means a capture holds no RTP stream to replay.
-	ErrNoStreams = errors.New("bench: no RTP stream found")
+	ErrNoStreams = errors.New("capture: no RTP stream found")
 )
 
 // CaptureError says where in a capture file reading stopped.

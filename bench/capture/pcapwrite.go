@@ -27,7 +27,7 @@ type PcapWriter struct {
 func NewPcapWriter(w io.Writer) (*PcapWriter, error) {
 	pw := pcapgo.NewWriterNanos(w)
 	if err := pw.WriteFileHeader(65535, layers.LinkTypeRaw); err != nil {
-		return nil, fmt.Errorf("bench: writing pcap header: %w", err)
+		return nil, fmt.Errorf("capture: writing pcap header: %w", err)
 	}
 	return &PcapWriter{w: pw, buf: gopacket.NewSerializeBuffer()}, nil
 }
@@ -35,7 +35,7 @@ func NewPcapWriter(w io.Writer) (*PcapWriter, error) {
 // Write appends one datagram sent from src to dst at t.
 func (p *PcapWriter) Write(t time.Time, src, dst netip.AddrPort, payload []byte) error {
 	if src.Addr().Is4() != dst.Addr().Is4() {
-		return fmt.Errorf("bench: writing pcap: mixed address families %s -> %s", src, dst)
+		return fmt.Errorf("capture: writing pcap: mixed address families %s -> %s", src, dst)
 	}
 	p.udp = layers.UDP{SrcPort: layers.UDPPort(src.Port()), DstPort: layers.UDPPort(dst.Port())}
 	var ipLayer gopacket.SerializableLayer
@@ -52,12 +52,12 @@ func (p *PcapWriter) Write(t time.Time, src, dst netip.AddrPort, payload []byte)
 	}
 	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
 	if err := gopacket.SerializeLayers(p.buf, opts, ipLayer, &p.udp, gopacket.Payload(payload)); err != nil {
-		return fmt.Errorf("bench: building pcap record: %w", err)
+		return fmt.Errorf("capture: building pcap record: %w", err)
 	}
 	b := p.buf.Bytes()
 	ci := gopacket.CaptureInfo{Timestamp: t, CaptureLength: len(b), Length: len(b)}
 	if err := p.w.WritePacket(ci, b); err != nil {
-		return fmt.Errorf("bench: writing pcap record: %w", err)
+		return fmt.Errorf("capture: writing pcap record: %w", err)
 	}
 	return nil
 }

@@ -26,7 +26,7 @@ func startEchoPeer(addr string) (*echoPeer, error) {
 	}
 	uc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
 	if err != nil {
-		return nil, fmt.Errorf("bench: echo peer: %w", err)
+		return nil, fmt.Errorf("load: echo peer: %w", err)
 	}
 	if rc, err := uc.SyscallConn(); err == nil {
 		_ = sockopt.Options{RecvBuffer: 4 << 20, SendBuffer: 4 << 20}.Control("udp", "", rc)

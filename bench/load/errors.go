@@ -6,10 +6,10 @@ import (
 )
 
 // ErrBadOptions means a run was asked for with inconsistent options.
-var ErrBadOptions = errors.New("bench: bad options")
+var ErrBadOptions = errors.New("load: bad options")
 
 // errNoKey: no key of a stream authenticates a packet.
-var errNoKey = errors.New("bench: no key authenticates the packet")
+var errNoKey = errors.New("load: no key authenticates the packet")
 
 // optionError reports a bad option with its name.
 func optionError(format string, args ...any) error {

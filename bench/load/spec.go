@@ -48,7 +48,7 @@ type SpecStream struct {
 func LoadSpec(path string) (*SpecFile, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("bench: opening spec: %w", err)
+		return nil, fmt.Errorf("load: opening spec: %w", err)
 	}
 	defer f.Close()
 	return readSpec(f)
@@ -59,7 +59,7 @@ func LoadSpec(path string) (*SpecFile, error) {
 func readSpec(r io.Reader) (*SpecFile, error) {
 	var s SpecFile
 	if err := json.NewDecoder(io.LimitReader(r, 16<<20)).Decode(&s); err != nil {
-		return nil, fmt.Errorf("bench: decoding spec: %w", err)
+		return nil, fmt.Errorf("load: decoding spec: %w", err)
 	}
 	if len(s.Streams) == 0 {
 		return nil, fmt.Errorf("%w: spec lists no streams", ErrBadOptions)

@@ -133,7 +133,7 @@ func (r *srtpRun) socket(addr string, family netip.Addr) (*benchSocket, error) {
 	so := sockopt.Options{RecvBuffer: r.opt.RecvBuffer, SendBuffer: r.opt.SendBuffer}
 	pc, err := so.ListenPacket(context.Background(), "udp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("bench: binding %s: %w", addr, err)
+		return nil, fmt.Errorf("load: binding %s: %w", addr, err)
 	}
 	uc := pc.(*net.UDPConn)
 	la := uc.LocalAddr().(*net.UDPAddr).AddrPort()

@@ -175,7 +175,7 @@ func RunTURN(ctx context.Context, opt TURNOptions) (*report.Report, error) {
 	for i := 0; i < opt.Allocations; i++ {
 		a, err := r.allocate(ctx, uint32(i), peer, per)
 		if err != nil {
-			return nil, fmt.Errorf("bench: allocation %d of %d: %w", i+1, opt.Allocations, err)
+			return nil, fmt.Errorf("load: allocation %d of %d: %w", i+1, opt.Allocations, err)
 		}
 		r.allocs = append(r.allocs, a)
 	}

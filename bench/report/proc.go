@@ -26,28 +26,28 @@ func ReadProc(pid int) (ProcSample, error) {
 	s := ProcSample{When: time.Now()}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return s, fmt.Errorf("bench: reading CPU time of pid %d: %w", pid, err)
+		return s, fmt.Errorf("report: reading CPU time of pid %d: %w", pid, err)
 	}
 	// The command name (field 2) may hold spaces and parentheses: fields
 	// are counted from the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return s, fmt.Errorf("bench: malformed /proc/%d/stat", pid)
+		return s, fmt.Errorf("report: malformed /proc/%d/stat", pid)
 	}
 	f := bytes.Fields(b[i+1:])
 	if len(f) < 13 {
-		return s, fmt.Errorf("bench: short /proc/%d/stat", pid)
+		return s, fmt.Errorf("report: short /proc/%d/stat", pid)
 	}
 	// After ')': state is field 3 overall, utime 14 and stime 15.
 	ut, err1 := strconv.ParseInt(string(f[11]), 10, 64)
 	st, err2 := strconv.ParseInt(string(f[12]), 10, 64)
 	if err1 != nil || err2 != nil {
-		return s, fmt.Errorf("bench: malformed /proc/%d/stat", pid)
+		return s, fmt.Errorf("report: malformed /proc/%d/stat", pid)
 	}
 	s.CPU = time.Duration(ut+st) * time.Second / clockTicks
 	b, err = os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		return s, fmt.Errorf("bench: reading memory of pid %d: %w", pid, err)
+		return s, fmt.Errorf("report: reading memory of pid %d: %w", pid, err)
 	}
 	for _, ln := range bytes.Split(b, []byte("\n")) {
 		if v, ok := bytes.CutPrefix(ln, []byte("VmRSS:")); ok {

@@ -56,7 +56,7 @@ type Key struct {
 func NewKey(s Suite) (Key, error) {
 	b := make([]byte, s.KeyLen+s.SaltLen)
 	if _, err := rand.Read(b); err != nil {
-		return Key{}, fmt.Errorf("bench: generating key: %w", err)
+		return Key{}, fmt.Errorf("srtpcheck: generating key: %w", err)
 	}
 	return Key{Suite: s, Master: b, Tag: 1}, nil
 }

@@ -57,13 +57,13 @@ func bencodeTo(b *bytes.Buffer, v any) error {
 		}
 		b.WriteByte('e')
 	default:
-		return fmt.Errorf("bench: cannot bencode %T", v)
+		return fmt.Errorf("sut: cannot bencode %T", v)
 	}
 	return nil
 }
 
 // errBencode is returned for malformed bencoded input.
-var errBencode = errors.New("bench: malformed bencoded data")
+var errBencode = errors.New("sut: malformed bencoded data")
 
 // maxBencodeDepth bounds nesting so that hostile input cannot exhaust the
 // stack.

@@ -131,13 +131,13 @@ func SetupGateway(ctx context.Context, c APIClient, g GatewaySetup) (*GatewaySes
 		var s Session
 		if err := c.Do(ctx, "POST", "/v1/sessions", req, &s); err != nil {
 			gs.Close(ctx)
-			return nil, fmt.Errorf("bench: creating session %d: %w", i, err)
+			return nil, fmt.Errorf("sut: creating session %d: %w", i, err)
 		}
 		gs.IDs = append(gs.IDs, s.ID)
 		fl, err := sessionFlows(s, kInt, kCloud, g)
 		if err != nil {
 			gs.Close(ctx)
-			return nil, fmt.Errorf("bench: session %s: %w", s.ID, err)
+			return nil, fmt.Errorf("sut: session %s: %w", s.ID, err)
 		}
 		gs.Flows = append(gs.Flows, fl...)
 	}
@@ -175,7 +175,7 @@ func (gs *GatewaySessions) Rekey(ctx context.Context, i int, leg string) (srtpch
 	}
 	var res rekeyResponse
 	if err := gs.c.Do(ctx, "POST", "/v1/sessions/"+url.PathEscape(gs.IDs[i])+"/rekey", map[string]string{"leg": leg}, &res); err != nil {
-		return srtpcheck.Key{}, fmt.Errorf("bench: re-keying session %s %s leg: %w", gs.IDs[i], leg, err)
+		return srtpcheck.Key{}, fmt.Errorf("sut: re-keying session %s %s leg: %w", gs.IDs[i], leg, err)
 	}
 	return srtpcheck.ParseCryptoLine(res.Crypto)
 }
@@ -220,7 +220,7 @@ func (gs *GatewaySessions) Close(ctx context.Context) error {
 	var first error
 	for _, id := range gs.IDs {
 		if err := gs.c.Do(ctx, "DELETE", "/v1/sessions/"+url.PathEscape(id), nil, nil); err != nil && first == nil {
-			first = fmt.Errorf("bench: deleting session %s: %w", id, err)
+			first = fmt.Errorf("sut: deleting session %s: %w", id, err)
 		}
 	}
 	gs.IDs = nil

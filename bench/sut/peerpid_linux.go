@@ -13,7 +13,7 @@ import (
 func SocketPeerPID(path string) (int, error) {
 	c, err := net.Dial("unix", path)
 	if err != nil {
-		return 0, fmt.Errorf("bench: finding the daemon's PID: %w", err)
+		return 0, fmt.Errorf("sut: finding the daemon's PID: %w", err)
 	}
 	defer c.Close()
 	rc, err := c.(*net.UnixConn).SyscallConn()
@@ -28,7 +28,7 @@ func SocketPeerPID(path string) (int, error) {
 		return 0, err
 	}
 	if serr != nil {
-		return 0, fmt.Errorf("bench: SO_PEERCRED on %s: %w", path, serr)
+		return 0, fmt.Errorf("sut: SO_PEERCRED on %s: %w", path, serr)
 	}
 	return int(cred.Pid), nil
 }

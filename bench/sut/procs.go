@@ -40,7 +40,7 @@ func StartProcess(dir, name string, cpu int, argv ...string) (*Process, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("bench: starting %s: %w", name, err)
+		return nil, fmt.Errorf("sut: starting %s: %w", name, err)
 	}
 	p := &Process{Name: name, cmd: cmd, log: logf, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait() }()
@@ -85,12 +85,12 @@ func (p *Process) WaitReady(timeout time.Duration, probe func() error) error {
 	var err error
 	for time.Now().Before(deadline) {
 		if ok, perr := p.Exited(); ok {
-			return fmt.Errorf("bench: %s exited during start-up: %w (see %s)", p.Name, perr, p.log.Name())
+			return fmt.Errorf("sut: %s exited during start-up: %w (see %s)", p.Name, perr, p.log.Name())
 		}
 		if err = probe(); err == nil {
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("bench: %s not ready after %v: %w (see %s)", p.Name, timeout, err, p.log.Name())
+	return fmt.Errorf("sut: %s not ready after %v: %w (see %s)", p.Name, timeout, err, p.log.Name())
 }

@@ -31,7 +31,7 @@ type NGClient struct {
 func DialNG(addr netip.AddrPort) (*NGClient, error) {
 	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
 	if err != nil {
-		return nil, fmt.Errorf("bench: ng: %w", err)
+		return nil, fmt.Errorf("sut: ng: %w", err)
 	}
 	var r [6]byte
 	_, _ = rand.Read(r[:])
@@ -55,7 +55,7 @@ func (c *NGClient) Call(ctx context.Context, msg map[string]any) (map[string]any
 	pkt := append([]byte(cookie+" "), body...)
 	for try := 0; try < 3; try++ {
 		if _, err := c.conn.Write(pkt); err != nil {
-			return nil, fmt.Errorf("bench: ng: %w", err)
+			return nil, fmt.Errorf("sut: ng: %w", err)
 		}
 		deadline := time.Now().Add(time.Second)
 		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -69,7 +69,7 @@ func (c *NGClient) Call(ctx context.Context, msg map[string]any) (map[string]any
 				if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
 					break
 				}
-				return nil, fmt.Errorf("bench: ng %v: %w", msg["command"], err)
+				return nil, fmt.Errorf("sut: ng %v: %w", msg["command"], err)
 			}
 			ck, rest, ok := bytes.Cut(c.buf[:n], []byte(" "))
 			if !ok || string(ck) != cookie {
@@ -77,7 +77,7 @@ func (c *NGClient) Call(ctx context.Context, msg map[string]any) (map[string]any
 			}
 			v, err := bdecode(rest)
 			if err != nil {
-				return nil, fmt.Errorf("bench: ng reply: %w", err)
+				return nil, fmt.Errorf("sut: ng reply: %w", err)
 			}
 			d, ok := v.(map[string]any)
 			if !ok {
@@ -85,12 +85,12 @@ func (c *NGClient) Call(ctx context.Context, msg map[string]any) (map[string]any
 			}
 			if r, _ := d["result"].(string); r != "ok" && r != "pong" {
 				reason, _ := d["error-reason"].(string)
-				return d, fmt.Errorf("bench: ng %v: %s %s", msg["command"], r, reason)
+				return d, fmt.Errorf("sut: ng %v: %s %s", msg["command"], r, reason)
 			}
 			return d, nil
 		}
 	}
-	return nil, fmt.Errorf("bench: ng %v: no reply", msg["command"])
+	return nil, fmt.Errorf("sut: ng %v: no reply", msg["command"])
 }
 
 // sdpMedia is what bench needs from an SDP body.
@@ -109,14 +109,14 @@ func parseSDP(sdp string) (sdpMedia, error) {
 			f := strings.Fields(ln)
 			a, err := netip.ParseAddr(f[len(f)-1])
 			if err != nil {
-				return m, fmt.Errorf("bench: SDP connection line %q: %w", ln, err)
+				return m, fmt.Errorf("sut: SDP connection line %q: %w", ln, err)
 			}
 			m.addr = a
 		case strings.HasPrefix(ln, "m=audio "):
 			f := strings.Fields(ln)
 			p, err := strconv.ParseUint(f[1], 10, 16)
 			if err != nil {
-				return m, fmt.Errorf("bench: SDP media line %q: %w", ln, err)
+				return m, fmt.Errorf("sut: SDP media line %q: %w", ln, err)
 			}
 			m.port = uint16(p)
 		case strings.HasPrefix(ln, "a=crypto:"):
@@ -126,7 +126,7 @@ func parseSDP(sdp string) (sdpMedia, error) {
 		}
 	}
 	if !m.addr.IsValid() || m.port == 0 {
-		return m, errors.New("bench: SDP without connection address or audio port")
+		return m, errors.New("sut: SDP without connection address or audio port")
 	}
 	return m, nil
 }
@@ -199,7 +199,7 @@ func SetupRtpengine(ctx context.Context, ng *NGClient, s RtpengineSetup) (*Rtpen
 		}
 		if kRB == nil {
 			rc.Close(ctx)
-			return nil, fmt.Errorf("bench: rtpengine offered no %s", bs.Name)
+			return nil, fmt.Errorf("sut: rtpengine offered no %s", bs.Name)
 		}
 		kB, _ := srtpcheck.NewKey(bs)
 		kB.Tag = kRB.Tag
@@ -213,7 +213,7 @@ func SetupRtpengine(ctx context.Context, ng *NGClient, s RtpengineSetup) (*Rtpen
 		toA, err := parseSDP(str(answer["sdp"]))
 		if err != nil || len(toA.cryptos) == 0 {
 			rc.Close(ctx)
-			return nil, fmt.Errorf("bench: rtpengine answer without a key: %w", err)
+			return nil, fmt.Errorf("sut: rtpengine answer without a key: %w", err)
 		}
 		rc.Flows = append(rc.Flows,
 			load.Flow{Direction: "internal->cloud", TxKey: kA, RxKey: *kRB, Src: s.A.String(),
