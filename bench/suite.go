@@ -108,7 +108,7 @@ func RunSuite(ctx context.Context, opt SuiteOptions) error {
 	// bench on CPU 0, every system under test on CPU 1: each figure is
 	// "one core" and the load generator does not steal from the server.
 	sutCPU := -1
-	if runtime.NumCPU() >= 2 && load.PinToCPU(0) {
+	if runtime.NumCPU() >= 2 && pinToCPU(0) {
 		sutCPU = 1
 	}
 	var (

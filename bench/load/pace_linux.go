@@ -33,11 +33,3 @@ func (p *pacer) sleep(d time.Duration) {
 		ts = rem
 	}
 }
-
-// PinToCPU binds the calling process to one CPU; false if the kernel
-// refused.
-func PinToCPU(cpu int) bool {
-	var set unix.CPUSet
-	set.Set(cpu)
-	return unix.SchedSetaffinity(0, &set) == nil
-}

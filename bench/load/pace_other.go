@@ -10,7 +10,3 @@ type pacer struct{}
 func (p *pacer) init()                 {}
 func (p *pacer) close()                {}
 func (p *pacer) sleep(d time.Duration) { time.Sleep(d) }
-
-// PinToCPU is not supported here: the suite's figures are then not per
-// core, which its report says.
-func PinToCPU(int) bool { return false }

@@ -311,10 +311,10 @@ func (r *srtpRun) run(ctx context.Context) (*report.Report, error) {
 		r.sendRTCP(ctx)
 	}
 
-	var before report.ProcSample
+	var before procSample
 	var sutErr error
 	if r.opt.PID > 0 {
-		before, sutErr = report.ReadProc(r.opt.PID)
+		before, sutErr = readProc(r.opt.PID)
 	}
 	r.mediaStart.Store(r.now())
 	stopProgress := r.startProgress()
@@ -331,9 +331,9 @@ func (r *srtpRun) run(ctx context.Context) (*report.Report, error) {
 	r.drain(ctx)
 	stopRekey()
 	stopProgress()
-	var after report.ProcSample
+	var after procSample
 	if r.opt.PID > 0 && sutErr == nil {
-		after, sutErr = report.ReadProc(r.opt.PID)
+		after, sutErr = readProc(r.opt.PID)
 	}
 	r.close()
 
@@ -347,7 +347,7 @@ func (r *srtpRun) run(ctx context.Context) (*report.Report, error) {
 		if sutErr != nil {
 			rep.Notes = append(rep.Notes, sutErr.Error())
 		} else {
-			rep.SUT = report.SUTDelta(r.opt.PID, before, after, rep.Received())
+			rep.SUT = sutDelta(r.opt.PID, before, after, rep.Received())
 		}
 	}
 	if r.opt.WritePcap != nil {

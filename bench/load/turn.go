@@ -179,10 +179,10 @@ func RunTURN(ctx context.Context, opt TURNOptions) (*report.Report, error) {
 		}
 		r.allocs = append(r.allocs, a)
 	}
-	var before, after report.ProcSample
+	var before, after procSample
 	var sutErr error
 	if opt.PID > 0 {
-		before, sutErr = report.ReadProc(opt.PID)
+		before, sutErr = readProc(opt.PID)
 	}
 	r.mediaT0.Store(r.now())
 	prog := startProgress(opt.Progress, func() string {
@@ -192,7 +192,7 @@ func RunTURN(ctx context.Context, opt TURNOptions) (*report.Report, error) {
 	r.drain(ctx)
 	prog.Stop()
 	if opt.PID > 0 && sutErr == nil {
-		after, sutErr = report.ReadProc(opt.PID)
+		after, sutErr = readProc(opt.PID)
 	}
 	r.close()
 
@@ -239,7 +239,7 @@ func RunTURN(ctx context.Context, opt TURNOptions) (*report.Report, error) {
 			rep.Notes = append(rep.Notes, sutErr.Error())
 		} else {
 			// The server relays every round trip twice.
-			rep.SUT = report.SUTDelta(opt.PID, before, after, 2*d.Received)
+			rep.SUT = sutDelta(opt.PID, before, after, 2*d.Received)
 			rep.Notes = append(rep.Notes, "packets per CPU-second counts both relayed packets of each round trip")
 		}
 	}

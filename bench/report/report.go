@@ -69,6 +69,22 @@ type RTCPResult struct {
 	Failed   int64 `json:"failed"`
 }
 
+// SUTStats is what the system under test spent during a measurement.
+type SUTStats struct {
+	PID int `json:"pid"`
+	// CPUSeconds is utime+stime during the measurement (10 ms ticks).
+	CPUSeconds float64 `json:"cpu_s"`
+	// CPUPercent is CPUSeconds over the wall time, in % of one core.
+	CPUPercent float64 `json:"cpu_pct"`
+	// PacketsPerCPUSecond is packets forwarded per CPU-second; 0 when the
+	// process used less than one tick.
+	PacketsPerCPUSecond float64 `json:"packets_per_cpu_s"`
+	// RSSKiB is the resident set size at the end.
+	RSSKiB int64 `json:"rss_kib"`
+	// RSSStartKiB is the resident set size at the start.
+	RSSStartKiB int64 `json:"rss_start_kib"`
+}
+
 // Report is the result of one bench run, printed as a table, JSON or an
 // SVG plot.
 type Report struct {
