@@ -66,21 +66,27 @@ var forbidden = map[string][]string{
 	"bench": {"relay", "gateway", "policy", "daemon"},
 }
 
-// isLoopPkg reports whether r is the shared event loop of the UDP data
-// paths: internal/udpbatch, or a package under internal/ named for the
-// loop beside or below it.
-func isLoopPkg(r string) bool {
-	if !under(r, "internal") {
-		return false
+// loopPkgs returns the shared event loop packages the workers must both
+// import: every package under internal/ named for the loop (internal/evloop),
+// or internal/udpbatch while there is none.
+func loopPkgs(pkgs []pkg) []string {
+	var out []string
+	for _, p := range pkgs {
+		r := rel(p.ImportPath)
+		if under(r, "internal") && strings.Contains(r[strings.LastIndexByte(r, '/')+1:], "loop") {
+			out = append(out, r)
+		}
 	}
-	last := r[strings.LastIndexByte(r, '/')+1:]
-	return under(r, "internal/udpbatch") || strings.Contains(last, "loop")
+	if len(out) == 0 {
+		out = []string{"internal/udpbatch"}
+	}
+	return out
 }
 
 // violations returns every broken rule, one line each.
 func violations(pkgs []pkg) []string {
 	var out []string
-	loops := map[string][]string{} // component -> loop packages it imports
+	imports := map[string][]string{} // relay and gateway -> what their code imports
 	for _, p := range pkgs {
 		from := rel(p.ImportPath)
 		ff := floor(from)
@@ -92,18 +98,19 @@ func violations(pkgs []pkg) []string {
 			if slices.Contains(forbidden[ff], floor(to)) {
 				out = append(out, from+" imports "+to+": "+ff+" must not import "+floor(to))
 			}
-			if (from == "relay" || from == "gateway") && slices.Contains(p.Imports, imp) && isLoopPkg(to) {
-				loops[from] = append(loops[from], to)
+			if (from == "relay" || from == "gateway") && slices.Contains(p.Imports, imp) {
+				imports[from] = append(imports[from], to)
 			}
 		}
 	}
-	shared := false
-	for _, l := range loops["relay"] {
-		shared = shared || slices.Contains(loops["gateway"], l)
-	}
-	if !shared {
-		out = append(out, "relay and gateway share no event loop package under internal/ (relay imports "+
-			strings.Join(loops["relay"], ", ")+"; gateway imports "+strings.Join(loops["gateway"], ", ")+")")
+	// The workers share one event loop instead of each typing its own
+	// (STYLE.md 31): both import it.
+	for _, l := range loopPkgs(pkgs) {
+		for _, c := range []string{"relay", "gateway"} {
+			if !slices.Contains(imports[c], l) {
+				out = append(out, c+" does not import "+l+": relay and gateway must share the event loop")
+			}
+		}
 	}
 	return out
 }
@@ -171,7 +178,7 @@ func TestViolationsCatches(t *testing.T) {
 		"gateway imports bench/load",
 		"policy imports daemon",
 		"bench/sut imports gateway",
-		"relay and gateway share no event loop package",
+		"gateway does not import internal/udpbatch",
 	} {
 		if !slices.ContainsFunc(got, func(v string) bool { return strings.HasPrefix(v, want) }) {
 			t.Errorf("not reported: %s\ngot:\n%s", want, strings.Join(got, "\n"))
@@ -179,6 +186,15 @@ func TestViolationsCatches(t *testing.T) {
 	}
 	if len(got) != 7 {
 		t.Errorf("%d violations, want 7 (the daemon may import components):\n%s", len(got), strings.Join(got, "\n"))
+	}
+	// Once a loop package exists, both workers must import it.
+	withLoop := []pkg{
+		{ImportPath: m("internal/evloop")},
+		{ImportPath: m("relay"), Imports: []string{m("internal/evloop"), m("internal/udpbatch")}},
+		{ImportPath: m("gateway"), Imports: []string{m("internal/udpbatch")}, TestImports: []string{m("internal/evloop")}},
+	}
+	if v := violations(withLoop); len(v) != 1 || !strings.HasPrefix(v[0], "gateway does not import internal/evloop") {
+		t.Errorf("a gateway with its own loop reported:\n%s", strings.Join(v, "\n"))
 	}
 	good := []pkg{
 		{ImportPath: m("relay"), Imports: []string{m("internal/udpbatch")}},
