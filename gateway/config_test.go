@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -51,7 +52,8 @@ func TestConfigValidate(t *testing.T) {
 			err := config.Decode([]byte(tc.yaml), &cfg, config.Options{})
 			var got []string
 			if err != nil {
-				ps, ok := err.(config.Problems)
+				var ps config.Problems
+				ok := errors.As(err, &ps)
 				if !ok {
 					t.Fatalf("err = %v, want config.Problems", err)
 				}

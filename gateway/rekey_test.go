@@ -10,6 +10,7 @@ import (
 	"github.com/pion/srtp/v3"
 
 	"github.com/mediaedge/mediaedge/internal/config"
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // keyRing is a test receiver that holds every key the gateway announced
@@ -328,7 +329,7 @@ func TestScheduledRekeys(t *testing.T) {
 		c.intRTP.send(c.info.Internal.Local, encRTP(t, tx, rtpPacket(t, 1, uint16(i+1), 100)))
 	}
 	<-arrived
-	eventually(t, "a scheduled re-key of the internal leg", func() bool {
+	testutil.WaitFor(t, "a scheduled re-key of the internal leg", 3*time.Second, func() bool {
 		return mustShow(t, g, c.info.ID).Internal.KeyEpoch >= 2
 	})
 	var byPackets int
