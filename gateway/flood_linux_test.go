@@ -18,6 +18,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // Figures of the junk-flood test (issue 12, item 3): the bar holds at 300k
@@ -95,7 +97,7 @@ func TestJunkFloodDoesNotStarveLatchedCalls(t *testing.T) {
 		media[i] = newFloodCall(t, g, sink.addr(), uint32(0x10000+i), perCall+1)
 		before := sink.n.Load()
 		media[i].sendNext()
-		eventually(t, "a latched call's first packet", func() bool { return sink.n.Load() > before })
+		testutil.WaitFor(t, "a latched call's first packet", 10*time.Second, func() bool { return sink.n.Load() > before })
 	}
 	base := sink.n.Load()
 

@@ -6,13 +6,13 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // freePortPair finds p such that UDP p and p+1 are free on loopback
@@ -77,7 +77,7 @@ func TestInteropCoturnUclient(t *testing.T) {
 	})
 	// turnutils_peer must listen before uclient sends: on a busy machine
 	// starting it can take longer than any fixed sleep.
-	waitUDPBound(t, peerPort, 15*time.Second)
+	testutil.WaitUDPBound(t, peerPort, 15*time.Second)
 
 	for _, tc := range []struct {
 		name  string
@@ -118,25 +118,6 @@ func TestInteropCoturnUclient(t *testing.T) {
 			}
 		})
 	}
-}
-
-// waitUDPBound waits until something listens on UDP port on loopback
-// (/proc/net/udp), or fails the test after timeout.
-func waitUDPBound(t *testing.T, port int, timeout time.Duration) {
-	t.Helper()
-	want := fmt.Sprintf(":%04X ", port)
-	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		b, err := os.ReadFile("/proc/net/udp")
-		if err != nil {
-			t.Fatalf("reading /proc/net/udp: %v", err)
-		}
-		for _, ln := range strings.Split(string(b), "\n")[1:] {
-			if f := strings.Fields(ln); len(f) > 2 && strings.HasSuffix(f[1]+" ", want) {
-				return
-			}
-		}
-	}
-	t.Fatalf("nothing listens on UDP port %d after %s", port, timeout)
 }
 
 func tail(b []byte) string {

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // tcpEchoPeer is a TCP peer that echoes every connection until the test
@@ -183,7 +185,7 @@ func TestTCPBandwidthCap(t *testing.T) {
 	}
 	// The last bytes can arrive before the relay counted them.
 	var as []AllocationInfo
-	waitFor(t, "the relayed bytes to be counted", 10*time.Second, func() bool {
+	testutil.WaitFor(t, "the relayed bytes to be counted", 10*time.Second, func() bool {
 		as = r.Allocations()
 		return len(as) == 1 && as[0].BytesToPeer >= total && as[0].BytesToClient >= total
 	})
