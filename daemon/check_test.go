@@ -1,0 +1,128 @@
+package daemon
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mediaedge/mediaedge/internal/config"
+)
+
+// checkProblems writes body to a file in dir and returns what CheckFile
+// reports, one string per problem.
+func checkProblems(t *testing.T, dir, body string) []string {
+	t.Helper()
+	path := filepath.Join(dir, "mediaedge.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := CheckFile(path, config.Options{})
+	if err == nil {
+		return nil
+	}
+	var ps config.Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("CheckFile: %v is not config.Problems", err)
+	}
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.String())
+	}
+	return out
+}
+
+// writeTestPair writes a self-signed certificate and its key into dir.
+func writeTestPair(t *testing.T, dir string) (certPath, keyPath string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "turn.example.net"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath = filepath.Join(dir, "turn.crt"), filepath.Join(dir, "turn.key")
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certPath, keyPath
+}
+
+// TestCheckOneProblemPerMistake: a bad port in listeners[1] is one
+// problem, not three (the rest of the listener decoded fine).
+func TestCheckOneProblemPerMistake(t *testing.T) {
+	got := checkProblems(t, t.TempDir(), `relay:
+  listeners:
+    - transport: udp
+      addr: 127.0.0.1:3478
+    - transport: tcp
+      addr: 127.0.0.1:99999
+`)
+	if len(got) != 1 || !strings.Contains(got[0], "relay.listeners[1].addr: port 99999 out of range") {
+		t.Fatalf("want exactly the port problem, got %d:\n%s", len(got), strings.Join(got, "\n"))
+	}
+}
+
+// TestCheckTLSPair: config check loads a tls listener's certificate and
+// key, as run would.
+func TestCheckTLSPair(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writeTestPair(t, dir)
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := t.TempDir()
+	cert2, _ := writeTestPair(t, other)
+	listener := func(c, k string) string {
+		return "relay:\n  listeners:\n    - transport: udp\n      addr: 127.0.0.1:3478\n" +
+			"    - transport: tls\n      addr: 127.0.0.1:5349\n      cert_file: " + c + "\n      key_file: " + k + "\n"
+	}
+	for _, tc := range []struct {
+		name, cert, key, want string
+	}{
+		{"good", cert, key, ""},
+		{"missing cert", filepath.Join(dir, "absent.crt"), key, "relay.listeners[1].cert_file: "},
+		{"cert not PEM", notPEM, key, "relay.listeners[1].cert_file: "},
+		{"key not PEM", cert, notPEM, "relay.listeners[1].key_file: "},
+		{"key of another cert", cert2, key, "relay.listeners[1].key_file: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := checkProblems(t, dir, listener(tc.cert, tc.key))
+			if tc.want == "" {
+				if len(got) != 0 {
+					t.Fatalf("want no problem, got:\n%s", strings.Join(got, "\n"))
+				}
+				return
+			}
+			if len(got) != 1 || !strings.HasPrefix(got[0], tc.want) {
+				t.Fatalf("want one problem starting %q, got %d:\n%s", tc.want, len(got), strings.Join(got, "\n"))
+			}
+			t.Log(got[0])
+		})
+	}
+}
