@@ -1,14 +1,17 @@
 package daemon
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"math/big"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,6 +126,57 @@ func TestCheckTLSPair(t *testing.T) {
 				t.Fatalf("want one problem starting %q, got %d:\n%s", tc.want, len(got), strings.Join(got, "\n"))
 			}
 			t.Log(got[0])
+		})
+	}
+}
+
+// TestConfigEndpointJSON: GET /v1/config answers JSON like the rest of the
+// API (with the file's key names), and YAML when asked.
+func TestConfigEndpointJSON(t *testing.T) {
+	d, err := New(testConfig(t, t.TempDir()), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, target, accept, wantType string
+	}{
+		{"default", "/v1/config", "", "application/json"},
+		{"accept json", "/v1/config", "application/json", "application/json"},
+		{"accept yaml", "/v1/config", "application/yaml", "application/yaml"},
+		{"format yaml", "/v1/config?format=yaml", "", "application/yaml"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest("GET", tc.target, nil)
+			if tc.accept != "" {
+				req.Header.Set("Accept", tc.accept)
+			}
+			rec := httptest.NewRecorder()
+			d.serveConfig(rec, req)
+			if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, tc.wantType) {
+				t.Fatalf("Content-Type %q, want %s", ct, tc.wantType)
+			}
+			body := rec.Body.Bytes()
+			if tc.wantType == "application/yaml" {
+				if !bytes.Contains(body, []byte("\nrelay:\n")) {
+					t.Fatalf("not the YAML configuration:\n%s", body)
+				}
+				return
+			}
+			var got struct {
+				Relay struct {
+					Realm     string `json:"realm"`
+					Listeners []struct {
+						Transport string `json:"transport"`
+						Addr      string `json:"addr"`
+					} `json:"listeners"`
+				} `json:"relay"`
+			}
+			if err := json.Unmarshal(body, &got); err != nil {
+				t.Fatalf("not JSON: %v\n%.300s", err, body)
+			}
+			if got.Relay.Realm != "mediaedge.local" || len(got.Relay.Listeners) == 0 || got.Relay.Listeners[0].Addr == "" {
+				t.Fatalf("JSON keys differ from the file's: %+v\n%.300s", got, body)
+			}
 		})
 	}
 }
