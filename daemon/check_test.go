@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -178,5 +179,51 @@ func TestConfigEndpointJSON(t *testing.T) {
 				t.Fatalf("JSON keys differ from the file's: %+v\n%.300s", got, body)
 			}
 		})
+	}
+}
+
+// TestMetricsPresentFromStart: /metrics carries mediaedge_build_info, and
+// the relay's allocation gauge reads 0 before the first allocation instead
+// of being absent.
+func TestMetricsPresentFromStart(t *testing.T) {
+	cfg, err := Load("", config.Options{}) // the embedded default: relay enabled
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := d.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]string{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
+			found[mf.GetName()+"{"+strings.Join(labels, ",")+"}"] = strconv.FormatFloat(v, 'g', -1, 64)
+		}
+	}
+	var bi []string
+	for k, v := range found {
+		if strings.HasPrefix(k, "mediaedge_build_info{") {
+			bi = append(bi, k+" "+v)
+		}
+	}
+	if len(bi) != 1 || !strings.Contains(bi[0], "version=") || !strings.Contains(bi[0], "goversion=go") || !strings.HasSuffix(bi[0], " 1") {
+		t.Errorf("mediaedge_build_info: %q", bi)
+	}
+	for _, k := range []string{
+		`mediaedge_relay_allocations_active{relay=udp,transport=udp}`,
+		`mediaedge_relay_allocations_active{relay=udp,transport=tcp}`,
+	} {
+		if v, ok := found[k]; !ok || v != "0" {
+			t.Errorf("%s = %q (present %v), want 0", k, v, ok)
+		}
 	}
 }

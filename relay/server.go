@@ -130,6 +130,15 @@ func New(cfg Config, d component.Deps) (*Server, error) {
 	} else {
 		s.metrics, _ = newMetrics(noRegistry{}, &s.stats)
 	}
+	// Series that exist from the start read 0 rather than being absent
+	// until the first allocation (an absent series breaks rate() and
+	// alerts on "allocations == 0").
+	for _, l := range cfg.Listeners {
+		for _, proto := range []string{"udp", "tcp"} {
+			s.metrics.active.WithLabelValues(l.Transport, proto)
+			s.metrics.created.WithLabelValues(l.Transport, proto)
+		}
+	}
 	if cfg.Auth.GenerateUser != "" {
 		if s.generated, err = generatePassword(); err != nil {
 			return nil, err
