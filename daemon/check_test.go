@@ -12,6 +12,7 @@ import (
 	"errors"
 	"math/big"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -225,5 +226,37 @@ func TestMetricsPresentFromStart(t *testing.T) {
 		if v, ok := found[k]; !ok || v != "0" {
 			t.Errorf("%s = %q (present %v), want 0", k, v, ok)
 		}
+	}
+}
+
+// TestTrialAdmitsLoopbackPeers: the embedded default run without a file
+// admits loopback peers (bench turn against make run); the same text as a
+// file does not (a production copy stays deny-by-default).
+func TestTrialAdmitsLoopbackPeers(t *testing.T) {
+	hasLoopback := func(c Config) bool {
+		for _, p := range c.Relay.AllowedPeers {
+			if p.Contains(netip.MustParseAddr("127.0.0.1")) {
+				return true
+			}
+		}
+		return false
+	}
+	trial, err := Load("", config.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !trial.Trial || !hasLoopback(trial) {
+		t.Errorf("embedded default: trial %v, allowed_peers %v: loopback peers not admitted", trial.Trial, trial.Relay.AllowedPeers)
+	}
+	path := filepath.Join(t.TempDir(), "mediaedge.yaml")
+	if err := os.WriteFile(path, []byte(DefaultYAML()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file, err := Load(path, config.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if file.Trial || hasLoopback(file) {
+		t.Errorf("config file: trial %v, allowed_peers %v: a file must stay deny-by-default", file.Trial, file.Relay.AllowedPeers)
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
@@ -269,3 +271,44 @@ func (c channelNumber) AddTo(m *stun.Message) error {
 }
 
 const magicCookie = 0x2112A442
+
+// TestPeerRefusalLogNamesKey: the log line of a refused peer names the
+// configuration key that would admit it (the 403 itself carries no reason
+// phrase: pion builds it).
+func TestPeerRefusalLogNamesKey(t *testing.T) {
+	cfg := baseConfig(t)
+	cfg.DeniedPeers = []config.Prefix{{Prefix: netip.MustParsePrefix("8.8.8.0/24")}}
+	r := startRelay(t, cfg)
+	c := udpClient(t, r.udp, testUser, testPass)
+	rc, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	for _, tc := range []struct{ peer, reason, key string }{
+		{"10.1.2.3", reasonPrivate, "key=relay.allowed_peers"},
+		{"8.8.8.8", reasonDeniedPeers, "key=relay.denied_peers"},
+	} {
+		m := authedRequest(t, c, r.udp, testUser, testPass, stun.MethodCreatePermission, xorPeer{addr: netip.MustParseAddr(tc.peer), port: 9})
+		if got := errorCode(m); got != 403 {
+			t.Fatalf("CreatePermission %s: error %d, want 403", tc.peer, got)
+		}
+		want := "reason=" + tc.reason
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			line := ""
+			for _, l := range strings.Split(r.logs.String(), "\n") {
+				if strings.Contains(l, "peer refused by policy") && strings.Contains(l, want) {
+					line = l
+				}
+			}
+			if strings.Contains(line, tc.key) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no log line with %s and %s:\n%s", want, tc.key, r.logs.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
