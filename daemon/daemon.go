@@ -145,6 +145,10 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	return d, nil
 }
 
+// TrialUser returns the relay's generated user and password (relay.auth.
+// generate_user), or empty strings, for the operator's start-up banner.
+func (d *Daemon) TrialUser() (user, password string) { return d.relay.TrialUser() }
+
 // Registry returns the daemon's metrics registry.
 func (d *Daemon) Registry() *prometheus.Registry { return d.reg }
 

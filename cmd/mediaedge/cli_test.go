@@ -190,3 +190,56 @@ func copyExecutable(t *testing.T, path string) string {
 	}
 	return dst
 }
+
+// TestRunBannerLast: make run's credentials come in a short banner after
+// the last start-up log line, not among them; it names the control socket
+// and what to try next.
+func TestRunBannerLast(t *testing.T) {
+	rt := t.TempDir()
+	var args []string
+	var cmd *exec.Cmd
+	if os.Geteuid() == 0 {
+		// The embedded default binds fixed loopback ports: a network
+		// namespace of its own keeps other daemons on this machine out.
+		unshare, err1 := exec.LookPath("unshare")
+		ip, err2 := exec.LookPath("ip")
+		if err1 == nil && err2 == nil {
+			cmd = exec.Command(unshare, "--net", "--", "/bin/sh", "-c", ip+` link set lo up && exec "$0" run`, os.Args[0])
+		}
+	}
+	if cmd == nil {
+		args = []string{"run"}
+		cmd = exec.Command(os.Args[0], args...)
+	}
+	var out lockedBuffer
+	cmd.Env = append(os.Environ(), "MEDIAEDGE_TEST_EXEC=1", "RUNTIME_DIRECTORY="+rt)
+	cmd.Stdout, cmd.Stderr = &out, &out // one stream: the order as a terminal shows it
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(out.String(), "config default > mediaedge.yaml") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no banner within 15s:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s := out.String()
+	ready, creds := strings.Index(s, "msg=ready"), strings.Index(s, "demo / ")
+	if ready < 0 || creds < ready {
+		t.Fatalf("credentials at %d, ready at %d: the banner must follow the log:\n%s", creds, ready, s)
+	}
+	banner := s[ready:]
+	for _, want := range []string{"control socket  " + filepath.Join(rt, control.SocketName), "Try, in another terminal:", "loopback peers"} {
+		if !strings.Contains(banner, want) {
+			t.Errorf("banner lacks %q:\n%s", want, banner)
+		}
+	}
+	if n := strings.Count(banner, "\n"); n > 16 {
+		t.Errorf("banner is %d lines, want a short one:\n%s", n, banner)
+	}
+}
