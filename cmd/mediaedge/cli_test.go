@@ -243,3 +243,37 @@ func TestRunBannerLast(t *testing.T) {
 		t.Errorf("banner is %d lines, want a short one:\n%s", n, banner)
 	}
 }
+
+// TestTurnCredentialsWithoutConfig: without --config and without an
+// installed file, turn credentials falls back to the embedded default (and
+// says so) instead of failing on the missing file; a missing --config file
+// is named once.
+func TestTurnCredentialsWithoutConfig(t *testing.T) {
+	dir := t.TempDir()
+	old := installedConfigPath
+	installedConfigPath = filepath.Join(dir, "absent.yaml")
+	defer func() { installedConfigPath = old }()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	out, stderr, err := runCLI(t, "turn", "credentials", "--user", "alice", "--secret-file", secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr, "embedded default") || !strings.Contains(out, "uri:      turn:127.0.0.1:3478") {
+		t.Errorf("stdout:\n%s\nstderr:\n%s", out, stderr)
+	}
+
+	_, _, err = runCLI(t, "turn", "credentials", "--user", "alice")
+	if err == nil || strings.Contains(err.Error(), "absent.yaml") || !strings.Contains(err.Error(), "no REST shared secret") {
+		t.Errorf("without a secret: %v", err)
+	}
+
+	missing := filepath.Join(dir, "missing.yaml")
+	_, _, err = runCLI(t, "turn", "credentials", "--user", "alice", "--config", missing)
+	if err == nil || strings.Count(err.Error(), missing) != 1 {
+		t.Errorf("missing --config file: %v (want the path once)", err)
+	}
+}
