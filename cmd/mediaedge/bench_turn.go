@@ -32,9 +32,9 @@ and the server's CPU and RSS given its PID. Credentials are long-term
 
 The server must admit the echo peer's address (loopback by default): coturn
 needs allow-loopback-peers, mediaedge relay.allowed_peers.`,
-		Example: `  mediaedge bench turn --server 127.0.0.1:3478 --user bench --password-file pw --allocations 100 --rate 20000
+		Example: `  mediaedge bench turn --server 127.0.0.1:3478 --user demo --password-file pw --allocations 10 --rate 2000
   mediaedge bench turn --server 127.0.0.1:3478 --user alice --secret-file /etc/mediaedge/turn-secret --rate 0 --count 10000`,
-		Args: cobra.NoArgs,
+		Args: benchArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := benchSignalContext(cmd.Context())
 			defer cancel()

@@ -277,3 +277,18 @@ func TestTurnCredentialsWithoutConfig(t *testing.T) {
 		t.Errorf("missing --config file: %v (want the path once)", err)
 	}
 }
+
+// TestBenchPIDSeveral: `--pid $(pidof mediaedge)` with two daemons says
+// what to do instead of "unknown command".
+func TestBenchPIDSeveral(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench", "srtp", "--gateway", "--pid", "12", "34"},
+		{"bench", "turn", "--pid", "12", "34"},
+		{"bench", "srtp", "--gateway", "--pid", "12 34"},
+	} {
+		_, _, err := runCLI(t, args...)
+		if err == nil || !strings.Contains(err.Error(), "pidof -s mediaedge") {
+			t.Errorf("%q: %v", args, err)
+		}
+	}
+}

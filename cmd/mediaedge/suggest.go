@@ -48,6 +48,10 @@ func groupRun(cmd *cobra.Command, args []string) error {
 // flagError adds a suggestion to pflag's "unknown flag: --jsn".
 func flagError(cmd *cobra.Command, err error) error {
 	msg := err.Error()
+	if strings.Contains(msg, `for "--pid" flag`) {
+		// --pid "$(pidof mediaedge)" with several daemons.
+		return &exitError{code: 2, err: fmt.Errorf("%s: %s", msg, pidHint)}
+	}
 	name, ok := strings.CutPrefix(msg, "unknown flag: --")
 	if !ok {
 		return &exitError{code: 2, err: err}

@@ -18,7 +18,7 @@ func newTurnCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "turn",
 		Short: "Mint TURN credentials and list the relay's allocations",
-		Example: `  mediaedge turn credentials --user alice --ttl 1h --json
+		Example: `  mediaedge turn credentials --user alice --ttl 1h --secret-file turn-secret --json
   mediaedge turn allocations`,
 	}
 	cmd.AddCommand(newTurnCredentialsCmd(), newTurnAllocationsCmd(g))
