@@ -292,3 +292,19 @@ func TestBenchPIDSeveral(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyPlanWithoutConfig: policy plan without --config and without an
+// installed file plans the embedded default (and says so) instead of
+// failing on the missing file.
+func TestPolicyPlanWithoutConfig(t *testing.T) {
+	old := installedConfigPath
+	installedConfigPath = filepath.Join(t.TempDir(), "absent.yaml")
+	defer func() { installedConfigPath = old }()
+	out, stderr, err := runCLI(t, "policy", "plan")
+	if err != nil {
+		t.Fatalf("%v\nstderr:\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "embedded default") || !strings.Contains(out, "ip -4 rule add") {
+		t.Errorf("stdout:\n%s\nstderr:\n%s", out, stderr)
+	}
+}
