@@ -95,7 +95,7 @@ func markdownExamples(t *testing.T, path, name string) []example {
 			}
 			cmd, start = line, i+1
 		case lang == "" || lang == "console":
-			after, ok := strings.CutPrefix(line, "$ ")
+			after, ok := strings.CutPrefix(strings.TrimLeft(line, " "), "$ ")
 			if !ok {
 				continue
 			}
