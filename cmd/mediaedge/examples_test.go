@@ -373,6 +373,26 @@ func TestExamples(t *testing.T) {
 		examples = append(examples, example{source: fmt.Sprintf("banner line %d", i+1), cmd: c})
 	}
 
+	// What the issue's newcomer tried second: coturn's own client through
+	// the trial relay to coturn's own peer on loopback.
+	t.Run("coturn turnutils_uclient against make run", func(t *testing.T) {
+		for _, tool := range []string{"turnutils_uclient", "turnutils_peer"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				t.Skipf("%s not installed (Debian package coturn)", tool)
+			}
+		}
+		out, err := d.run(`turnutils_peer -L 127.0.0.1 -p 3490 & p=$!; sleep 0.3
+turnutils_uclient -u demo -w "$(cat pw)" -e 127.0.0.1 -r 3490 -m 1 -n 20 -l 160 -z 5 -c 127.0.0.1; rc=$?
+kill $p; exit $rc`)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		m := regexp.MustCompile(`Total lost packets (\d+) \(`).FindStringSubmatch(out)
+		if m == nil || m[1] != "0" || strings.Contains(out, "error 403") {
+			t.Fatalf("uclient through the trial relay:\n%s", out)
+		}
+	})
+
 	for _, ex := range examples {
 		name := ex.source + " " + ex.cmd
 		if len(name) > 90 {
