@@ -73,7 +73,7 @@ func writeSuiteReport(dir string, env, notes []string, cases []suiteCase, rows [
 			if err != nil {
 				return err
 			}
-			err = WriteTwoPanelSVG(f, fmt.Sprintf("%s %s", kind, c), cdf, tput)
+			err = WriteTwoPanelSVG(f, fmt.Sprintf("%s %s", kind, c), LatencyLabel(kind), cdf, tput)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
