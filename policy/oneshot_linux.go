@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netns"
 
@@ -94,6 +95,18 @@ func oneShot(_ context.Context, cfg Config, mode string, ns nsHandle) (Report, e
 	} else {
 		rep.Changes = commands(out.pending)
 	}
+	// The delayed second conntrack flush (flushConntrackLocked) runs here,
+	// on the handle that is still open, instead of on a timer that would
+	// fire after the handle is closed; m.rec = nil makes a timer that
+	// fired meanwhile (and waits for applyMu) do nothing.
+	if m.reflush != nil {
+		m.reflush.Stop()
+		fs := m.reflushFilters
+		m.reflush, m.reflushFilters = nil, nil
+		time.Sleep(m.hooks.reflushDelay)
+		m.deleteFlowsLocked(fs)
+	}
+	m.rec = nil
 	if out.err == nil && mode == ModeEnforce {
 		return rep, noDirectPath(rep.Status.Uplink)
 	}
