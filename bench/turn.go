@@ -265,13 +265,14 @@ func RunTURN(ctx context.Context, opt TURNOptions) (*Report, error) {
 }
 
 // turnErrorHint explains the error codes a server sends without a reason
-// phrase (pion/turn sends 401 and 403 bare).
+// phrase (pion/turn sends 401 and 403 bare; pion's client prints them as
+// "(error 403: )").
 func turnErrorHint(err error, peer netip.AddrPort) error {
 	msg := err.Error()
 	switch {
-	case strings.Contains(msg, "error 403"):
+	case strings.Contains(msg, "error 403: )"):
 		return fmt.Errorf("%w: Forbidden: the server refused the peer address %s by policy (mediaedge: relay.allowed_peers, which make run's trial configuration sets for loopback; coturn: allow-loopback-peers)", err, peer.Addr())
-	case strings.Contains(msg, "error 401"):
+	case strings.Contains(msg, "error 401: )"):
 		return fmt.Errorf("%w: Unauthorized: wrong user, password or realm", err)
 	}
 	return err

@@ -272,10 +272,12 @@ func (c channelNumber) AddTo(m *stun.Message) error {
 
 const magicCookie = 0x2112A442
 
-// TestPeerRefusalLogNamesKey: the log line of a refused peer names the
-// configuration key that would admit it (the 403 itself carries no reason
-// phrase: pion builds it).
-func TestPeerRefusalLogNamesKey(t *testing.T) {
+// TestPeerRefusalReasonAndLog: a refused peer gets a 403 whose reason
+// phrase says why (pion would send it bare), signed with the user's key,
+// for CreatePermission (also when only one of its peers is refused) and
+// ChannelBind; the log line names the configuration key that would admit
+// it.
+func TestPeerRefusalReasonAndLog(t *testing.T) {
 	cfg := baseConfig(t)
 	cfg.DeniedPeers = []config.Prefix{{Prefix: netip.MustParsePrefix("8.8.8.0/24")}}
 	r := startRelay(t, cfg)
@@ -285,30 +287,51 @@ func TestPeerRefusalLogNamesKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	for _, tc := range []struct{ peer, reason, key string }{
-		{"10.1.2.3", reasonPrivate, "key=relay.allowed_peers"},
-		{"8.8.8.8", reasonDeniedPeers, "key=relay.denied_peers"},
+	integrity := stun.NewLongTermIntegrity(testUser, cfg.Realm, testPass)
+	ch := uint16(0x4100)
+	for _, tc := range []struct {
+		name   string
+		method stun.Method
+		peers  []string
+		reason string
+		phrase string
+		key    string
+	}{
+		{"permission private", stun.MethodCreatePermission, []string{"10.1.2.3"}, reasonPrivate,
+			"Forbidden: peer address denied by policy (private)", "key=relay.allowed_peers"},
+		{"permission one of two", stun.MethodCreatePermission, []string{"9.9.9.9", "169.254.169.254"}, reasonLinkLocal,
+			"Forbidden: peer address denied by policy (link_local)", "key=relay.allowed_peers"},
+		{"permission denied_peers", stun.MethodCreatePermission, []string{"8.8.8.8"}, reasonDeniedPeers,
+			"Forbidden: peer address listed in relay.denied_peers", "key=relay.denied_peers"},
+		{"channel bind", stun.MethodChannelBind, []string{"10.9.9.9"}, reasonPrivate,
+			"Forbidden: peer address denied by policy (private)", "key=relay.allowed_peers"},
 	} {
-		m := authedRequest(t, c, r.udp, testUser, testPass, stun.MethodCreatePermission, xorPeer{addr: netip.MustParseAddr(tc.peer), port: 9})
-		if got := errorCode(m); got != 403 {
-			t.Fatalf("CreatePermission %s: error %d, want 403", tc.peer, got)
-		}
-		want := "reason=" + tc.reason
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			line := ""
-			for _, l := range strings.Split(r.logs.String(), "\n") {
-				if strings.Contains(l, "peer refused by policy") && strings.Contains(l, want) {
-					line = l
+		t.Run(tc.name, func(t *testing.T) {
+			var attrs []stun.Setter
+			for _, p := range tc.peers {
+				attrs = append(attrs, xorPeer{addr: netip.MustParseAddr(p), port: 9})
+			}
+			if tc.method == stun.MethodChannelBind {
+				ch++
+				attrs = append(attrs, channelNumber(ch))
+			}
+			m := authedRequest(t, c, r.udp, testUser, testPass, tc.method, attrs...)
+			var ec stun.ErrorCodeAttribute
+			if err := ec.GetFrom(m); err != nil || ec.Code != 403 || string(ec.Reason) != tc.phrase {
+				t.Fatalf("answer %v %d %q, want 403 %q", err, ec.Code, ec.Reason, tc.phrase)
+			}
+			if err := integrity.Check(m); err != nil {
+				t.Errorf("the 403 is not signed with the user's key: %v", err)
+			}
+			want := "reason=" + tc.reason
+			waitFor(t, "the refusal's log line", 5*time.Second, func() bool {
+				for _, l := range strings.Split(r.logs.String(), "\n") {
+					if strings.Contains(l, "peer refused by policy") && strings.Contains(l, want) && strings.Contains(l, tc.key) {
+						return true
+					}
 				}
-			}
-			if strings.Contains(line, tc.key) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no log line with %s and %s:\n%s", want, tc.key, r.logs.String())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+				return false
+			})
+		})
 	}
 }

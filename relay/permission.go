@@ -14,10 +14,10 @@ func (s *Server) permit(client net.Addr, peer net.IP) bool {
 }
 
 // peerDenied counts and logs a refused peer, naming the configuration key
-// that would admit it. The client sees a 403 with an empty reason phrase:
-// pion/turn v5 builds that error response itself, integrity-protected,
-// from PermissionHandler's bool (internal/server/turn.go), so the reason
-// cannot reach the wire; this log line is where it is said.
+// that would admit it. CreatePermission and ChannelBind get a 403 with the
+// reason from inspectPeers; a refusal through permit (Connect, or a
+// request inspect let through) gets pion's bare 403: PermissionHandler
+// returns a bool only.
 func (s *Server) peerDenied(reason string, client net.Addr, peer string) {
 	s.metrics.denied.WithLabelValues(reason).Inc()
 	if s.auth.logRate.allow() {
