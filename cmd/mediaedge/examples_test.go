@@ -35,8 +35,8 @@ import (
 //   - other blocks (yaml, json, diagrams, output) are not commands.
 //
 // The examples run with /bin/sh in a scratch directory holding `pw` (the
-// trial user's password) and `turn-secret` (a REST shared secret), with the
-// built binary first on PATH. As root, the daemon and every example run in
+// trial user's password), `turn-secret` (a REST shared secret) and
+// bin/mediaedge (as in a checkout), with the built binary first on PATH. As root, the daemon and every example run in
 // a network namespace of their own (the embedded default binds fixed
 // loopback ports other tests on this machine use) and as user nobody, as a
 // newcomer would run them; otherwise as the calling user.
@@ -174,6 +174,7 @@ type trialDaemon struct {
 	dir    string   // the examples' working directory
 	env    []string // the examples' environment
 	asUser bool     // root: in the daemon's network namespace, as nobody
+	bin    string   // the built mediaedge
 }
 
 const nobody = 65534
@@ -244,7 +245,7 @@ func startTrialDaemon(t *testing.T) *trialDaemon {
 	if err := os.Mkdir(filepath.Join(dir, "tmp"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	d := &trialDaemon{dir: dir}
+	d := &trialDaemon{dir: dir, bin: bin}
 	if os.Geteuid() == 0 {
 		_, e1 := exec.LookPath("unshare")
 		_, e2 := exec.LookPath("nsenter")
@@ -368,6 +369,13 @@ func TestExamples(t *testing.T) {
 		t.Fatalf("banner without credentials or commands:\n%s", d.out.String())
 	}
 	d.writeFixture(t, "pw", password+"\n", 0o600)
+	// README's examples run ./bin/mediaedge from a checkout.
+	if err := os.Mkdir(filepath.Join(d.dir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(d.bin, filepath.Join(d.dir, "bin", "mediaedge")); err != nil {
+		t.Fatal(err)
+	}
 	d.writeFixture(t, "turn-secret", hex.EncodeToString([]byte(password))+"\n", 0o600)
 	for i, c := range banner {
 		examples = append(examples, example{source: fmt.Sprintf("banner line %d", i+1), cmd: c})
