@@ -135,7 +135,10 @@ func runDaemon(ctx context.Context, path string, drain, startTimeout time.Durati
 	log.Info("ready")
 	if user, password := d.TrialUser(); user != "" || cfg.Trial {
 		pwFile := ""
-		if user != "" {
+		// Only the trial keeps the password in a file (for the banner's
+		// bench command); a configuration file's generated user is shown
+		// once, on the console.
+		if user != "" && cfg.Trial {
 			pwFile = trialPasswordFile(cfg, user)
 			remove, err := writeTrialPassword(pwFile, password)
 			if err != nil {
