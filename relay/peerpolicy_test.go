@@ -14,6 +14,7 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/mediaedge/mediaedge/internal/config"
+	metest "github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // bypassForms are the peer addresses a relay must refuse by default: every
@@ -324,7 +325,7 @@ func TestPeerRefusalReasonAndLog(t *testing.T) {
 				t.Errorf("the 403 is not signed with the user's key: %v", err)
 			}
 			want := "reason=" + tc.reason
-			waitFor(t, "the refusal's log line", 5*time.Second, func() bool {
+			metest.WaitFor(t, "the refusal's log line", 5*time.Second, func() bool {
 				for _, l := range strings.Split(r.logs.String(), "\n") {
 					if strings.Contains(l, "peer refused by policy") && strings.Contains(l, want) && strings.Contains(l, tc.key) {
 						return true

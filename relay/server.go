@@ -36,7 +36,12 @@ import (
 	"github.com/mediaedge/mediaedge/internal/component"
 )
 
-// Server is the relay component.
+// Server is the relay component. The daemon owns it: New builds it, Start
+// binds and serves once, Reload and Status may be called from any
+// goroutine, and Close ends every allocation and waits for the relay's
+// goroutines; it is idempotent. pion's callbacks (relay address generator,
+// auth, quota, permission and event handlers) are unexported values the
+// Server hands to pion, not methods of its API.
 type Server struct {
 	// set in New, never changed
 	log     *slog.Logger
@@ -96,8 +101,12 @@ type relayKey struct {
 }
 
 // New builds a Server for cfg without binding anything. It registers the
-// metrics and the control route GET /v1/relay/allocations.
+// metrics and the control route GET /v1/relay/allocations. A cfg that
+// Validate refuses is refused here too, with config.Problems.
 func New(cfg Config, d component.Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	log := d.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -133,8 +142,8 @@ func New(cfg Config, d component.Deps) (*Server, error) {
 	// alerts on "allocations == 0").
 	for _, l := range cfg.Listeners {
 		for _, proto := range []string{"udp", "tcp"} {
-			s.metrics.active.WithLabelValues(l.Transport, proto)
-			s.metrics.created.WithLabelValues(l.Transport, proto)
+			s.metrics.active.WithLabelValues(string(l.Transport), proto)
+			s.metrics.created.WithLabelValues(string(l.Transport), proto)
 		}
 	}
 	if cfg.Auth.GenerateUser != "" {
@@ -186,11 +195,12 @@ func (s *Server) TrialUser() (user, password string) {
 	return s.generatedUser, s.generated
 }
 
-// Status reports the relay's state, listeners and counts.
-func (s *Server) Status() any {
+// Status reports the relay's state, listeners and counts for GET
+// /v1/status. Safe for concurrent use.
+func (s *Server) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := relayStatus{Status: component.Status{State: s.state}, Allocations: len(s.allocs)}
+	st := Status{Status: component.Status{State: s.state}, Allocations: len(s.allocs)}
 	if s.state == "disabled" {
 		return st
 	}
@@ -217,8 +227,9 @@ func (s *Server) ioMode() string {
 	return "mmsg"
 }
 
-// relayStatus is the relay's part of GET /v1/status.
-type relayStatus struct {
+// Status is the relay's part of GET /v1/status: a snapshot the caller
+// owns.
+type Status struct {
 	component.Status
 	Listeners      []string `json:"listeners,omitempty"`
 	RelayAddresses []string `json:"relay_addresses,omitempty"`

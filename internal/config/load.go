@@ -53,7 +53,7 @@ func Decode(data []byte, dst any, opts Options) error {
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			// An empty file means "all defaults".
-			return check(rv, nil, opts)
+			return check(rv, nil, opts).Err()
 		}
 		return Problems{syntaxProblem(err)}
 	}
@@ -81,17 +81,15 @@ func Decode(data []byte, dst any, opts Options) error {
 			}
 		}
 	}
-	if err := check(rv, lines, opts); err != nil {
-		// A value walk refused kept its default, which validation may then
-		// call missing ("addr: required"): one mistake, one problem.
-		reported := map[string]bool{}
-		for _, p := range ps {
-			reported[p.Path] = true
-		}
-		for _, p := range err.(Problems) {
-			if !reported[p.Path] || p.Path == "" {
-				ps = append(ps, p)
-			}
+	// A value walk refused kept its default, which validation may then
+	// call missing ("addr: required"): one mistake, one problem.
+	reported := map[string]bool{}
+	for _, p := range ps {
+		reported[p.Path] = true
+	}
+	for _, p := range check(rv, lines, opts) {
+		if !reported[p.Path] || p.Path == "" {
+			ps = append(ps, p)
 		}
 	}
 	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
@@ -99,13 +97,13 @@ func Decode(data []byte, dst any, opts Options) error {
 }
 
 // check validates and loads secrets, attaching lines to problems.
-func check(rv reflect.Value, lines map[string]int, opts Options) error {
+func check(rv reflect.Value, lines map[string]int, opts Options) Problems {
 	var ps Problems
 	visit(rv.Elem(), "", &ps, opts)
 	for i := range ps {
 		ps[i].Line = lineOf(lines, ps[i].Path)
 	}
-	return ps.Err()
+	return ps
 }
 
 // lineOf returns the line of path or of its nearest ancestor in the file.
