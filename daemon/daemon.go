@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,7 +75,7 @@ type unit struct {
 	enabled func(Config) bool
 	start   func(context.Context) error
 	reload  func(context.Context, Config) error
-	status  func() any
+	status  func() component.Report
 	close   func() error
 }
 
@@ -119,7 +120,7 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 			enabled: func(c Config) bool { return c.Policy.Enabled },
 			start:   d.pol.Start,
 			reload:  func(ctx context.Context, c Config) error { return d.pol.Reload(ctx, c.Policy) },
-			status:  d.pol.Status,
+			status:  func() component.Report { return d.pol.Status() },
 			close:   d.pol.Close,
 		},
 		{
@@ -127,7 +128,7 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 			enabled: func(c Config) bool { return c.Gateway.Enabled },
 			start:   d.gw.Start,
 			reload:  func(ctx context.Context, c Config) error { return d.gw.Reload(ctx, c.Gateway) },
-			status:  d.gw.Status,
+			status:  func() component.Report { return d.gw.Status() },
 			close:   d.gw.Close,
 		},
 		{
@@ -135,7 +136,7 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 			enabled: func(c Config) bool { return c.Relay.Enabled },
 			start:   d.relay.Start,
 			reload:  func(ctx context.Context, c Config) error { return d.relay.Reload(ctx, c.Relay) },
-			status:  d.relay.Status,
+			status:  func() component.Report { return d.relay.Status() },
 			close:   d.relay.Close,
 		},
 	}
@@ -143,6 +144,10 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	d.ctl.HandleFunc("GET /v1/config", d.serveConfig)
 	return d, nil
 }
+
+// TrialUser returns the relay's generated user and password (relay.auth.
+// generate_user), or empty strings, for the operator's start-up banner.
+func (d *Daemon) TrialUser() (user, password string) { return d.relay.TrialUser() }
 
 // Registry returns the daemon's metrics registry.
 func (d *Daemon) Registry() *prometheus.Registry { return d.reg }
@@ -298,15 +303,18 @@ func (d *Daemon) Close(ctx context.Context) error {
 
 // StatusReport is the body of GET /v1/status.
 type StatusReport struct {
-	Version       string         `json:"version"`
-	Commit        string         `json:"commit,omitempty"`
-	GoVersion     string         `json:"go_version"`
-	StartedAt     time.Time      `json:"started_at"`
-	UptimeSeconds float64        `json:"uptime_seconds"`
-	ConfigFile    string         `json:"config_file"`
-	LastReload    *time.Time     `json:"last_reload,omitempty"`
-	ReloadError   string         `json:"reload_error,omitempty"`
-	Components    map[string]any `json:"components"`
+	Version       string     `json:"version"`
+	Commit        string     `json:"commit,omitempty"`
+	GoVersion     string     `json:"go_version"`
+	StartedAt     time.Time  `json:"started_at"`
+	UptimeSeconds float64    `json:"uptime_seconds"`
+	ConfigFile    string     `json:"config_file"`
+	LastReload    *time.Time `json:"last_reload,omitempty"`
+	ReloadError   string     `json:"reload_error,omitempty"`
+	// Components maps each component's name to its component.Report
+	// (relay.Status, gateway.Status, policy.Status, or a bare
+	// component.Status when it is not running); decoded, a JSON object.
+	Components map[string]any `json:"components"`
 }
 
 // Status returns the daemon's status report.
@@ -353,17 +361,48 @@ func (d *Daemon) serveStatus(w http.ResponseWriter, _ *http.Request) {
 	control.WriteJSON(w, http.StatusOK, d.Status())
 }
 
-// serveConfig returns the configuration in effect as YAML. Secret files
-// appear as their paths only.
-func (d *Daemon) serveConfig(w http.ResponseWriter, _ *http.Request) {
+// serveConfig returns the configuration in effect: JSON like the rest of
+// the API, or YAML (the file's own syntax) for "Accept: application/yaml"
+// or "?format=yaml". The JSON keys are the YAML keys. Secret files appear
+// as their paths only.
+func (d *Daemon) serveConfig(w http.ResponseWriter, r *http.Request) {
 	out, err := yaml.Marshal(d.Config())
 	if err != nil {
 		control.WriteError(w, http.StatusInternalServerError, control.CodeInternal, "encoding the configuration: "+err.Error())
 		return
 	}
-	w.Header().Set("Content-Type", "application/yaml")
 	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write(out)
+	if wantsYAML(r) {
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(out)
+		return
+	}
+	// Through YAML so that the keys are the file's (relay.listeners, not
+	// Relay.Listeners) and every custom type prints as in the file.
+	var tree any
+	if err := yaml.Unmarshal(out, &tree); err != nil {
+		control.WriteError(w, http.StatusInternalServerError, control.CodeInternal, "encoding the configuration: "+err.Error())
+		return
+	}
+	control.WriteJSON(w, http.StatusOK, tree)
+}
+
+// wantsYAML reports whether the request asks for YAML.
+func wantsYAML(r *http.Request) bool {
+	switch r.URL.Query().Get("format") {
+	case "yaml":
+		return true
+	case "json":
+		return false
+	}
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+		switch strings.TrimSpace(mt) {
+		case "application/yaml", "application/x-yaml", "text/yaml":
+			return true
+		}
+	}
+	return false
 }
 
 // CheckFile loads path (or the embedded default) and returns every problem

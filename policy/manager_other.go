@@ -33,8 +33,8 @@ func (m *Manager) Reload(_ context.Context, cfg Config) error {
 }
 
 // Status reports that the component cannot run here.
-func (m *Manager) Status() any {
-	return component.Status{State: "stopped", Detail: ErrUnsupported.Error()}
+func (m *Manager) Status() Status {
+	return Status{Status: component.Status{State: "stopped", Detail: ErrUnsupported.Error()}}
 }
 
 // Close does nothing.
@@ -45,6 +45,9 @@ func Plan(context.Context, Config) (Report, error) { return Report{}, ErrUnsuppo
 
 // Apply fails with ErrUnsupported.
 func Apply(context.Context, Config) (Report, error) { return Report{}, ErrUnsupported }
+
+// Inspect fails with ErrUnsupported.
+func Inspect(context.Context, Config) (Report, error) { return Report{}, ErrUnsupported }
 
 // Flush fails with ErrUnsupported.
 func Flush(context.Context, int) ([]string, error) { return nil, ErrUnsupported }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mediaedge/mediaedge/internal/config"
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // TestNoCoalescingAtLowLoad: paced round trips over a channel, far below
@@ -25,7 +26,7 @@ func TestNoCoalescingAtLowLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	waitFor(t, "a channel", 5*time.Second, func() bool {
+	testutil.WaitFor(t, "a channel", 5*time.Second, func() bool {
 		roundTrip(t, rc, peer.LocalAddr(), []byte("bind"))
 		a := r.Allocations()
 		return len(a) == 1 && a[0].Channels == 1

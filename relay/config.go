@@ -1,9 +1,13 @@
 package relay
 
 import (
+	"crypto/tls"
 	_ "embed"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -74,10 +78,24 @@ type Config struct {
 	Sockets SocketsConfig `yaml:"sockets"`
 }
 
+// Transport is how clients reach a listener: TransportUDP, TransportTCP or
+// TransportTLS.
+type Transport string
+
+// Transports of a listener.
+const (
+	// TransportUDP is TURN over UDP.
+	TransportUDP Transport = "udp"
+	// TransportTCP is TURN over TCP (RFC 8656 and RFC 6062).
+	TransportTCP Transport = "tcp"
+	// TransportTLS is TURN over TLS on TCP.
+	TransportTLS Transport = "tls"
+)
+
 // ListenerConfig is one TURN listener.
 type ListenerConfig struct {
 	// Transport is udp, tcp or tls.
-	Transport string `yaml:"transport"`
+	Transport Transport `yaml:"transport"`
 	// Addr is the address and port to listen on.
 	Addr config.AddrPort `yaml:"addr"`
 	// CertFile is the PEM certificate chain of a tls listener; re-read on
@@ -142,8 +160,8 @@ func DefaultConfig() Config {
 	return Config{
 		Realm: "mediaedge.local",
 		Listeners: []ListenerConfig{
-			{Transport: "udp", Addr: config.AddrPort{AddrPort: netip.MustParseAddrPort("127.0.0.1:3478")}},
-			{Transport: "tcp", Addr: config.AddrPort{AddrPort: netip.MustParseAddrPort("127.0.0.1:3478")}},
+			{Transport: TransportUDP, Addr: config.AddrPort{AddrPort: netip.MustParseAddrPort("127.0.0.1:3478")}},
+			{Transport: TransportTCP, Addr: config.AddrPort{AddrPort: netip.MustParseAddrPort("127.0.0.1:3478")}},
 		},
 		UDPShards: 1,
 		Coalesce:  config.Duration(500 * time.Microsecond),
@@ -237,16 +255,19 @@ func (c *Config) Validate() error {
 func (l *ListenerConfig) validate() error {
 	var ps config.Problems
 	switch l.Transport {
-	case "udp", "tcp":
+	case TransportUDP, TransportTCP:
 		if l.CertFile != "" || l.KeyFile.IsSet() {
 			ps.Add("", "cert_file and key_file are for tls listeners only")
 		}
-	case "tls":
+	case TransportTLS:
 		if l.CertFile == "" {
 			ps.Add("cert_file", "required for a tls listener")
 		}
 		if !l.KeyFile.IsSet() {
 			ps.Add("key_file", "required for a tls listener")
+		}
+		if l.CertFile != "" {
+			l.checkPair(&ps)
 		}
 	default:
 		ps.Add("transport", "%q is not udp, tcp or tls", l.Transport)
@@ -257,9 +278,48 @@ func (l *ListenerConfig) validate() error {
 	return ps.Err()
 }
 
+// checkPair loads a tls listener's certificate and key as Start would, so
+// that `config check` catches a missing or unreadable pair before `run`.
+// The key is checked only when it was loaded (not with SkipSecrets, and its
+// loader has already reported a missing file).
+func (l *ListenerConfig) checkPair(ps *config.Problems) {
+	certPEM, err := os.ReadFile(l.CertFile)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		ps.Add("cert_file", "%s cannot be read: %v", l.CertFile, err)
+		return
+	}
+	rest, found := certPEM, false
+	for {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if b.Type == "CERTIFICATE" {
+			found = true
+			break
+		}
+	}
+	if !found {
+		ps.Add("cert_file", "%s holds no PEM certificate (-----BEGIN CERTIFICATE-----)", l.CertFile)
+		return
+	}
+	key := l.KeyFile.Bytes()
+	if key == nil {
+		return
+	}
+	if _, err := tls.X509KeyPair(certPEM, key); err != nil {
+		// crypto/tls errors name no key material.
+		ps.Add("key_file", "%s does not go with cert_file %s: %v", l.KeyFile, l.CertFile, err)
+	}
+}
+
 // network returns the socket network of the listener ("udp" or "tcp").
 func (l *ListenerConfig) network() string {
-	if l.Transport == "udp" {
+	if l.Transport == TransportUDP {
 		return "udp"
 	}
 	return "tcp"

@@ -7,6 +7,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // junkDatagrams are client datagrams that must never reach pion's STUN
@@ -65,7 +67,7 @@ func TestJunkCountedMalformed(t *testing.T) {
 			}
 			sent++
 		}
-		waitFor(t, "junk counted", 10*time.Second, func() bool { return reason("malformed") >= float64(sent) })
+		testutil.WaitFor(t, "junk counted", 10*time.Second, func() bool { return reason("malformed") >= float64(sent) })
 	}
 	time.Sleep(50 * time.Millisecond) // anything counted twice would show now
 	if got := reason("malformed"); got != float64(sent) {

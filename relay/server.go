@@ -24,7 +24,6 @@ package relay
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -38,11 +37,15 @@ import (
 	"github.com/mediaedge/mediaedge/internal/udpbatch"
 )
 
-// Server is the relay component.
+// Server is the relay component. The daemon owns it: New builds it, Start
+// binds and serves once, Reload and Status may be called from any
+// goroutine, and Close ends every allocation and waits for the relay's
+// goroutines; it is idempotent. pion's callbacks (relay address generator,
+// auth, quota, permission and event handlers) are unexported values the
+// Server hands to pion, not methods of its API.
 type Server struct {
 	// set in New, never changed
 	log     *slog.Logger
-	console io.Writer
 	stats   dataStats
 	metrics *metrics
 	auth    *authenticator
@@ -64,20 +67,21 @@ type Server struct {
 	dials          sync.WaitGroup // Connects being dialled in the background
 
 	// set in Start, never changed afterwards
-	cfg       Config // the configuration the relay started with
-	generated string // the trial user's password
-	turn      *turn.Server
-	groups    []*udpGroup
-	tcpLns    []*tcpListener
-	workers   []*worker
-	slots     *slotTable
-	udpPorts  [2]*portPool // by family: 0 IPv4, 1 IPv6
-	tcpPorts  [2]*portPool
-	bind      [2]netip.Addr
-	adv       [2]netip.Addr
-	sock      sockOpts
-	wg        sync.WaitGroup
-	done      chan struct{}
+	cfg           Config // the configuration the relay started with
+	generated     string // the trial user's password
+	generatedUser string // and its name
+	turn          *turn.Server
+	groups        []*udpGroup
+	tcpLns        []*tcpListener
+	workers       []*worker
+	slots         *slotTable
+	udpPorts      [2]*portPool // by family: 0 IPv4, 1 IPv6
+	tcpPorts      [2]*portPool
+	bind          [2]netip.Addr
+	adv           [2]netip.Addr
+	sock          sockOpts
+	wg            sync.WaitGroup
+	done          chan struct{}
 
 	mu      sync.Mutex
 	state   string
@@ -98,15 +102,18 @@ type relayKey struct {
 }
 
 // New builds a Server for cfg without binding anything. It registers the
-// metrics and the control route GET /v1/relay/allocations.
+// metrics and the control route GET /v1/relay/allocations. A cfg that
+// Validate refuses is refused here too, with config.Problems.
 func New(cfg Config, d component.Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	log := d.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
 		log:     log,
-		console: d.Console,
 		clock0:  time.Now(),
 		gso:     udpbatch.NewGSO(),
 		cfg:     cfg,
@@ -132,10 +139,20 @@ func New(cfg Config, d component.Deps) (*Server, error) {
 	} else {
 		s.metrics, _ = newMetrics(noRegistry{}, &s.stats)
 	}
+	// Series that exist from the start read 0 rather than being absent
+	// until the first allocation (an absent series breaks rate() and
+	// alerts on "allocations == 0").
+	for _, l := range cfg.Listeners {
+		for _, proto := range []string{"udp", "tcp"} {
+			s.metrics.active.WithLabelValues(string(l.Transport), proto)
+			s.metrics.created.WithLabelValues(string(l.Transport), proto)
+		}
+	}
 	if cfg.Auth.GenerateUser != "" {
 		if s.generated, err = generatePassword(); err != nil {
 			return nil, err
 		}
+		s.generatedUser = cfg.Auth.GenerateUser
 	}
 	creds, err := cfg.loadCredentials(s.generated)
 	if err != nil {
@@ -167,31 +184,25 @@ func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	s.state = "running"
 	s.mu.Unlock()
-	if s.generated != "" && s.console != nil {
-		fmt.Fprintf(s.console, "TURN user for this run: %s / %s (%s)\n", s.cfg.Auth.GenerateUser, s.generated, s.firstURI())
-	}
 	return nil
 }
 
-// firstURI names the first listener as a TURN URI for the console line.
-func (s *Server) firstURI() string {
-	l := s.cfg.Listeners[0]
-	scheme := "turn"
-	if l.Transport == "tls" {
-		scheme = "turns"
+// TrialUser returns the user generated at start-up (auth.generate_user)
+// and its password, or empty strings. The caller shows them to the
+// operator once (mediaedge run's start-up banner); they never go to a log.
+func (s *Server) TrialUser() (user, password string) {
+	if s.generated == "" {
+		return "", ""
 	}
-	uri := scheme + ":" + l.Addr.String()
-	if l.Transport == "tcp" {
-		uri += "?transport=tcp"
-	}
-	return uri
+	return s.generatedUser, s.generated
 }
 
-// Status reports the relay's state, listeners and counts.
-func (s *Server) Status() any {
+// Status reports the relay's state, listeners and counts for GET
+// /v1/status. Safe for concurrent use.
+func (s *Server) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := relayStatus{Status: component.Status{State: s.state}, Allocations: len(s.allocs)}
+	st := Status{Status: component.Status{State: s.state}, Allocations: len(s.allocs)}
 	if s.state == "disabled" {
 		return st
 	}
@@ -218,8 +229,9 @@ func (s *Server) ioMode() string {
 	return "mmsg"
 }
 
-// relayStatus is the relay's part of GET /v1/status.
-type relayStatus struct {
+// Status is the relay's part of GET /v1/status: a snapshot the caller
+// owns.
+type Status struct {
 	component.Status
 	Listeners      []string `json:"listeners,omitempty"`
 	RelayAddresses []string `json:"relay_addresses,omitempty"`

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mediaedge/mediaedge/bench"
+	"github.com/mediaedge/mediaedge/bench/load"
 	"github.com/mediaedge/mediaedge/internal/config"
 )
 
@@ -15,7 +15,7 @@ import (
 func newBenchTURNCmd() *cobra.Command {
 	var (
 		out                          benchOutput
-		load                         loadFlags
+		shape                        loadFlags
 		server, user, passFile, peer string
 		secretFile, realm, label     string
 		allocs                       int
@@ -31,10 +31,12 @@ and the server's CPU and RSS given its PID. Credentials are long-term
 (--user, --password-file) or TURN REST (--user, --secret-file).
 
 The server must admit the echo peer's address (loopback by default): coturn
-needs allow-loopback-peers, mediaedge relay.allowed_peers.`,
-		Example: `  mediaedge bench turn --server 127.0.0.1:3478 --user bench --password-file pw --allocations 100 --rate 20000
+needs allow-loopback-peers, mediaedge relay.allowed_peers (the trial
+configuration of 'mediaedge run' without --config admits loopback peers).
+Setting up the allocations is reported on stderr (--quiet silences it).`,
+		Example: `  mediaedge bench turn --server 127.0.0.1:3478 --user demo --password-file pw --allocations 10 --rate 2000
   mediaedge bench turn --server 127.0.0.1:3478 --user alice --secret-file /etc/mediaedge/turn-secret --rate 0 --count 10000`,
-		Args: cobra.NoArgs,
+		Args: benchArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := benchSignalContext(cmd.Context())
 			defer cancel()
@@ -42,10 +44,13 @@ needs allow-loopback-peers, mediaedge relay.allowed_peers.`,
 			if err != nil {
 				return fmt.Errorf("--server: %w", err)
 			}
-			opt := bench.TURNOptions{Target: benchFirstNonEmpty(label, server), Server: sa, Username: user, Realm: realm,
-				Allocations: allocs, Indications: indications, Count: load.count, Rate: load.rate, Window: load.window,
-				Duration: load.duration, MaxTime: load.maxT, PayloadBytes: load.size, Drain: load.drain, PID: load.pid,
-				Progress: load.progressWriter(cmd)}
+			opt := load.TURNOptions{Target: benchFirstNonEmpty(label, server), Server: sa, Username: user, Realm: realm,
+				Allocations: allocs, Indications: indications, Count: shape.count, Rate: shape.rate, Window: shape.window,
+				Duration: shape.duration, MaxTime: shape.maxT, PayloadBytes: shape.size, Drain: shape.drain, PID: shape.pid,
+				Progress: shape.progressWriter(cmd)}
+			if !shape.silent {
+				opt.Status = cmd.ErrOrStderr()
+			}
 			if passFile != "" {
 				b, err := config.ReadSecretFile(passFile)
 				if err != nil {
@@ -65,7 +70,7 @@ needs allow-loopback-peers, mediaedge relay.allowed_peers.`,
 					return fmt.Errorf("--peer: %w", err)
 				}
 			}
-			rep, err := bench.RunTURN(ctx, opt)
+			rep, err := load.RunTURN(ctx, opt)
 			if err != nil {
 				return err
 			}
@@ -76,7 +81,7 @@ needs allow-loopback-peers, mediaedge relay.allowed_peers.`,
 		},
 	}
 	out.flags(cmd)
-	load.flags(cmd)
+	shape.flags(cmd)
 	f := cmd.Flags()
 	f.StringVar(&server, "server", "127.0.0.1:3478", "TURN server UDP address")
 	f.StringVar(&user, "user", "", "TURN username (with --secret-file: the user part of the REST username)")

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -157,7 +158,7 @@ func getConfig(t *testing.T, sock string) string {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
 	}}, Timeout: 5 * time.Second}
-	resp, err := c.Get("http://mediaedge/v1/config")
+	resp, err := c.Get("http://mediaedge/v1/config?format=yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +220,7 @@ func TestNotifyProtocolAndSignals(t *testing.T) {
 	// The log lines travel through a pipe, READY=1 through the notify
 	// socket: give the pipe a moment to catch up.
 	logs := c.stderr.String()
-	for deadline := time.Now().Add(2 * time.Second); !strings.Contains(logs, wants[len(wants)-1]) && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs, wants[len(wants)-1]) && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 		logs = c.stderr.String()
 	}
@@ -317,7 +318,7 @@ func TestConfigCheckExitStatus(t *testing.T) {
 	writeFile(t, bad, "metrics:\n  listen: 127.0.0.1:70000\nlog:\n  level: loud\n", 0o644)
 	c := startChild(t, nil, "config", "check", bad)
 	err := c.wait(t, 10*time.Second)
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Fatalf("exit = %v, want status 1", err)
 	}
 	out := c.stdout.String()
@@ -347,7 +348,7 @@ func TestSecretFilePermissionRefused(t *testing.T) {
 	writeFile(t, cfgPath, fmt.Sprintf("control:\n  socket: %s/me.sock\n  tcp_listen: 127.0.0.1:0\n  token_file: %s\n", dir, tok), 0o644)
 	c := startChild(t, nil, "run", "--config", cfgPath)
 	err := c.wait(t, 10*time.Second)
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != 2 {
 		t.Fatalf("exit = %v, want status 2", err)
 	}
 	errOut := c.stderr.String()
