@@ -158,7 +158,7 @@ func getConfig(t *testing.T, sock string) string {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
 	}}, Timeout: 5 * time.Second}
-	resp, err := c.Get("http://mediaedge/v1/config")
+	resp, err := c.Get("http://mediaedge/v1/config?format=yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
