@@ -72,6 +72,8 @@ type Config struct {
 	Internal LegConfig `yaml:"internal"`
 	// Cloud is the leg toward the cloud provider's media relays.
 	Cloud LegConfig `yaml:"cloud"`
+	// NG is the ng control protocol listener (ngconfig.go).
+	NG NGConfig `yaml:"ng"`
 }
 
 // LegConfig is the configuration of one leg (gateway.internal or
@@ -152,6 +154,7 @@ func DefaultConfig() Config {
 		MaxSSRCs:    16,
 		Internal:    leg(config.PortRange{Min: 40000, Max: 44999}),
 		Cloud:       leg(config.PortRange{Min: 45000, Max: 49999}),
+		NG:          defaultNG(),
 	}
 }
 
@@ -175,6 +178,7 @@ func (c *Config) Validate() error {
 	}
 	ps.AddErr("internal", c.Internal.validate())
 	ps.AddErr("cloud", c.Cloud.validate())
+	ps.AddErr("ng", c.NG.validate(c))
 	if c.Internal.Bind == c.Cloud.Bind && overlap(c.Internal.Ports, c.Cloud.Ports) {
 		ps.Add("cloud.ports", "%s overlaps internal.ports %s on the same address", c.Cloud.Ports, c.Internal.Ports)
 	}

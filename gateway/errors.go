@@ -51,3 +51,6 @@ func (e *PortError) Error() string {
 }
 
 func (e *PortError) Unwrap() error { return e.Err }
+
+// errDirection: a direction flag that does not name the two legs.
+var errDirection = errors.New("want two different interface names: the internal and the cloud leg's")

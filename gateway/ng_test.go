@@ -1,0 +1,379 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	mbench "github.com/mediaedge/mediaedge/bench"
+	"github.com/mediaedge/mediaedge/gateway/ng"
+)
+
+// ngConfig is testConfig with the ng listener on an ephemeral loopback
+// port.
+func ngConfig() Config {
+	c := testConfig()
+	c.NG.Listen = "127.0.0.1:0"
+	return c
+}
+
+// freeAddr returns a loopback address with a port nobody holds now.
+func freeAddr(t *testing.T) netip.AddrPort {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// ngRaw sends one datagram to the ng listener and returns the reply
+// (nil when none came within wait).
+func ngRaw(t *testing.T, conn *net.UDPConn, msg []byte, wait time.Duration) []byte {
+	t.Helper()
+	if _, err := conn.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 65536)
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
+	n, err := conn.Read(buf)
+	if err != nil {
+		return nil
+	}
+	return append([]byte(nil), buf[:n]...)
+}
+
+func ngDial(t *testing.T, g *Gateway) *net.UDPConn {
+	t.Helper()
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(g.NGAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func ngMessage(t *testing.T, cookie string, d map[string]any) []byte {
+	t.Helper()
+	b, err := ng.Reply(cookie, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func replyDict(t *testing.T, b []byte) ng.Dict {
+	t.Helper()
+	_, body, ok := ng.SplitCookie(b)
+	if !ok {
+		t.Fatalf("reply %q has no cookie", b)
+	}
+	d, err := ng.DecodeRequest(body)
+	if err != nil {
+		t.Fatalf("reply: %v", err)
+	}
+	return d
+}
+
+func (s *ngServer) numCalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.calls)
+}
+
+// TestNGCallReKeysEveryLeg drives a call over the ng socket with real SDP
+// (bench's rtpengine client: offer with the caller's
+// AES_CM_128_HMAC_SHA1_80 key, answer with a callee key of another
+// suite), then sends real SRTP both ways and checks that the four keys
+// are distinct, each leg carries SRTP that opens only with that leg's
+// key, every payload arrives intact, and delete frees the ports.
+func TestNGCallReKeysEveryLeg(t *testing.T) {
+	for _, bSuite := range []string{"AES_CM_128_HMAC_SHA1_32", "AEAD_AES_256_GCM", "AES_256_CM_HMAC_SHA1_80"} {
+		t.Run(bSuite, func(t *testing.T) {
+			g := startGateway(t, ngConfig())
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			client, err := mbench.DialNG(g.NGAddr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			a, b := freeAddr(t), freeAddr(t)
+			calls, err := mbench.SetupRtpengine(ctx, client, mbench.RtpengineSetup{Calls: 1, A: a, B: b, BSuite: bSuite})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fl := calls.Flows
+			keys := map[string][]byte{"caller": fl[0].TxKey.Master, "gateway->callee": fl[0].RxKey.Master,
+				"callee": fl[1].TxKey.Master, "gateway->caller": fl[1].RxKey.Master}
+			for n1, k1 := range keys {
+				for n2, k2 := range keys {
+					if n1 < n2 && bytes.Equal(k1, k2) {
+						t.Errorf("the %s and %s keys are the same", n1, n2)
+					}
+				}
+			}
+			if fl[0].RxKey.Suite.Name != bSuite || fl[1].RxKey.Suite.Name != "AES_CM_128_HMAC_SHA1_80" {
+				t.Errorf("suites toward callee %s, toward caller %s", fl[0].RxKey.Suite.Name, fl[1].RxKey.Suite.Name)
+			}
+			rep, err := mbench.RunSRTP(ctx, fl, mbench.SRTPOptions{Target: "mediaedge-ng", Count: 200, Rate: 2000, MaxTime: 15 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.OK() {
+				t.Fatalf("SRTP through the ng call: %+v", rep.Directions)
+			}
+
+			// One packet each way, captured raw: it opens with the
+			// leg's key and with none of the other three.
+			sessions, err := g.Sessions(ctx)
+			if err != nil || len(sessions) != 1 {
+				t.Fatalf("sessions: %v %v", sessions, err)
+			}
+			for i, f := range fl {
+				raw := sendOneSRTP(t, f)
+				if !mbench.OpensWithAny(raw, []mbench.Key{f.RxKey}) {
+					t.Errorf("flow %d: the packet does not open with the leg's key", i)
+				}
+				others := []mbench.Key{f.TxKey, fl[1-i].TxKey, fl[1-i].RxKey}
+				if mbench.OpensWithAny(raw, others) {
+					t.Errorf("flow %d: the packet opens with another leg's key", i)
+				}
+			}
+			local := []string{sessions[0].Internal.Local, sessions[0].Internal.LocalRTCP, sessions[0].Cloud.Local, sessions[0].Cloud.LocalRTCP}
+			calls.Close(ctx)
+			waitFor(t, 5*time.Second, func() bool { return g.ng.numCalls() == 0 && len(mustSessions(t, g)) == 0 })
+			for _, l := range local {
+				c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(l)))
+				if err != nil {
+					t.Errorf("port %s still held after delete: %v", l, err)
+					continue
+				}
+				c.Close()
+			}
+		})
+	}
+}
+
+func mustSessions(t *testing.T, g *Gateway) []SessionInfo {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := g.Sessions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// sendOneSRTP sends one SRTP packet along flow f and returns what the
+// gateway delivered at f.Recv.
+func sendOneSRTP(t *testing.T, f mbench.Flow) []byte {
+	t.Helper()
+	recv, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(f.Recv)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	src, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(f.Src)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	ctx, err := f.TxKey.Context()
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	for seq := uint16(40000); seq < 40010; seq++ {
+		pkt := ngRTP(seq, 0x5eed)
+		ct, err := ctx.EncryptRTP(nil, pkt, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := src.WriteToUDPAddrPort(ct, f.Target); err != nil {
+			t.Fatal(err)
+		}
+		_ = recv.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		n, _, err := recv.ReadFromUDPAddrPort(buf)
+		if err == nil {
+			return append([]byte(nil), buf[:n]...)
+		}
+	}
+	t.Fatalf("nothing came out at %s", f.Recv)
+	return nil
+}
+
+func ngRTP(seq uint16, ssrc uint32) []byte {
+	p := []byte{0x80, 0, byte(seq >> 8), byte(seq), 0, 0, 0, 1, byte(ssrc >> 24), byte(ssrc >> 16), byte(ssrc >> 8), byte(ssrc)}
+	return append(p, bytes.Repeat([]byte{0xd5}, 160)...)
+}
+
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in time")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+const testOfferSDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+	"m=audio 30000 RTP/SAVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n" +
+	"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\na=sendrecv\r\n"
+
+// TestNGRetransmittedOfferRunsOnce sends the same offer datagram three
+// times: three identical replies, one call.
+func TestNGRetransmittedOfferRunsOnce(t *testing.T) {
+	g := startGateway(t, ngConfig())
+	conn := ngDial(t, g)
+	msg := ngMessage(t, "4242_1_0", map[string]any{"command": "offer", "call-id": "retx@test", "from-tag": "a1", "sdp": testOfferSDP})
+	var first []byte
+	for i := 0; i < 3; i++ {
+		r := ngRaw(t, conn, msg, 2*time.Second)
+		if r == nil {
+			t.Fatalf("try %d: no reply", i)
+		}
+		if first == nil {
+			first = r
+			if d := replyDict(t, r); d.Str("result") != "ok" {
+				t.Fatalf("offer: %v", d)
+			}
+			continue
+		}
+		if !bytes.Equal(r, first) {
+			t.Errorf("try %d: reply differs from the first", i)
+		}
+	}
+	if n := g.ng.numCalls(); n != 1 {
+		t.Errorf("%d calls after three copies of one offer, want 1", n)
+	}
+	// A new cookie for the same offer is a re-offer: same ports and keys.
+	r := ngRaw(t, conn, ngMessage(t, "4242_2_0", map[string]any{"command": "offer", "call-id": "retx@test", "from-tag": "a1", "sdp": testOfferSDP}), 2*time.Second)
+	if d := replyDict(t, r); d.Str("sdp") != replyDict(t, first).Str("sdp") {
+		t.Errorf("re-offer SDP differs:\n%s\nfirst:\n%s", d.Str("sdp"), replyDict(t, first).Str("sdp"))
+	}
+}
+
+// TestNGBadInput: each bad request gets an error reply (or, from a
+// refused source, nothing), and nothing is allocated.
+func TestNGBadInput(t *testing.T) {
+	cfg := ngConfig()
+	cfg.NG.MaxRequest = 60000 // let an oversized SDP reach the SDP parser
+	g := startGateway(t, cfg)
+	conn := ngDial(t, g)
+	offer := func(sdp string) map[string]any {
+		return map[string]any{"command": "offer", "call-id": "bad@test", "from-tag": "a", "sdp": sdp}
+	}
+	noMedia := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+	disabled := noMedia + "m=audio 0 RTP/SAVP 0\r\n"
+	dtls := noMedia + "m=audio 4000 UDP/TLS/RTP/SAVPF 0\r\na=fingerprint:sha-256 00:11\r\n"
+	plain := noMedia + "m=audio 4000 RTP/AVP 0\r\n"
+	for _, tc := range []struct {
+		name string
+		raw  []byte
+		want string // in error-reason
+	}{
+		{"malformed bencode", []byte("c1 d7:command4:ping"), "bencode"},
+		{"not a dictionary", []byte("c2 l4:pinge"), "not a dictionary"},
+		{"trailing bytes", []byte("c3 d7:command4:pingeXX"), "after the value"},
+		{"deep nesting", []byte("c4 " + strings.Repeat("l", 40) + strings.Repeat("e", 40)), "deeper"},
+		{"unknown command", ngMessage(t, "c5", map[string]any{"command": "frobnicate"}), "unknown command"},
+		{"no command", ngMessage(t, "c6", map[string]any{"call-id": "x"}), "no command"},
+		{"missing call-id", ngMessage(t, "c7", map[string]any{"command": "offer", "from-tag": "a", "sdp": testOfferSDP}), "call-id"},
+		{"missing from-tag", ngMessage(t, "c8", map[string]any{"command": "offer", "call-id": "x", "sdp": testOfferSDP}), "from-tag"},
+		{"garbage sdp", ngMessage(t, "c9", offer("hello world")), "SDP"},
+		{"oversized sdp", ngMessage(t, "c10", offer(testOfferSDP+strings.Repeat("a=x:"+strings.Repeat("y", 60)+"\r\n", 600))), "SDP"},
+		{"no media", ngMessage(t, "c11", offer(noMedia)), "no usable media"},
+		{"only disabled media", ngMessage(t, "c12", offer(disabled)), "no usable media"},
+		{"dtls", ngMessage(t, "c13", offer(dtls)), "DTLS"},
+		{"plain not allowed", ngMessage(t, "c14", offer(plain)), "plain RTP"},
+		{"bad key", ngMessage(t, "c15", offer(strings.Replace(testOfferSDP, "inline:WVNf", "inline:!!!", 1))), "a=crypto"},
+		{"answer for unknown call", ngMessage(t, "c16", map[string]any{"command": "answer", "call-id": "nope", "from-tag": "a", "to-tag": "b", "sdp": testOfferSDP}), "unknown call-id"},
+		{"delete unknown call", ngMessage(t, "c17", map[string]any{"command": "delete", "call-id": "nope"}), "call-id"},
+		{"refused flag", ngMessage(t, "c18", map[string]any{"command": "offer", "call-id": "x", "from-tag": "a", "sdp": testOfferSDP, "ICE": "force-relay"}), "ICE"},
+		{"bad direction", ngMessage(t, "c19", map[string]any{"command": "offer", "call-id": "x", "from-tag": "a", "sdp": testOfferSDP, "direction": []any{"internal", "internal"}}), "direction"},
+		{"only a suite the leg refuses", ngMessage(t, "c20", map[string]any{"command": "offer", "call-id": "x", "from-tag": "a", "sdp": testOfferSDP, "SDES": []any{"only-NULL_HMAC_SHA1_80"}}), "no crypto suite"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := ngRaw(t, conn, tc.raw, 2*time.Second)
+			if r == nil {
+				t.Fatal("no reply")
+			}
+			d := replyDict(t, r)
+			if d.Str("result") != "error" || !strings.Contains(d.Str("error-reason"), tc.want) {
+				t.Errorf("reply %v, want an error about %q", d, tc.want)
+			}
+		})
+	}
+	if n := g.ng.numCalls(); n != 0 {
+		t.Errorf("%d calls after bad requests", n)
+	}
+	if n := len(mustSessions(t, g)); n != 0 {
+		t.Errorf("%d sessions after bad requests", n)
+	}
+	// The listener still works.
+	if d := replyDict(t, ngRaw(t, conn, ngMessage(t, "p", map[string]any{"command": "ping"}), 2*time.Second)); d.Str("result") != "pong" {
+		t.Errorf("ping after bad input: %v", d)
+	}
+	// No cookie, too large: dropped, counted.
+	for _, raw := range [][]byte{[]byte("nocookie"), append([]byte("big "), make([]byte, 61000)...)} {
+		if r := ngRaw(t, conn, raw, 300*time.Millisecond); r != nil {
+			t.Errorf("reply %q to a datagram that should be dropped", r)
+		}
+	}
+}
+
+// TestNGRefusedSource: a source outside allowed_sources gets nothing and
+// is counted; nothing is allocated.
+func TestNGRefusedSource(t *testing.T) {
+	cfg := ngConfig()
+	cfg.NG.AllowedSources = []string{"192.0.2.0/24"}
+	g := startGateway(t, cfg)
+	conn := ngDial(t, g)
+	if r := ngRaw(t, conn, ngMessage(t, "x1", map[string]any{"command": "offer", "call-id": "c", "from-tag": "a", "sdp": testOfferSDP}), 300*time.Millisecond); r != nil {
+		t.Fatalf("refused source got a reply: %q", r)
+	}
+	if n := g.ng.numCalls(); n != 0 {
+		t.Errorf("%d calls from a refused source", n)
+	}
+	if v := counterValue(t, g.ngm.drops.WithLabelValues("refused_source")); v != 1 {
+		t.Errorf("refused_source drops %v, want 1", v)
+	}
+}
+
+// TestNGRateLimit: a source past rate_per_source is dropped and counted.
+func TestNGRateLimit(t *testing.T) {
+	cfg := ngConfig()
+	cfg.NG.RatePerSource = 5
+	g := startGateway(t, cfg)
+	conn := ngDial(t, g)
+	answered := 0
+	for i := 0; i < 20; i++ {
+		if r := ngRaw(t, conn, ngMessage(t, "r"+string(rune('a'+i)), map[string]any{"command": "ping"}), 200*time.Millisecond); r != nil {
+			answered++
+		}
+	}
+	// 5 in the burst, plus at most a few refilled while 20 went by.
+	if answered < 5 || answered > 12 {
+		t.Errorf("%d of 20 pings answered at 5/s", answered)
+	}
+	if v := counterValue(t, g.ngm.drops.WithLabelValues("rate_limited")); v < 8 {
+		t.Errorf("rate_limited drops %v", v)
+	}
+}
+
+func counterValue(t *testing.T, c prometheus.Collector) float64 {
+	t.Helper()
+	return testutil.ToFloat64(c)
+}
