@@ -1,0 +1,360 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+
+	mbench "github.com/mediaedge/mediaedge/bench"
+	"github.com/mediaedge/mediaedge/gateway/ng"
+)
+
+// ngEnd is one SIP endpoint of a test call: a socket and its key.
+type ngEnd struct {
+	conn *net.UDPConn
+	key  mbench.Key
+}
+
+func newNGEnd(t *testing.T, suite string) *ngEnd {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &ngEnd{conn: c, key: newBenchKey(t, suite, 1)}
+}
+
+func newBenchKey(t *testing.T, suite string, tag int) mbench.Key {
+	t.Helper()
+	s, err := mbench.LookupSuite(suite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := mbench.NewKey(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Tag = tag
+	return k
+}
+
+func (e *ngEnd) addr() netip.AddrPort { return e.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+// sdp is an SDP body for the endpoint: one audio line (and a video line
+// on the next port when video), with its key, and extra attributes.
+func (e *ngEnd) sdp(proto string, extra ...string) string {
+	a := e.addr()
+	lines := []string{"v=0", "o=- 7 7 IN IP4 " + a.Addr().String(), "s=-", "c=IN IP4 " + a.Addr().String(), "t=0 0",
+		fmt.Sprintf("m=audio %d %s 0", a.Port(), proto), "a=rtpmap:0 PCMU/8000"}
+	if strings.Contains(proto, "SAVP") {
+		lines = append(lines, e.key.CryptoLine())
+	}
+	lines = append(lines, extra...)
+	return strings.Join(lines, "\r\n") + "\r\n"
+}
+
+func ngDo(t *testing.T, c *mbench.NGClient, msg map[string]any) ng.Dict {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d, err := c.Call(ctx, msg)
+	if err != nil {
+		t.Fatalf("%v: %v", msg["command"], err)
+	}
+	return ng.Dict(d)
+}
+
+// mediaOf parses the single audio line of a reply's SDP.
+func mediaOf(t *testing.T, d ng.Dict) ng.Media {
+	t.Helper()
+	s, err := ng.ParseSDP([]byte(d.Str("sdp")))
+	if err != nil {
+		t.Fatalf("reply SDP: %v\n%s", err, d.Str("sdp"))
+	}
+	return s.Media[0]
+}
+
+func keyOf(t *testing.T, m ng.Media) mbench.Key {
+	t.Helper()
+	if len(m.Crypto) != 1 {
+		t.Fatalf("%d a=crypto lines: %v", len(m.Crypto), len(m.Crypto))
+	}
+	k, err := mbench.ParseCryptoLine(m.Crypto[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// through sends n SRTP packets from src (with tx) to target and checks
+// that dst gets all of them, opening with rx.
+func through(t *testing.T, src, dst *ngEnd, tx, rx mbench.Key, target netip.AddrPort, seq uint16, n int) {
+	t.Helper()
+	enc, err := tx.Context()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := rx.Context()
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	for i := 0; i < n; i++ {
+		pkt, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq + uint16(i), SSRC: 0xabc, Timestamp: uint32(i) * 160},
+			Payload: []byte(fmt.Sprintf("frame-%d", i))}).Marshal()
+		ct, err := enc.EncryptRTP(nil, pkt, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := src.conn.WriteToUDPAddrPort(ct, target); err != nil {
+			t.Fatal(err)
+		}
+		_ = dst.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		m, _, err := dst.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("packet %d: nothing arrived: %v", i, err)
+		}
+		plain, err := dec.DecryptRTP(nil, buf[:m], nil)
+		if err != nil {
+			t.Fatalf("packet %d does not open with the expected key: %v", i, err)
+		}
+		var p rtp.Packet
+		if err := p.Unmarshal(plain); err != nil || string(p.Payload) != fmt.Sprintf("frame-%d", i) {
+			t.Fatalf("packet %d: payload %q", i, p.Payload)
+		}
+	}
+}
+
+func addrOf(m ng.Media) netip.AddrPort { return netip.AddrPortFrom(m.Addr, uint16(m.Port)) }
+
+// TestNGReinviteRekeys: a re-INVITE from either side with a new key keeps
+// the gateway's ports and keys toward both sides and re-keys the leg of
+// the side that changed its key; media flows on with the new key.
+func TestNGReinviteRekeys(t *testing.T) {
+	cfg := ngConfig()
+	cfg.Internal.RekeyGrace, cfg.Cloud.RekeyGrace = 0, 0
+	g := startGateway(t, cfg)
+	c, err := mbench.DialNG(g.NGAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a, b := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80"), newNGEnd(t, "AES_CM_128_HMAC_SHA1_32")
+	base := map[string]any{"call-id": "reinvite@test", "replace": []any{"origin", "session-connection"}}
+	msg := func(cmd, from, to, sdp string) map[string]any {
+		m := map[string]any{"command": cmd, "from-tag": from, "sdp": sdp}
+		if to != "" {
+			m["to-tag"] = to
+		}
+		for k, v := range base {
+			m[k] = v
+		}
+		return m
+	}
+	toB := mediaOf(t, ngDo(t, c, msg("offer", "ta", "", a.sdp("RTP/SAVP"))))
+	// The callee takes the gateway's AES_CM_128_HMAC_SHA1_32 line.
+	var gwB mbench.Key
+	for _, line := range toB.Crypto {
+		if k, err := mbench.ParseCryptoLine(line); err == nil && k.Suite.Name == "AES_CM_128_HMAC_SHA1_32" {
+			gwB = k
+		}
+	}
+	if gwB.Master == nil {
+		t.Fatalf("no AES_CM_128_HMAC_SHA1_32 line offered to the callee: %v", toB.Crypto)
+	}
+	b.key.Tag = gwB.Tag
+	toA := mediaOf(t, ngDo(t, c, msg("answer", "ta", "tb", b.sdp("RTP/SAVP"))))
+	gwA := keyOf(t, toA)
+	through(t, a, b, a.key, gwB, addrOf(toA), 100, 5)
+	through(t, b, a, b.key, gwA, addrOf(toB), 100, 5)
+
+	// The caller re-INVITEs with a new key.
+	oldA := a.key
+	a.key = newBenchKey(t, "AES_CM_128_HMAC_SHA1_80", 1)
+	toB2 := mediaOf(t, ngDo(t, c, msg("offer", "ta", "tb", a.sdp("RTP/SAVP"))))
+	toA2 := mediaOf(t, ngDo(t, c, msg("answer", "ta", "tb", b.sdp("RTP/SAVP"))))
+	if addrOf(toB2) != addrOf(toB) || addrOf(toA2) != addrOf(toA) {
+		t.Errorf("ports moved on re-INVITE: %s %s, were %s %s", addrOf(toB2), addrOf(toA2), addrOf(toB), addrOf(toA))
+	}
+	if k := keyOf(t, toB2); string(k.Master) != string(gwB.Master) {
+		t.Errorf("the gateway's key toward the callee changed on the caller's re-INVITE")
+	}
+	if k := keyOf(t, toA2); string(k.Master) != string(gwA.Master) {
+		t.Errorf("the gateway's key toward the caller changed")
+	}
+	through(t, a, b, a.key, gwB, addrOf(toA), 105, 5)
+	// The old key no longer authenticates (rekey_grace 0).
+	enc, _ := oldA.Context()
+	pkt, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: 110, SSRC: 0xabc}, Payload: []byte("old")}).Marshal()
+	ct, _ := enc.EncryptRTP(nil, pkt, nil)
+	_, _ = a.conn.WriteToUDPAddrPort(ct, addrOf(toA))
+	_ = b.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, _, err := b.conn.ReadFromUDPAddrPort(make([]byte, 1500)); err == nil {
+		t.Error("a packet with the caller's replaced key went through")
+	}
+
+	// The callee re-INVITEs with a new key: from-tag is now the callee's.
+	b.key = newBenchKey(t, "AES_CM_128_HMAC_SHA1_32", 1)
+	toA3 := mediaOf(t, ngDo(t, c, msg("offer", "tb", "ta", b.sdp("RTP/SAVP"))))
+	toB3 := mediaOf(t, ngDo(t, c, msg("answer", "tb", "ta", a.sdp("RTP/SAVP"))))
+	if addrOf(toA3) != addrOf(toA) || addrOf(toB3) != addrOf(toB) {
+		t.Errorf("ports moved on the callee's re-INVITE")
+	}
+	through(t, b, a, b.key, gwA, addrOf(toB), 105, 5)
+	through(t, a, b, a.key, gwB, addrOf(toA), 111, 5)
+	if n := len(mustSessions(t, g)); n != 1 {
+		t.Errorf("%d sessions after re-INVITEs, want 1", n)
+	}
+	q := ngDo(t, c, map[string]any{"command": "query", "call-id": "reinvite@test"})
+	if _, ok := q["tags"].(map[string]any)["ta"]; !ok {
+		t.Errorf("query has no tag ta: %v", q)
+	}
+	ngDo(t, c, map[string]any{"command": "delete", "call-id": "reinvite@test", "from-tag": "ta"})
+	waitFor(t, 5*time.Second, func() bool { return len(mustSessions(t, g)) == 0 })
+}
+
+// TestNGOfferShapes checks the SDP the answerer is offered for the flags
+// Kamailio deployments send.
+func TestNGOfferShapes(t *testing.T) {
+	g := startGateway(t, ngConfig())
+	c, err := mbench.DialNG(g.NGAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80")
+	n := 0
+	offer := func(sdp string, flags map[string]any) ng.Dict {
+		n++
+		m := map[string]any{"command": "offer", "call-id": fmt.Sprintf("shape-%d@test", n), "from-tag": "a", "sdp": sdp}
+		for k, v := range flags {
+			m[k] = v
+		}
+		return ngDo(t, c, m)
+	}
+	suites := func(m ng.Media) []string {
+		var out []string
+		for _, l := range m.Crypto {
+			f := strings.Fields(l)
+			out = append(out, f[1])
+		}
+		return out
+	}
+	t.Run("default: every allowed suite, the caller's first, fresh keys", func(t *testing.T) {
+		m := mediaOf(t, offer(a.sdp("RTP/SAVP"), nil))
+		got := suites(m)
+		if len(got) != 6 || got[0] != "AES_CM_128_HMAC_SHA1_80" {
+			t.Errorf("suites %v", got)
+		}
+		for _, l := range m.Crypto {
+			if strings.Contains(l, a.key.Inline()) {
+				t.Error("the caller's key is offered to the callee")
+			}
+			if strings.Contains(l, "=") {
+				t.Errorf("padded key without SDES-pad: %s", l)
+			}
+		}
+		// (Test ports are ephemeral: RTCP is not on the next port.)
+		if m.Proto != "RTP/SAVP" || m.Mux || m.RTCPPort == m.Port || m.RTCPPort == 0 {
+			t.Errorf("media %+v", m)
+		}
+	})
+	t.Run("SDES no- and only-", func(t *testing.T) {
+		m := mediaOf(t, offer(a.sdp("RTP/SAVP"), map[string]any{"SDES": []any{"no-AEAD_AES_256_GCM", "no-AEAD_AES_128_GCM"}}))
+		if got := suites(m); len(got) != 4 || strings.Contains(strings.Join(got, " "), "AEAD") {
+			t.Errorf("suites %v", got)
+		}
+		m = mediaOf(t, offer(a.sdp("RTP/SAVP"), map[string]any{"flags": []any{"SDES-only-AES_256_CM_HMAC_SHA1_80"}}))
+		if got := suites(m); len(got) != 1 || got[0] != "AES_256_CM_HMAC_SHA1_80" {
+			t.Errorf("suites %v", got)
+		}
+	})
+	t.Run("SDES pad and lifetime", func(t *testing.T) {
+		m := mediaOf(t, offer(a.sdp("RTP/SAVP"), map[string]any{"SDES": []any{"pad", "lifetime", "only-AES_256_CM_HMAC_SHA1_80"}}))
+		if len(m.Crypto) != 1 || !strings.Contains(m.Crypto[0], "==|2^31") {
+			t.Errorf("crypto %v", m.Crypto)
+		}
+	})
+	t.Run("transport-protocol RTP/SAVPF and rtcp-mux offer", func(t *testing.T) {
+		m := mediaOf(t, offer(a.sdp("RTP/SAVP"), map[string]any{"transport-protocol": "RTP/SAVPF", "rtcp-mux": []any{"offer"}}))
+		if m.Proto != "RTP/SAVPF" || !m.Mux || m.RTCPPort == m.Port || m.RTCPPort == 0 {
+			t.Errorf("media %+v", m)
+		}
+	})
+	t.Run("rtcp-mux require", func(t *testing.T) {
+		m := mediaOf(t, offer(a.sdp("RTP/SAVP"), map[string]any{"rtcp-mux": []any{"require"}}))
+		if !m.Mux {
+			t.Errorf("media %+v", m)
+		}
+		s := offer(a.sdp("RTP/SAVP"), map[string]any{"rtcp-mux": []any{"require"}}).Str("sdp")
+		if strings.Contains(s, "a=rtcp:") {
+			t.Errorf("require advertises a separate RTCP port:\n%s", s)
+		}
+	})
+	t.Run("rtcp-mux demux", func(t *testing.T) {
+		m := mediaOf(t, offer(a.sdp("RTP/SAVP", "a=rtcp-mux"), map[string]any{"rtcp-mux": []any{"demux"}}))
+		if m.Mux {
+			t.Errorf("demux still offers rtcp-mux")
+		}
+		m = mediaOf(t, offer(a.sdp("RTP/SAVP", "a=rtcp-mux"), nil))
+		if !m.Mux {
+			t.Errorf("the caller's rtcp-mux is not offered on")
+		}
+	})
+	t.Run("ICE removed", func(t *testing.T) {
+		s := offer(a.sdp("RTP/SAVP", "a=ice-ufrag:abcd", "a=ice-pwd:0123456789012345678901", "a=candidate:1 1 UDP 2130706431 127.0.0.1 5000 typ host"),
+			map[string]any{"ICE": "remove"}).Str("sdp")
+		if strings.Contains(s, "ice-") || strings.Contains(s, "candidate") {
+			t.Errorf("ICE attributes left:\n%s", s)
+		}
+	})
+	t.Run("audio and video", func(t *testing.T) {
+		addr := a.addr()
+		sdp := a.sdp("RTP/SAVP") + fmt.Sprintf("m=video %d RTP/SAVP 96\r\na=rtpmap:96 VP8/90000\r\n%s\r\n", addr.Port()+2, a.key.CryptoLine())
+		d := offer(sdp, nil)
+		s, err := ng.ParseSDP([]byte(d.Str("sdp")))
+		if err != nil || len(s.Media) != 2 {
+			t.Fatalf("%v %v", err, s)
+		}
+		if s.Media[0].Port == s.Media[1].Port || s.Media[1].Type != "video" || len(s.Media[1].Crypto) == 0 ||
+			!strings.Contains(d.Str("sdp"), "a=rtpmap:96 VP8/90000") {
+			t.Errorf("media %+v", s.Media)
+		}
+	})
+	t.Run("direction puts the caller on the cloud leg", func(t *testing.T) {
+		d := offer(a.sdp("RTP/SAVP"), map[string]any{"direction": []any{"external", "internal"}})
+		b := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80")
+		ngDo(t, c, map[string]any{"command": "answer", "call-id": fmt.Sprintf("shape-%d@test", n), "from-tag": "a", "to-tag": "b",
+			"sdp": b.sdp("RTP/SAVP"), "direction": []any{"external", "internal"}})
+		ss := mustSessions(t, g)
+		if len(ss) != 1 || ss[0].Cloud.Remote != a.addr().String() || ss[0].Internal.Remote != b.addr().String() {
+			t.Errorf("direction external,internal: sessions %+v", ss)
+		}
+		if m := mediaOf(t, d); m.Addr.String() != g.cfg.Load().Internal.Bind {
+			t.Errorf("the callee is offered %s, not the internal leg's address", m.Addr)
+		}
+	})
+	t.Run("plain caller to SRTP callee", func(t *testing.T) {
+		cfg := *g.cfg.Load()
+		cfg.Internal.AllowPlain = true
+		g.cfg.Store(&cfg)
+		m := mediaOf(t, offer(a.sdp("RTP/AVP"), map[string]any{"transport-protocol": "RTP/SAVP"}))
+		if m.Proto != "RTP/SAVP" || len(m.Crypto) == 0 {
+			t.Errorf("media %+v", m)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := c.Call(ctx, map[string]any{"command": "offer", "call-id": "sdes-off@test", "from-tag": "a",
+			"sdp": a.sdp("RTP/SAVP"), "SDES": "off", "flags": []any{"trust-address"}})
+		if err == nil || !strings.Contains(err.Error(), "plain RTP toward the answerer") {
+			t.Errorf("SDES off toward a leg without allow_plain: %v", err)
+		}
+	})
+}
