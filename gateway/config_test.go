@@ -16,7 +16,7 @@ func TestDefaultYAMLIsDefaultConfig(t *testing.T) {
 	}
 	want := DefaultConfig()
 	want.Enabled = true               // the embedded default turns the gateway on
-	want.NG.Listen = "127.0.0.1:2223" // and the ng listener, on loopback
+	want.NG.Listen = "127.0.0.1:2224" // and the ng listener, on loopback
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("DefaultYAML decodes to\n%+v\nwant DefaultConfig()\n%+v", got, want)
 	}

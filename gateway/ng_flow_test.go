@@ -209,8 +209,12 @@ func TestNGReinviteRekeys(t *testing.T) {
 	}
 	through(t, b, a, b.key, gwA, addrOf(toB), 105, 5)
 	through(t, a, b, a.key, gwB, addrOf(toA), 111, 5)
-	if n := len(mustSessions(t, g)); n != 1 {
-		t.Errorf("%d sessions after re-INVITEs, want 1", n)
+	ss := mustSessions(t, g)
+	if len(ss) != 1 {
+		t.Fatalf("%d sessions after re-INVITEs, want 1", len(ss))
+	}
+	if n := ss[0].NG; n == nil || n.CallID != "reinvite@test" || n.FromTag != "ta" || n.ToTag != "tb" || n.Media != 1 || n.OffererLeg != "internal" {
+		t.Errorf("the session's ng call: %+v", n)
 	}
 	q := ngDo(t, c, map[string]any{"command": "query", "call-id": "reinvite@test"})
 	if _, ok := q["tags"].(map[string]any)["ta"]; !ok {

@@ -326,11 +326,22 @@ func TestNGBadInput(t *testing.T) {
 	if d := replyDict(t, ngRaw(t, conn, ngMessage(t, "p", map[string]any{"command": "ping"}), 2*time.Second)); d.Str("result") != "pong" {
 		t.Errorf("ping after bad input: %v", d)
 	}
+	for _, c := range []struct {
+		cmd, result string
+		want        float64
+	}{{"unknown", "error", 6}, {"offer", "error", 12}, {"ping", "ok", 1}, {"answer", "error", 1}} {
+		if v := counterValue(t, g.ngm.requests.WithLabelValues(c.cmd, c.result)); v != c.want {
+			t.Errorf("mediaedge_gateway_ng_requests_total{command=%q,result=%q} = %v, want %v", c.cmd, c.result, v, c.want)
+		}
+	}
 	// No cookie, too large: dropped, counted.
 	for _, raw := range [][]byte{[]byte("nocookie"), append([]byte("big "), make([]byte, 61000)...)} {
 		if r := ngRaw(t, conn, raw, 300*time.Millisecond); r != nil {
 			t.Errorf("reply %q to a datagram that should be dropped", r)
 		}
+	}
+	if a, b := counterValue(t, g.ngm.drops.WithLabelValues("no_cookie")), counterValue(t, g.ngm.drops.WithLabelValues("too_large")); a != 1 || b != 1 {
+		t.Errorf("drops no_cookie %v too_large %v, want 1 each", a, b)
 	}
 }
 

@@ -6,12 +6,29 @@ import (
 	"time"
 )
 
+// NGInfo is what SessionInfo shows of the ng call behind a session: one
+// session per m= line of the call. Set when the session is created,
+// never changed.
+type NGInfo struct {
+	CallID    string `json:"call_id"`
+	FromTag   string `json:"from_tag"`
+	ToTag     string `json:"to_tag"`
+	ViaBranch string `json:"via_branch,omitempty"`
+	// Media is the m= line (1 = the first), Type its media type.
+	Media int    `json:"media"`
+	Type  string `json:"type"`
+	// OffererLeg is the leg of the side that sent the first offer
+	// (internal or cloud), by the direction flag.
+	OffererLeg string `json:"offerer_leg"`
+}
+
 // ngStart turns an answered stream into a gateway session: the sockets
 // the stream holds, the endpoints' keys as they sent them and the
 // gateway's own keys as it announced them. The session owns the sockets
 // from then on.
 func (g *Gateway) ngStart(c *ngCall, st *ngStream, cfg *Config) (*SessionInfo, error) {
-	s := &session{id: "ng-" + newID(), created: time.Now()}
+	s := &session{id: "ng-" + newID(), created: time.Now(), ng: &NGInfo{CallID: c.id, FromTag: c.tags[0], ToTag: c.tags[1],
+		ViaBranch: c.viaBranch, Media: st.index + 1, Type: st.typ, OffererLeg: c.legs[0].String()}}
 	for side := 0; side < 2; side++ {
 		lid := c.legs[side]
 		lc := legConfig(cfg, lid)

@@ -31,6 +31,7 @@ type session struct {
 	id      string
 	created time.Time
 	w       *worker
+	ng      *NGInfo // the ng call the session carries a stream of; nil for API sessions
 
 	// owned by the worker
 	legs     [2]leg
