@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -258,6 +259,9 @@ func TestNGRetransmittedOfferRunsOnce(t *testing.T) {
 	if n := g.ng.numCalls(); n != 1 {
 		t.Errorf("%d calls after three copies of one offer, want 1", n)
 	}
+	if v := counterValue(t, g.ngm.requests.WithLabelValues("retransmission", "retransmission")); v != 2 {
+		t.Errorf("%v retransmissions counted, want 2", v)
+	}
 	// A new cookie for the same offer is a re-offer: same ports and keys.
 	r := ngRaw(t, conn, ngMessage(t, "4242_2_0", map[string]any{"command": "offer", "call-id": "retx@test", "from-tag": "a1", "sdp": testOfferSDP}), 2*time.Second)
 	if d := replyDict(t, r); d.Str("sdp") != replyDict(t, first).Str("sdp") {
@@ -387,4 +391,25 @@ func TestNGRateLimit(t *testing.T) {
 func counterValue(t *testing.T, c prometheus.Collector) float64 {
 	t.Helper()
 	return testutil.ToFloat64(c)
+}
+
+// TestNGDocsKamailioExample: the Kamailio configuration in docs/ng.md is
+// the one the acceptance test runs, byte for byte.
+func TestNGDocsKamailioExample(t *testing.T) {
+	doc, err := os.ReadFile("../docs/ng.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile("testdata/kamailio.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(doc), "```kamailio\n")
+	if !ok {
+		t.Fatal("docs/ng.md has no ```kamailio block")
+	}
+	block, _, _ = strings.Cut(block, "```")
+	if block != string(cfg) {
+		t.Error("the Kamailio example in docs/ng.md differs from gateway/testdata/kamailio.cfg")
+	}
 }

@@ -110,7 +110,7 @@ func (s *ngServer) answerStream(c *ngCall, cfg *Config, st *ngStream, m ng.Media
 		st.cands = nil
 		st.peer[0] = pick
 		lcA := legConfig(cfg, c.legs[0])
-		k, err := newOwnKey(pick.Tag, pick.Suite, lcA, &ngFlags{sdesPad: st.padFor(), sdesLifetime: false})
+		k, err := newOwnKey(pick.Tag, pick.Suite, lcA, &st.sdes)
 		if err != nil {
 			return err
 		}
@@ -120,11 +120,6 @@ func (s *ngServer) answerStream(c *ngCall, cfg *Config, st *ngStream, m ng.Media
 		return refuse("m= line %d: the offerer and the answerer use the same master key", n)
 	}
 	return nil
-}
-
-// padFor reports whether the offer asked for padded keys (SDES-pad).
-func (st *ngStream) padFor() bool {
-	return st.own[1] != nil && st.own[1].pad
 }
 
 // update runs an offer or answer on an established call (a re-INVITE,

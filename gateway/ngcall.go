@@ -43,8 +43,9 @@ type ngStream struct {
 	plain              [2]bool
 	remote, remoteRTCP [2]netip.AddrPort
 	mux                [2]bool
-	muxOffered         bool // the offer toward side 1 carries a=rtcp-mux
-	muxOnly            bool // rtcp-mux require
+	muxOffered         bool    // the offer toward side 1 carries a=rtcp-mux
+	muxOnly            bool    // rtcp-mux require
+	sdes               ngFlags // the offer's SDES pad and lifetime, for the keys of the answer
 	// cands are the offerer's usable a=crypto lines until the answer
 	// picks one; peer is each side's key in use.
 	cands []*Crypto
@@ -311,6 +312,7 @@ func (s *ngServer) offerStream(c *ngCall, cfg *Config, i int, m ng.Media, f *ngF
 	st.remote[0] = netip.AddrPortFrom(m.Addr, uint16(m.Port))
 	st.remoteRTCP[0] = netip.AddrPortFrom(m.Addr, uint16(m.RTCPPort))
 	st.mux[0] = m.Mux
+	st.sdes = ngFlags{sdesPad: f.sdesPad, sdesLifetime: f.sdesLifetime}
 	st.muxOffered = (m.Mux && !f.muxDemux) || f.muxOffer || f.muxRequire
 	st.muxOnly = f.muxRequire
 	for side := 0; side < 2; side++ {

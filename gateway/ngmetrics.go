@@ -17,7 +17,7 @@ type ngMetrics struct {
 // "unknown", so the label cannot grow with what clients send.
 var ngCommands = map[string]bool{
 	"ping": true, "offer": true, "answer": true, "delete": true,
-	"query": true, "list": true, "statistics": true,
+	"query": true, "list": true, "statistics": true, "retransmission": true,
 }
 
 func newNGMetrics(reg prometheus.Registerer) (*ngMetrics, error) {
