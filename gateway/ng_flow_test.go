@@ -31,7 +31,7 @@ func newNGEnd(t *testing.T, suite string) *ngEnd {
 	return &ngEnd{conn: c, key: newBenchKey(t, suite, 1)}
 }
 
-func newBenchKey(t *testing.T, suite string, tag int) mbench.Key {
+func newBenchKey(t testing.TB, suite string, tag int) mbench.Key {
 	t.Helper()
 	s, err := mbench.LookupSuite(suite)
 	if err != nil {
