@@ -17,8 +17,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	"github.com/mediaedge/mediaedge/internal/config"
 	"github.com/mediaedge/mediaedge/daemon"
+	"github.com/mediaedge/mediaedge/internal/config"
 	"github.com/mediaedge/mediaedge/internal/logging"
 )
 
