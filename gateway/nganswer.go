@@ -38,6 +38,13 @@ func (s *ngServer) answer(c *ngCall, toTag string, f *ngFlags, body *ng.SDP) ([]
 		if err := s.answerStream(c, cfg, st, m); err != nil {
 			return nil, err
 		}
+		if f.iceForce && cfg.NG.PortMode == PortsDedicated {
+			ic, err := newICECreds()
+			if err != nil {
+				return nil, err
+			}
+			st.ice[0] = ic
+		}
 	}
 	c.answered = true
 	for i, st := range c.streams {

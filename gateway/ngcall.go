@@ -54,6 +54,8 @@ type ngStream struct {
 	// suite; own is the gateway's key toward each side once chosen.
 	offered []*ownKey
 	own     [2]*ownKey
+	// ice are the ICE-lite credentials toward each side (ICE: force).
+	ice [2]*iceCreds
 }
 
 type ngSocks struct{ rtp, rtcp *sock }
@@ -324,6 +326,16 @@ func (s *ngServer) offerStream(c *ngCall, cfg *Config, i int, m ng.Media, f *ngF
 			return st, ng.MediaPlan{}, refuse("%v", err)
 		}
 	}
+	if f.iceForce {
+		if cfg.NG.PortMode != PortsDedicated {
+			return st, ng.MediaPlan{}, refuse("ICE force needs gateway.ng.port_mode dedicated")
+		}
+		ic, err := newICECreds()
+		if err != nil {
+			return st, ng.MediaPlan{}, err
+		}
+		st.ice[1] = ic
+	}
 	if err := s.bindStream(st, c, cfg); err != nil {
 		return st, ng.MediaPlan{}, refuse("m= line %d: %v", n, err)
 	}
@@ -397,12 +409,20 @@ func (st *ngStream) plan(c *ngCall, to int, proto string, info *SessionInfo) ng.
 		for _, k := range st.offered {
 			p.Crypto = append(p.Crypto, k.line())
 		}
-		return p
+		return st.withICE(p, to)
 	case st.mux[to]:
 		p.Mux, p.MuxOnly = true, true
 	}
 	if k := st.own[to]; k != nil {
 		p.Crypto = []string{k.line()}
+	}
+	return st.withICE(p, to)
+}
+
+// withICE adds the ICE-lite credentials toward side to, if any.
+func (st *ngStream) withICE(p ng.MediaPlan, to int) ng.MediaPlan {
+	if ic := st.ice[to]; ic != nil && p.Port != 0 {
+		p.ICEUfrag, p.ICEPwd = ic.ufrag, ic.pwd
 	}
 	return p
 }

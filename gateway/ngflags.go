@@ -14,6 +14,7 @@ type ngFlags struct {
 	direction     []string
 	proto         string // transport-protocol; "": the sender's
 	replaceOrigin bool
+	iceForce      bool // ICE: force, mediaedge is an ICE-lite agent toward the recipient
 	// SDES
 	sdesOff, sdesPad, sdesLifetime bool
 	sdesNo, sdesOnly               map[*Suite]bool
@@ -58,8 +59,10 @@ func parseNGFlags(req ng.Dict) (*ngFlags, error) {
 	case "", "remove", "default":
 		// mediaedge is not an ICE agent for the sender: ICE attributes
 		// are always removed.
+	case "force":
+		f.iceForce = true
 	default:
-		return nil, fmt.Errorf("ICE %q is not supported (only remove)", clip(ice))
+		return nil, fmt.Errorf("ICE %q is not supported (remove or force)", clip(ice))
 	}
 	switch dtls := req.Str("DTLS"); dtls {
 	case "", "off", "no", "disable":

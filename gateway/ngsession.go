@@ -39,6 +39,7 @@ func (g *Gateway) ngStart(c *ngCall, st *ngStream, cfg *Config) (*SessionInfo, e
 		if l.mux {
 			l.remoteRTCP = l.remote
 		}
+		l.ice = st.ice[side]
 		so := st.socks[lid]
 		switch {
 		case so.rtp.dm != nil: // shared

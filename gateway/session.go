@@ -57,6 +57,7 @@ type leg struct {
 
 	remote, remoteRTCP netip.AddrPort // invalid until given or latched
 	latched            bool           // remote learned from a packet
+	ice                *iceCreds      // ICE-lite on the leg's dedicated sockets (ng); nil: none
 
 	// in holds the peer's keys, newest first; keys past their grace
 	// period are dropped lazily. inHint is the key that authenticated the

@@ -179,6 +179,10 @@ type MediaPlan struct {
 	Mux, MuxOnly bool
 	// Crypto are the a=crypto values to write in place of the sender's.
 	Crypto []string
+	// ICEUfrag and ICEPwd, when set, make the relay an ICE-lite agent on
+	// this m= line: a=ice-ufrag, a=ice-pwd and one host candidate per
+	// component (RTP, and RTCP unless MuxOnly).
+	ICEUfrag, ICEPwd string
 }
 
 // Options are the SDP-wide rewriting options.
@@ -187,6 +191,13 @@ type Options struct {
 	ReplaceOrigin bool
 	// OriginAddr is that address (the first media plan's when invalid).
 	OriginAddr netip.Addr
+}
+
+// candidate formats a host candidate (RFC 8445 section 5.1.2.1: type
+// preference 126, local preference 65535).
+func candidate(component int, a netip.Addr, port int) string {
+	prio := 126<<24 | 65535<<8 | (256 - component)
+	return fmt.Sprintf("%d %d UDP %d %s %d typ host", component, component, prio, a, port)
 }
 
 // stripped are the attributes the relay removes: ICE (it is not an ICE
@@ -225,6 +236,12 @@ func (s *SDP) Rewrite(plans []MediaPlan, o Options) ([]byte, error) {
 		s.sd.ConnectionInformation = conn(first)
 	}
 	s.sd.Attributes = filter(s.sd.Attributes)
+	for _, p := range plans {
+		if p.ICEUfrag != "" {
+			s.sd.Attributes = append(s.sd.Attributes, sdp.Attribute{Key: "ice-lite"})
+			break
+		}
+	}
 	for i := range s.sd.MediaDescriptions {
 		md, p := s.sd.MediaDescriptions[i], plans[i]
 		if p.Port == 0 {
@@ -247,6 +264,14 @@ func (s *SDP) Rewrite(plans []MediaPlan, o Options) ([]byte, error) {
 		}
 		for _, c := range p.Crypto {
 			md.Attributes = append(md.Attributes, sdp.Attribute{Key: "crypto", Value: c})
+		}
+		if p.ICEUfrag != "" {
+			md.Attributes = append(md.Attributes, sdp.Attribute{Key: "ice-ufrag", Value: p.ICEUfrag},
+				sdp.Attribute{Key: "ice-pwd", Value: p.ICEPwd},
+				sdp.Attribute{Key: "candidate", Value: candidate(1, p.Addr, p.Port)})
+			if !p.MuxOnly && p.RTCPPort != p.Port {
+				md.Attributes = append(md.Attributes, sdp.Attribute{Key: "candidate", Value: candidate(2, p.Addr, p.RTCPPort)})
+			}
 		}
 	}
 	b, err := s.sd.Marshal()
