@@ -13,6 +13,7 @@ import (
 
 	mbench "github.com/mediaedge/mediaedge/bench"
 	"github.com/mediaedge/mediaedge/gateway/ng"
+	"github.com/mediaedge/mediaedge/internal/config"
 )
 
 // ngEnd is one SIP endpoint of a test call: a socket and its key.
@@ -361,4 +362,91 @@ func TestNGOfferShapes(t *testing.T) {
 			t.Errorf("SDES off toward a leg without allow_plain: %v", err)
 		}
 	})
+}
+
+// answeredCall sets up a call between a and b and returns the SDP each
+// was sent (toB: the offer, toA: the answer) and mediaedge's keys.
+func answeredCall(t *testing.T, c *mbench.NGClient, id string, a, b *ngEnd, extra map[string]any) (toA, toB ng.Media, gwA, gwB mbench.Key) {
+	t.Helper()
+	offer := map[string]any{"command": "offer", "call-id": id, "from-tag": "a", "sdp": a.sdp("RTP/SAVP")}
+	for k, v := range extra {
+		offer[k] = v
+	}
+	toB = mediaOf(t, ngDo(t, c, offer))
+	for _, line := range toB.Crypto {
+		if k, err := mbench.ParseCryptoLine(line); err == nil && k.Suite.Name == b.key.Suite.Name {
+			gwB = k
+			break
+		}
+	}
+	b.key.Tag = gwB.Tag
+	answer := map[string]any{"command": "answer", "call-id": id, "from-tag": "a", "to-tag": "b", "sdp": b.sdp("RTP/SAVP")}
+	for k, v := range extra {
+		answer[k] = v
+	}
+	toA = mediaOf(t, ngDo(t, c, answer))
+	return toA, toB, keyOf(t, toA), gwB
+}
+
+// TestNGDeleteDelayAndOfferTimeout: a delete with delete-delay answers at
+// once and frees the call after the delay; an offer never answered is
+// freed after offer_timeout, ports included.
+func TestNGDeleteDelayAndOfferTimeout(t *testing.T) {
+	cfg := ngConfig()
+	cfg.NG.OfferTimeout = config.Duration(time.Second)
+	g := startGateway(t, cfg)
+	c, err := mbench.DialNG(g.NGAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a, b := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80"), newNGEnd(t, "AES_CM_128_HMAC_SHA1_80")
+	answeredCall(t, c, "delay@test", a, b, nil)
+	d := ngDo(t, c, map[string]any{"command": "delete", "call-id": "delay@test", "from-tag": "a", "delete-delay": int64(2)})
+	if _, ok := d["totals"]; !ok {
+		t.Errorf("delete reply without statistics: %v", d)
+	}
+	if g.ng.numCalls() != 1 || len(mustSessions(t, g)) != 1 {
+		t.Fatal("the call went before its delete-delay")
+	}
+	if l := ngDo(t, c, map[string]any{"command": "list"}); len(l.Strs("calls")) != 1 {
+		t.Errorf("list: %v", l)
+	}
+	waitFor(t, 6*time.Second, func() bool { return g.ng.numCalls() == 0 && len(mustSessions(t, g)) == 0 })
+
+	toB := mediaOf(t, ngDo(t, c, map[string]any{"command": "offer", "call-id": "unanswered@test", "from-tag": "a", "sdp": a.sdp("RTP/SAVP")}))
+	waitFor(t, 6*time.Second, func() bool { return g.ng.numCalls() == 0 })
+	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(toB.Addr, uint16(toB.Port))))
+	if err != nil {
+		t.Fatalf("the unanswered offer's port is still held: %v", err)
+	}
+	conn.Close()
+	st := ngDo(t, c, map[string]any{"command": "statistics"})
+	cur, _ := st["statistics"].(map[string]any)["totalstatistics"].(map[string]any)
+	if cur["managedsessions"] != int64(2) || cur["offers"] != int64(2) || cur["answers"] != int64(1) || cur["deletes"] != int64(1) {
+		t.Errorf("statistics %v", st)
+	}
+}
+
+// TestNGSharedPorts: with gateway.ng.port_mode shared, calls use the
+// workers' shared ports and media flows both ways with fresh keys.
+func TestNGSharedPorts(t *testing.T) {
+	cfg := ngConfig()
+	cfg.NG.PortMode = PortsShared
+	g := startGateway(t, cfg)
+	c, err := mbench.DialNG(g.NGAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a, b := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80"), newNGEnd(t, "AES_256_CM_HMAC_SHA1_80")
+	toA, toB, gwA, gwB := answeredCall(t, c, "shared@test", a, b, nil)
+	through(t, a, b, a.key, gwB, addrOf(toA), 1, 5)
+	through(t, b, a, b.key, gwA, addrOf(toB), 1, 5)
+	ss := mustSessions(t, g)
+	if len(ss) != 1 || ss[0].Internal.PortMode != PortsShared {
+		t.Errorf("sessions %+v", ss)
+	}
+	ngDo(t, c, map[string]any{"command": "delete", "call-id": "shared@test"})
+	waitFor(t, 5*time.Second, func() bool { return len(mustSessions(t, g)) == 0 })
 }
