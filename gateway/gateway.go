@@ -329,9 +329,16 @@ func (g *Gateway) Reload(ctx context.Context, cfg Config) error {
 			n.PortMode, n.Bind, n.Ports = o.PortMode, o.Bind, o.Ports
 		}
 	}
+	if cfg.NG.Listen != old.NG.Listen {
+		g.log.Warn("reload: gateway.ng.listen changes need a restart", "running", old.NG.Listen, "configured", cfg.NG.Listen)
+		cfg.NG.Listen = old.NG.Listen
+	}
 	c := cfg
 	g.cfg.Store(&c)
 	g.mu.Lock()
+	if g.ng != nil {
+		g.ng.reload(&c.NG)
+	}
 	workers := g.workers
 	if g.ports[0] != nil {
 		g.ports[legInternal].setRange(cfg.Internal.Ports)

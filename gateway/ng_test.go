@@ -413,3 +413,26 @@ func TestNGDocsKamailioExample(t *testing.T) {
 		t.Error("the Kamailio example in docs/ng.md differs from gateway/testdata/kamailio.cfg")
 	}
 }
+
+// TestNGReloadAllowedSources: a reload that drops the test's source from
+// allowed_sources takes effect on the next request.
+func TestNGReloadAllowedSources(t *testing.T) {
+	cfg := ngConfig()
+	g := startGateway(t, cfg)
+	conn := ngDial(t, g)
+	ping := ngMessage(t, "p1", map[string]any{"command": "ping"})
+	if r := ngRaw(t, conn, ping, 2*time.Second); r == nil {
+		t.Fatal("no pong before the reload")
+	}
+	cfg.NG.AllowedSources = []string{"192.0.2.0/24"}
+	cfg.NG.Listen = "127.0.0.1:1" // needs a restart: kept
+	if err := g.Reload(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if r := ngRaw(t, conn, ngMessage(t, "p2", map[string]any{"command": "ping"}), 300*time.Millisecond); r != nil {
+		t.Errorf("a source no longer allowed got %q", r)
+	}
+	if g.cfg.Load().NG.Listen != "127.0.0.1:0" {
+		t.Errorf("listen changed on reload to %s", g.cfg.Load().NG.Listen)
+	}
+}

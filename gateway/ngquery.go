@@ -94,7 +94,7 @@ func (s *ngServer) callStats(c *ngCall) map[string]any {
 				stream["crypto suite"] = li.PeerSuite
 				stream["stats"] = map[string]any{"packets": lc.PacketsIn, "bytes": lc.BytesIn, "errors": errs}
 				m["interface"] = c.legs[side].String()
-				rtp[0] += lc.PacketsIn - lc.RTCPIn
+				rtp[0] += lc.PacketsIn
 				rtp[1] += lc.BytesIn
 				rtp[2] += errs
 				rtcp[0] += lc.RTCPIn

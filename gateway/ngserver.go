@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mediaedge/mediaedge/gateway/ng"
@@ -25,7 +26,7 @@ type ngServer struct {
 	log     *slog.Logger
 	m       *ngMetrics
 	conn    *net.UDPConn
-	allowed []netip.Prefix
+	allowed atomic.Pointer[[]netip.Prefix] // replaced on reload
 	done    chan struct{}
 	wg      sync.WaitGroup
 
@@ -54,13 +55,22 @@ func newNGServer(g *Gateway, cfg *NGConfig, m *ngMetrics) (*ngServer, error) {
 	}
 	s := &ngServer{g: g, log: g.log.With("subsystem", "ng"), m: m, conn: conn, done: make(chan struct{}),
 		calls: map[string]*ngCall{}, buckets: map[netip.Addr]*bucket{}}
-	for _, p := range cfg.AllowedSources {
-		if pf, err := netip.ParsePrefix(p); err == nil {
-			s.allowed = append(s.allowed, pf.Masked())
-		}
-	}
+	s.reload(cfg)
 	s.cache.init()
 	return s, nil
+}
+
+// reload applies a new ng configuration: allowed sources at once, limits
+// and timeouts on the next request (they are read per request). The
+// listen address needs a restart.
+func (s *ngServer) reload(cfg *NGConfig) {
+	var allowed []netip.Prefix
+	for _, p := range cfg.AllowedSources {
+		if pf, err := netip.ParsePrefix(p); err == nil {
+			allowed = append(allowed, pf.Masked())
+		}
+	}
+	s.allowed.Store(&allowed)
 }
 
 // Addr returns the listener's address.
@@ -151,7 +161,7 @@ func (s *ngServer) handle(b []byte, src netip.AddrPort, now time.Time) []byte {
 }
 
 func (s *ngServer) allowedSource(a netip.Addr) bool {
-	for _, p := range s.allowed {
+	for _, p := range *s.allowed.Load() {
 		if p.Contains(a) {
 			return true
 		}
