@@ -4,6 +4,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -34,7 +35,10 @@ import (
 // the SRTP of each leg authenticates with that leg's key and no other;
 // the audio each agent receives, decoded, equals the WAV file the other
 // sends, frame by frame; and the BYE deletes the call and frees its
-// ports.
+// ports. The same call through rtpengine (Debian rtpengine-daemon,
+// userspace) runs as the reference: same checks of the SRTP and the
+// audio, and it logs whether rtpengine handed each side the other's key
+// (rtpengine 10.5 does, with one suite on both sides).
 func TestNGKamailioBaresipCall(t *testing.T) {
 	for _, tool := range []string{"kamailio", "baresip", "tcpdump"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -44,23 +48,92 @@ func TestNGKamailioBaresipCall(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("capturing on loopback with tcpdump needs root")
 	}
-	dir := t.TempDir()
-	// Port ranges nobody else here uses: the legs', and the agents' RTP.
+	// Port ranges nobody else here uses: the relay's, and the agents' RTP.
 	base := 52000 + 200*(os.Getpid()%20)
-	cfg := ngConfig()
-	cfg.Internal.Ports = config.PortRange{Min: uint16(base), Max: uint16(base + 49)}
-	cfg.Cloud.Ports = config.PortRange{Min: uint16(base + 50), Max: uint16(base + 99)}
-	cfg.Internal.Suites = []string{"AES_CM_128_HMAC_SHA1_80"}
-	cfg.Cloud.Suites = []string{"AES_CM_128_HMAC_SHA1_32"}
-	uaRTP := [2]int{base + 100, base + 150}
-	g := startGateway(t, cfg)
+	t.Run("mediaedge", func(t *testing.T) {
+		cfg := ngConfig()
+		cfg.Internal.Ports = config.PortRange{Min: uint16(base), Max: uint16(base + 49)}
+		cfg.Cloud.Ports = config.PortRange{Min: uint16(base + 50), Max: uint16(base + 99)}
+		cfg.Internal.Suites = []string{"AES_CM_128_HMAC_SHA1_80"}
+		cfg.Cloud.Suites = []string{"AES_CM_128_HMAC_SHA1_32"}
+		g := startGateway(t, cfg)
+		var s SessionInfo
+		r := runSIPCall(t, base, g.NGAddr(), func() {
+			var sessions []SessionInfo
+			waitFor(t, 10*time.Second, func() bool { sessions = mustSessions(t, g); return len(sessions) == 1 })
+			s = sessions[0]
+		}, func() {
+			waitFor(t, 10*time.Second, func() bool { return len(mustSessions(t, g)) == 0 && g.ng.numCalls() == 0 })
+			for _, l := range []string{s.Internal.Local, s.Internal.LocalRTCP, s.Cloud.Local, s.Cloud.LocalRTCP} {
+				c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(l)))
+				if err != nil {
+					t.Errorf("port %s still held after the BYE: %v", l, err)
+					continue
+				}
+				c.Close()
+			}
+		})
+		if r.addrGB.String() != s.Cloud.Local || r.addrGA.String() != s.Internal.Local {
+			t.Errorf("the agents were sent %s (callee) and %s (caller); the session's ports are %s and %s",
+				r.addrGB, r.addrGA, s.Cloud.Local, s.Internal.Local)
+		}
+		if r.kA.Suite.Name != "AES_CM_128_HMAC_SHA1_80" || r.kGA.Suite.Name != "AES_CM_128_HMAC_SHA1_80" ||
+			r.kB.Suite.Name != "AES_CM_128_HMAC_SHA1_32" || r.kGB.Suite.Name != "AES_CM_128_HMAC_SHA1_32" {
+			t.Errorf("suites: caller %s, to caller %s, callee %s, to callee %s", r.kA.Suite.Name, r.kGA.Suite.Name, r.kB.Suite.Name, r.kGB.Suite.Name)
+		}
+		keys := []mbench.Key{r.kA, r.kGA, r.kB, r.kGB}
+		for i := range keys {
+			for j := i + 1; j < len(keys); j++ {
+				if bytes.Equal(keys[i].Master, keys[j].Master) {
+					t.Errorf("keys %d and %d are the same", i, j)
+				}
+			}
+		}
+	})
+	// The reference: the same call through rtpengine (userspace). With
+	// one suite on both sides it hands the caller's key to the callee.
+	t.Run("rtpengine", func(t *testing.T) {
+		if _, err := exec.LookPath("rtpengine"); err != nil {
+			t.Skip("rtpengine is not installed (Debian package rtpengine-daemon)")
+		}
+		ngAddr := freeAddr(t)
+		rtpe := startProc(t, t.TempDir(), "rtpengine", "--config-file=none", "--table=-1", "--foreground", "--log-stderr",
+			"--interface=127.0.0.1", "--listen-ng="+ngAddr.String(), fmt.Sprintf("--port-min=%d", base), fmt.Sprintf("--port-max=%d", base+99),
+			"--delete-delay=0")
+		waitFor(t, 10*time.Second, func() bool { return ngPing(ngAddr) })
+		_ = rtpe
+		r := runSIPCall(t, base, ngAddr, func() {}, func() {})
+		if r.addrGA.Port() < uint16(base) || r.addrGA.Port() > uint16(base+99) || r.addrGB.Port() < uint16(base) || r.addrGB.Port() > uint16(base+99) {
+			t.Errorf("rtpengine's SDP points at %s and %s", r.addrGA, r.addrGB)
+		}
+		t.Logf("rtpengine: the callee got the caller's key: %v; the caller got the callee's: %v",
+			bytes.Equal(r.kGB.Master, r.kA.Master), bytes.Equal(r.kGA.Master, r.kB.Master))
+	})
+}
 
+// sipResult is what a SIP call's capture showed: each party's key and
+// the address its SDP gave (A caller, B callee, GA the relay toward the
+// caller, GB toward the callee).
+type sipResult struct {
+	kA, kGA, kB, kGB             mbench.Key
+	addrA, addrGA, addrB, addrGB netip.AddrPort
+}
+
+// runSIPCall runs Kamailio (testdata/kamailio.cfg) toward the ng server at
+// ngAddr and a 6-second call between two baresip agents, captured on
+// loopback; during runs once the call is up, after once the caller has
+// hung up. It checks every leg's SRTP and audio from the capture and
+// returns the keys and addresses the SDP bodies carried.
+func runSIPCall(t *testing.T, base int, ngAddr netip.AddrPort, during, after func()) sipResult {
+	t.Helper()
+	dir := t.TempDir()
+	uaRTP := [2]int{base + 100, base + 150}
 	sip := [3]netip.AddrPort{freeAddr(t), freeAddr(t), freeAddr(t)} // kamailio, caller, callee
 	wav := filepath.Join(dir, "in.wav")
 	pcm := writeULawWAV(t, wav, 8000*8)
 
 	kam := startProc(t, dir, "kamailio", "-f", "testdata/kamailio.cfg", "-DD", "-E", "-Y", dir,
-		"-A", "LISTEN=udp:"+sip[0].String(), "-A", fmt.Sprintf("NGSOCK=\"udp:%s\"", g.NGAddr()))
+		"-A", "LISTEN=udp:"+sip[0].String(), "-A", fmt.Sprintf("NGSOCK=\"udp:%s\"", ngAddr))
 	waitFor(t, 15*time.Second, func() bool { return strings.Contains(kam.out(), "support for it enabled") })
 
 	pcap := filepath.Join(dir, "call.pcap")
@@ -99,21 +172,11 @@ func TestNGKamailioBaresipCall(t *testing.T) {
 	waitFor(t, 10*time.Second, func() bool { return strings.Contains(b.out(), "baresip is ready") })
 	// The caller hangs up (BYE) when it quits after 6 seconds.
 	a := startProc(t, dir, "baresip", "-f", caller, "-t", "6", "-e", fmt.Sprintf("/dial sip:bob@%s", sip[2]))
-	var sessions []SessionInfo
-	waitFor(t, 10*time.Second, func() bool { sessions = mustSessions(t, g); return len(sessions) == 1 })
-	s := sessions[0]
+	during()
 	if err := a.wait(15 * time.Second); err != nil {
 		t.Logf("caller: %v\n%s", err, a.out())
 	}
-	waitFor(t, 10*time.Second, func() bool { return len(mustSessions(t, g)) == 0 && g.ng.numCalls() == 0 })
-	for _, l := range []string{s.Internal.Local, s.Internal.LocalRTCP, s.Cloud.Local, s.Cloud.LocalRTCP} {
-		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(l)))
-		if err != nil {
-			t.Errorf("port %s still held after the BYE: %v", l, err)
-			continue
-		}
-		c.Close()
-	}
+	after()
 	time.Sleep(300 * time.Millisecond)
 	dump.stop()
 
@@ -122,30 +185,16 @@ func TestNGKamailioBaresipCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The SDP bodies as each party sent and received them.
-	offerFromCaller := sipBody(t, dgs, sip[1], sip[0], "INVITE ")
-	offerToCallee := sipBody(t, dgs, sip[0], sip[2], "INVITE ")
-	answerFromCallee := sipBody(t, dgs, sip[2], sip[0], "SIP/2.0 200")
-	answerToCaller := sipBody(t, dgs, sip[0], sip[1], "SIP/2.0 200")
-	kA, addrA := sdpKey(t, offerFromCaller)
-	kGB, addrGB := sdpKey(t, offerToCallee)
-	kB, addrB := sdpKey(t, answerFromCallee)
-	kGA, addrGA := sdpKey(t, answerToCaller)
-	if addrGB.String() != s.Cloud.Local || addrGA.String() != s.Internal.Local {
-		t.Errorf("the agents were sent %s (callee) and %s (caller); the session's ports are %s and %s",
-			addrGB, addrGA, s.Cloud.Local, s.Internal.Local)
-	}
-	if kA.Suite.Name != "AES_CM_128_HMAC_SHA1_80" || kGA.Suite.Name != "AES_CM_128_HMAC_SHA1_80" ||
-		kB.Suite.Name != "AES_CM_128_HMAC_SHA1_32" || kGB.Suite.Name != "AES_CM_128_HMAC_SHA1_32" {
-		t.Errorf("suites: caller %s, to caller %s, callee %s, to callee %s", kA.Suite.Name, kGA.Suite.Name, kB.Suite.Name, kGB.Suite.Name)
-	}
+	var r sipResult
+	r.kA, r.addrA = sdpKey(t, sipBody(t, dgs, sip[1], sip[0], "INVITE "), -1)
+	r.kB, r.addrB = sdpKey(t, sipBody(t, dgs, sip[2], sip[0], "SIP/2.0 200"), -1)
+	// The offer toward the callee may list several keys (rtpengine's
+	// does): the callee's answer names the one it took by its tag.
+	r.kGB, r.addrGB = sdpKey(t, sipBody(t, dgs, sip[0], sip[2], "INVITE "), r.kB.Tag)
+	r.kGA, r.addrGA = sdpKey(t, sipBody(t, dgs, sip[0], sip[1], "SIP/2.0 200"), -1)
+	kA, kGA, kB, kGB := r.kA, r.kGA, r.kB, r.kGB
+	addrA, addrGA, addrB, addrGB := r.addrA, r.addrGA, r.addrB, r.addrGB
 	keys := []mbench.Key{kA, kGA, kB, kGB}
-	for i := range keys {
-		for j := i + 1; j < len(keys); j++ {
-			if bytes.Equal(keys[i].Master, keys[j].Master) {
-				t.Errorf("keys %d and %d are the same", i, j)
-			}
-		}
-	}
 	got := map[string]int{}
 	// Each leg's SRTP, as captured, opens with that leg's key only, and
 	// the audio that arrives is the WAV file, frame by frame.
@@ -154,10 +203,10 @@ func TestNGKamailioBaresipCall(t *testing.T) {
 		src, dst netip.AddrPort
 		key      mbench.Key
 	}{
-		{"caller to mediaedge", addrA, addrGA, kA},
-		{"mediaedge to callee", addrGB, addrB, kGB},
-		{"callee to mediaedge", addrB, addrGB, kB},
-		{"mediaedge to caller", addrGA, addrA, kGA},
+		{"caller to relay", addrA, addrGA, kA},
+		{"relay to callee", addrGB, addrB, kGB},
+		{"callee to relay", addrB, addrGB, kB},
+		{"relay to caller", addrGA, addrA, kGA},
 	} {
 		t.Run(leg.name, func(t *testing.T) {
 			var others [][]mbench.Key
@@ -209,11 +258,12 @@ func TestNGKamailioBaresipCall(t *testing.T) {
 	}
 	// What came out on one leg is what went in on the other: at most the
 	// frames in flight when the BYE closed the sockets are missing.
-	for in, out := range map[string]string{"caller to mediaedge": "mediaedge to callee", "callee to mediaedge": "mediaedge to caller"} {
+	for in, out := range map[string]string{"caller to relay": "relay to callee", "callee to relay": "relay to caller"} {
 		if d := got[in] - got[out]; d < 0 || d > 3 {
 			t.Errorf("%d frames %s, %d %s", got[in], in, got[out], out)
 		}
 	}
+	return r
 }
 
 // sameHostPort compares two addresses ignoring a v4-mapped form.
@@ -237,23 +287,30 @@ func sipBody(t *testing.T, dgs []mbench.Datagram, src, dst netip.AddrPort, start
 	return nil
 }
 
-// sdpKey returns the single a=crypto key of an SDP body's audio line and
-// where that audio goes.
-func sdpKey(t *testing.T, body []byte) (mbench.Key, netip.AddrPort) {
+// sdpKey returns the a=crypto key of an SDP body's audio line (the one
+// with tag when tag >= 0, else the only one) and where that audio goes.
+func sdpKey(t *testing.T, body []byte, tag int) (mbench.Key, netip.AddrPort) {
 	t.Helper()
 	s, err := ng.ParseSDP(body)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := s.Media[0]
-	if len(m.Crypto) != 1 {
+	addr := netip.AddrPortFrom(m.Addr, uint16(m.Port))
+	if tag < 0 && len(m.Crypto) != 1 {
 		t.Fatalf("%d a=crypto lines in\n%s", len(m.Crypto), body)
 	}
-	k, err := mbench.ParseCryptoLine("a=crypto:" + m.Crypto[0])
-	if err != nil {
-		t.Fatal(err)
+	for _, line := range m.Crypto {
+		k, err := mbench.ParseCryptoLine("a=crypto:" + line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tag < 0 || k.Tag == tag {
+			return k, addr
+		}
 	}
-	return k, netip.AddrPortFrom(m.Addr, uint16(m.Port))
+	t.Fatalf("no a=crypto line with tag %d in\n%s", tag, body)
+	return mbench.Key{}, addr
 }
 
 // writeULawWAV writes n samples of 8 kHz mono 16-bit PCM whose values are
@@ -422,4 +479,17 @@ func checkFrame(t *testing.T, plain []byte, pcm []int16, offset *int, seq0 *uint
 		t.Fatalf("frame of seq %d differs from the WAV file at sample %d", seq, at)
 	}
 	return true
+}
+
+// ngPing reports whether an ng server answers ping at addr.
+func ngPing(addr netip.AddrPort) bool {
+	c, err := mbench.DialNG(addr)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = c.Call(ctx, map[string]any{"command": "ping"})
+	return err == nil
 }
