@@ -104,13 +104,6 @@ func newOwnKey(tag uint32, su *Suite, lc *LegConfig, f *ngFlags) (*ownKey, error
 	return &ownKey{tag: tag, suite: su, mk: mk, pad: f.sdesPad}, nil
 }
 
-// reqError is an ng request refused with a reason for the proxy.
-type reqError struct{ reason string }
-
-func (e *reqError) Error() string { return e.reason }
-
-func refuse(format string, a ...any) error { return &reqError{reason: fmt.Sprintf(format, a...)} }
-
 // offerAnswer runs an offer or an answer. Locked: s.mu is held.
 func (s *ngServer) offerAnswer(cmd string, req ng.Dict, now time.Time) map[string]any {
 	callID, fromTag, toTag := req.Str("call-id"), req.Str("from-tag"), req.Str("to-tag")

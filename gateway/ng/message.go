@@ -2,20 +2,8 @@ package ng
 
 import (
 	"bytes"
-	"fmt"
 	"strconv"
 )
-
-// DecodeError says why a message is not valid bencode. Offset is where the
-// decoder stopped.
-type DecodeError struct {
-	Offset int
-	Reason string
-}
-
-func (e *DecodeError) Error() string {
-	return fmt.Sprintf("ng: bencode at byte %d: %s", e.Offset, e.Reason)
-}
 
 // MaxCookie bounds a message's cookie. Kamailio's look like "12345_678_0".
 const MaxCookie = 64

@@ -2,7 +2,6 @@ package ng
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -22,9 +21,6 @@ const (
 	// MaxCrypto bounds the a=crypto lines of one m= line.
 	MaxCrypto = 16
 )
-
-// ErrSDP is wrapped by every error about an SDP body.
-var ErrSDP = errors.New("ng: SDP")
 
 // Transport protocols of RTP m= lines the relay handles.
 const (
