@@ -82,6 +82,22 @@ func TestNGICELite(t *testing.T) {
 	if r := mustSessions(t, g)[0].Cloud.Remote; r != b.addr().String() {
 		t.Errorf("the remote moved to %s after a failed check", r)
 	}
+	// No MESSAGE-INTEGRITY: 400, nothing moves.
+	bare := stun.MustBuild(stun.TransactionID, stun.BindingRequest, stun.NewUsername(ufrag[1]+":peer"), rawAttr(stun.AttrUseCandidate, nil), stun.Fingerprint)
+	if _, err := wrong.conn.WriteToUDPAddrPort(bare.Raw, target); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1500)
+	_ = wrong.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if n, _, err := wrong.conn.ReadFromUDPAddrPort(buf); err != nil {
+		t.Errorf("no answer to a check without MESSAGE-INTEGRITY: %v", err)
+	} else {
+		res := &stun.Message{Raw: buf[:n]}
+		var code stun.ErrorCodeAttribute
+		if res.Decode() != nil || code.GetFrom(res) != nil || code.Code != stun.CodeBadRequest {
+			t.Errorf("a check without MESSAGE-INTEGRITY answered %v", code)
+		}
+	}
 	// The right password from a new address: success, and the remote moves.
 	moved := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80")
 	res = check(moved.conn, pwd[1])
