@@ -450,3 +450,45 @@ func TestNGSharedPorts(t *testing.T) {
 	ngDo(t, c, map[string]any{"command": "delete", "call-id": "shared@test"})
 	waitFor(t, 5*time.Second, func() bool { return len(mustSessions(t, g)) == 0 })
 }
+
+// TestNGAnswerKeepsOffererProtocol: the offer's transport-protocol flag,
+// sent again with the answer (as Kamailio does), does not turn a plain
+// offerer's answer into SRTP.
+func TestNGAnswerKeepsOffererProtocol(t *testing.T) {
+	cfg := ngConfig()
+	cfg.Internal.AllowPlain = true
+	g := startGateway(t, cfg)
+	c, err := mbench.DialNG(g.NGAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a, b := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80"), newNGEnd(t, "AES_CM_128_HMAC_SHA1_80")
+	flags := map[string]any{"transport-protocol": "RTP/SAVP"}
+	toB := mediaOf(t, ngDo(t, c, map[string]any{"command": "offer", "call-id": "plain@test", "from-tag": "a", "sdp": a.sdp("RTP/AVP"), "transport-protocol": "RTP/SAVP"}))
+	if toB.Proto != "RTP/SAVP" || len(toB.Crypto) == 0 {
+		t.Fatalf("offer to the callee %+v", toB)
+	}
+	k, _ := mbench.ParseCryptoLine(toB.Crypto[0])
+	b.key = newBenchKey(t, k.Suite.Name, k.Tag)
+	toA := mediaOf(t, ngDo(t, c, map[string]any{"command": "answer", "call-id": "plain@test", "from-tag": "a", "to-tag": "b",
+		"sdp": b.sdp("RTP/SAVP"), "transport-protocol": flags["transport-protocol"]}))
+	if toA.Proto != "RTP/AVP" || len(toA.Crypto) != 0 {
+		t.Errorf("answer to the plain caller %+v", toA)
+	}
+	// Plain RTP in from the caller comes out as SRTP for the callee.
+	pkt, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: 7, SSRC: 9}, Payload: []byte("plain")}).Marshal()
+	if _, err := a.conn.WriteToUDPAddrPort(pkt, addrOf(toA)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1500)
+	_ = b.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	n, _, err := b.conn.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, _ := k.Context()
+	if plain, err := dec.DecryptRTP(nil, buf[:n], nil); err != nil || !strings.HasSuffix(string(plain), "plain") {
+		t.Errorf("the callee cannot open what the plain caller sent: %v", err)
+	}
+}

@@ -381,7 +381,10 @@ func (st *ngStream) plan(c *ngCall, to int, proto string, info *SessionInfo) ng.
 	}
 	lid := c.legs[to]
 	p := ng.MediaPlan{Proto: st.proto[to]}
-	if proto != "" {
+	// A transport-protocol flag on a later request (Kamailio sends the
+	// offer's flags with the answer too) may switch feedback (AVP/AVPF)
+	// but never whether the side was negotiated with SRTP.
+	if proto != "" && ng.Secure(proto) == !st.plain[to] {
 		p.Proto = proto
 	}
 	if info != nil {
