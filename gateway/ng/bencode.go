@@ -2,8 +2,8 @@
 // SIP proxies (Kamailio's and OpenSIPS's rtpengine modules) speak it: the
 // bencode codec of its messages and the SDP rewriting a media relay does on
 // the SDP bodies they carry. It knows nothing about sessions; the gateway
-// package drives it. Everything here is safe for concurrent use: there is
-// no shared state.
+// package drives it. The functions keep no shared state and are safe for
+// concurrent use; a parsed SDP belongs to its caller.
 package ng
 
 import (
