@@ -492,3 +492,48 @@ func TestNGAnswerKeepsOffererProtocol(t *testing.T) {
 		t.Errorf("the callee cannot open what the plain caller sent: %v", err)
 	}
 }
+
+// TestNGAudioAndVideo: each m= line is a session of its own, with its own
+// ports and keys, and media flows on both.
+func TestNGAudioAndVideo(t *testing.T) {
+	g := startGateway(t, ngConfig())
+	c, err := mbench.DialNG(g.NGAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a, av := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80"), newNGEnd(t, "AES_CM_128_HMAC_SHA1_80")
+	b, bv := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80"), newNGEnd(t, "AES_CM_128_HMAC_SHA1_80")
+	video := func(e *ngEnd) string {
+		return fmt.Sprintf("m=video %d RTP/SAVP 96\r\na=rtpmap:96 VP8/90000\r\n%s\r\n", e.addr().Port(), e.key.CryptoLine())
+	}
+	offer := ngDo(t, c, map[string]any{"command": "offer", "call-id": "av@test", "from-tag": "a", "sdp": a.sdp("RTP/SAVP") + video(av)})
+	so, err := ng.ParseSDP([]byte(offer.Str("sdp")))
+	if err != nil || len(so.Media) != 2 {
+		t.Fatalf("offer: %v", err)
+	}
+	gwB := [2]mbench.Key{}
+	for i, m := range so.Media {
+		k, err := mbench.ParseCryptoLine(m.Crypto[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		gwB[i] = k
+	}
+	answer := ngDo(t, c, map[string]any{"command": "answer", "call-id": "av@test", "from-tag": "a", "to-tag": "b", "sdp": b.sdp("RTP/SAVP") + video(bv)})
+	sa, err := ng.ParseSDP([]byte(answer.Str("sdp")))
+	if err != nil || len(sa.Media) != 2 {
+		t.Fatalf("answer: %v", err)
+	}
+	through(t, a, b, a.key, gwB[0], addrOf(sa.Media[0]), 1, 3)
+	through(t, av, bv, av.key, gwB[1], addrOf(sa.Media[1]), 1, 3)
+	ss := mustSessions(t, g)
+	if len(ss) != 2 || ss[0].NG == nil || ss[1].NG == nil || ss[0].NG.Media+ss[1].NG.Media != 3 {
+		t.Errorf("sessions %+v", ss)
+	}
+	if bytesEqual(gwB[0].Master, gwB[1].Master) {
+		t.Error("audio and video share a key")
+	}
+}
+
+func bytesEqual(a, b []byte) bool { return string(a) == string(b) }

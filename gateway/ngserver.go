@@ -79,6 +79,7 @@ func (s *ngServer) addr() netip.AddrPort {
 }
 
 func (s *ngServer) start() {
+	s.log.Info("ng listener started", "listen", s.addr().String(), "allowed_sources", len(*s.allowed.Load()))
 	s.wg.Add(2)
 	go s.serve()
 	go s.janitor()
