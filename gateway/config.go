@@ -124,6 +124,9 @@ type LegConfig struct {
 	// RekeyGrace is how long the peer's previous key is still accepted
 	// after the peer's key is replaced.
 	RekeyGrace config.Duration `yaml:"rekey_grace"`
+	// ICELite makes mediaedge an ICE-lite agent toward this leg's peers
+	// in every ng call, as with the ng flag ICE=force (docs/ng.md).
+	ICELite bool `yaml:"ice_lite"`
 }
 
 // DefaultConfig returns the documented defaults: both legs on loopback, so

@@ -50,6 +50,7 @@ func TestConfigValidate(t *testing.T) {
 			[]string{"ng.listen", "ng.allowed_sources[0]", "ng.max_request", "ng.rate_per_source", "ng.reply_cache", "ng.reply_cache_size", "ng.offer_timeout"}},
 		{"ng shared ports need shared legs", "ng: {port_mode: shared}\ninternal: {port_mode: dedicated}", []string{"ng.port_mode"}},
 		{"ng shared ports", "ng: {port_mode: shared}", nil},
+		{"ng shared ports and ice-lite", "ng: {port_mode: shared}\ncloud: {ice_lite: true}", []string{"ng.port_mode"}},
 		{"ng directions", "ng: {internal_interface: lan, cloud_interface: lan, default_direction: [lan, wan]}", []string{"ng.cloud_interface", "ng.default_direction"}},
 		{"ng direction mapped", "ng: {internal_interface: lan, cloud_interface: wan, default_direction: [wan, lan]}", nil},
 	} {

@@ -126,3 +126,27 @@ func (r rawAttrSetter) AddTo(m *stun.Message) error {
 	m.Add(r.t, r.v)
 	return nil
 }
+
+// TestNGICELiteByLegConfig: a leg with ice_lite gets ICE-lite in every ng
+// call without the flag; the other leg does not.
+func TestNGICELiteByLegConfig(t *testing.T) {
+	cfg := ngConfig()
+	cfg.Cloud.ICELite = true
+	g := startGateway(t, cfg)
+	c, err := mbench.DialNG(g.NGAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a, b := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80"), newNGEnd(t, "AES_CM_128_HMAC_SHA1_80")
+	// Default direction: the caller is internal, the callee cloud.
+	toCloud := ngDo(t, c, map[string]any{"command": "offer", "call-id": "icecfg@test", "from-tag": "a", "sdp": a.sdp("RTP/SAVP")}).Str("sdp")
+	toInternal := ngDo(t, c, map[string]any{"command": "answer", "call-id": "icecfg@test", "from-tag": "a", "to-tag": "b", "sdp": b.sdp("RTP/SAVP")}).Str("sdp")
+	lite := regexp.MustCompile(`(?m)^a=ice-lite\r$`)
+	if !lite.MatchString(toCloud) || !regexp.MustCompile(`a=ice-pwd:\S{22,}`).MatchString(toCloud) {
+		t.Errorf("the cloud leg's offer has no ICE-lite:\n%s", toCloud)
+	}
+	if lite.MatchString(toInternal) || regexp.MustCompile(`a=(ice-|candidate)`).MatchString(toInternal) {
+		t.Errorf("the internal leg's answer has ICE:\n%s", toInternal)
+	}
+}

@@ -38,7 +38,10 @@ func (s *ngServer) answer(c *ngCall, toTag string, f *ngFlags, body *ng.SDP) ([]
 		if err := s.answerStream(c, cfg, st, m); err != nil {
 			return nil, err
 		}
-		if f.iceForce && cfg.NG.PortMode == PortsDedicated {
+		if f.iceForce || legConfig(cfg, c.legs[0]).ICELite {
+			if cfg.NG.PortMode != PortsDedicated {
+				return nil, refuse("ICE force needs gateway.ng.port_mode dedicated")
+			}
 			ic, err := newICECreds()
 			if err != nil {
 				return nil, err

@@ -319,7 +319,7 @@ func (s *ngServer) offerStream(c *ngCall, cfg *Config, i int, m ng.Media, f *ngF
 			return st, ng.MediaPlan{}, refuse("%v", err)
 		}
 	}
-	if f.iceForce {
+	if f.iceForce || lcB.ICELite {
 		if cfg.NG.PortMode != PortsDedicated {
 			return st, ng.MediaPlan{}, refuse("ICE force needs gateway.ng.port_mode dedicated")
 		}

@@ -90,6 +90,9 @@ func (n *NGConfig) validate(c *Config) error {
 		if c.Internal.PortMode != PortsShared || c.Cloud.PortMode != PortsShared {
 			ps.Add("port_mode", "shared needs both legs in port_mode shared")
 		}
+		if c.Internal.ICELite || c.Cloud.ICELite {
+			ps.Add("port_mode", "shared: ICE-lite (a leg's ice_lite) needs dedicated ports")
+		}
 	default:
 		ps.Add("port_mode", "%q: want %q or %q", n.PortMode, PortsDedicated, PortsShared)
 	}
