@@ -537,3 +537,24 @@ func TestNGAudioAndVideo(t *testing.T) {
 }
 
 func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
+
+// TestNGAddressFamily: address-family IP6 toward a leg bound to IPv4 is
+// refused, IP4 is fine.
+func TestNGAddressFamily(t *testing.T) {
+	g := startGateway(t, ngConfig())
+	c, err := mbench.DialNG(g.NGAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80")
+	ngDo(t, c, map[string]any{"command": "offer", "call-id": "af4@test", "from-tag": "a", "sdp": a.sdp("RTP/SAVP"), "address-family": "IP4"})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Call(ctx, map[string]any{"command": "offer", "call-id": "af6@test", "from-tag": "a", "sdp": a.sdp("RTP/SAVP"), "address-family": "IP6"}); err == nil || !strings.Contains(err.Error(), "address-family") {
+		t.Errorf("IP6 toward an IPv4 leg: %v", err)
+	}
+	if n := g.ng.numCalls(); n != 1 {
+		t.Errorf("%d calls, want 1", n)
+	}
+}

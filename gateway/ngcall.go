@@ -310,14 +310,11 @@ func (s *ngServer) offerStream(c *ngCall, cfg *Config, i int, m ng.Media, f *ngF
 	st.sdes = ngFlags{sdesPad: f.sdesPad, sdesLifetime: f.sdesLifetime}
 	st.muxOffered = (m.Mux && !f.muxDemux) || f.muxOffer || f.muxRequire
 	st.muxOnly = f.muxRequire
-	for side := 0; side < 2; side++ {
-		a, err := legConfig(cfg, c.legs[side]).bindAddr()
-		if err != nil {
-			return st, ng.MediaPlan{}, err
-		}
-		if err := f.checkFamily(a); err != nil && side == 1 {
-			return st, ng.MediaPlan{}, refuse("%v", err)
-		}
+	// address-family: the address the answerer is given.
+	if a, err := lcB.bindAddr(); err != nil {
+		return st, ng.MediaPlan{}, err
+	} else if err := f.checkFamily(a); err != nil {
+		return st, ng.MediaPlan{}, refuse("%v", err)
 	}
 	if f.iceForce || lcB.ICELite {
 		if cfg.NG.PortMode != PortsDedicated {
