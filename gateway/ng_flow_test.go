@@ -558,3 +558,42 @@ func TestNGAddressFamily(t *testing.T) {
 		t.Errorf("%d calls, want 1", n)
 	}
 }
+
+// TestNGIPv6Leg: a cloud leg on IPv6 with an IPv4 internal leg: each SDP
+// carries its recipient's leg's family, and media flows across.
+func TestNGIPv6Leg(t *testing.T) {
+	probe, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skip("no IPv6 loopback")
+	}
+	probe.Close()
+	cfg := ngConfig()
+	cfg.Cloud.Bind = "::1"
+	g := startGateway(t, cfg)
+	c, err := mbench.DialNG(g.NGAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80")
+	bc, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bc.Close()
+	b := &ngEnd{conn: bc, key: newBenchKey(t, "AES_CM_128_HMAC_SHA1_80", 1)}
+	bSDP := strings.NewReplacer("IN IP4 ::1", "IN IP6 ::1").Replace(b.sdp("RTP/SAVP"))
+	offer := ngDo(t, c, map[string]any{"command": "offer", "call-id": "v6@test", "from-tag": "a", "sdp": a.sdp("RTP/SAVP"), "replace": []any{"origin"}})
+	if !strings.Contains(offer.Str("sdp"), "c=IN IP6 ::1") || !strings.Contains(offer.Str("sdp"), "o=- 7 7 IN IP6 ::1") {
+		t.Fatalf("offer toward the IPv6 leg:\n%s", offer.Str("sdp"))
+	}
+	toB := mediaOf(t, offer)
+	gwB, _ := mbench.ParseCryptoLine(toB.Crypto[0])
+	answer := ngDo(t, c, map[string]any{"command": "answer", "call-id": "v6@test", "from-tag": "a", "to-tag": "b", "sdp": bSDP, "replace": []any{"origin"}})
+	if !strings.Contains(answer.Str("sdp"), "c=IN IP4 127.0.0.1") {
+		t.Fatalf("answer toward the IPv4 leg:\n%s", answer.Str("sdp"))
+	}
+	toA := mediaOf(t, answer)
+	through(t, a, b, a.key, gwB, addrOf(toA), 1, 3)
+	through(t, b, a, b.key, keyOf(t, toA), addrOf(toB), 1, 3)
+}
