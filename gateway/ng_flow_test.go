@@ -597,3 +597,22 @@ func TestNGIPv6Leg(t *testing.T) {
 	through(t, a, b, a.key, gwB, addrOf(toA), 1, 3)
 	through(t, b, a, b.key, keyOf(t, toA), addrOf(toB), 1, 3)
 }
+
+// TestNGNoScheduledRekey: the legs' scheduled re-keys (here rekey_packets)
+// do not apply to ng calls, whose peers learn keys only from the SDP: the
+// callee keeps opening everything with the key it was offered.
+func TestNGNoScheduledRekey(t *testing.T) {
+	cfg := ngConfig()
+	cfg.Cloud.RekeyPackets = 16
+	cfg.Internal.RekeyPackets = 16
+	g := startGateway(t, cfg)
+	c, err := mbench.DialNG(g.NGAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a, b := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80"), newNGEnd(t, "AES_CM_128_HMAC_SHA1_80")
+	toA, toB, gwA, gwB := answeredCall(t, c, "norekey@test", a, b, nil)
+	through(t, a, b, a.key, gwB, addrOf(toA), 1, 40)
+	through(t, b, a, b.key, gwA, addrOf(toB), 1, 40)
+}
