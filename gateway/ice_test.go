@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
-
-	mbench "github.com/mediaedge/mediaedge/bench"
 )
 
 // TestNGICELite: with ICE force the callee is offered an ICE-lite
@@ -21,7 +19,7 @@ import (
 // goes; a check with a wrong password gets 401 and moves nothing.
 func TestNGICELite(t *testing.T) {
 	g := startGateway(t, ngConfig())
-	c, err := mbench.DialNG(g.NGAddr())
+	c, err := dialNG(g.NGAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,9 +37,9 @@ func TestNGICELite(t *testing.T) {
 	if cands[0][5] != strconv.Itoa(toB.Port) || cands[1][5] != strconv.Itoa(toB.RTCPPort) {
 		t.Errorf("candidates %v for ports %d/%d", cands, toB.Port, toB.RTCPPort)
 	}
-	var gwB mbench.Key
+	var gwB ngKey
 	for _, line := range toB.Crypto {
-		if k, err := mbench.ParseCryptoLine(line); err == nil && k.Suite.Name == "AES_CM_128_HMAC_SHA1_80" {
+		if k, err := parseNGKey(line); err == nil && k.Suite.Name == "AES_CM_128_HMAC_SHA1_80" {
 			gwB = k
 			break
 		}
@@ -133,7 +131,7 @@ func TestNGICELiteByLegConfig(t *testing.T) {
 	cfg := ngConfig()
 	cfg.Cloud.ICELite = true
 	g := startGateway(t, cfg)
-	c, err := mbench.DialNG(g.NGAddr())
+	c, err := dialNG(g.NGAddr())
 	if err != nil {
 		t.Fatal(err)
 	}

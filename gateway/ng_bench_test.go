@@ -6,8 +6,6 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	mbench "github.com/mediaedge/mediaedge/bench"
 )
 
 // BenchmarkNGOfferAnswerDelete measures ng round trips over the real
@@ -29,7 +27,7 @@ func benchNG(b *testing.B, live int) {
 	cfg.NG.RatePerSource = 1_000_000
 	cfg.MaxSessions = 100_000
 	g := startGateway(b, cfg)
-	c, err := mbench.DialNG(g.NGAddr())
+	c, err := dialNG(g.NGAddr())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -37,7 +35,7 @@ func benchNG(b *testing.B, live int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	ka, kb := newBenchKey(b, "AES_CM_128_HMAC_SHA1_80", 1), newBenchKey(b, "AES_CM_128_HMAC_SHA1_80", 1)
-	sdp := func(port int, k mbench.Key) string {
+	sdp := func(port int, k ngKey) string {
 		return fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/SAVP 0 8\r\na=rtpmap:0 PCMU/8000\r\n%s\r\n", port, k.CryptoLine())
 	}
 	offerSDP, answerSDP := sdp(30000, ka), sdp(30002, kb)

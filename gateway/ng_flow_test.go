@@ -11,7 +11,6 @@ import (
 
 	"github.com/pion/rtp"
 
-	mbench "github.com/mediaedge/mediaedge/bench"
 	"github.com/mediaedge/mediaedge/gateway/ng"
 	"github.com/mediaedge/mediaedge/internal/config"
 )
@@ -19,7 +18,7 @@ import (
 // ngEnd is one SIP endpoint of a test call: a socket and its key.
 type ngEnd struct {
 	conn *net.UDPConn
-	key  mbench.Key
+	key  ngKey
 }
 
 func newNGEnd(t *testing.T, suite string) *ngEnd {
@@ -32,19 +31,7 @@ func newNGEnd(t *testing.T, suite string) *ngEnd {
 	return &ngEnd{conn: c, key: newBenchKey(t, suite, 1)}
 }
 
-func newBenchKey(t testing.TB, suite string, tag int) mbench.Key {
-	t.Helper()
-	s, err := mbench.LookupSuite(suite)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := mbench.NewKey(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k.Tag = tag
-	return k
-}
+func newBenchKey(t testing.TB, suite string, tag int) ngKey { return newNGKey(t, suite, tag) }
 
 func (e *ngEnd) addr() netip.AddrPort { return e.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
 
@@ -61,7 +48,7 @@ func (e *ngEnd) sdp(proto string, extra ...string) string {
 	return strings.Join(lines, "\r\n") + "\r\n"
 }
 
-func ngDo(t *testing.T, c *mbench.NGClient, msg map[string]any) ng.Dict {
+func ngDo(t *testing.T, c *ngClient, msg map[string]any) ng.Dict {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -82,12 +69,12 @@ func mediaOf(t *testing.T, d ng.Dict) ng.Media {
 	return s.Media[0]
 }
 
-func keyOf(t *testing.T, m ng.Media) mbench.Key {
+func keyOf(t *testing.T, m ng.Media) ngKey {
 	t.Helper()
 	if len(m.Crypto) != 1 {
 		t.Fatalf("%d a=crypto lines: %v", len(m.Crypto), len(m.Crypto))
 	}
-	k, err := mbench.ParseCryptoLine(m.Crypto[0])
+	k, err := parseNGKey(m.Crypto[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +83,7 @@ func keyOf(t *testing.T, m ng.Media) mbench.Key {
 
 // through sends n SRTP packets from src (with tx) to target and checks
 // that dst gets all of them, opening with rx.
-func through(t *testing.T, src, dst *ngEnd, tx, rx mbench.Key, target netip.AddrPort, seq uint16, n int) {
+func through(t *testing.T, src, dst *ngEnd, tx, rx ngKey, target netip.AddrPort, seq uint16, n int) {
 	t.Helper()
 	enc, err := tx.Context()
 	if err != nil {
@@ -142,7 +129,7 @@ func TestNGReinviteRekeys(t *testing.T) {
 	cfg := ngConfig()
 	cfg.Internal.RekeyGrace, cfg.Cloud.RekeyGrace = 0, 0
 	g := startGateway(t, cfg)
-	c, err := mbench.DialNG(g.NGAddr())
+	c, err := dialNG(g.NGAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,9 +148,9 @@ func TestNGReinviteRekeys(t *testing.T) {
 	}
 	toB := mediaOf(t, ngDo(t, c, msg("offer", "ta", "", a.sdp("RTP/SAVP"))))
 	// The callee takes the gateway's AES_CM_128_HMAC_SHA1_32 line.
-	var gwB mbench.Key
+	var gwB ngKey
 	for _, line := range toB.Crypto {
-		if k, err := mbench.ParseCryptoLine(line); err == nil && k.Suite.Name == "AES_CM_128_HMAC_SHA1_32" {
+		if k, err := parseNGKey(line); err == nil && k.Suite.Name == "AES_CM_128_HMAC_SHA1_32" {
 			gwB = k
 		}
 	}
@@ -229,7 +216,7 @@ func TestNGReinviteRekeys(t *testing.T) {
 // Kamailio deployments send.
 func TestNGOfferShapes(t *testing.T) {
 	g := startGateway(t, ngConfig())
-	c, err := mbench.DialNG(g.NGAddr())
+	c, err := dialNG(g.NGAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +353,7 @@ func TestNGOfferShapes(t *testing.T) {
 
 // answeredCall sets up a call between a and b and returns the SDP each
 // was sent (toB: the offer, toA: the answer) and mediaedge's keys.
-func answeredCall(t *testing.T, c *mbench.NGClient, id string, a, b *ngEnd, extra map[string]any) (toA, toB ng.Media, gwA, gwB mbench.Key) {
+func answeredCall(t *testing.T, c *ngClient, id string, a, b *ngEnd, extra map[string]any) (toA, toB ng.Media, gwA, gwB ngKey) {
 	t.Helper()
 	offer := map[string]any{"command": "offer", "call-id": id, "from-tag": "a", "sdp": a.sdp("RTP/SAVP")}
 	for k, v := range extra {
@@ -374,7 +361,7 @@ func answeredCall(t *testing.T, c *mbench.NGClient, id string, a, b *ngEnd, extr
 	}
 	toB = mediaOf(t, ngDo(t, c, offer))
 	for _, line := range toB.Crypto {
-		if k, err := mbench.ParseCryptoLine(line); err == nil && k.Suite.Name == b.key.Suite.Name {
+		if k, err := parseNGKey(line); err == nil && k.Suite.Name == b.key.Suite.Name {
 			gwB = k
 			break
 		}
@@ -395,7 +382,7 @@ func TestNGDeleteDelayAndOfferTimeout(t *testing.T) {
 	cfg := ngConfig()
 	cfg.NG.OfferTimeout = config.Duration(time.Second)
 	g := startGateway(t, cfg)
-	c, err := mbench.DialNG(g.NGAddr())
+	c, err := dialNG(g.NGAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +421,7 @@ func TestNGSharedPorts(t *testing.T) {
 	cfg := ngConfig()
 	cfg.NG.PortMode = PortsShared
 	g := startGateway(t, cfg)
-	c, err := mbench.DialNG(g.NGAddr())
+	c, err := dialNG(g.NGAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,7 +445,7 @@ func TestNGAnswerKeepsOffererProtocol(t *testing.T) {
 	cfg := ngConfig()
 	cfg.Internal.AllowPlain = true
 	g := startGateway(t, cfg)
-	c, err := mbench.DialNG(g.NGAddr())
+	c, err := dialNG(g.NGAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,7 +456,7 @@ func TestNGAnswerKeepsOffererProtocol(t *testing.T) {
 	if toB.Proto != "RTP/SAVP" || len(toB.Crypto) == 0 {
 		t.Fatalf("offer to the callee %+v", toB)
 	}
-	k, _ := mbench.ParseCryptoLine(toB.Crypto[0])
+	k, _ := parseNGKey(toB.Crypto[0])
 	b.key = newBenchKey(t, k.Suite.Name, k.Tag)
 	toA := mediaOf(t, ngDo(t, c, map[string]any{"command": "answer", "call-id": "plain@test", "from-tag": "a", "to-tag": "b",
 		"sdp": b.sdp("RTP/SAVP"), "transport-protocol": flags["transport-protocol"]}))
@@ -497,7 +484,7 @@ func TestNGAnswerKeepsOffererProtocol(t *testing.T) {
 // ports and keys, and media flows on both.
 func TestNGAudioAndVideo(t *testing.T) {
 	g := startGateway(t, ngConfig())
-	c, err := mbench.DialNG(g.NGAddr())
+	c, err := dialNG(g.NGAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -512,9 +499,9 @@ func TestNGAudioAndVideo(t *testing.T) {
 	if err != nil || len(so.Media) != 2 {
 		t.Fatalf("offer: %v", err)
 	}
-	gwB := [2]mbench.Key{}
+	gwB := [2]ngKey{}
 	for i, m := range so.Media {
-		k, err := mbench.ParseCryptoLine(m.Crypto[0])
+		k, err := parseNGKey(m.Crypto[0])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -542,7 +529,7 @@ func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
 // refused, IP4 is fine.
 func TestNGAddressFamily(t *testing.T) {
 	g := startGateway(t, ngConfig())
-	c, err := mbench.DialNG(g.NGAddr())
+	c, err := dialNG(g.NGAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -570,7 +557,7 @@ func TestNGIPv6Leg(t *testing.T) {
 	cfg := ngConfig()
 	cfg.Cloud.Bind = "::1"
 	g := startGateway(t, cfg)
-	c, err := mbench.DialNG(g.NGAddr())
+	c, err := dialNG(g.NGAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -588,7 +575,7 @@ func TestNGIPv6Leg(t *testing.T) {
 		t.Fatalf("offer toward the IPv6 leg:\n%s", offer.Str("sdp"))
 	}
 	toB := mediaOf(t, offer)
-	gwB, _ := mbench.ParseCryptoLine(toB.Crypto[0])
+	gwB, _ := parseNGKey(toB.Crypto[0])
 	answer := ngDo(t, c, map[string]any{"command": "answer", "call-id": "v6@test", "from-tag": "a", "to-tag": "b", "sdp": bSDP, "replace": []any{"origin"}})
 	if !strings.Contains(answer.Str("sdp"), "c=IN IP4 127.0.0.1") {
 		t.Fatalf("answer toward the IPv4 leg:\n%s", answer.Str("sdp"))
@@ -606,7 +593,7 @@ func TestNGNoScheduledRekey(t *testing.T) {
 	cfg.Cloud.RekeyPackets = 16
 	cfg.Internal.RekeyPackets = 16
 	g := startGateway(t, cfg)
-	c, err := mbench.DialNG(g.NGAddr())
+	c, err := dialNG(g.NGAddr())
 	if err != nil {
 		t.Fatal(err)
 	}

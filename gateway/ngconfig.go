@@ -31,7 +31,7 @@ type NGConfig struct {
 	// PortMode is how ng calls get their ports: "dedicated" (per call, as
 	// SIP deployments and rtpengine do) or "shared" (the worker's shared
 	// ports; both legs must be in shared port mode).
-	PortMode string `yaml:"port_mode"`
+	PortMode PortMode `yaml:"port_mode"`
 	// InternalInterface and CloudInterface are the names the `direction`
 	// flag uses for the internal and the cloud leg (rtpengine's interface
 	// names).
@@ -60,10 +60,12 @@ func defaultNG() NGConfig {
 	}
 }
 
-func (n *NGConfig) validate(c *Config) error {
+// validate checks n; needPorts refuses port 0 (any free port, which New
+// accepts for tests) in listen.
+func (n *NGConfig) validate(c *Config, needPorts bool) error {
 	var ps config.Problems
 	if n.Listen != "" {
-		if ap, err := netip.ParseAddrPort(n.Listen); err != nil || ap.Port() == 0 {
+		if ap, err := netip.ParseAddrPort(n.Listen); err != nil || (needPorts && ap.Port() == 0) {
 			ps.Add("listen", "%q: want ip:port, or empty (off)", n.Listen)
 		}
 	}

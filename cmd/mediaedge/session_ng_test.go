@@ -12,7 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/mediaedge/mediaedge/bench"
+	"github.com/mediaedge/mediaedge/bench/srtpcheck"
+	"github.com/mediaedge/mediaedge/bench/sut"
 	"github.com/mediaedge/mediaedge/gateway"
 	"github.com/mediaedge/mediaedge/internal/component"
 	"github.com/mediaedge/mediaedge/internal/control"
@@ -39,16 +40,16 @@ func TestSessionListShowsNGCalls(t *testing.T) {
 	}
 	defer srv.Close(context.Background())
 
-	c, err := bench.DialNG(g.NGAddr())
+	c, err := sut.DialNG(g.NGAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s80, _ := bench.LookupSuite("AES_CM_128_HMAC_SHA1_80")
+	s80, _ := srtpcheck.LookupSuite("AES_CM_128_HMAC_SHA1_80")
 	sdp := func(port int) string {
-		k, _ := bench.NewKey(s80)
+		k, _ := srtpcheck.NewKey(s80)
 		return fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/SAVP 0\r\n%s\r\n", port, k.CryptoLine())
 	}
 	if _, err := c.Call(ctx, map[string]any{"command": "offer", "call-id": "cli@ng", "from-tag": "ta", "sdp": sdp(30000)}); err != nil {
