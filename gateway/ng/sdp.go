@@ -87,7 +87,7 @@ func ParseSDP(b []byte) (*SDP, error) {
 	}
 	s := &SDP{}
 	if err := s.sd.Unmarshal(b); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSDP, err)
+		return nil, fmt.Errorf("%w: %w", ErrSDP, err)
 	}
 	if o := s.sd.Origin; o.NetworkType != "IN" || o.UnicastAddress == "" || o.Username == "" {
 		return nil, fmt.Errorf("%w: o= line is not \"<user> <id> <version> IN IP4|IP6 <address>\"", ErrSDP)
@@ -272,7 +272,7 @@ func (s *SDP) Rewrite(plans []MediaPlan, o Options) ([]byte, error) {
 	}
 	b, err := s.sd.Marshal()
 	if err != nil {
-		return nil, fmt.Errorf("%w: formatting: %v", ErrSDP, err)
+		return nil, fmt.Errorf("%w: formatting: %w", ErrSDP, err)
 	}
 	return b, nil
 }
