@@ -76,7 +76,7 @@ func numCalls(t *testing.T, addr netip.AddrPort) int {
 }
 
 // freeAddr returns a loopback address with a port nobody holds now.
-func freeAddr(t *testing.T) netip.AddrPort {
+func freeAddr(t testing.TB) netip.AddrPort {
 	t.Helper()
 	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(testutil.FreePort(t)))
 }

@@ -387,13 +387,13 @@ func equalPCM(a, b []int16) bool {
 
 // proc is a peer program started by a test; its output is kept.
 type proc struct {
-	t    *testing.T
+	t    testing.TB
 	cmd  *exec.Cmd
 	log  string
 	done chan error
 }
 
-func startProc(t *testing.T, dir, name string, args ...string) *proc {
+func startProc(t testing.TB, dir, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, log: filepath.Join(dir, fmt.Sprintf("%s-%d.log", name, time.Now().UnixNano())), done: make(chan error, 1)}
 	f, err := os.Create(p.log)
