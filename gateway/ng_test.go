@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -321,5 +322,35 @@ func TestNGReloadAllowedSources(t *testing.T) {
 	}
 	if g.cfg.Load().NG.Listen != "127.0.0.1:0" {
 		t.Errorf("listen changed on reload to %s", g.cfg.Load().NG.Listen)
+	}
+}
+
+// TestNGMaxSessionsCountsOffers: offered calls not yet answered count
+// against max_sessions, and stop counting once answered or freed.
+func TestNGMaxSessionsCountsOffers(t *testing.T) {
+	cfg := ngConfig()
+	cfg.MaxSessions = 2
+	g := startGateway(t, cfg)
+	conn := ngDial(t, g)
+	offer := func(cookie, id string) ng.Dict {
+		return replyDict(t, ngRaw(t, conn, ngMessage(t, cookie, map[string]any{"command": "offer", "call-id": id, "from-tag": "a", "sdp": testOfferSDP}), 2*time.Second))
+	}
+	for i, id := range []string{"m1", "m2"} {
+		if d := offer(fmt.Sprint("o", i), id); d.Str("result") != "ok" {
+			t.Fatalf("offer %s: %v", id, d)
+		}
+	}
+	if d := offer("o3", "m3"); d.Str("result") != "error" || !strings.Contains(d.Str("error-reason"), "max_sessions") {
+		t.Errorf("a third offer with max_sessions 2: %v", d)
+	}
+	replyDict(t, ngRaw(t, conn, ngMessage(t, "d1", map[string]any{"command": "delete", "call-id": "m1"}), 2*time.Second))
+	if d := offer("o4", "m4"); d.Str("result") != "ok" {
+		t.Errorf("an offer after a delete: %v", d)
+	}
+	g.ng.mu.Lock()
+	pending := g.ng.pending
+	g.ng.mu.Unlock()
+	if pending != 2 {
+		t.Errorf("pending streams %d, want 2", pending)
 	}
 }

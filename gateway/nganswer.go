@@ -50,6 +50,7 @@ func (s *ngServer) answer(c *ngCall, toTag string, f *ngFlags, body *ng.SDP) ([]
 		}
 	}
 	c.answered = true
+	s.pending -= len(c.streams)
 	for i, st := range c.streams {
 		if st.disabled {
 			continue

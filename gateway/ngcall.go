@@ -130,6 +130,7 @@ func (s *ngServer) offerAnswer(cmd string, req ng.Dict, now time.Time) map[strin
 		c, out, err = s.newOffer(callID, fromTag, req.Str("via-branch"), flags, body, now)
 		if err == nil {
 			s.calls[callID] = c
+			s.pending += len(c.streams)
 			s.totals.calls++
 			s.m.calls.Set(float64(len(s.calls)))
 		}
@@ -143,9 +144,7 @@ func (s *ngServer) offerAnswer(cmd string, req ng.Dict, now time.Time) map[strin
 		}
 		out, err = s.answer(c, toTag, flags, body)
 		if err != nil {
-			s.freeCallLocked(c)
-			delete(s.calls, callID)
-			s.m.calls.Set(float64(len(s.calls)))
+			s.forgetLocked(c)
 		}
 	default:
 		out, err = s.update(c, cmd, fromTag, toTag, flags, body)
@@ -209,19 +208,13 @@ func (s *ngServer) newOffer(callID, fromTag, via string, f *ngFlags, body *ng.SD
 // checkRoomLocked refuses a call that would take the gateway past
 // max_sessions, counting offered streams not yet answered.
 func (s *ngServer) checkRoomLocked(cfg *Config, streams int) error {
-	pending := 0
-	for _, c := range s.calls {
-		if !c.answered {
-			pending += len(c.streams)
-		}
-	}
 	s.g.mu.Lock()
 	n, running := len(s.g.sessions), s.g.state == "running"
 	s.g.mu.Unlock()
 	if !running {
 		return refuse("the gateway is not running")
 	}
-	if n+pending+streams > cfg.MaxSessions {
+	if n+s.pending+streams > cfg.MaxSessions {
 		return refuse("too many sessions (max_sessions %d)", cfg.MaxSessions)
 	}
 	return nil
@@ -418,6 +411,16 @@ func (st *ngStream) withICE(p ng.MediaPlan, to int) ng.MediaPlan {
 		p.ICEUfrag, p.ICEPwd = ic.ufrag, ic.pwd
 	}
 	return p
+}
+
+// forgetLocked frees c and drops it from the calls.
+func (s *ngServer) forgetLocked(c *ngCall) {
+	s.freeCallLocked(c)
+	if !c.answered {
+		s.pending -= len(c.streams)
+	}
+	delete(s.calls, c.id)
+	s.m.calls.Set(float64(len(s.calls)))
 }
 
 // freeCallLocked ends every stream of c: sessions deleted, held sockets

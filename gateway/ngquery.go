@@ -30,9 +30,7 @@ func (s *ngServer) deleteCall(req ng.Dict, now time.Time) map[string]any {
 		}
 		return reply
 	}
-	s.freeCallLocked(c)
-	delete(s.calls, c.id)
-	s.m.calls.Set(float64(len(s.calls)))
+	s.forgetLocked(c)
 	return reply
 }
 
@@ -198,13 +196,11 @@ func (s *ngServer) statistics() map[string]any {
 	}
 }
 
-// anyAliveLocked reports whether a session of c still runs (an idle
+// anyAlive reports whether a session of c is among alive (an idle
 // timeout may have ended them).
-func (s *ngServer) anyAliveLocked(c *ngCall) bool {
-	s.g.mu.Lock()
-	defer s.g.mu.Unlock()
+func (c *ngCall) anyAlive(alive map[string]bool) bool {
 	for _, st := range c.streams {
-		if st.sid != "" && s.g.sessions[st.sid] != nil {
+		if st.sid != "" && alive[st.sid] {
 			return true
 		}
 	}

@@ -34,6 +34,7 @@ type ngServer struct {
 	// buckets and the totals).
 	mu      sync.Mutex
 	calls   map[string]*ngCall
+	pending int // streams of offered calls not yet answered (max_sessions)
 	cache   replyCache
 	buckets map[netip.Addr]*bucket
 	totals  ngTotals
@@ -216,13 +217,20 @@ func (s *ngServer) sweep(now time.Time) {
 	timeout := s.g.cfg.Load().NG.OfferTimeout.D()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for id, c := range s.calls {
+	// Which sessions still run, in one look (s.mu is held, so no call
+	// is answered meanwhile): an idle timeout may have ended them.
+	s.g.mu.Lock()
+	alive := make(map[string]bool, len(s.g.sessions))
+	for id := range s.g.sessions {
+		alive[id] = true
+	}
+	s.g.mu.Unlock()
+	for _, c := range s.calls {
 		switch {
 		case !c.deleteAt.IsZero() && !now.Before(c.deleteAt),
 			!c.answered && now.Sub(c.created) > timeout,
-			c.answered && !s.anyAliveLocked(c):
-			s.freeCallLocked(c)
-			delete(s.calls, id)
+			c.answered && !c.anyAlive(alive):
+			s.forgetLocked(c)
 		}
 	}
 	s.m.calls.Set(float64(len(s.calls)))
