@@ -98,6 +98,10 @@ func (s *ngServer) close() {
 		delete(s.calls, id)
 	}
 	s.m.calls.Set(0)
+	for e := s.cache.order.Front(); e != nil; e = e.Next() {
+		clear(e.Value.(*cached).reply)
+	}
+	s.cache.init()
 }
 
 func (s *ngServer) serve() {
@@ -272,7 +276,8 @@ func (s *ngServer) takeToken(a netip.Addr, rate int, now time.Time) bool {
 }
 
 // replyCache keeps the replies of recent requests by source and cookie,
-// oldest first, bounded in age and count.
+// oldest first, bounded in age and count. Replies hold keys (the SDP):
+// an evicted one is overwritten.
 type replyCache struct {
 	m     map[string]*list.Element
 	order *list.List
@@ -309,6 +314,7 @@ func (c *replyCache) put(key string, reply []byte, now time.Time, ttl time.Durat
 		}
 		c.order.Remove(e)
 		delete(c.m, v.key)
+		clear(v.reply) // replies carry the gateway's keys in their SDP
 	}
 	if old := c.m[key]; old != nil {
 		c.order.Remove(old)
