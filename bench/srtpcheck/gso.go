@@ -42,7 +42,7 @@ func splitGSO(b []byte, keys [][]Key) [][]byte {
 	return nil
 }
 
-// SplitGSO is splitGSO for tests outside bench that read their own
-// captures: the datagrams of a captured UDP GSO message whose segments
-// all authenticate with one of keys, or nil.
-func SplitGSO(b []byte, keys ...[]Key) [][]byte { return splitGSO(b, keys) }
+// SplitGSO is splitGSO for callers outside bench: e2e checks every
+// datagram captured on an uplink, where the gateway's UDP GSO messages
+// appear whole.
+func SplitGSO(b []byte, sets ...[]Key) [][]byte { return splitGSO(b, sets) }
