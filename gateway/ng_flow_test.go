@@ -603,3 +603,40 @@ func TestNGNoScheduledRekey(t *testing.T) {
 	through(t, a, b, a.key, gwB, addrOf(toA), 1, 40)
 	through(t, b, a, b.key, gwA, addrOf(toB), 1, 40)
 }
+
+// TestNGQueryStatistics: query and delete answer with rtpengine's
+// statistics shape, counting what each endpoint sent.
+func TestNGQueryStatistics(t *testing.T) {
+	g := startGateway(t, ngConfig())
+	c, err := dialNG(g.NGAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a, b := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80"), newNGEnd(t, "AES_CM_128_HMAC_SHA1_80")
+	toA, _, _, gwB := answeredCall(t, c, "stats@test", a, b, nil)
+	through(t, a, b, a.key, gwB, addrOf(toA), 1, 7)
+	q := ngDo(t, c, map[string]any{"command": "query", "call-id": "stats@test", "from-tag": "a"})
+	tag, _ := q["tags"].(map[string]any)["a"].(map[string]any)
+	medias, _ := tag["medias"].([]any)
+	if tag["in dialogue with"] != "b" || len(medias) != 1 {
+		t.Fatalf("query: %v", q)
+	}
+	m := medias[0].(map[string]any)
+	st := m["streams"].([]any)[0].(map[string]any)
+	stats := st["stats"].(map[string]any)
+	ep := st["endpoint"].(map[string]any)
+	if m["type"] != "audio" || m["protocol"] != "RTP/SAVP" || m["interface"] != "internal" ||
+		st["local port"] != int64(toA.Port) || st["crypto suite"] != "AES_CM_128_HMAC_SHA1_80" ||
+		stats["packets"] != int64(7) || ep["port"] != int64(a.addr().Port()) || ep["family"] != "IPv4" {
+		t.Errorf("query stream %v, media %v", st, m)
+	}
+	totals := q["totals"].(map[string]any)["RTP"].(map[string]any)
+	if totals["packets"] != int64(7) {
+		t.Errorf("totals %v", q["totals"])
+	}
+	d := ngDo(t, c, map[string]any{"command": "delete", "call-id": "stats@test", "from-tag": "a"})
+	if _, ok := d["tags"].(map[string]any)["b"]; !ok {
+		t.Errorf("delete reply without the callee's tag: %v", d)
+	}
+}
