@@ -51,3 +51,14 @@ func (e *PortError) Error() string {
 }
 
 func (e *PortError) Unwrap() error { return e.Err }
+
+// errDirection: a direction flag that does not name the two legs.
+var errDirection = errors.New("want two different interface names: the internal and the cloud leg's")
+
+// reqError is an ng request refused, with the reason the proxy is told
+// (error-reason). It never holds key material.
+type reqError struct{ reason string }
+
+func (e *reqError) Error() string { return e.reason }
+
+func refuse(format string, a ...any) error { return &reqError{reason: fmt.Sprintf(format, a...)} }
