@@ -195,6 +195,11 @@ func (g *Gateway) Create(ctx context.Context, req CreateRequest) (*SessionInfo, 
 		g.mu.Unlock()
 		return nil, ErrClosed
 	}
+	if g.draining.Load() {
+		g.mu.Unlock()
+		g.metrics.refused.WithLabelValues("draining").Inc()
+		return nil, ErrDraining
+	}
 	if len(g.sessions) >= cfg.MaxSessions {
 		g.mu.Unlock()
 		g.metrics.refused.WithLabelValues("limit").Inc()

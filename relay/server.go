@@ -52,6 +52,7 @@ type Server struct {
 	policy   atomic.Pointer[peerPolicy]
 	limits   atomic.Pointer[LimitsConfig]
 	stopping atomic.Bool   // Close has begun: allocations end with "shutdown"
+	draining atomic.Bool   // Drain was called: new allocations are refused
 	coalesce atomic.Int64  // the workers' coalesce window in nanoseconds
 	gso      atomic.Bool   // send runs of datagrams to one destination with UDP GSO
 	nextW    atomic.Uint32 // round robin of TCP/TLS clients' UDP allocations over workers
@@ -145,6 +146,7 @@ func New(cfg Config, d component.Deps) (*Server, error) {
 	s.coalesce.Store(int64(cfg.Coalesce.D()))
 	if d.Control != nil {
 		d.Control.HandleFunc("GET /v1/relay/allocations", s.serveAllocations)
+		s.opsRoutes(d.Control)
 	}
 	return s, nil
 }
@@ -189,7 +191,7 @@ func (s *Server) firstURI() string {
 func (s *Server) Status() any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := relayStatus{Status: component.Status{State: s.state}, Allocations: len(s.allocs)}
+	st := relayStatus{Status: component.Status{State: s.state}, Allocations: len(s.allocs), Draining: s.draining.Load()}
 	if s.state == "disabled" {
 		return st
 	}
@@ -223,6 +225,7 @@ type relayStatus struct {
 	RelayAddresses []string `json:"relay_addresses,omitempty"`
 	Allocations    int      `json:"allocations"`
 	Users          int      `json:"users_with_allocations"`
+	Draining       bool     `json:"draining,omitempty"`
 }
 
 // Close stops the relay: pion and the listeners first (ending every
