@@ -59,6 +59,13 @@ type Daemon struct {
 	units   []unit
 	started time.Time
 
+	// drain: drained is closed when a drain is done; stopDrain stops the
+	// drain goroutine (Close); drainKick wakes it when the deadline moves.
+	drained   chan struct{}
+	stopDrain chan struct{}
+	drainKick chan struct{}
+	drainWG   sync.WaitGroup
+
 	mu          sync.Mutex
 	cfg         Config
 	metricsAddr net.Addr
@@ -66,6 +73,10 @@ type Daemon struct {
 	lastReload  time.Time
 	reloadErr   string
 	closed      bool
+	// drainSince is zero until Drain; drainReason is set when it is done.
+	drainSince    time.Time
+	drainDeadline time.Time
+	drainReason   string
 }
 
 // unit is one supervised component.
@@ -92,6 +103,10 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		reg:     metrics.NewRegistry(),
 		cfg:     cfg,
 		started: time.Now(),
+
+		drained:   make(chan struct{}),
+		stopDrain: make(chan struct{}),
+		drainKick: make(chan struct{}, 1),
 	}
 	d.ctl = control.NewServer(d.log.With("component", "control"), cfg.Control.TokenFile.Bytes())
 	d.metrics = metrics.NewServer(d.log.With("component", "metrics"), d.reg)
@@ -141,6 +156,7 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	}
 	d.ctl.HandleFunc("GET /v1/status", d.serveStatus)
 	d.ctl.HandleFunc("GET /v1/config", d.serveConfig)
+	d.ctl.HandleFunc("POST /v1/drain", d.serveDrain)
 	return d, nil
 }
 
@@ -276,6 +292,8 @@ func (d *Daemon) Close(ctx context.Context) error {
 	running := d.running
 	d.running = nil
 	d.mu.Unlock()
+	close(d.stopDrain)
+	d.drainWG.Wait()
 	d.metrics.SetReady(false, "stopping")
 	var errs []error
 	for i := len(running) - 1; i >= 0; i-- {
@@ -307,6 +325,8 @@ type StatusReport struct {
 	LastReload    *time.Time     `json:"last_reload,omitempty"`
 	ReloadError   string         `json:"reload_error,omitempty"`
 	Components    map[string]any `json:"components"`
+	// Drain is set once a drain has begun.
+	Drain *DrainStatus `json:"drain,omitempty"`
 }
 
 // Status returns the daemon's status report.
@@ -335,6 +355,9 @@ func (d *Daemon) Status() StatusReport {
 	d.mu.Unlock()
 	if r.ConfigFile == "" {
 		r.ConfigFile = "(embedded default)"
+	}
+	if ds := d.drainStatus(); !ds.Since.IsZero() {
+		r.Drain = &ds
 	}
 	for _, u := range d.units {
 		switch {

@@ -168,6 +168,10 @@ func checkPeerCrypto(c *Crypto, lc *LegConfig) error {
 // Create sets up a session and returns it with the gateway's own a=crypto
 // line for each leg.
 func (g *Gateway) Create(ctx context.Context, req CreateRequest) (*SessionInfo, error) {
+	if g.draining.Load() {
+		g.metrics.refused.WithLabelValues("draining").Inc()
+		return nil, ErrDraining
+	}
 	cfg := g.cfg.Load()
 	var plans [2]legPlan
 	for id, r := range []*LegRequest{&req.Internal, &req.Cloud} {
@@ -194,11 +198,6 @@ func (g *Gateway) Create(ctx context.Context, req CreateRequest) (*SessionInfo, 
 	if g.state != "running" {
 		g.mu.Unlock()
 		return nil, ErrClosed
-	}
-	if g.draining.Load() {
-		g.mu.Unlock()
-		g.metrics.refused.WithLabelValues("draining").Inc()
-		return nil, ErrDraining
 	}
 	if len(g.sessions) >= cfg.MaxSessions {
 		g.mu.Unlock()

@@ -17,8 +17,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	"github.com/mediaedge/mediaedge/internal/config"
 	"github.com/mediaedge/mediaedge/daemon"
+	"github.com/mediaedge/mediaedge/internal/config"
 	"github.com/mediaedge/mediaedge/internal/logging"
 )
 
@@ -153,6 +153,8 @@ func runDaemon(ctx context.Context, path string, drain, startTimeout time.Durati
 			default:
 				return shutdown(log, d, sigs, sig, drain)
 			}
+		case <-d.Drained():
+			return shutdown(log, d, sigs, nil, drain)
 		case <-ctx.Done():
 			return shutdown(log, d, sigs, nil, drain)
 		}
@@ -191,6 +193,11 @@ func reload(ctx context.Context, log *slog.Logger, d *daemon.Daemon, path string
 func shutdown(log *slog.Logger, d *daemon.Daemon, sigs <-chan os.Signal, sig os.Signal, drain time.Duration) error {
 	notify(log, "STOPPING=1\nSTATUS=stopping")
 	name := "context cancelled"
+	select {
+	case <-d.Drained():
+		name = "drain complete"
+	default:
+	}
 	if sig != nil {
 		name = sig.String()
 	}

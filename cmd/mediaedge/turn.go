@@ -10,19 +10,20 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mediaedge/mediaedge/internal/config"
 	"github.com/mediaedge/mediaedge/daemon"
+	"github.com/mediaedge/mediaedge/internal/config"
 	"github.com/mediaedge/mediaedge/relay"
 )
 
 func newTurnCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "turn",
-		Short: "Mint TURN credentials and list the relay's allocations",
+		Short: "Mint TURN credentials, list and end the relay's allocations",
 		Example: `  mediaedge turn credentials --user alice --ttl 1h --json
-  mediaedge turn allocations`,
+  mediaedge turn allocations
+  mediaedge turn kill --user alice`,
 	}
-	cmd.AddCommand(newTurnCredentialsCmd(), newTurnAllocationsCmd(g))
+	cmd.AddCommand(newTurnCredentialsCmd(), newTurnAllocationsCmd(g), newTurnKillCmd(g))
 	return cmd
 }
 
