@@ -22,7 +22,7 @@ func TestUnitCommandLinesParse(t *testing.T) {
 		if !ok || !strings.HasPrefix(key, "Exec") {
 			continue
 		}
-		val = strings.TrimLeft(val, "-@:+!")
+		val = strings.TrimLeft(val, "-:+!") // systemd prefixes; "@" is not used by the unit
 		fields := strings.Fields(val)
 		if len(fields) == 0 || fields[0] != "@BINDIR@/mediaedge" {
 			continue
