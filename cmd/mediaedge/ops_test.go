@@ -30,7 +30,11 @@ type opsDaemon struct {
 	metrics string // metrics address
 }
 
-func startOpsDaemon(t *testing.T) *opsDaemon {
+func startOpsDaemon(t *testing.T) *opsDaemon { return startOpsDaemonPolicy(t, "  enabled: false\n") }
+
+// startOpsDaemonPolicy is startOpsDaemon with the given policy section
+// body.
+func startOpsDaemonPolicy(t *testing.T, policy string) *opsDaemon {
 	t.Helper()
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "users"), "alice:alice-pw\nbob:bob-pw\n", 0o600)
@@ -52,8 +56,7 @@ gateway:
   enabled: true
   workers: 1
 policy:
-  enabled: false
-`, dir, turnPort, metricsPort), 0o644)
+%[4]s`, dir, turnPort, metricsPort, policy), 0o644)
 	d := &opsDaemon{
 		child:   startChild(t, nil, "run", "--config", cfgPath, "--drain", "5s"),
 		sock:    filepath.Join(dir, "me.sock"),
