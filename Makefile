@@ -14,7 +14,7 @@ LDFLAGS   := -s -w -X github.com/mediaedge/mediaedge/internal/buildinfo.Version=
 FUZZTIME  ?= 20s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test lint fuzz bench units install clean demo
+.PHONY: all build run test lint fuzz bench units install clean demo deb man
 
 all: build
 
@@ -81,5 +81,16 @@ install: build
 	  install -m 0640 systemd/mediaedge.yaml $(DESTDIR)$(SYSCONFDIR)/mediaedge/mediaedge.yaml; \
 	else echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/mediaedge/mediaedge.yaml"; fi
 
+# The Debian package (docs/operations.md): binary, unit, sysusers, tmpfiles,
+# sysctl, the example configuration as a conffile, manual pages and shell
+# completions, built with dpkg-deb into dist/. `go test ./packaging/deb`
+# (as root) installs it into a throwaway overlay of / and purges it.
+deb: build
+	./packaging/deb/build.sh bin/mediaedge $(VERSION) dist
+
+# Manual pages generated from the command tree, into bin/man.
+man: build
+	./bin/mediaedge man --dir bin/man
+
 clean:
-	rm -rf bin
+	rm -rf bin dist

@@ -101,5 +101,6 @@ configuration or talk to the running daemon over its control API.`,
 		newPolicyCmd(g),
 		newBenchCmd(g),
 	)
+	root.AddCommand(newManCmd(root))
 	return root
 }
