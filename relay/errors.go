@@ -12,7 +12,7 @@ var (
 	ErrRestartNeeded = errors.New("relay: change needs a restart")
 	// ErrNoAllocation is returned by Kill and KillUser when there is no
 	// such allocation.
-	ErrNoAllocation = errors.New("relay: no such allocation")
+	ErrNoAllocation = errors.New("relay: no allocation")
 
 	errNoSecret       = errors.New("relay: no REST shared secret")
 	errPortsExhausted = errors.New("relay: no free port in the relay port range")

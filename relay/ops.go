@@ -61,7 +61,7 @@ func (s *Server) Kill(id uint64) error {
 	a := s.allocs[id]
 	s.mu.Unlock()
 	if a == nil || a.route.Load() == nil {
-		return fmt.Errorf("relay: allocation %d: %w", id, ErrNoAllocation)
+		return fmt.Errorf("%w: id %d", ErrNoAllocation, id)
 	}
 	s.kill(a)
 	return nil
@@ -81,7 +81,7 @@ func (s *Server) KillUser(user string) ([]uint64, error) {
 	}
 	s.mu.Unlock()
 	if len(as) == 0 {
-		return nil, fmt.Errorf("relay: user %q: %w", clipName(user), ErrNoAllocation)
+		return nil, fmt.Errorf("%w of user %q", ErrNoAllocation, clipName(user))
 	}
 	sort.Slice(as, func(i, j int) bool { return as[i].id < as[j].id })
 	ids := make([]uint64, 0, len(as))
