@@ -40,6 +40,9 @@ type Options struct {
 	LevelVar *slog.LevelVar
 	// Console receives one-time operator messages (generated credentials).
 	Console io.Writer
+	// OnDrain, when set, is called once when a drain begins (cmd/mediaedge
+	// tells systemd: STATUS=draining).
+	OnDrain func(DrainStatus)
 }
 
 // Daemon runs the components of one configuration. It is created by New,
@@ -58,6 +61,7 @@ type Daemon struct {
 	pol     *policy.Manager
 	units   []unit
 	started time.Time
+	onDrain func(DrainStatus)
 
 	// drain: drained is closed when a drain is done; stopDrain stops the
 	// drain goroutine (Close); drainKick wakes it when the deadline moves.
@@ -103,6 +107,7 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		reg:     metrics.NewRegistry(),
 		cfg:     cfg,
 		started: time.Now(),
+		onDrain: opts.OnDrain,
 
 		drained:   make(chan struct{}),
 		stopDrain: make(chan struct{}),

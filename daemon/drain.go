@@ -66,6 +66,9 @@ func (d *Daemon) Drain(deadline time.Duration) DrainStatus {
 			"deadline", dl.Format(time.RFC3339), "allocations", d.relay.Active(), "sessions", d.gw.Active())
 		d.drainWG.Add(1)
 		go d.watchDrain()
+		if d.onDrain != nil {
+			d.onDrain(d.drainStatus())
+		}
 	} else {
 		select {
 		case d.drainKick <- struct{}{}:

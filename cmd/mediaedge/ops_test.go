@@ -30,11 +30,16 @@ type opsDaemon struct {
 	metrics string // metrics address
 }
 
-func startOpsDaemon(t *testing.T) *opsDaemon { return startOpsDaemonPolicy(t, "  enabled: false\n") }
+func startOpsDaemon(t *testing.T) *opsDaemon { return startOpsDaemonEnv(t, "  enabled: false\n", nil) }
 
 // startOpsDaemonPolicy is startOpsDaemon with the given policy section
 // body.
 func startOpsDaemonPolicy(t *testing.T, policy string) *opsDaemon {
+	return startOpsDaemonEnv(t, policy, nil)
+}
+
+// startOpsDaemonEnv is startOpsDaemonPolicy with extra environment.
+func startOpsDaemonEnv(t *testing.T, policy string, env []string) *opsDaemon {
 	t.Helper()
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "users"), "alice:alice-pw\nbob:bob-pw\n", 0o600)
@@ -58,7 +63,7 @@ gateway:
 policy:
 %[4]s`, dir, turnPort, metricsPort, policy), 0o644)
 	d := &opsDaemon{
-		child:   startChild(t, nil, "run", "--config", cfgPath, "--drain", "5s"),
+		child:   startChild(t, env, "run", "--config", cfgPath, "--drain", "5s"),
 		sock:    filepath.Join(dir, "me.sock"),
 		turn:    fmt.Sprintf("127.0.0.1:%d", turnPort),
 		metrics: fmt.Sprintf("127.0.0.1:%d", metricsPort),
@@ -278,7 +283,12 @@ func TestDrainWithLiveMedia(t *testing.T) {
 // TestDrainDeadline: a daemon whose calls outlast the drain's deadline
 // stops at the deadline, and `drain --wait` returns when it has exited.
 func TestDrainDeadline(t *testing.T) {
-	d := startOpsDaemon(t)
+	ns := newNotifySocket(t)
+	d := startOpsDaemonEnv(t, "  enabled: false\n", []string{"NOTIFY_SOCKET=" + ns.path})
+	pings := 0
+	if got := ns.next(t, &pings); !strings.HasPrefix(got, "READY=1") {
+		t.Fatalf("first notification %q, want READY=1", got)
+	}
 	if _, err := allocate(t, d.turn, "alice", "alice-pw"); err != nil {
 		t.Fatal(err)
 	}
@@ -289,6 +299,12 @@ func TestDrainDeadline(t *testing.T) {
 	}
 	if !strings.Contains(out, "stopped") {
 		t.Errorf("drain --wait printed %q", out)
+	}
+	if got := ns.next(t, &pings); !strings.HasPrefix(got, "STATUS=draining: 1 allocation(s), 0 session(s) left") {
+		t.Errorf("notification after the drain %q, want STATUS=draining", got)
+	}
+	if got := ns.next(t, &pings); !strings.HasPrefix(got, "STOPPING=1") {
+		t.Errorf("notification after the drain status %q, want STOPPING=1", got)
 	}
 	if el := time.Since(t0); el < time.Second {
 		t.Errorf("the daemon stopped after %v, before the deadline", el)

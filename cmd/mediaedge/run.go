@@ -112,7 +112,11 @@ func runDaemon(ctx context.Context, path string, drain, startTimeout time.Durati
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	d, err := daemon.New(cfg, daemon.Options{Logger: log, LevelVar: lv, Console: stdout})
+	d, err := daemon.New(cfg, daemon.Options{Logger: log, LevelVar: lv, Console: stdout,
+		OnDrain: func(st daemon.DrainStatus) {
+			notify(log, fmt.Sprintf("STATUS=draining: %d allocation(s), %d session(s) left; stopping by %s",
+				st.Allocations, st.Sessions, st.Deadline.UTC().Format(time.RFC3339)))
+		}})
 	if err != nil {
 		return err
 	}
