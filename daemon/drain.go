@@ -57,11 +57,20 @@ func (d *Daemon) Drain(deadline time.Duration) DrainStatus {
 		d.drainDeadline = dl
 	}
 	dl := d.drainDeadline
+	running := map[string]bool{}
+	for _, u := range d.running {
+		running[u.name] = true
+	}
 	d.mu.Unlock()
 	if first {
 		d.metrics.SetReady(false, "draining")
-		d.relay.Drain()
-		d.gw.Drain()
+		// Components that do not run take no calls: nothing to refuse.
+		if running["relay"] {
+			d.relay.Drain()
+		}
+		if running["gateway"] {
+			d.gw.Drain()
+		}
 		d.log.Info("draining: refusing new allocations and sessions; stopping when the last call ends",
 			"deadline", dl.Format(time.RFC3339), "allocations", d.relay.Active(), "sessions", d.gw.Active())
 		d.drainWG.Add(1)

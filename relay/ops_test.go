@@ -229,3 +229,33 @@ func portClosed(t *testing.T, addr net.Addr) bool {
 	}
 	return false
 }
+
+// TestKillTCPAllocation ends an RFC 6062 TCP allocation: its relayed
+// listener stops accepting peers.
+func TestKillTCPAllocation(t *testing.T) {
+	r := startRelay(t, baseConfig(t))
+	c, _ := tcpClient(t, r.tcp, testUser, testPass)
+	alloc, err := c.AllocateTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alloc.Close()
+	relayed := alloc.Addr().String()
+	pc, err := net.DialTimeout("tcp", relayed, 2*time.Second)
+	if err != nil {
+		t.Fatalf("relayed TCP address %s refuses peers before the kill: %v", relayed, err)
+	}
+	pc.Close()
+	ids, err := r.KillUser(testUser)
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("KillUser: %v %v", ids, err)
+	}
+	waitFor(t, "the TCP allocation to go", 5*time.Second, func() bool { return len(r.Allocations()) == 0 })
+	if pc, err := net.DialTimeout("tcp", relayed, 2*time.Second); err == nil {
+		pc.Close()
+		t.Fatalf("relayed TCP address %s still accepts peers after the kill", relayed)
+	}
+	if !strings.Contains(r.logs.String(), "reason=killed") {
+		t.Error("no accounting line with reason=killed")
+	}
+}
