@@ -22,8 +22,8 @@ import (
 	"github.com/mediaedge/mediaedge/internal/config"
 )
 
-// runCLI runs the command in-process and returns stdout and stderr.
-func runCLI(t *testing.T, args ...string) (string, string, error) {
+// opsCLI runs the command in-process and returns stdout and stderr.
+func opsCLI(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	root := newRootCmd(&out, &errOut)
@@ -58,7 +58,7 @@ func TestImportCoturnDebian(t *testing.T) {
 	}
 	dir := t.TempDir()
 	out := filepath.Join(dir, "mediaedge.yaml")
-	_, stderr, err := runCLI(t, "config", "import-coturn", src, "--output", out)
+	_, stderr, err := opsCLI(t, "config", "import-coturn", src, "--output", out)
 	if err != nil {
 		t.Fatalf("import: %v\n%s", err, stderr)
 	}
@@ -78,7 +78,7 @@ func TestImportCoturnDebian(t *testing.T) {
 		t.Errorf("secret file: %v %v, want mode 0600", err, fi)
 	}
 	// A second import does not overwrite the secret without --force.
-	if _, _, err := runCLI(t, "config", "import-coturn", src, "--output", filepath.Join(dir, "again.yaml")); err == nil {
+	if _, _, err := opsCLI(t, "config", "import-coturn", src, "--output", filepath.Join(dir, "again.yaml")); err == nil {
 		t.Error("a second import replaced the secret file without --force")
 	}
 }
@@ -97,7 +97,7 @@ func TestImportCoturnProduction(t *testing.T) {
 	src := filepath.Join(dir, "turnserver.conf")
 	writeFile(t, src, string(data), 0o600)
 	out := filepath.Join(dir, "mediaedge.yaml")
-	stdout, stderr, err := runCLI(t, "config", "import-coturn", src, "-o", out)
+	stdout, stderr, err := opsCLI(t, "config", "import-coturn", src, "-o", out)
 	if err != nil {
 		t.Fatalf("import: %v\n%s", err, stderr)
 	}
@@ -167,7 +167,7 @@ func TestImportCoturnProduction(t *testing.T) {
 	}
 	// Credentials minted from the imported secret are accepted by the
 	// configuration it produced.
-	credOut, _, err := runCLI(t, "turn", "credentials", "--user", "alice", "--config", out)
+	credOut, _, err := opsCLI(t, "turn", "credentials", "--user", "alice", "--config", out)
 	if err != nil || !strings.Contains(credOut, "username: ") {
 		t.Errorf("turn credentials with the imported configuration: %v %s", err, credOut)
 	}

@@ -31,7 +31,7 @@ func TestExamplesPassConfigCheck(t *testing.T) {
 			writeTestCert(t, dir)
 			cfg := filepath.Join(dir, "mediaedge.yaml")
 			writeFile(t, cfg, strings.ReplaceAll(string(data), "/etc/mediaedge/", dir+"/"), 0o640)
-			out, stderr, err := runCLI(t, "config", "check", cfg)
+			out, stderr, err := opsCLI(t, "config", "check", cfg)
 			if err != nil {
 				t.Fatalf("config check: %v\n%s%s", err, out, stderr)
 			}
