@@ -52,10 +52,13 @@ func (s *Server) Active() int {
 	return len(s.allocs) + s.pending
 }
 
-// Kill ends allocation id the way an expiry does: its relay socket closes,
-// pion forgets the allocation (a later Refresh is answered 437), and the
-// accounting line says reason=killed. It returns ErrNoAllocation when there
-// is no such allocation.
+// Kill ends allocation id the way max_duration does: its relay socket
+// closes, pion's reader of that socket sees net.ErrClosed and deletes the
+// allocation from its manager (which pion/turn v5 keeps internal: closing
+// the relay socket is the seam it offers), and the accounting line says
+// reason=killed. pion answers a later Refresh of the client with nothing
+// (not 437), so the client times out and allocates again. It returns
+// ErrNoAllocation when there is no such allocation.
 func (s *Server) Kill(id uint64) error {
 	s.mu.Lock()
 	a := s.allocs[id]
