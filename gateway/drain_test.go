@@ -8,6 +8,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // TestDrainRefusesNewSessions: after Drain, Create fails with ErrDraining
@@ -28,13 +31,13 @@ func TestDrainRefusesNewSessions(t *testing.T) {
 		t.Fatalf("Create while draining: %v, want ErrDraining", err)
 	}
 	live.exchange(t, 5, 0x2222)
-	if st := g.Status().(Status); !st.Draining {
+	if st := g.Status(); !st.Draining {
 		t.Error("status does not say draining")
 	}
 	if err := g.Delete(context.Background(), live.info.ID); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "no sessions", func() bool { return g.Active() == 0 })
+	testutil.WaitFor(t, "no sessions", 5*time.Second, func() bool { return g.Active() == 0 })
 }
 
 // TestDrainAPIAnswers503: the control API answers a session request

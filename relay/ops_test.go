@@ -13,6 +13,8 @@ import (
 
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
+
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // TestKillAllocation ends one allocation of a real pion client: its
@@ -58,7 +60,7 @@ func TestKillAllocation(t *testing.T) {
 	if err := r.Kill(id); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the killed allocation to go", 5*time.Second, func() bool { return len(r.Allocations()) == 1 })
+	testutil.WaitFor(t, "the killed allocation to go", 5*time.Second, func() bool { return len(r.Allocations()) == 1 })
 	if refreshAnswered(t, c, r, testUser, testPass) {
 		t.Fatal("refresh of the killed allocation answered with success")
 	}
@@ -94,7 +96,7 @@ func TestKillUser(t *testing.T) {
 	if len(ids) != 2 {
 		t.Fatalf("killed %v, want bob's 2 allocations", ids)
 	}
-	waitFor(t, "bob's allocations to go", 5*time.Second, func() bool { return len(r.Allocations()) == 1 })
+	testutil.WaitFor(t, "bob's allocations to go", 5*time.Second, func() bool { return len(r.Allocations()) == 1 })
 	for i, b := range bobClients {
 		if !portClosed(t, b.rc.LocalAddr()) {
 			t.Errorf("bob's allocation %d: relayed address %s still open", i, b.rc.LocalAddr())
@@ -250,7 +252,7 @@ func TestKillTCPAllocation(t *testing.T) {
 	if err != nil || len(ids) != 1 {
 		t.Fatalf("KillUser: %v %v", ids, err)
 	}
-	waitFor(t, "the TCP allocation to go", 5*time.Second, func() bool { return len(r.Allocations()) == 0 })
+	testutil.WaitFor(t, "the TCP allocation to go", 5*time.Second, func() bool { return len(r.Allocations()) == 0 })
 	if pc, err := net.DialTimeout("tcp", relayed, 2*time.Second); err == nil {
 		pc.Close()
 		t.Fatalf("relayed TCP address %s still accepts peers after the kill", relayed)

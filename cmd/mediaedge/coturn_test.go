@@ -119,7 +119,7 @@ func TestImportCoturnProduction(t *testing.T) {
 	r := cfg.Relay
 	var listeners []string
 	for _, l := range r.Listeners {
-		listeners = append(listeners, l.Transport+" "+l.Addr.String())
+		listeners = append(listeners, string(l.Transport)+" "+l.Addr.String())
 	}
 	if want := []string{"udp 10.20.0.1:3478", "tcp 10.20.0.1:3478", "tls 10.20.0.1:443"}; !slices.Equal(listeners, want) {
 		t.Errorf("listeners %v, want %v", listeners, want)

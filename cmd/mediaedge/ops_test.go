@@ -19,6 +19,7 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/mediaedge/mediaedge/internal/control"
+	"github.com/mediaedge/mediaedge/internal/testutil"
 	"github.com/mediaedge/mediaedge/relay"
 )
 
@@ -43,7 +44,7 @@ func startOpsDaemonEnv(t *testing.T, policy string, env []string) *opsDaemon {
 	t.Helper()
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "users"), "alice:alice-pw\nbob:bob-pw\n", 0o600)
-	turnPort, metricsPort := freePort(t), freePort(t)
+	turnPort, metricsPort := testutil.FreePort(t), testutil.FreePort(t)
 	cfgPath := filepath.Join(dir, "mediaedge.yaml")
 	writeFile(t, cfgPath, fmt.Sprintf(`metrics:
   listen: 127.0.0.1:%[3]d

@@ -12,6 +12,7 @@ import (
 	"github.com/mediaedge/mediaedge/daemon"
 	"github.com/mediaedge/mediaedge/gateway"
 	"github.com/mediaedge/mediaedge/policy"
+	"github.com/mediaedge/mediaedge/relay"
 )
 
 // statusView is GET /v1/status as the CLI reads it: the components stay
@@ -19,16 +20,6 @@ import (
 type statusView struct {
 	daemon.StatusReport
 	Components map[string]json.RawMessage `json:"components"`
-}
-
-// relayView is the part of the relay's status the summary shows.
-type relayView struct {
-	State       string   `json:"state"`
-	Detail      string   `json:"detail"`
-	Listeners   []string `json:"listeners"`
-	Allocations int      `json:"allocations"`
-	Users       int      `json:"users_with_allocations"`
-	Draining    bool     `json:"draining"`
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -111,7 +102,7 @@ func componentLine(name string, raw json.RawMessage) string {
 	var line string
 	switch name {
 	case "relay":
-		var r relayView
+		var r relay.Status
 		if json.Unmarshal(raw, &r) != nil {
 			return "(unreadable status)"
 		}
