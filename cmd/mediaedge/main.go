@@ -102,5 +102,6 @@ configuration or talk to the running daemon over its control API.`,
 		newBenchCmd(g),
 	)
 	root.AddCommand(newManCmd(root))
+	strictTree(root)
 	return root
 }
