@@ -16,7 +16,7 @@ FUZZTIME  ?= 20s
 # .golangci.yml says; `go run` builds it from the Go module proxy.
 GOLANGCI  ?= github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
-.PHONY: all build run test lint fuzz bench units install clean demo
+.PHONY: all build run test lint fuzz bench units install clean demo deb man
 
 all: build
 
@@ -96,5 +96,16 @@ install: build
 	  echo "group mediaedge may read $(DESTDIR)$(SYSCONFDIR)/mediaedge"; \
 	else echo "NOTE: $(DESTDIR)$(SYSCONFDIR)/mediaedge stays root:root until group mediaedge exists: run systemd-sysusers, then systemd-tmpfiles --create"; fi
 
+# The Debian package (docs/operations.md): binary, unit, sysusers, tmpfiles,
+# sysctl, the example configuration as a conffile, manual pages and shell
+# completions, built with dpkg-deb into dist/. `go test ./packaging/deb`
+# (as root) installs it into a throwaway overlay of / and purges it.
+deb: build
+	./packaging/deb/build.sh bin/mediaedge $(VERSION) dist
+
+# Manual pages generated from the command tree, into bin/man.
+man: build
+	./bin/mediaedge man --dir bin/man
+
 clean:
-	rm -rf bin
+	rm -rf bin dist

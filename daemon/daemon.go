@@ -41,6 +41,9 @@ type Options struct {
 	LevelVar *slog.LevelVar
 	// Console receives one-time operator messages (generated credentials).
 	Console io.Writer
+	// OnDrain, when set, is called once when a drain begins (cmd/mediaedge
+	// tells systemd: STATUS=draining).
+	OnDrain func(DrainStatus)
 }
 
 // Daemon runs the components of one configuration. It is created by New,
@@ -59,6 +62,14 @@ type Daemon struct {
 	pol     *policy.Manager
 	units   []unit
 	started time.Time
+	onDrain func(DrainStatus)
+
+	// drain: drained is closed when a drain is done; stopDrain stops the
+	// drain goroutine (Close); drainKick wakes it when the deadline moves.
+	drained   chan struct{}
+	stopDrain chan struct{}
+	drainKick chan struct{}
+	drainWG   sync.WaitGroup
 
 	mu          sync.Mutex
 	cfg         Config
@@ -67,6 +78,10 @@ type Daemon struct {
 	lastReload  time.Time
 	reloadErr   string
 	closed      bool
+	// drainSince is zero until Drain; drainReason is set when it is done.
+	drainSince    time.Time
+	drainDeadline time.Time
+	drainReason   string
 }
 
 // unit is one supervised component.
@@ -93,6 +108,11 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		reg:     metrics.NewRegistry(),
 		cfg:     cfg,
 		started: time.Now(),
+		onDrain: opts.OnDrain,
+
+		drained:   make(chan struct{}),
+		stopDrain: make(chan struct{}),
+		drainKick: make(chan struct{}, 1),
 	}
 	d.ctl = control.NewServer(d.log.With("component", "control"), cfg.Control.TokenFile.Bytes())
 	d.metrics = metrics.NewServer(d.log.With("component", "metrics"), d.reg)
@@ -142,6 +162,7 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	}
 	d.ctl.HandleFunc("GET /v1/status", d.serveStatus)
 	d.ctl.HandleFunc("GET /v1/config", d.serveConfig)
+	d.ctl.HandleFunc("POST /v1/drain", d.serveDrain)
 	return d, nil
 }
 
@@ -281,6 +302,8 @@ func (d *Daemon) Close(ctx context.Context) error {
 	running := d.running
 	d.running = nil
 	d.mu.Unlock()
+	close(d.stopDrain)
+	d.drainWG.Wait()
 	d.metrics.SetReady(false, "stopping")
 	var errs []error
 	for i := len(running) - 1; i >= 0; i-- {
@@ -315,6 +338,8 @@ type StatusReport struct {
 	// (relay.Status, gateway.Status, policy.Status, or a bare
 	// component.Status when it is not running); decoded, a JSON object.
 	Components map[string]any `json:"components"`
+	// Drain is set once a drain has begun.
+	Drain *DrainStatus `json:"drain,omitempty"`
 }
 
 // Status returns the daemon's status report.
@@ -343,6 +368,9 @@ func (d *Daemon) Status() StatusReport {
 	d.mu.Unlock()
 	if r.ConfigFile == "" {
 		r.ConfigFile = "(embedded default)"
+	}
+	if ds := d.drainStatus(); !ds.Since.IsZero() {
+		r.Drain = &ds
 	}
 	for _, u := range d.units {
 		switch {

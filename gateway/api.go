@@ -180,6 +180,8 @@ func (g *Gateway) writeErr(w http.ResponseWriter, err error) {
 		control.WriteError(w, http.StatusConflict, control.CodeConflict, err.Error())
 	case errors.Is(err, ErrLimit):
 		control.WriteError(w, http.StatusServiceUnavailable, control.CodeLimit, err.Error())
+	case errors.Is(err, ErrDraining):
+		control.WriteError(w, http.StatusServiceUnavailable, control.CodeUnavailable, err.Error())
 	case errors.Is(err, ErrClosed), errors.Is(err, ErrUnsupported):
 		control.WriteError(w, http.StatusServiceUnavailable, control.CodeUnavailable, "gateway: not running")
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

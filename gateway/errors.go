@@ -13,6 +13,9 @@ var (
 	ErrExists = errors.New("gateway: session id in use")
 	// ErrLimit: max_sessions reached, or no free port in a leg's range.
 	ErrLimit = errors.New("gateway: limit reached")
+	// ErrDraining: the gateway is draining (Drain) and refuses new
+	// sessions.
+	ErrDraining = errors.New("gateway: draining: new sessions are refused")
 	// ErrClosed: the gateway is not running.
 	ErrClosed = errors.New("gateway: not running")
 	// ErrUnsupported: the platform has no data path (not Linux).

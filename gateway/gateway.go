@@ -40,7 +40,8 @@ type Gateway struct {
 	epoch   time.Time // monotonic base of worker clocks
 	granted [2]sync.Once
 
-	cfg atomic.Pointer[Config]
+	cfg      atomic.Pointer[Config]
+	draining atomic.Bool // Drain was called: Create refuses new sessions
 
 	// mu guards the following.
 	mu       sync.Mutex
@@ -379,7 +380,7 @@ func (g *Gateway) Status() Status {
 	cfg := g.cfg.Load()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	st := Status{Sessions: len(g.sessions), MaxSessions: cfg.MaxSessions, Workers: len(g.workers),
+	st := Status{Sessions: len(g.sessions), MaxSessions: cfg.MaxSessions, Workers: len(g.workers), Draining: g.draining.Load(),
 		PortModes: map[string]PortMode{"internal": cfg.Internal.PortMode, "cloud": cfg.Cloud.PortMode}}
 	switch g.state {
 	case "running":
@@ -400,6 +401,7 @@ type Status struct {
 	MaxSessions int                 `json:"max_sessions"`
 	Workers     int                 `json:"workers"`
 	PortModes   map[string]PortMode `json:"port_modes"`
+	Draining    bool                `json:"draining,omitempty"`
 }
 
 // Close stops the workers, ending every session (keys wiped), and waits

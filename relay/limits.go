@@ -17,6 +17,9 @@ func (s *Server) reserve(user string) (*userState, error) {
 	if s.closed {
 		return nil, errClosed
 	}
+	if s.draining.Load() {
+		return nil, errDraining
+	}
 	u := s.users[user]
 	if lim.MaxAllocations > 0 && len(s.allocs)+s.pending >= lim.MaxAllocations {
 		return nil, errQuota
@@ -68,6 +71,8 @@ func (s *Server) refuse(err error, user string) {
 		}
 	case errors.Is(err, errPortsExhausted):
 		reason = "ports_exhausted"
+	case errors.Is(err, errDraining):
+		reason = "draining"
 	case errors.Is(err, errClosed):
 		return
 	}
@@ -87,6 +92,8 @@ func (s *Server) quota(user, _ string, src net.Addr) bool {
 	s.mu.Unlock()
 	reason := ""
 	switch {
+	case s.draining.Load():
+		reason = "draining"
 	case lim.MaxAllocationsPerUser > 0 && n >= lim.MaxAllocationsPerUser:
 		reason = "quota_user"
 	case lim.MaxAllocations > 0 && total >= lim.MaxAllocations:

@@ -79,7 +79,7 @@ func newMetrics(reg prometheus.Registerer, st *dataStats) (*metrics, error) {
 		}, []string{"transport", "relay"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mediaedge_relay_allocations_refused_total",
-			Help: "Allocate requests refused after authentication, by reason (quota_user, quota_total, ports_exhausted, client_denied, other).",
+			Help: "Allocate requests refused after authentication, by reason (quota_user, quota_total, ports_exhausted, client_denied, draining, other).",
 		}, []string{"reason"}),
 		authFail: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mediaedge_relay_auth_failures_total",
@@ -110,7 +110,7 @@ func newMetrics(reg prometheus.Registerer, st *dataStats) (*metrics, error) {
 		}
 	}
 	// Make the common series visible at zero before the first event.
-	for _, r := range []string{"quota_user", "quota_total", "ports_exhausted", "client_denied"} {
+	for _, r := range []string{"quota_user", "quota_total", "ports_exhausted", "client_denied", "draining"} {
 		m.refused.WithLabelValues(r)
 	}
 	for _, r := range []string{authUnknownUser, authBadIntegrity, authExpired, authWrongRealm} {

@@ -57,6 +57,7 @@ type Server struct {
 	policy   atomic.Pointer[peerPolicy]
 	limits   atomic.Pointer[LimitsConfig]
 	stopping atomic.Bool   // Close has begun: allocations end with "shutdown"
+	draining atomic.Bool   // Drain was called: new allocations are refused
 	coalesce atomic.Int64  // the workers' coalesce window in nanoseconds
 	nextW    atomic.Uint32 // round robin of TCP/TLS clients' UDP allocations over workers
 
@@ -164,6 +165,7 @@ func New(cfg Config, d component.Deps) (*Server, error) {
 	s.coalesce.Store(int64(cfg.Coalesce.D()))
 	if d.Control != nil {
 		d.Control.HandleFunc("GET /v1/relay/allocations", s.serveAllocations)
+		s.opsRoutes(d.Control)
 	}
 	return s, nil
 }
@@ -202,7 +204,7 @@ func (s *Server) TrialUser() (user, password string) {
 func (s *Server) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Status{Status: component.Status{State: s.state}, Allocations: len(s.allocs)}
+	st := Status{Status: component.Status{State: s.state}, Allocations: len(s.allocs), Draining: s.draining.Load()}
 	if s.state == "disabled" {
 		return st
 	}
@@ -237,6 +239,7 @@ type Status struct {
 	RelayAddresses []string `json:"relay_addresses,omitempty"`
 	Allocations    int      `json:"allocations"`
 	Users          int      `json:"users_with_allocations"`
+	Draining       bool     `json:"draining,omitempty"`
 }
 
 // Close stops the relay: pion and the listeners first (ending every

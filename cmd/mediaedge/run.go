@@ -112,7 +112,11 @@ func runDaemon(ctx context.Context, path string, drain, startTimeout time.Durati
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	d, err := daemon.New(cfg, daemon.Options{Logger: log, LevelVar: lv, Console: stdout})
+	d, err := daemon.New(cfg, daemon.Options{Logger: log, LevelVar: lv, Console: stdout,
+		OnDrain: func(st daemon.DrainStatus) {
+			notify(log, fmt.Sprintf("STATUS=draining: %d allocation(s), %d session(s) left; stopping by %s",
+				st.Allocations, st.Sessions, st.Deadline.UTC().Format(time.RFC3339)))
+		}})
 	if err != nil {
 		return err
 	}
@@ -173,6 +177,8 @@ func runDaemon(ctx context.Context, path string, drain, startTimeout time.Durati
 			default:
 				return shutdown(log, d, sigs, sig, drain)
 			}
+		case <-d.Drained():
+			return shutdown(log, d, sigs, nil, drain)
 		case <-ctx.Done():
 			return shutdown(log, d, sigs, nil, drain)
 		}
@@ -211,6 +217,11 @@ func reload(ctx context.Context, log *slog.Logger, d *daemon.Daemon, path string
 func shutdown(log *slog.Logger, d *daemon.Daemon, sigs <-chan os.Signal, sig os.Signal, drain time.Duration) error {
 	notify(log, "STOPPING=1\nSTATUS=stopping")
 	name := "context cancelled"
+	select {
+	case <-d.Drained():
+		name = "drain complete"
+	default:
+	}
 	if sig != nil {
 		name = sig.String()
 	}
