@@ -76,6 +76,9 @@ type unit struct {
 	reload  func(context.Context, Config) error
 	status  func() any
 	close   func() error
+	// health reports a running component that can no longer serve (nil:
+	// the component has no such check).
+	health func() error
 }
 
 // New builds every component of cfg without starting any.
@@ -137,8 +140,10 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 			reload:  func(ctx context.Context, c Config) error { return d.relay.Reload(ctx, c.Relay) },
 			status:  d.relay.Status,
 			close:   d.relay.Close,
+			health:  d.relay.Health,
 		},
 	}
+	d.metrics.SetCheck(d.health)
 	d.ctl.HandleFunc("GET /v1/status", d.serveStatus)
 	d.ctl.HandleFunc("GET /v1/config", d.serveConfig)
 	return d, nil
@@ -246,6 +251,23 @@ func (d *Daemon) Reload(ctx context.Context, cfg Config) error {
 	}
 	d.mu.Unlock()
 	return err
+}
+
+// health returns the first running component's health error, for
+// /readyz.
+func (d *Daemon) health() error {
+	d.mu.Lock()
+	running := d.running
+	d.mu.Unlock()
+	for _, u := range running {
+		if u.health == nil {
+			continue
+		}
+		if err := u.health(); err != nil {
+			return fmt.Errorf("%s: %w", u.name, err)
+		}
+	}
+	return nil
 }
 
 // RecordReloadFailure records a reload that was refused before reaching the

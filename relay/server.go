@@ -46,6 +46,12 @@ type Server struct {
 	metrics *metrics
 	auth    *authenticator
 	clock0  time.Time
+	// acceptLog bounds the log lines of temporary accept errors.
+	acceptLog *rateGate
+	// tcpConns counts open client TCP/TLS connections for the caps.
+	tcpConns connLimiter
+	// challenges rate-limits 401 answers per source.
+	challenges challengeLimiter
 
 	// policy and limits are read lock-free by the data path and handlers;
 	// Reload swaps them.
@@ -87,6 +93,7 @@ type Server struct {
 	nextID  uint64
 	pending int // allocations being created (between quota and socket)
 	closed  bool
+	failure error // why the relay can no longer serve (see Health)
 }
 
 // relayKey identifies an allocation by its advertised relayed address, as
@@ -116,6 +123,7 @@ func New(cfg Config, d component.Deps) (*Server, error) {
 		done:    make(chan struct{}),
 
 		connectTimeout: connectTimeout,
+		acceptLog:      newRateGate(5, time.Second),
 	}
 	s.dial = s.dialPeer
 	if !cfg.Enabled {
@@ -192,6 +200,9 @@ func (s *Server) Status() any {
 	st := relayStatus{Status: component.Status{State: s.state}, Allocations: len(s.allocs)}
 	if s.state == "disabled" {
 		return st
+	}
+	if s.failure != nil {
+		st.State, st.Detail = "degraded", s.failure.Error()
 	}
 	for _, g := range s.groups {
 		st.Listeners = append(st.Listeners, fmt.Sprintf("udp %s (%d shards, %s)", g.addr, len(g.shards), s.ioMode()))

@@ -1,0 +1,182 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pion/stun/v4"
+	"github.com/pion/turn/v5"
+	"golang.org/x/sys/unix"
+)
+
+// httpGet returns the status and body of url, or an error.
+func httpGet(url string) (int, string, error) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// metricValue returns the value of the sample line that starts with name in
+// a Prometheus text exposition, or -1.
+func metricValue(body, name string) float64 {
+	for _, line := range strings.Split(body, "\n") {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err == nil {
+				return v
+			}
+		}
+	}
+	return -1
+}
+
+// tcpAllocate allocates a UDP relay over a TCP connection to server and
+// returns the error, closing what it opened.
+func tcpAllocate(server, user, pass string, d time.Duration) error {
+	nc, err := net.DialTimeout("tcp", server, d)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	c, err := turn.NewClient(&turn.ClientConfig{
+		STUNServerAddr: server, TURNServerAddr: server, Conn: turn.NewSTUNConn(nc),
+		Username: user, Password: pass, Realm: "mediaedge.local",
+	})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Listen(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	rc, err := c.AllocateWithContext(ctx)
+	if err != nil {
+		return err
+	}
+	return rc.Close()
+}
+
+// TestTCPListenerSurvivesFDExhaustion runs the daemon, lowers its file
+// descriptor limit to 200 (prlimit), opens 400 TCP connections that each
+// send a Binding so that accept fails with EMFILE, closes them, and checks
+// that the TCP listener accepts again: a TURN Allocate over TCP succeeds and
+// /readyz says ready. Before the fix pion's accept loop ended on the first
+// EMFILE and the listener never accepted again.
+func TestTCPListenerSurvivesFDExhaustion(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "users"), "alice:alice-password\n", 0o600)
+	turnPort, metricsPort := freePort(t), freePort(t)
+	cfgPath := filepath.Join(dir, "mediaedge.yaml")
+	writeFile(t, cfgPath, fmt.Sprintf(`metrics:
+  listen: 127.0.0.1:%[3]d
+control:
+  socket: %[1]s/me.sock
+relay:
+  enabled: true
+  listeners:
+    - {transport: tcp, addr: "127.0.0.1:%[2]d"}
+  relay_ip: 127.0.0.1
+  auth:
+    users_file: users
+  limits:
+    # Every connection of this test comes from 127.0.0.1 and must stay
+    # open until the process is out of file descriptors.
+    max_tcp_connections: 0
+    max_tcp_connections_per_source: 0
+    tcp_auth_timeout: 1m
+gateway:
+  enabled: false
+policy:
+  enabled: false
+`, dir, turnPort, metricsPort), 0o644)
+	c := startChild(t, nil, "run", "--config", cfgPath)
+	server := fmt.Sprintf("127.0.0.1:%d", turnPort)
+	base := fmt.Sprintf("http://127.0.0.1:%d", metricsPort)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if code, _, err := httpGet(base + "/readyz"); err == nil && code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon not ready:\n%s", c.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := tcpAllocate(server, "alice", "alice-password", 10*time.Second); err != nil {
+		t.Fatalf("allocate before: %v", err)
+	}
+
+	pid := c.cmd.Process.Pid
+	var old unix.Rlimit
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &old); err != nil {
+		t.Skipf("prlimit: %v", err)
+	}
+	low := unix.Rlimit{Cur: 200, Max: old.Max}
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &low, nil); err != nil {
+		t.Skipf("prlimit: %v", err)
+	}
+	binding := stun.MustBuild(stun.TransactionID, stun.BindingRequest).Raw
+	var conns []net.Conn
+	for range 400 {
+		nc, err := net.DialTimeout("tcp", server, 5*time.Second)
+		if err != nil {
+			if errors.Is(err, syscall.EMFILE) {
+				break // the test's own limit: enough
+			}
+			t.Fatalf("dial: %v", err)
+		}
+		conns = append(conns, nc)
+		_, _ = nc.Write(binding)
+	}
+	// The daemon accepts what it can; the rest wait in the backlog while
+	// its accept fails with EMFILE. Give it time to hit the limit.
+	time.Sleep(time.Second)
+	for _, nc := range conns {
+		nc.Close()
+	}
+
+	// The listener must accept again once descriptors are free.
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		if err = tcpAllocate(server, "alice", "alice-password", 5*time.Second); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("allocate over TCP after the descriptors were freed: %v\n%s", err, c.stderr.String())
+	}
+	code, body, err := httpGet(base + "/readyz")
+	if err != nil || code != 200 {
+		t.Errorf("/readyz = %d %q %v", code, body, err)
+	}
+	_, body, err = httpGet(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := metricValue(body, "mediaedge_relay_tcp_accept_errors_total"); v <= 0 {
+		t.Errorf("accept errors = %v: the test did not exhaust the descriptors", v)
+	}
+	c.signal(t, syscall.SIGTERM)
+	if err := c.wait(t, 15*time.Second); err != nil {
+		t.Errorf("exit: %v", err)
+	}
+}
