@@ -64,7 +64,7 @@ func TestDefaultYAMLIsValid(t *testing.T) {
 // TestExampleConfigIsValid keeps the production example that make install
 // ships in step with the configuration schema.
 func TestExampleConfigIsValid(t *testing.T) {
-	cfg, err := Load("../../systemd/mediaedge.yaml", config.Options{SkipSecrets: true})
+	cfg, err := Load("../systemd/mediaedge.yaml", config.Options{SkipSecrets: true})
 	if err != nil {
 		t.Fatalf("systemd/mediaedge.yaml:\n%v", err)
 	}
