@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -178,5 +180,99 @@ policy:
 	c.signal(t, syscall.SIGTERM)
 	if err := c.wait(t, 15*time.Second); err != nil {
 		t.Errorf("exit: %v", err)
+	}
+}
+
+// TestConfigCheckFIFOSecret checks that `config check` refuses a FIFO at a
+// secret path at once, with the usual message. Before the fix it opened the
+// FIFO and waited for a writer forever.
+func TestConfigCheckFIFOSecret(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "users")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	cfgPath := filepath.Join(dir, "mediaedge.yaml")
+	writeFile(t, cfgPath, "relay:\n  enabled: true\n  auth:\n    users_file: users\n", 0o644)
+	c := startChild(t, nil, "config", "check", cfgPath)
+	err := c.wait(t, 10*time.Second)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("exit = %v, want status 1", err)
+	}
+	if want := "secret file " + fifo + " is not a regular file"; !strings.Contains(c.stdout.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, c.stdout.String())
+	}
+}
+
+// waitLog waits until the child's stderr contains want.
+func waitLog(t *testing.T, c *child, want string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !strings.Contains(c.stderr.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log within %v:\n%s", want, d, c.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestReloadNeverBlocksShutdown runs the daemon, turns its users file into
+// a FIFO and sends SIGHUP: the reload is refused with a clear message.
+// Then it turns the configuration file itself into a FIFO (reading it
+// blocks until a writer appears, as a hung file system would) and sends
+// SIGHUP: the reload hangs, is logged at error after --reload-timeout, and
+// SIGTERM still stops the daemon within the drain time. Before the fix the
+// first reload blocked the signal loop for good and SIGTERM was ignored.
+func TestReloadNeverBlocksShutdown(t *testing.T) {
+	dir := t.TempDir()
+	users := filepath.Join(dir, "users")
+	writeFile(t, users, "alice:alice-password\n", 0o600)
+	turnPort := freePort(t)
+	cfgPath := filepath.Join(dir, "mediaedge.yaml")
+	writeFile(t, cfgPath, fmt.Sprintf(`metrics:
+  listen: ""
+control:
+  socket: %[1]s/me.sock
+relay:
+  enabled: true
+  listeners:
+    - {transport: udp, addr: "127.0.0.1:%[2]d"}
+  relay_ip: 127.0.0.1
+  auth:
+    users_file: users
+gateway:
+  enabled: false
+policy:
+  enabled: false
+`, dir, turnPort), 0o644)
+	c := startChild(t, nil, "run", "--config", cfgPath, "--drain", "2s", "--reload-timeout", "1s")
+	waitLog(t, c, `msg=ready`, 20*time.Second)
+
+	if err := os.Remove(users); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(users, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	c.signal(t, syscall.SIGHUP)
+	waitLog(t, c, "is not a regular file", 10*time.Second)
+	if err := turnAllocate(t, fmt.Sprintf("127.0.0.1:%d", turnPort), "alice", "alice-password"); err != nil {
+		t.Errorf("the previous credentials stopped working after the refused reload: %v", err)
+	}
+
+	if err := os.Remove(cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(cfgPath, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.signal(t, syscall.SIGHUP)
+	waitLog(t, c, `level=ERROR msg="reload still running`, 10*time.Second)
+	t0 := time.Now()
+	c.signal(t, syscall.SIGTERM)
+	c.wait(t, 10*time.Second) // fails the test if it does not exit
+	if el := time.Since(t0); el > 5*time.Second {
+		t.Errorf("SIGTERM took %v with --drain 2s", el)
 	}
 }
