@@ -1,14 +1,10 @@
 package relay
 
 import (
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-
-	"github.com/mediaedge/mediaedge/internal/udpbatch"
 )
 
 // alloc is the relay's view of one allocation: its relay socket, the
@@ -77,115 +73,6 @@ type fiveKey struct {
 	tcp              bool
 }
 
-// chanEntry is one channel binding.
-type chanEntry struct {
-	num    uint16
-	peer   netip.AddrPort
-	denied bool // refused by the peer policy since a reload
-}
-
-// chanTable is an immutable snapshot of an allocation's channels and
-// permissions. Small tables (the usual case: a handful of peers) are
-// scanned; large ones also carry maps.
-type chanTable struct {
-	chans  []chanEntry
-	perms  []netip.Addr
-	denied map[netip.Addr]struct{} // permitted peers the policy now refuses
-	byNum  map[uint16]int
-	byPeer map[netip.AddrPort]int
-	permOK map[netip.Addr]struct{}
-}
-
-const tableScanMax = 8
-
-var emptyTable = &chanTable{}
-
-func (t *chanTable) byNumber(n uint16) *chanEntry {
-	if t.byNum != nil {
-		if i, ok := t.byNum[n]; ok {
-			return &t.chans[i]
-		}
-		return nil
-	}
-	for i := range t.chans {
-		if t.chans[i].num == n {
-			return &t.chans[i]
-		}
-	}
-	return nil
-}
-
-func (t *chanTable) byPeerAddr(p netip.AddrPort) *chanEntry {
-	if t.byPeer != nil {
-		if i, ok := t.byPeer[p]; ok {
-			return &t.chans[i]
-		}
-		return nil
-	}
-	for i := range t.chans {
-		if t.chans[i].peer == p {
-			return &t.chans[i]
-		}
-	}
-	return nil
-}
-
-// permitted reports whether peer IP a has a permission (and, second
-// result, whether the policy now refuses it).
-func (t *chanTable) permitted(a netip.Addr) (ok, denied bool) {
-	if t.permOK != nil {
-		_, ok = t.permOK[a]
-	} else {
-		for _, p := range t.perms {
-			if p == a {
-				ok = true
-				break
-			}
-		}
-	}
-	if ok && t.denied != nil {
-		_, denied = t.denied[a]
-	}
-	return ok, denied
-}
-
-// rebuildLocked publishes a new snapshot from a.chans and a.perms, judging
-// every peer with the current policy. The caller holds a.mu.
-func (a *alloc) rebuildLocked() {
-	pol := a.srv.policy.Load()
-	t := &chanTable{
-		chans: make([]chanEntry, 0, len(a.chans)),
-		perms: make([]netip.Addr, 0, len(a.perms)),
-	}
-	for _, c := range a.chans {
-		t.chans = append(t.chans, chanEntry{num: c.num, peer: c.peer, denied: pol.Peer(c.peer.Addr()) != reasonNone})
-	}
-	for _, p := range a.perms {
-		t.perms = append(t.perms, p)
-		if pol.Peer(p) != reasonNone {
-			if t.denied == nil {
-				t.denied = map[netip.Addr]struct{}{}
-			}
-			t.denied[p] = struct{}{}
-		}
-	}
-	if len(t.chans) > tableScanMax {
-		t.byNum = make(map[uint16]int, len(t.chans))
-		t.byPeer = make(map[netip.AddrPort]int, len(t.chans))
-		for i, e := range t.chans {
-			t.byNum[e.num] = i
-			t.byPeer[e.peer] = i
-		}
-	}
-	if len(t.perms) > tableScanMax {
-		t.permOK = make(map[netip.Addr]struct{}, len(t.perms))
-		for _, p := range t.perms {
-			t.permOK[p] = struct{}{}
-		}
-	}
-	a.table.Store(t)
-}
-
 // allow charges n bytes in direction d to the allocation's and the user's
 // buckets. now is nanoseconds on the relay's monotonic clock.
 func (a *alloc) allow(d int, n int, now int64) bool {
@@ -235,190 +122,98 @@ type userState struct {
 	buckets [numDirs]atomic.Pointer[tokenBucket]
 }
 
-// tokenBucket is a byte-rate limiter. Safe for concurrent use; the data
-// path takes it once per datagram when a cap is configured.
-type tokenBucket struct {
-	mu     sync.Mutex
-	rate   float64 // bytes per nanosecond
-	burst  float64 // bytes
-	tokens float64
-	last   int64
+// newAlloc builds the alloc for a socket bound at bind:port.
+func (s *Server) newAlloc(u *userState, proto string, fam int, port uint16) *alloc {
+	a := &alloc{
+		srv:       s,
+		user:      u.name,
+		usr:       u,
+		proto:     proto,
+		v6:        fam == 1,
+		created:   time.Now(),
+		slot:      -1,
+		relayAddr: netip.AddrPortFrom(s.bind[fam], port),
+		advAddr:   netip.AddrPortFrom(s.adv[fam], port),
+	}
+	a.table.Store(emptyTable)
+	lim := s.limits.Load()
+	now := s.nanotime()
+	if b := newBucket(int64(lim.BitratePerAllocation), now); b != nil {
+		a.buckets[dirToPeer].Store(b)
+		a.buckets[dirToClient].Store(newBucket(int64(lim.BitratePerAllocation), now))
+	}
+	return a
 }
 
-// newBucket returns a bucket for bitrate bits/s, or nil for no cap. The
-// burst is 200 ms of traffic, at least 16 KiB, so that a video key frame
-// passes under a cap set to the stream's average rate.
-func newBucket(bitrate int64, now int64) *tokenBucket {
-	if bitrate <= 0 {
-		return nil
-	}
-	bps := float64(bitrate) / 8
-	burst := max(bps/5, 16<<10)
-	return &tokenBucket{rate: bps / 1e9, burst: burst, tokens: burst, last: now}
+// register publishes a new allocation (its socket is bound).
+func (s *Server) register(a *alloc) {
+	s.mu.Lock()
+	s.nextID++
+	a.id = s.nextID
+	s.pending--
+	s.allocs[a.id] = a
+	s.byRelay[relayKey{a.advAddr, a.proto == "tcp"}] = a
+	s.mu.Unlock()
 }
 
-func (b *tokenBucket) take(n int, now int64) bool {
-	b.mu.Lock()
-	if dt := now - b.last; dt > 0 {
-		b.tokens = min(b.burst, b.tokens+float64(dt)*b.rate)
-		b.last = now
+// finish ends an allocation's bookkeeping and writes its accounting line.
+// It runs once, when its relay socket or listener closes.
+func (s *Server) finish(a *alloc) {
+	a.mu.Lock()
+	if a.ended {
+		a.mu.Unlock()
+		return
 	}
-	ok := b.tokens >= float64(n)
-	if ok {
-		b.tokens -= float64(n)
+	a.ended = true
+	five := a.five
+	r := a.route.Load()
+	a.mu.Unlock()
+	if r != nil && r.group != nil {
+		r.group.clients.del(r.client, a)
 	}
-	b.mu.Unlock()
-	return ok
-}
-
-// charge takes n bytes even when the bucket holds fewer tokens, and returns
-// how long it takes the bucket to repay the debt (0 when there is none).
-func (b *tokenBucket) charge(n int, now int64) time.Duration {
-	b.mu.Lock()
-	if dt := now - b.last; dt > 0 {
-		b.tokens = min(b.burst, b.tokens+float64(dt)*b.rate)
-		b.last = now
-	}
-	b.tokens -= float64(n)
-	var w time.Duration
-	if b.tokens < 0 {
-		w = time.Duration(-b.tokens / b.rate)
-	}
-	b.mu.Unlock()
-	return w
-}
-
-// relayConn is a UDP allocation's relay socket as pion sees it: a
-// net.PacketConn whose ReadFrom yields only what the worker hands to the
-// slow path (datagrams from peers that have a permission but no channel,
-// and all traffic of TCP/TLS clients) and whose WriteTo sends on the raw
-// socket. Safe for concurrent use.
-type relayConn struct {
-	// set at creation, never changed
-	a    *alloc
-	sock sockFD
-	w    *worker // the worker whose epoll set holds the socket
-
-	q pktQueue // the slow path, popped by pion's reader
-
-	wmu sync.Mutex // serialises WriteTo's scratch
-	wm  *udpbatch.SendBatch
-}
-
-// slowQueue is how many peer datagrams may wait for pion per allocation;
-// more are dropped (queue_full). TCP/TLS clients' traffic all takes this
-// path, so it absorbs bursts.
-const slowQueue = 512
-
-// ReadFrom implements net.PacketConn for pion's per-allocation reader.
-func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	sp, ok := c.q.pop()
-	if !ok {
-		return 0, nil, net.ErrClosed
-	}
-	n := copy(p, (*sp.buf)[4:4+sp.n])
-	bufPool.Put(sp.buf)
-	return n, net.UDPAddrFromAddrPort(sp.from), nil
-}
-
-// WriteTo implements net.PacketConn: pion's Send indications and the
-// ChannelData of TCP/TLS clients.
-func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	ua, ok := addr.(*net.UDPAddr)
-	if !ok {
-		return 0, net.InvalidAddrError("not a UDP address")
-	}
-	dst := ua.AddrPort()
-	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
-	a := c.a
-	st := &a.srv.stats
-	if dst.Addr().Is4() == a.v6 {
-		st.drops[dropSendError].Add(1)
-		return 0, net.InvalidAddrError("address family mismatch")
-	}
-	if t := a.table.Load(); t != nil {
-		if ok, denied := t.permitted(dst.Addr()); !ok || denied {
-			st.drops[dropPeerDenied].Add(1)
-			return len(p), nil // silently discarded, as RFC 8656 wants
+	s.mu.Lock()
+	if _, ok := s.allocs[a.id]; ok {
+		delete(s.allocs, a.id)
+		delete(s.byRelay, relayKey{a.advAddr, a.proto == "tcp"})
+		if s.byFive[five] == a {
+			delete(s.byFive, five)
 		}
+		s.dropUserLocked(a.usr)
 	}
-	if !a.allow(dirToPeer, len(p), a.srv.nanotime()) {
-		st.drops[dropBandwidth].Add(1)
-		return len(p), nil
+	s.mu.Unlock()
+	if r == nil {
+		// Never reported created: an EVEN-PORT probe or a failed
+		// Allocate. Not an allocation; no accounting line.
+		return
 	}
-	c.wmu.Lock()
-	if c.wm == nil {
-		c.wm = udpbatch.NewSendBatch(1) // only allocations that use the slow path pay for it
+	reason := "expired"
+	if p := a.endReason.Load(); p != nil {
+		reason = *p
 	}
-	bufs, dsts := [1][]byte{p}, [1]netip.AddrPort{dst}
-	failed, _ := c.sock.send(c.wm, a.v6, bufs[:], dsts[:], false)
-	c.wmu.Unlock()
-	if failed != 0 {
-		st.drops[dropSendError].Add(1)
-		return 0, syscall.EAGAIN
+	if s.stopping.Load() && a.endReason.Load() == nil {
+		reason = "shutdown"
 	}
-	a.count(dirToPeer, len(p))
-	st.packets[dirToPeer].Add(1)
-	st.bytes[dirToPeer].Add(uint64(len(p)))
-	return len(p), nil
+	d := time.Since(a.created)
+	s.metrics.active.WithLabelValues(r.transport, a.proto).Dec()
+	s.metrics.duration.Observe(d.Seconds())
+	s.log.Info("allocation ended",
+		"user", a.user, "client", r.client.String(), "transport", r.transport,
+		"relay", a.advAddr.String(), "relay_protocol", a.proto,
+		"duration", d.Round(time.Millisecond).String(), "reason", reason,
+		"packets_to_peer", a.packets[dirToPeer].Load(), "bytes_to_peer", a.bytes[dirToPeer].Load(),
+		"packets_to_client", a.packets[dirToClient].Load(), "bytes_to_client", a.bytes[dirToClient].Load())
 }
 
-// Close implements net.PacketConn; pion calls it when the allocation ends.
-// It is idempotent.
-func (c *relayConn) Close() error {
-	c.a.srv.releaseUDP(c)
-	return nil
-}
+// setEndReason records why the relay is ending a (first reason wins).
+func (a *alloc) setEndReason(r string) { a.endReason.CompareAndSwap(nil, &r) }
 
-// LocalAddr implements net.PacketConn.
-func (c *relayConn) LocalAddr() net.Addr { return net.UDPAddrFromAddrPort(c.a.relayAddr) }
-
-// SetDeadline implements net.PacketConn; pion sets none on relay sockets.
-func (c *relayConn) SetDeadline(time.Time) error { return nil }
-
-// SetReadDeadline implements net.PacketConn.
-func (c *relayConn) SetReadDeadline(time.Time) error { return nil }
-
-// SetWriteDeadline implements net.PacketConn.
-func (c *relayConn) SetWriteDeadline(time.Time) error { return nil }
-
-// setChanLocked binds channel num to peer; the caller holds a.mu.
-func (a *alloc) setChanLocked(num uint16, peer netip.AddrPort) {
-	for i := range a.chans {
-		if a.chans[i].num == num {
-			a.chans[i].peer = peer
-			return
-		}
-	}
-	a.chans = append(a.chans, chanEntry{num: num, peer: peer})
-}
-
-// delChanLocked unbinds channel num; the caller holds a.mu.
-func (a *alloc) delChanLocked(num uint16) {
-	for i := range a.chans {
-		if a.chans[i].num == num {
-			a.chans = append(a.chans[:i], a.chans[i+1:]...)
-			return
-		}
-	}
-}
-
-// setPermLocked adds a permission for peer IP p; the caller holds a.mu.
-func (a *alloc) setPermLocked(p netip.Addr) {
-	for _, q := range a.perms {
-		if q == p {
-			return
-		}
-	}
-	a.perms = append(a.perms, p)
-}
-
-// delPermLocked removes the permission for p; the caller holds a.mu.
-func (a *alloc) delPermLocked(p netip.Addr) {
-	for i, q := range a.perms {
-		if q == p {
-			a.perms = append(a.perms[:i], a.perms[i+1:]...)
-			return
-		}
+// close ends the allocation from the relay's side: pion's reader sees the
+// socket closed and deletes the allocation.
+func (a *alloc) close() {
+	switch {
+	case a.udp != nil:
+		_ = a.udp.Close()
+	case a.tcp != nil:
+		_ = a.tcp.Close()
 	}
 }

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mediaedge/mediaedge/internal/control"
 	"github.com/mediaedge/mediaedge/daemon"
+	"github.com/mediaedge/mediaedge/internal/control"
 )
 
 // TestMain lets the tests run the real command in a child process: the test

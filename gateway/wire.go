@@ -1,0 +1,62 @@
+package gateway
+
+import "time"
+
+// CreateRequest is the body of POST /v1/sessions.
+type CreateRequest struct {
+	// ID names the session; empty: the gateway picks one.
+	ID       string     `json:"id,omitempty"`
+	Internal LegRequest `json:"internal"`
+	Cloud    LegRequest `json:"cloud"`
+}
+
+// LegRequest describes one leg of a new session.
+type LegRequest struct {
+	// Remote is where the gateway sends to ("ip:port"); empty: latched
+	// from the first packet that authenticates.
+	Remote string `json:"remote,omitempty"`
+	// RemoteRTCP is the peer's RTCP address without rtcp-mux; empty: the
+	// RTP port plus one, or latched.
+	RemoteRTCP string `json:"remote_rtcp,omitempty"`
+	// RTCPMux multiplexes RTCP on the RTP port (RFC 5761).
+	RTCPMux bool `json:"rtcp_mux"`
+	// Crypto is the peer's a=crypto line: the key the peer encrypts with.
+	Crypto string `json:"crypto,omitempty"`
+	// Suite is the suite of the gateway's own key on this leg; empty: the
+	// peer's suite.
+	Suite string `json:"suite,omitempty"`
+	// KeyLifetime is the packet budget of the gateway's key (0: the leg's
+	// key_lifetime).
+	KeyLifetime uint64 `json:"key_lifetime,omitempty"`
+	// MKI puts a 1-byte MKI in the gateway's key, so that the peer can
+	// tell keys apart during a re-key.
+	MKI bool `json:"mki,omitempty"`
+}
+
+// UpdateRequest is the body of PATCH /v1/sessions/{id}.
+type UpdateRequest struct {
+	Internal *LegUpdate `json:"internal,omitempty"`
+	Cloud    *LegUpdate `json:"cloud,omitempty"`
+}
+
+// LegUpdate changes a leg's remote address or the peer's key.
+type LegUpdate struct {
+	Remote     string `json:"remote,omitempty"`
+	RemoteRTCP string `json:"remote_rtcp,omitempty"`
+	// Crypto is the peer's new a=crypto line; its previous key is still
+	// accepted for the leg's rekey_grace.
+	Crypto string `json:"crypto,omitempty"`
+}
+
+// RekeyRequest is the body of POST /v1/sessions/{id}/rekey.
+type RekeyRequest struct {
+	Leg string `json:"leg"`
+}
+
+// RekeyResult is the answer to a re-key: the gateway's new key on the leg.
+type RekeyResult struct {
+	Leg      string    `json:"leg"`
+	Crypto   string    `json:"crypto"`
+	KeyEpoch uint32    `json:"key_epoch"`
+	ActiveAt time.Time `json:"active_at"`
+}
