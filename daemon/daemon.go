@@ -97,6 +97,10 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		started: time.Now(),
 	}
 	d.ctl = control.NewServer(d.log.With("component", "control"), cfg.Control.TokenFile.Bytes())
+	d.ctl.SetMaxLongPolls(cfg.Control.MaxLongPolls)
+	if err := d.ctl.RegisterMetrics(d.reg); err != nil {
+		return nil, fmt.Errorf("control: registering metrics: %w", err)
+	}
 	d.metrics = metrics.NewServer(d.log.With("component", "metrics"), d.reg)
 	deps := func(name string) component.Deps {
 		return component.Deps{
@@ -220,6 +224,7 @@ func (d *Daemon) Reload(ctx context.Context, cfg Config) error {
 	if lvl, err := logging.ParseLevel(cfg.Log.Level); err == nil {
 		d.lv.Set(lvl)
 	}
+	d.ctl.SetMaxLongPolls(cfg.Control.MaxLongPolls)
 	if cfg.Log.Format != old.Log.Format {
 		d.log.Warn("reload: log format changes need a restart", "running", old.Log.Format, "configured", cfg.Log.Format)
 	}
