@@ -27,6 +27,7 @@ func (w *worker) demuxOpen(s *sock, src netip.AddrPort, pkt []byte, rtcp bool) (
 	tried := 0
 	why := reasonUnknownFlow
 	var last *leg
+	var moved *leg // a symmetric leg whose peer's stream (SSRC) came from elsewhere
 	// Two passes: first the legs that own no flow yet (a new flow most
 	// likely starts a session's first stream), then the others (a further
 	// stream of a bundle, or a peer that moved).
@@ -36,6 +37,9 @@ func (w *worker) demuxOpen(s *sock, src netip.AddrPort, pkt []byte, rtcp bool) (
 				continue
 			}
 			if want := l.remoteFor(rtcp); want.IsValid() && want != src && l.symmetric {
+				if moved == nil && l.inSSRC.find(ssrc) >= 0 {
+					moved = l
+				}
 				continue
 			}
 			if tried >= maxTrialCandidates || !d.take() {
@@ -56,6 +60,9 @@ func (w *worker) demuxOpen(s *sock, src netip.AddrPort, pkt []byte, rtcp bool) (
 				why, last = r, l
 			}
 		}
+	}
+	if moved != nil {
+		return moved, nil, reasonWrongSource, false // the peer moved; symmetric drops it
 	}
 	if last != nil && tried == 1 {
 		return last, nil, why, false
