@@ -170,7 +170,7 @@ func DefaultConfig() Config {
 			MaxTCPConnections:          10000,
 			MaxTCPConnectionsPerSource: 256,
 			TCPAuthTimeout:             config.Duration(5 * time.Second),
-			ChallengesPerSource:        50,
+			ChallengesPerSource:        200,
 		},
 		Sockets: SocketsConfig{
 			ListenerBuffer: 4 << 20,
