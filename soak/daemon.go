@@ -52,7 +52,8 @@ func freePort() (int, error) {
 
 // configYAML is the daemon's configuration: relay and gateway sized for the
 // run, loopback only, idle sessions kept, every refusal limit out of the
-// way of one client address.
+// way of one client address; with an uplink, the split-tunnel policy
+// enforced on it in the soak's network namespace.
 const configYAML = `log:
   level: info
 metrics:
@@ -67,6 +68,7 @@ relay:
   udp_shards: 1
   relay_ip: 127.0.0.1
   ports: 20000-39999
+  mark: %[9]d
   allowed_peers: [127.0.0.0/8]
   auth:
     users_file: users
@@ -87,8 +89,15 @@ gateway:
     bind: 127.0.0.1
     ports: 45000-45099
     port_mode: shared
+    mark: %[9]d
 policy:
-  enabled: false
+  enabled: %[6]t
+  mode: enforce
+  mark: %[9]d
+  uplink:
+    interface: "%[7]s"
+    gateway4: "%[8]s"
+  families: [ipv4]
 `
 
 // startDaemon writes the configuration and starts bin under it.
@@ -115,7 +124,14 @@ func startDaemon(bin, dir string, o Options) (*daemon, error) {
 		return nil, err
 	}
 	cfg := filepath.Join(dir, "mediaedge.yaml")
-	body := fmt.Sprintf(configYAML, dir, turnPort, metricsPort, 2*o.Allocations+1000, 2*o.Sessions+1000)
+	gw4, mark := "", 0
+	if o.Uplink != "" {
+		// The policy enforces its rules in the soak's own namespace; the
+		// marks of the media sockets must then be the policy's.
+		gw4, mark = UplinkGateway, 0x4d45
+	}
+	body := fmt.Sprintf(configYAML, dir, turnPort, metricsPort, 2*o.Allocations+1000, 2*o.Sessions+1000,
+		o.Uplink != "", o.Uplink, gw4, mark)
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		return nil, err
 	}
@@ -229,9 +245,13 @@ func scrape(url string) (map[string]float64, error) {
 // Sample is one reading of the daemon's resources.
 type Sample struct {
 	// T is the time since the start of the run in seconds.
-	T          float64
-	RSSKiB     int64
-	HeapBytes  float64
+	T         float64
+	RSSKiB    int64
+	HeapBytes float64
+	// HeapGoal is the heap size that triggers the next collection: the
+	// live heap after the last one times 1 + GOGC/100, free of the
+	// sawtooth HeapBytes draws between collections.
+	HeapGoal   float64
 	Goroutines float64
 	FDs        int
 	// Allocations and Sessions are what the soak holds at the time.
@@ -257,6 +277,7 @@ func (d *daemon) sample(t0 time.Time) (Sample, error) {
 		return s, fmt.Errorf("soak: scraping metrics: %w", err)
 	}
 	s.HeapBytes = m["go_memstats_heap_inuse_bytes"]
+	s.HeapGoal = m["go_memstats_next_gc_bytes"]
 	s.Goroutines = m["go_goroutines"]
 	return s, nil
 }

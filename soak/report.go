@@ -51,6 +51,7 @@ type Result struct {
 	Reloads        int
 	ReloadsApplied int
 	Churned        int
+	Flaps          []FlapResult
 	Errors         []string // error lines of the daemon's log
 	RunErrors      []string // what went wrong on the soak's side
 	Lost           int
@@ -82,7 +83,7 @@ func (r *Result) evaluate() {
 		f    func(Sample) float64
 	}{
 		{"RSS (KiB)", func(s Sample) float64 { return float64(s.RSSKiB) }},
-		{"Go heap in use (bytes)", func(s Sample) float64 { return s.HeapBytes }},
+		{"Go heap goal (bytes)", func(s Sample) float64 { return s.HeapGoal }},
 		{"goroutines", func(s Sample) float64 { return s.Goroutines }},
 		{"file descriptors", func(s Sample) float64 { return float64(s.FDs) }},
 	}
@@ -136,6 +137,11 @@ func (r *Result) evaluate() {
 	if len(r.RunErrors) > 0 {
 		r.Failures = append(r.Failures, fmt.Sprintf("%d errors on the soak's side", len(r.RunErrors)))
 	}
+	for _, f := range r.Flaps {
+		if f.Err != "" {
+			r.Failures = append(r.Failures, "uplink flap at "+fmt.Sprintf("%.0f s", f.T)+": "+f.Err)
+		}
+	}
 	r.Pass = len(r.Failures) == 0
 }
 
@@ -143,23 +149,26 @@ func (r *Result) evaluate() {
 // SVG, plot.png into dir.
 func (r *Result) write(dir string) error {
 	var csv bytes.Buffer
-	csv.WriteString("t_s,rss_kib,heap_bytes,goroutines,fds,allocations,sessions\n")
+	csv.WriteString("t_s,rss_kib,heap_inuse_bytes,heap_goal_bytes,goroutines,fds,allocations,sessions\n")
 	for _, s := range r.Samples {
-		fmt.Fprintf(&csv, "%.1f,%d,%.0f,%.0f,%d,%d,%d\n", s.T, s.RSSKiB, s.HeapBytes, s.Goroutines, s.FDs, s.Allocations, s.Sessions)
+		fmt.Fprintf(&csv, "%.1f,%d,%.0f,%.0f,%.0f,%d,%d,%d\n", s.T, s.RSSKiB, s.HeapBytes, s.HeapGoal, s.Goroutines, s.FDs, s.Allocations, s.Sessions)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "samples.csv"), csv.Bytes(), 0o644); err != nil {
 		return err
 	}
-	series := func(label string, f func(Sample) float64) []bench.Series {
+	line := func(label string, f func(Sample) float64) bench.Series {
 		var pts [][2]float64
 		for _, s := range r.Samples {
 			pts = append(pts, [2]float64{s.T / 60, f(s)})
 		}
-		return []bench.Series{{Label: label, Points: pts}}
+		return bench.Series{Label: label, Points: pts}
 	}
+	series := func(label string, f func(Sample) float64) []bench.Series { return []bench.Series{line(label, f)} }
 	panels := []bench.PlotPanel{
 		{XLabel: "time (min)", YLabel: "RSS (MiB)", Series: series("RSS", func(s Sample) float64 { return float64(s.RSSKiB) / 1024 })},
-		{XLabel: "time (min)", YLabel: "Go heap in use (MiB)", Series: series("heap in use", func(s Sample) float64 { return s.HeapBytes / (1 << 20) })},
+		{XLabel: "time (min)", YLabel: "Go heap (MiB)", Series: []bench.Series{
+			line("heap goal (next GC)", func(s Sample) float64 { return s.HeapGoal / (1 << 20) }),
+			line("heap in use", func(s Sample) float64 { return s.HeapBytes / (1 << 20) })}},
 		{XLabel: "time (min)", YLabel: "goroutines", Series: series("goroutines", func(s Sample) float64 { return s.Goroutines })},
 		{XLabel: "time (min)", YLabel: "file descriptors", Series: series("open descriptors", func(s Sample) float64 { return float64(s.FDs) })},
 	}
@@ -195,10 +204,10 @@ func (r *Result) markdown(plot string) string {
 	fmt.Fprintf(&b, "%s; %v measured after %.0f s of set-up; %d idle TURN allocations and %d idle gateway sessions, "+
 		"media at %d packets/s each way on %d allocations and %d sessions, %.0f %% churn every %v (%d replaced), "+
 		"SIGHUP every %v (%d sent, %d applied), samples every %v, warm-up %v, tolerance %.0f %%. "+
-		"Uplink flap: not run (the soak does not build a network namespace yet).\n\n",
+		"%s\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), o.Duration, r.SetupSeconds, o.Allocations, o.Sessions,
 		o.PPS, o.MediaAllocations, o.MediaSessions, 100*o.Churn, o.ChurnEvery, r.Churned,
-		o.ReloadEvery, r.Reloads, r.ReloadsApplied, o.SampleEvery, o.WarmUp, 100*o.Tolerance)
+		o.ReloadEvery, r.Reloads, r.ReloadsApplied, o.SampleEvery, o.WarmUp, 100*o.Tolerance, r.flapSummary())
 	if len(r.Failures) > 0 {
 		b.WriteString("## Failures\n\n")
 		for _, f := range r.Failures {
@@ -236,4 +245,17 @@ func (r *Result) markdown(plot string) string {
 		}
 	}
 	return b.String()
+}
+
+func (r *Result) flapSummary() string {
+	if r.Options.Uplink == "" {
+		return "Uplink flap: skipped (" + r.Options.FlapNote + ")."
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Uplink %s (a veth in the soak's own network namespace) taken down for %v every %v: %d flaps;",
+		r.Options.Uplink, r.Options.FlapDown, r.Options.FlapEvery, len(r.Flaps))
+	for _, f := range r.Flaps {
+		fmt.Fprintf(&b, " at %.0f s policy %s while down, %s %.1f s after up;", f.T, f.StateDown, f.StateUp, f.RecoverSeconds)
+	}
+	return strings.TrimSuffix(b.String(), ";") + "."
 }

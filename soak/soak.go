@@ -45,6 +45,15 @@ type Options struct {
 	WarmUp time.Duration
 	// Tolerance is how far the figures may drift after warm-up (0.05).
 	Tolerance float64
+	// Uplink, when set, is an interface of a network namespace the soak
+	// owns (see cmd/soak): the policy component watches it as its uplink,
+	// and the soak takes it down for FlapDown every FlapEvery (0: twice
+	// in the run, at most every 5 minutes).
+	Uplink    string
+	FlapEvery time.Duration
+	FlapDown  time.Duration
+	// FlapNote says why there is no flap when Uplink is empty.
+	FlapNote string
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer
 }
@@ -57,7 +66,7 @@ func DefaultOptions() Options {
 		Duration: 30 * time.Minute, Allocations: 10000, Sessions: 10000,
 		MediaAllocations: 20, MediaSessions: 20, PPS: 50,
 		Churn: 0.01, ChurnEvery: 10 * time.Second, ReloadEvery: time.Minute, SampleEvery: 10 * time.Second,
-		Tolerance: 0.05,
+		Tolerance: 0.05, FlapDown: 5 * time.Second,
 	}
 }
 
@@ -127,6 +136,9 @@ func parallel(n int, f func(i int) error) error {
 func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.WarmUp == 0 {
 		o.WarmUp = max(time.Minute, o.Duration/5)
+	}
+	if o.FlapEvery == 0 {
+		o.FlapEvery = min(5*time.Minute, o.Duration/3)
 	}
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return nil, err
@@ -226,6 +238,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer cancel()
 	start := time.Now()
 	var wg sync.WaitGroup
+	if o.Uplink != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res.Flaps = r.flap(runCtx)
+		}()
+	}
 	wg.Add(2)
 	var sendErr atomic.Pointer[error]
 	go func() {
@@ -250,7 +269,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		s.Allocations, s.Sessions = int(r.allocs.Load())+len(media), int(r.sess.Load())+len(calls)
 		res.Samples = append(res.Samples, s)
-		r.logf("t=%4.0fs rss=%dKiB heap=%.1fMiB goroutines=%.0f fds=%d", s.T, s.RSSKiB, s.HeapBytes/(1<<20), s.Goroutines, s.FDs)
+		r.logf("t=%4.0fs rss=%dKiB heap=%.1fMiB goal=%.1fMiB goroutines=%.0f fds=%d", s.T, s.RSSKiB, s.HeapBytes/(1<<20), s.HeapGoal/(1<<20), s.Goroutines, s.FDs)
 	}
 	take()
 loop:
