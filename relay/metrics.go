@@ -113,7 +113,7 @@ func newMetrics(reg prometheus.Registerer, st *dataStats) (*metrics, error) {
 		stats: st,
 		acceptErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mediaedge_relay_tcp_accept_errors_total",
-			Help: "Temporary accept errors of TCP/TLS listeners (out of file descriptors or buffers), each waited out with a backoff of up to 1 s.",
+			Help: "Temporary accept errors (out of file descriptors or buffers) of the TCP/TLS client listeners and the TCP relay listeners (RFC 6062), each waited out with a backoff of up to 1 s.",
 		}),
 		tcpRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mediaedge_relay_tcp_connections_refused_total",
