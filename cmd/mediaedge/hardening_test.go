@@ -150,8 +150,21 @@ policy:
 		_, _ = nc.Write(binding)
 	}
 	// The daemon accepts what it can; the rest wait in the backlog while
-	// its accept fails with EMFILE. Give it time to hit the limit.
-	time.Sleep(time.Second)
+	// its accept fails with EMFILE. Wait until it holds every descriptor
+	// it may (however slowly a busy machine lets it accept), then a little
+	// longer for an accept to fail.
+	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		fds, err := os.ReadDir(fdDir)
+		if err == nil && len(fds) >= int(low.Cur)-2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon holds %d descriptors after 30s, want %d", len(fds), low.Cur)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
 	for _, nc := range conns {
 		nc.Close()
 	}
