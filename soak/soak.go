@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,6 +141,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.FlapEvery == 0 {
 		o.FlapEvery = min(5*time.Minute, o.Duration/3)
 	}
+	// The configuration names files in Out by absolute path.
+	out, err := filepath.Abs(o.Out)
+	if err != nil {
+		return nil, err
+	}
+	o.Out = out
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return nil, err
 	}
