@@ -14,32 +14,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mediaedge/mediaedge/bench/capture"
+	"github.com/mediaedge/mediaedge/bench/load"
+	"github.com/mediaedge/mediaedge/bench/srtpcheck"
+	"github.com/mediaedge/mediaedge/bench/sut"
 	"github.com/mediaedge/mediaedge/internal/control"
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
-
-// buildMediaedge builds the daemon from this tree, or skips.
-func buildMediaedge(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end test: builds and runs the daemon")
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go toolchain not on PATH")
-	}
-	bin := filepath.Join(t.TempDir(), "mediaedge")
-	out, err := exec.Command(goBin, "build", "-o", bin, "../cmd/mediaedge").CombinedOutput()
-	if err != nil {
-		t.Skipf("mediaedge does not build from this tree right now: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // TestEndToEndDaemon drives the real daemon: its gateway through the
 // session API (synthetic and replayed streams, SRTCP) and its relay with
 // TURN REST credentials, as `make bench` does.
 func TestEndToEndDaemon(t *testing.T) {
-	bin := buildMediaedge(t)
+	if testing.Short() {
+		t.Skip("end-to-end test: builds and runs the daemon")
+	}
+	bin := testutil.BuildMediaedge(t)
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -53,29 +43,29 @@ func TestEndToEndDaemon(t *testing.T) {
 	if gw == nil {
 		t.Fatal("the daemon answers no session API")
 	}
-	dgs, _, err := ReadCaptureFile("testdata/opus-lo6.pcapng")
+	dgs, _, err := capture.ReadCaptureFile("capture/testdata/opus-lo6.pcapng")
 	if err != nil {
 		t.Fatal(err)
 	}
-	replay := ExtractRTPStreams(dgs, ExtractOptions{})
+	replay := capture.ExtractRTPStreams(dgs, capture.ExtractOptions{})
 	for _, tc := range []struct {
 		name string
-		opt  SRTPOptions
+		opt  load.SRTPOptions
 		S    int
 	}{
-		{"synthetic", SRTPOptions{Rate: 2000, Count: 100, RTCP: 2}, 3},
-		{"opus capture", SRTPOptions{Replay: replay, AsFastAsPossible: true, Window: 32}, 2},
+		{"synthetic", load.SRTPOptions{Rate: 2000, Count: 100, RTCP: 2}, 3},
+		{"opus capture", load.SRTPOptions{Replay: replay, AsFastAsPossible: true, Window: 32}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a, b := listenLoopback(t), listenLoopback(t)
-			flows, cleanup, err := gw.setup(ctx, tc.S, addrOf(a), addrOf(b))
+			a, b := testutil.ListenUDP(t), testutil.ListenUDP(t)
+			flows, cleanup, err := gw.setup(ctx, tc.S, testutil.AddrOf(a), testutil.AddrOf(b))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer cleanup()
 			opt := tc.opt
 			opt.Conns, opt.PID, opt.Target = []*net.UDPConn{a, b}, gw.pid, "mediaedge"
-			rep, err := RunSRTP(ctx, flows, opt)
+			rep, err := load.RunSRTP(ctx, flows, opt)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,16 +78,16 @@ func TestEndToEndDaemon(t *testing.T) {
 		})
 	}
 	t.Run("re-keys during the run", func(t *testing.T) {
-		a, b := listenLoopback(t), listenLoopback(t)
-		s80, _ := LookupSuite("AES_CM_128_HMAC_SHA1_80")
+		a, b := testutil.ListenUDP(t), testutil.ListenUDP(t)
+		s80, _ := srtpcheck.LookupSuite("AES_CM_128_HMAC_SHA1_80")
 		c := control.NewClient(filepath.Join(dir, "control.sock"), "")
 		defer c.Close()
-		gs, err := SetupGateway(ctx, c, GatewaySetup{Sessions: 2, Suite: s80, Internal: addrOf(a), Cloud: addrOf(b)})
+		gs, err := sut.SetupGateway(ctx, c, sut.GatewaySetup{Sessions: 2, Suite: s80, Internal: testutil.AddrOf(a), Cloud: testutil.AddrOf(b)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer gs.Close(context.Background())
-		rep, err := RunSRTP(ctx, gs.Flows, SRTPOptions{Conns: []*net.UDPConn{a, b}, Rate: 2000, Count: 500,
+		rep, err := load.RunSRTP(ctx, gs.Flows, load.SRTPOptions{Conns: []*net.UDPConn{a, b}, Rate: 2000, Count: 500,
 			Rekey: gs.RekeyFlow, RekeyInterval: 100 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
@@ -117,7 +107,7 @@ func TestEndToEndDaemon(t *testing.T) {
 	t.Run("relay", func(t *testing.T) {
 		opt := tt.opt
 		opt.Allocations, opt.Count, opt.Rate = 3, 100, 3000
-		rep, err := RunTURN(ctx, opt)
+		rep, err := load.RunTURN(ctx, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -137,14 +127,14 @@ func verifyRealCaptures(ctx context.Context, t *testing.T, gw *gwTarget) {
 	if err != nil || os.Geteuid() != 0 {
 		t.Skip("needs root and tcpdump (Debian package tcpdump)")
 	}
-	a, b := listenLoopback(t), listenLoopback(t)
-	flows, cleanup, err := gw.setup(ctx, 1, addrOf(a), addrOf(b))
+	a, b := testutil.ListenUDP(t), testutil.ListenUDP(t)
+	flows, cleanup, err := gw.setup(ctx, 1, testutil.AddrOf(a), testutil.AddrOf(b))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cleanup()
 	file := filepath.Join(t.TempDir(), "lo.pcap")
-	filter := fmt.Sprintf("udp and (port %d or port %d)", addrOf(a).Port(), addrOf(b).Port())
+	filter := fmt.Sprintf("udp and (port %d or port %d)", testutil.AddrOf(a).Port(), testutil.AddrOf(b).Port())
 	// --immediate-mode: with TPACKET_V3 blocks a SIGINT would drop the
 	// packets of the last, unfilled block.
 	cmd := exec.Command(tcpdump, "-i", "lo", "-n", "-U", "--immediate-mode", "-B", "16384", "-w", file, filter)
@@ -179,7 +169,7 @@ func verifyRealCaptures(ctx context.Context, t *testing.T, gw *gwTarget) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("tcpdump did not start")
 	}
-	rep, err := RunSRTP(ctx, flows, SRTPOptions{Conns: []*net.UDPConn{a, b}, Rate: 1000, Count: 200})
+	rep, err := load.RunSRTP(ctx, flows, load.SRTPOptions{Conns: []*net.UDPConn{a, b}, Rate: 1000, Count: 200})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,22 +178,22 @@ func verifyRealCaptures(ctx context.Context, t *testing.T, gw *gwTarget) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	stop()
-	dgs, _, err := ReadCaptureFile(file)
+	dgs, _, err := capture.ReadCaptureFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var internal, cloud []Datagram
+	var internal, cloud []capture.Datagram
 	for _, d := range dgs {
 		switch {
-		case d.Src == addrOf(a) || d.Dst == addrOf(a):
+		case d.Src == testutil.AddrOf(a) || d.Dst == testutil.AddrOf(a):
 			internal = append(internal, d)
-		case d.Src == addrOf(b) || d.Dst == addrOf(b):
+		case d.Src == testutil.AddrOf(b) || d.Dst == testutil.AddrOf(b):
 			cloud = append(cloud, d)
 		}
 	}
-	keys := VerifyKeys{InternalIn: []Key{flows[0].TxKey}, CloudOut: []Key{flows[0].RxKey},
-		CloudIn: []Key{flows[1].TxKey}, InternalOut: []Key{flows[1].RxKey}}
-	res, err := Verify(internal, cloud, keys)
+	keys := srtpcheck.VerifyKeys{InternalIn: []srtpcheck.Key{flows[0].TxKey}, CloudOut: []srtpcheck.Key{flows[0].RxKey},
+		CloudIn: []srtpcheck.Key{flows[1].TxKey}, InternalOut: []srtpcheck.Key{flows[1].RxKey}}
+	res, err := srtpcheck.Verify(internal, cloud, keys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +206,7 @@ func verifyRealCaptures(ctx context.Context, t *testing.T, gw *gwTarget) {
 	lacking := 4*200 - len(internal) - len(cloud)
 	missing := 0
 	for _, v := range res.Violations {
-		if v.Kind != ViolationMissing {
+		if v.Kind != srtpcheck.ViolationMissing {
 			t.Errorf("violation: %v", v)
 			continue
 		}
@@ -232,7 +222,7 @@ func verifyRealCaptures(ctx context.Context, t *testing.T, gw *gwTarget) {
 	}
 	// Swapping the legs' keys must make verify fail: the check can fail.
 	keys.CloudOut, keys.InternalIn = keys.InternalIn, keys.CloudOut
-	if res, err := Verify(internal, cloud, keys); err != nil || res.OK() {
+	if res, err := srtpcheck.Verify(internal, cloud, keys); err != nil || res.OK() {
 		t.Error("verify passes with the legs' keys swapped")
 	}
 }
@@ -251,7 +241,7 @@ func TestSocketPeerPID(t *testing.T) {
 			c.Close()
 		}
 	}()
-	pid, err := SocketPeerPID(path)
+	pid, err := sut.SocketPeerPID(path)
 	<-done
 	if err != nil || pid != os.Getpid() {
 		t.Fatalf("pid %d, %v; want %d", pid, err, os.Getpid())

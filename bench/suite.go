@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mediaedge/mediaedge/bench/load"
+	"github.com/mediaedge/mediaedge/bench/report"
+	"github.com/mediaedge/mediaedge/bench/srtpcheck"
+	"github.com/mediaedge/mediaedge/bench/sut"
 	"github.com/mediaedge/mediaedge/internal/control"
 )
 
@@ -63,10 +68,10 @@ func (c suiteCase) file() string {
 
 // suiteRow is one trial's outcome.
 type suiteRow struct {
-	Target string  `json:"target"`
-	Case   string  `json:"case"`
-	Report *Report `json:"report,omitempty"`
-	Error  string  `json:"error,omitempty"`
+	Target string         `json:"target"`
+	Case   string         `json:"case"`
+	Report *report.Report `json:"report,omitempty"`
+	Error  string         `json:"error,omitempty"`
 	c      suiteCase
 }
 
@@ -75,12 +80,12 @@ type gwTarget struct {
 	name  string
 	pid   int
 	rtcp  int
-	setup func(ctx context.Context, S int, a, b netip.AddrPort) ([]Flow, func(), error)
+	setup func(ctx context.Context, S int, a, b netip.AddrPort) ([]load.Flow, func(), error)
 }
 
 type turnTarget struct {
 	name string
-	opt  TURNOptions
+	opt  load.TURNOptions
 }
 
 // RunSuite runs the standard suite: the gateway with 1 and 100 streams of
@@ -110,7 +115,7 @@ func RunSuite(ctx context.Context, opt SuiteOptions) error {
 		gws    []gwTarget
 		turns  []turnTarget
 		notes  []string
-		procs  []*Process
+		procs  []*sut.Process
 		envLns = suiteEnvironment()
 	)
 	defer func() {
@@ -205,7 +210,7 @@ func runGatewayCase(ctx context.Context, t gwTarget, c suiteCase, dur time.Durat
 		return row
 	}
 	defer cleanup()
-	opt := SRTPOptions{Target: t.name, Conns: []*net.UDPConn{a, b}, PayloadBytes: c.size, PID: t.pid, RTCP: t.rtcp,
+	opt := load.SRTPOptions{Target: t.name, Conns: []*net.UDPConn{a, b}, PayloadBytes: c.size, PID: t.pid, RTCP: t.rtcp,
 		Drain: 300 * time.Millisecond}
 	if c.max {
 		// At most 40 packets in flight per stream: rtpengine treats more
@@ -214,7 +219,7 @@ func runGatewayCase(ctx context.Context, t gwTarget, c suiteCase, dur time.Durat
 	} else {
 		opt.Rate, opt.Duration = float64(50*c.streams), dur
 	}
-	rep, err := RunSRTP(ctx, flows, opt)
+	rep, err := load.RunSRTP(ctx, flows, opt)
 	if err != nil {
 		row.Error = err.Error()
 	}
@@ -232,7 +237,7 @@ func runTurnCase(ctx context.Context, t turnTarget, c suiteCase, dur time.Durati
 	} else {
 		opt.Rate, opt.Duration = float64(50*c.streams), dur
 	}
-	rep, err := RunTURN(ctx, opt)
+	rep, err := load.RunTURN(ctx, opt)
 	if err != nil {
 		row.Error = err.Error()
 	}
@@ -241,7 +246,7 @@ func runTurnCase(ctx context.Context, t turnTarget, c suiteCase, dur time.Durati
 	return row
 }
 
-func rowSummary(rep *Report, err error) string {
+func rowSummary(rep *report.Report, err error) string {
 	if err != nil {
 		return "error: " + err.Error()
 	}
@@ -254,7 +259,7 @@ func rowSummary(rep *Report, err error) string {
 
 // startMediaedge runs the daemon with the gateway and the relay on
 // loopback and returns the targets it offers.
-func startMediaedge(ctx context.Context, dir, bin string, cpu int) (*Process, *gwTarget, turnTarget, error) {
+func startMediaedge(ctx context.Context, dir, bin string, cpu int) (*sut.Process, *gwTarget, turnTarget, error) {
 	var tt turnTarget
 	port, err := freePort()
 	if err != nil {
@@ -302,30 +307,30 @@ relay:
 		return nil, nil, tt, err
 	}
 	if out, err := exec.Command(bin, "config", "check", cfgPath).CombinedOutput(); err != nil {
-		return nil, nil, tt, fmt.Errorf("config check: %v: %s", err, strings.TrimSpace(string(out)))
+		return nil, nil, tt, fmt.Errorf("config check: %w: %s", err, strings.TrimSpace(string(out)))
 	}
-	p, err := StartProcess(dir, "mediaedge", cpu, bin, "run", "--config", cfgPath)
+	p, err := sut.StartProcess(dir, "mediaedge", cpu, bin, "run", "--config", cfgPath)
 	if err != nil {
 		return nil, nil, tt, err
 	}
 	c := control.NewClient(sock, "")
-	if err := p.waitReady(15*time.Second, func() error {
+	if err := p.WaitReady(15*time.Second, func() error {
 		return c.Do(ctx, "GET", "/v1/status", nil, nil)
 	}); err != nil {
 		return p, nil, tt, err
 	}
-	tt = turnTarget{name: "mediaedge relay", opt: TURNOptions{Target: "mediaedge relay",
+	tt = turnTarget{name: "mediaedge relay", opt: load.TURNOptions{Target: "mediaedge relay",
 		Server: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)), Username: "bench", Secret: secret, PID: p.PID()}}
 	var list struct {
-		Sessions []Session `json:"sessions"`
+		Sessions []sut.Session `json:"sessions"`
 	}
 	if err := c.Do(ctx, "GET", "/v1/sessions", nil, &list); err != nil {
 		return p, nil, tt, nil
 	}
-	s80, _ := LookupSuite("AES_CM_128_HMAC_SHA1_80")
+	s80, _ := srtpcheck.LookupSuite("AES_CM_128_HMAC_SHA1_80")
 	gw := &gwTarget{name: "mediaedge gateway", pid: p.PID(), rtcp: 1,
-		setup: func(ctx context.Context, S int, a, b netip.AddrPort) ([]Flow, func(), error) {
-			gs, err := SetupGateway(ctx, c, GatewaySetup{Sessions: S, Suite: s80, Internal: a, Cloud: b})
+		setup: func(ctx context.Context, S int, a, b netip.AddrPort) ([]load.Flow, func(), error) {
+			gs, err := sut.SetupGateway(ctx, c, sut.GatewaySetup{Sessions: S, Suite: s80, Internal: a, Cloud: b})
 			if err != nil {
 				return nil, nil, err
 			}
@@ -335,7 +340,7 @@ relay:
 }
 
 // startRtpengine runs rtpengine (userspace, ng on loopback).
-func startRtpengine(dir string, cpu int) (*Process, gwTarget, error) {
+func startRtpengine(dir string, cpu int) (*sut.Process, gwTarget, error) {
 	var gw gwTarget
 	bin, err := exec.LookPath("rtpengine")
 	if err != nil {
@@ -346,18 +351,18 @@ func startRtpengine(dir string, cpu int) (*Process, gwTarget, error) {
 		return nil, gw, err
 	}
 	ngAddr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
-	p, err := StartProcess(dir, "rtpengine", cpu, bin, "--config-file=none", "--table=-1", "--foreground",
+	p, err := sut.StartProcess(dir, "rtpengine", cpu, bin, "--config-file=none", "--table=-1", "--foreground",
 		"--log-stderr", "--log-level=5", "--interface=127.0.0.1", "--listen-ng="+ngAddr.String(),
 		"--port-min=16000", "--port-max=17999", "--timeout=900", "--silent-timeout=900", "--delete-delay=0")
 	if err != nil {
 		return nil, gw, err
 	}
-	ng, err := DialNG(ngAddr)
+	ng, err := sut.DialNG(ngAddr)
 	if err != nil {
 		p.Stop()
 		return nil, gw, err
 	}
-	if err := p.waitReady(10*time.Second, func() error {
+	if err := p.WaitReady(10*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
 		_, err := ng.Call(ctx, map[string]any{"command": "ping"})
@@ -367,8 +372,8 @@ func startRtpengine(dir string, cpu int) (*Process, gwTarget, error) {
 		return nil, gw, err
 	}
 	gw = gwTarget{name: "rtpengine", pid: p.PID(),
-		setup: func(ctx context.Context, S int, a, b netip.AddrPort) ([]Flow, func(), error) {
-			rc, err := SetupRtpengine(ctx, ng, RtpengineSetup{Calls: S, A: a, B: b})
+		setup: func(ctx context.Context, S int, a, b netip.AddrPort) ([]load.Flow, func(), error) {
+			rc, err := sut.SetupRtpengine(ctx, ng, sut.RtpengineSetup{Calls: S, A: a, B: b})
 			if err != nil {
 				return nil, nil, err
 			}
@@ -378,7 +383,7 @@ func startRtpengine(dir string, cpu int) (*Process, gwTarget, error) {
 }
 
 // startCoturn runs coturn on loopback with a long-term user.
-func startCoturn(dir string, cpu int) (*Process, turnTarget, error) {
+func startCoturn(dir string, cpu int) (*sut.Process, turnTarget, error) {
 	var tt turnTarget
 	bin, err := exec.LookPath("turnserver")
 	if err != nil {
@@ -411,16 +416,16 @@ pidfile=%s
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		return nil, tt, err
 	}
-	p, err := StartProcess(dir, "coturn", cpu, bin, "-c", conf)
+	p, err := sut.StartProcess(dir, "coturn", cpu, bin, "-c", conf)
 	if err != nil {
 		return nil, tt, err
 	}
 	server := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
-	if err := p.waitReady(10*time.Second, func() error { return stunPing(server) }); err != nil {
+	if err := p.WaitReady(10*time.Second, func() error { return stunPing(server) }); err != nil {
 		p.Stop()
 		return nil, tt, err
 	}
-	tt = turnTarget{name: "coturn", opt: TURNOptions{Target: "coturn", Server: server, Username: "bench", Password: "benchpass", PID: p.PID()}}
+	tt = turnTarget{name: "coturn", opt: load.TURNOptions{Target: "coturn", Server: server, Username: "bench", Password: "benchpass", PID: p.PID()}}
 	return p, tt, nil
 }
 
@@ -472,3 +477,15 @@ func cmdVersion(bin string, args ...string) string {
 func dpkgVersion(pkg string) string {
 	return cmdVersion("dpkg-query", "-W", "-f", "${Version}", pkg)
 }
+
+// freePort returns a UDP port that was free on 127.0.0.1 a moment ago.
+func freePort() (int, error) {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port, nil
+}
+
+var errNotInstalled = errors.New("not installed")

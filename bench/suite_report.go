@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/mediaedge/mediaedge/bench/report"
 )
 
 // writeSuiteReport writes report.md, report.json and one SVG per case.
@@ -40,7 +42,7 @@ func writeSuiteReport(dir string, env, notes []string, cases []suiteCase, rows [
 			}
 			for i := range r.Report.Directions {
 				d := &r.Report.Directions[i]
-				b.WriteString(strings.TrimSpace(d.markdownRow(r.Target+" | "+r.Case, r.Report.SUT)) + "\n")
+				b.WriteString(strings.TrimSpace(d.MarkdownRow(r.Target+" | "+r.Case, r.Report.SUT)) + "\n")
 			}
 		}
 		b.WriteString("\n")
@@ -51,19 +53,19 @@ func writeSuiteReport(dir string, env, notes []string, cases []suiteCase, rows [
 			if c.kind != kind {
 				continue
 			}
-			var cdf, tput []Series
+			var cdf, tput []report.Series
 			for _, r := range rows {
 				if r.c != c || r.Report == nil {
 					continue
 				}
 				for _, d := range r.Report.Directions {
 					label := r.Target + " " + d.Name
-					cdf = append(cdf, Series{Label: label, Points: d.Latency.CDF})
+					cdf = append(cdf, report.Series{Label: label, Points: d.Latency.CDF})
 					var pts [][2]float64
 					for _, p := range d.Throughput {
 						pts = append(pts, [2]float64{p.T, p.PPS})
 					}
-					tput = append(tput, Series{Label: label, Points: pts})
+					tput = append(tput, report.Series{Label: label, Points: pts})
 				}
 			}
 			if len(cdf) == 0 {
@@ -73,7 +75,7 @@ func writeSuiteReport(dir string, env, notes []string, cases []suiteCase, rows [
 			if err != nil {
 				return err
 			}
-			err = WriteTwoPanelSVG(f, fmt.Sprintf("%s %s", kind, c), cdf, tput)
+			err = report.WriteTwoPanelSVG(f, fmt.Sprintf("%s %s", kind, c), cdf, tput)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
@@ -139,7 +141,7 @@ const minCompareCPU = 0.3
 const maxCompareLoss = 0.1
 
 // lossPercent is the worst direction's LossPct.
-func lossPercent(r *Report) float64 {
+func lossPercent(r *report.Report) float64 {
 	var w float64
 	for _, d := range r.Directions {
 		w = max(w, d.LossPct)
@@ -147,7 +149,7 @@ func lossPercent(r *Report) float64 {
 	return w
 }
 
-func worstP99(r *Report) float64 {
+func worstP99(r *report.Report) float64 {
 	var w float64
 	for _, d := range r.Directions {
 		w = max(w, d.Latency.P99)

@@ -9,21 +9,23 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mediaedge/mediaedge/bench/report"
 )
 
-func fakeReport(target string, pps float64, cpu float64, p99 float64) *Report {
-	lat := NewLatencyRecorder()
+func fakeReport(target string, pps float64, cpu float64, p99 float64) *report.Report {
+	lat := report.NewLatencyRecorder()
 	for i := 1; i <= 100; i++ {
 		lat.Record(time.Duration(float64(i)/100*p99) * time.Microsecond)
 	}
-	tl := NewTimeline(100 * time.Millisecond)
+	tl := report.NewTimeline(100 * time.Millisecond)
 	for i := 0; i < 50; i++ {
 		tl.Add(time.Duration(i)*10*time.Millisecond, 172)
 	}
-	d := Direction{Name: "internal->cloud", Streams: 1, PayloadBytes: 160, Sent: 1000, Received: 1000, PPS: pps,
+	d := report.Direction{Name: "internal->cloud", Streams: 1, PayloadBytes: 160, Sent: 1000, Received: 1000, PPS: pps,
 		Latency: lat.Summary(), Throughput: tl.Points()}
-	return &Report{Kind: "srtp", Target: target, Directions: []Direction{d},
-		SUT: &SUTStats{PID: 1, CPUSeconds: cpu, PacketsPerCPUSecond: 1000 / cpu, RSSKiB: 20480}}
+	return &report.Report{Kind: "srtp", Target: target, Directions: []report.Direction{d},
+		SUT: &report.SUTStats{PID: 1, CPUSeconds: cpu, PacketsPerCPUSecond: 1000 / cpu, RSSKiB: 20480}}
 }
 
 func TestSuiteReport(t *testing.T) {

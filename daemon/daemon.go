@@ -74,7 +74,7 @@ type unit struct {
 	enabled func(Config) bool
 	start   func(context.Context) error
 	reload  func(context.Context, Config) error
-	status  func() any
+	status  func() component.Report
 	close   func() error
 	// health reports a running component that can no longer serve (nil:
 	// the component has no such check).
@@ -126,7 +126,7 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 			enabled: func(c Config) bool { return c.Policy.Enabled },
 			start:   d.pol.Start,
 			reload:  func(ctx context.Context, c Config) error { return d.pol.Reload(ctx, c.Policy) },
-			status:  d.pol.Status,
+			status:  func() component.Report { return d.pol.Status() },
 			close:   d.pol.Close,
 		},
 		{
@@ -134,7 +134,7 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 			enabled: func(c Config) bool { return c.Gateway.Enabled },
 			start:   d.gw.Start,
 			reload:  func(ctx context.Context, c Config) error { return d.gw.Reload(ctx, c.Gateway) },
-			status:  d.gw.Status,
+			status:  func() component.Report { return d.gw.Status() },
 			close:   d.gw.Close,
 		},
 		{
@@ -142,7 +142,7 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 			enabled: func(c Config) bool { return c.Relay.Enabled },
 			start:   d.relay.Start,
 			reload:  func(ctx context.Context, c Config) error { return d.relay.Reload(ctx, c.Relay) },
-			status:  d.relay.Status,
+			status:  func() component.Report { return d.relay.Status() },
 			close:   d.relay.Close,
 			health:  d.relay.Health,
 		},
@@ -325,15 +325,18 @@ func (d *Daemon) Close(ctx context.Context) error {
 
 // StatusReport is the body of GET /v1/status.
 type StatusReport struct {
-	Version       string         `json:"version"`
-	Commit        string         `json:"commit,omitempty"`
-	GoVersion     string         `json:"go_version"`
-	StartedAt     time.Time      `json:"started_at"`
-	UptimeSeconds float64        `json:"uptime_seconds"`
-	ConfigFile    string         `json:"config_file"`
-	LastReload    *time.Time     `json:"last_reload,omitempty"`
-	ReloadError   string         `json:"reload_error,omitempty"`
-	Components    map[string]any `json:"components"`
+	Version       string     `json:"version"`
+	Commit        string     `json:"commit,omitempty"`
+	GoVersion     string     `json:"go_version"`
+	StartedAt     time.Time  `json:"started_at"`
+	UptimeSeconds float64    `json:"uptime_seconds"`
+	ConfigFile    string     `json:"config_file"`
+	LastReload    *time.Time `json:"last_reload,omitempty"`
+	ReloadError   string     `json:"reload_error,omitempty"`
+	// Components maps each component's name to its component.Report
+	// (relay.Status, gateway.Status, policy.Status, or a bare
+	// component.Status when it is not running); decoded, a JSON object.
+	Components map[string]any `json:"components"`
 }
 
 // Status returns the daemon's status report.

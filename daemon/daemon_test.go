@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,27 +15,10 @@ import (
 
 	"github.com/mediaedge/mediaedge/internal/config"
 	"github.com/mediaedge/mediaedge/internal/control"
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// syncBuffer is a log sink safe for the daemon's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // testConfig returns a configuration bound to loopback with every listener
 // on an ephemeral port or in dir.
@@ -113,7 +94,7 @@ func TestMarksMustMatchPolicy(t *testing.T) {
 func TestStartStatusCloseNoLeak(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(t, dir)
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	d, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +138,7 @@ func TestStartStatusCloseNoLeak(t *testing.T) {
 func TestReloadAppliesLevel(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(t, dir)
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	lv := new(slog.LevelVar)
 	d, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: lv})), LevelVar: lv})
 	if err != nil {

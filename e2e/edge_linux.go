@@ -152,7 +152,7 @@ func (e *Edge) waitReady(ctx context.Context) error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-e.done:
-			return fmt.Errorf("e2e: mediaedge exited during start-up (%v); log:\n%s", e.exitErr(), e.LogTail(30))
+			return fmt.Errorf("e2e: mediaedge exited during start-up (%w); log:\n%s", e.exitErr(), e.LogTail(30))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):

@@ -18,7 +18,7 @@ const commandTimeout = 15 * time.Second
 // program is not installed.
 func run(ctx context.Context, name string, args ...string) (string, error) {
 	if _, err := exec.LookPath(name); err != nil {
-		return "", fmt.Errorf("%w: %s (%v)", ErrMissingTool, name, err)
+		return "", fmt.Errorf("%w: %s (%w)", ErrMissingTool, name, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
@@ -39,7 +39,7 @@ func run(ctx context.Context, name string, args ...string) (string, error) {
 // runStdin is run with data on standard input (nft -f -).
 func runStdin(ctx context.Context, stdin string, name string, args ...string) (string, error) {
 	if _, err := exec.LookPath(name); err != nil {
-		return "", fmt.Errorf("%w: %s (%v)", ErrMissingTool, name, err)
+		return "", fmt.Errorf("%w: %s (%w)", ErrMissingTool, name, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()

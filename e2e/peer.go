@@ -12,7 +12,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 
-	"github.com/mediaedge/mediaedge/bench"
+	"github.com/mediaedge/mediaedge/bench/srtpcheck"
 )
 
 // frameInterval is the audio packet rate: one 20 ms frame, 50 packets/s.
@@ -34,9 +34,9 @@ type PeerConfig struct {
 	// Relatch follows the source of every authenticated packet (symmetric
 	// RTP behind NAT, whose mapping may change when the path does).
 	Relatch   bool
-	SendKey   bench.Key
-	RecvKey   bench.Key
-	Forbidden []bench.Key
+	SendKey   srtpcheck.Key
+	RecvKey   srtpcheck.Key
+	Forbidden []srtpcheck.Key
 	Out, In   *Flow
 }
 
@@ -54,7 +54,7 @@ type Peer struct {
 	paused atomic.Bool
 	// next is a key announced by signalling (a re-key) that the receiver
 	// switches to when a packet authenticates with it.
-	next atomic.Pointer[bench.Key]
+	next atomic.Pointer[srtpcheck.Key]
 	// switchedAt is the frame index of the first packet received under
 	// the last announced key, +1; 0 until then.
 	switchedAt atomic.Uint32
@@ -93,7 +93,7 @@ func (p *Peer) Pause(v bool) { p.paused.Store(v) }
 // gateway's event log would: it switches when the first packet
 // authenticates with it, carrying the rollover counter over (RFC 3711
 // section 3.3.1).
-func (p *Peer) AnnounceKey(k bench.Key) { p.next.Store(&k) }
+func (p *Peer) AnnounceKey(k srtpcheck.Key) { p.next.Store(&k) }
 
 // SwitchedAt returns the frame index from which the announced key was in
 // use, and whether it has been.
@@ -184,7 +184,7 @@ func (p *Peer) recvLoop(ctx *srtp.Context) {
 			}
 		}
 		if err != nil {
-			if bench.OpensWithAny(pkt, p.cfg.Forbidden) {
+			if srtpcheck.OpensWithAny(pkt, p.cfg.Forbidden) {
 				f.foreign.Add(1)
 			} else {
 				f.authFail.Add(1)

@@ -10,7 +10,7 @@ import (
 	"os/exec"
 	"time"
 
-	"github.com/mediaedge/mediaedge/bench"
+	"github.com/mediaedge/mediaedge/bench/srtpcheck"
 )
 
 // Options configure Run.
@@ -122,14 +122,14 @@ type scenario struct {
 // scenarioKeys are the SRTP keys of the scenario. None is ever printed.
 type scenarioKeys struct {
 	// the gateway's internal leg: the client's key, the gateway's own
-	kInt, gInt bench.Key
+	kInt, gInt srtpcheck.Key
 	// the gateway's cloud leg: the cloud server's key, the gateway's own
 	// (gCloud2 after the re-key through the API)
-	kCloud, gCloud, gCloud2 bench.Key
+	kCloud, gCloud, gCloud2 srtpcheck.Key
 	// end to end through the TURN relay (as DTLS-SRTP would give)
-	eUp, eDown, e6Up, e6Down bench.Key
+	eUp, eDown, e6Up, e6Down srtpcheck.Key
 	// end to end on the client's direct calls
-	dUp, dDown, d6Up, d6Down bench.Key
+	dUp, dDown, d6Up, d6Down srtpcheck.Key
 }
 
 func (s *scenario) progress(format string, args ...any) {
@@ -196,13 +196,13 @@ func (s *scenario) run(ctx context.Context) error {
 
 // genKeys makes the keys of the peers; the gateway makes its own.
 func (s *scenario) genKeys() error {
-	suite, err := bench.LookupSuite("AES_CM_128_HMAC_SHA1_80")
+	suite, err := srtpcheck.LookupSuite("AES_CM_128_HMAC_SHA1_80")
 	if err != nil {
 		return err
 	}
-	for _, k := range []*bench.Key{&s.keys.kInt, &s.keys.kCloud, &s.keys.eUp, &s.keys.eDown, &s.keys.e6Up, &s.keys.e6Down,
+	for _, k := range []*srtpcheck.Key{&s.keys.kInt, &s.keys.kCloud, &s.keys.eUp, &s.keys.eDown, &s.keys.e6Up, &s.keys.e6Down,
 		&s.keys.dUp, &s.keys.dDown, &s.keys.d6Up, &s.keys.d6Down} {
-		if *k, err = bench.NewKey(suite); err != nil {
+		if *k, err = srtpcheck.NewKey(suite); err != nil {
 			return err
 		}
 	}

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -33,10 +34,10 @@ func TestEndToEnd(t *testing.T) {
 	if err := preflight(); err != nil {
 		t.Skipf("end-to-end scenario cannot run here: %v", err)
 	}
-	bin := buildMediaedge(t)
+	bin := testutil.BuildMediaedge(t)
 	ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout)
 	defer cancel()
-	res, err := Run(ctx, Options{Prefix: "mee2e", Bin: bin, EdgeSysctl: "../systemd/mediaedge.sysctl", Progress: testWriter{t}})
+	res, err := Run(ctx, Options{Prefix: "mee2e", Bin: bin, EdgeSysctl: "../systemd/mediaedge.sysctl", Progress: testutil.LogWriter(t)})
 	if errors.Is(err, ErrNotRoot) || errors.Is(err, ErrMissingTool) {
 		t.Skipf("end-to-end scenario cannot run here: %v", err)
 	}
@@ -65,27 +66,6 @@ func TestEndToEnd(t *testing.T) {
 			}
 		}
 	}
-}
-
-// buildMediaedge builds ./cmd/mediaedge from this tree into a temporary
-// directory (go test puts its own go first on PATH).
-func buildMediaedge(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "mediaedge")
-	cmd := exec.Command("go", "build", "-o", bin, "../cmd/mediaedge")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building mediaedge: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// testWriter sends the scenario's progress lines to the test log.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 // TestCleanLeftovers makes a namespace named like one of a run whose

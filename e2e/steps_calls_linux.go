@@ -11,14 +11,14 @@ import (
 
 	"github.com/pion/turn/v5"
 
-	"github.com/mediaedge/mediaedge/bench"
+	"github.com/mediaedge/mediaedge/bench/srtpcheck"
 )
 
 // startCall starts an SRTP audio call: the client side sends up with kUp
 // to dst and receives down with kDown; the cloud side the reverse, sending
 // wherever the client's packets come from (relatch: following every
 // change, as symmetric RTP behind NAT does).
-func (s *scenario) startCall(clientConn, cloudConn net.PacketConn, dst net.Addr, up, down *Flow, kUp, kDown bench.Key, relatch bool) error {
+func (s *scenario) startCall(clientConn, cloudConn net.PacketConn, dst net.Addr, up, down *Flow, kUp, kDown srtpcheck.Key, relatch bool) error {
 	cloud, err := StartPeer(PeerConfig{Name: up.Name + " (cloud side)", Conn: cloudConn, Relatch: relatch,
 		SendKey: kDown, RecvKey: kUp, Out: down, In: up})
 	if err != nil {
@@ -71,8 +71,8 @@ func (s *scenario) stepTURN(ctx context.Context) error {
 		peer     netip.Addr
 		family   turn.RequestedAddressFamily
 		up, down *Flow
-		kUp      bench.Key
-		kDown    bench.Key
+		kUp      srtpcheck.Key
+		kDown    srtpcheck.Key
 	}{
 		{CloudMediaAddr, turn.RequestedAddressFamilyIPv4, s.turnUp, s.turnDown, s.keys.eUp, s.keys.eDown},
 		{CloudMediaAddr6, turn.RequestedAddressFamilyIPv6, s.turn6Up, s.turn6Down, s.keys.e6Up, s.keys.e6Down},
@@ -119,8 +119,8 @@ func (s *scenario) stepDirect(ctx context.Context) error {
 	for _, c := range []struct {
 		from, to netip.AddrPort
 		up, down *Flow
-		kUp      bench.Key
-		kDown    bench.Key
+		kUp      srtpcheck.Key
+		kDown    srtpcheck.Key
 	}{
 		{netip.AddrPortFrom(ClientAddr, ClientDirectPort), netip.AddrPortFrom(CloudMediaAddr, CloudDirectPort),
 			s.directUp, s.directDown, s.keys.dUp, s.keys.dDown},
@@ -209,10 +209,10 @@ func (s *scenario) stepGateway(ctx context.Context) error {
 		s.gwCloud, err = netip.ParseAddrPort(resp.Cloud.Local)
 	}
 	if err == nil {
-		s.keys.gInt, err = bench.ParseCryptoLine(resp.Internal.Crypto)
+		s.keys.gInt, err = srtpcheck.ParseCryptoLine(resp.Internal.Crypto)
 	}
 	if err == nil {
-		s.keys.gCloud, err = bench.ParseCryptoLine(resp.Cloud.Crypto)
+		s.keys.gCloud, err = srtpcheck.ParseCryptoLine(resp.Cloud.Crypto)
 	}
 	if err != nil {
 		clientConn.Close()
@@ -232,7 +232,7 @@ func (s *scenario) stepGateway(ctx context.Context) error {
 	clientPeer, err := StartPeer(PeerConfig{Name: "client (gateway)", Conn: clientConn,
 		Dst:     net.UDPAddrFromAddrPort(s.gwInternal),
 		SendKey: s.keys.kInt, RecvKey: s.keys.gInt,
-		Forbidden: []bench.Key{s.keys.kCloud, s.keys.gCloud},
+		Forbidden: []srtpcheck.Key{s.keys.kCloud, s.keys.gCloud},
 		Out:       s.gwUp, In: s.gwDown})
 	if err != nil {
 		clientConn.Close()
@@ -244,7 +244,7 @@ func (s *scenario) stepGateway(ctx context.Context) error {
 	cloudPeer, err := StartPeer(PeerConfig{Name: "cloud media server (gateway)", Conn: cloudConn,
 		Dst:     net.UDPAddrFromAddrPort(s.gwCloud),
 		SendKey: s.keys.kCloud, RecvKey: s.keys.gCloud,
-		Forbidden: []bench.Key{s.keys.kInt, s.keys.gInt},
+		Forbidden: []srtpcheck.Key{s.keys.kInt, s.keys.gInt},
 		Out:       s.gwDown, In: s.gwUp})
 	if err != nil {
 		cloudConn.Close()
@@ -269,7 +269,7 @@ func (s *scenario) stepGateway(ctx context.Context) error {
 }
 
 // sameKey compares two keys' bytes.
-func sameKey(a, b bench.Key) bool {
+func sameKey(a, b srtpcheck.Key) bool {
 	return string(a.Master) == string(b.Master)
 }
 

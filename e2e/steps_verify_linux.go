@@ -12,7 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mediaedge/mediaedge/bench"
+	"github.com/mediaedge/mediaedge/bench/capture"
+	"github.com/mediaedge/mediaedge/bench/srtpcheck"
 )
 
 // verifyCaptures runs `mediaedge bench verify` on the gateway's captures,
@@ -21,11 +22,11 @@ import (
 func (s *scenario) verifyCaptures(ctx context.Context, k *checker, lanGW, wanGW, wanAll string) {
 	// Keys go through files (mode 0600), never the process list; a leg's
 	// key epochs one per line, in the order they were used.
-	gcloud := []bench.Key{s.keys.gCloud}
+	gcloud := []srtpcheck.Key{s.keys.gCloud}
 	if s.keys.gCloud2.Master != nil {
 		gcloud = append(gcloud, s.keys.gCloud2)
 	}
-	keyFiles := map[string][]bench.Key{"kint": {s.keys.kInt}, "gint": {s.keys.gInt}, "gcloud": gcloud, "kcloud": {s.keys.kCloud}}
+	keyFiles := map[string][]srtpcheck.Key{"kint": {s.keys.kInt}, "gint": {s.keys.gInt}, "gcloud": gcloud, "kcloud": {s.keys.kCloud}}
 	for name, keys := range keyFiles {
 		var b strings.Builder
 		for _, key := range keys {
@@ -67,21 +68,21 @@ func (s *scenario) verifyCaptures(ctx context.Context, k *checker, lanGW, wanGW,
 	}
 	k.expect(ctlStatus == 2 && !ctl.OK(), "control: the same captures with the internal leg's keys given for the cloud leg: exit status %d, %d violations",
 		ctlStatus, len(ctl.Violations))
-	wan, wanSum, err := bench.ReadCaptureFile(wanAll)
+	wan, wanSum, err := capture.ReadCaptureFile(wanAll)
 	if err != nil {
 		k.fail(err)
 		return
 	}
 	// Every datagram on the uplink, whatever its port.
-	cloudSide := []bench.Key{s.keys.gCloud, s.keys.gCloud2, s.keys.kCloud, s.keys.eUp, s.keys.eDown, s.keys.e6Up, s.keys.e6Down,
+	cloudSide := []srtpcheck.Key{s.keys.gCloud, s.keys.gCloud2, s.keys.kCloud, s.keys.eUp, s.keys.eDown, s.keys.e6Up, s.keys.e6Down,
 		s.keys.dUp, s.keys.dDown, s.keys.d6Up, s.keys.d6Down}
-	internal := []bench.Key{s.keys.kInt, s.keys.gInt}
+	internal := []srtpcheck.Key{s.keys.kInt, s.keys.gInt}
 	var ok, leaked, none int
 	for _, d := range wan {
 		switch {
-		case bench.OpensWithAny(d.Payload, cloudSide):
+		case srtpcheck.OpensWithAny(d.Payload, cloudSide):
 			ok++
-		case bench.OpensWithAny(d.Payload, internal):
+		case srtpcheck.OpensWithAny(d.Payload, internal):
 			leaked++
 		default:
 			none++
@@ -114,7 +115,7 @@ func (s *scenario) rekeyCloud(ctx context.Context) rekeyOutcome {
 	if out.err = s.edge.Control.Do(rctx, "POST", "/v1/sessions/"+s.sessionID+"/rekey", map[string]string{"leg": "cloud"}, &resp); out.err != nil {
 		return out
 	}
-	key, err := bench.ParseCryptoLine(resp.Crypto)
+	key, err := srtpcheck.ParseCryptoLine(resp.Crypto)
 	if err != nil {
 		out.err = err
 		return out
@@ -144,7 +145,7 @@ func (s *scenario) noteRekey(k *checker, rk rekeyOutcome) {
 // named (K_int, G_int, G_cloud, K_cloud in the work directory). It returns
 // the decoded result, the command's exit status (2 when it found
 // violations) and an error when it could not run at all.
-func (s *scenario) benchVerify(ctx context.Context, lanGW, wanGW, intIn, intOut, cloudOut, cloudIn string) (*bench.VerifyResult, int, error) {
+func (s *scenario) benchVerify(ctx context.Context, lanGW, wanGW, intIn, intOut, cloudOut, cloudIn string) (*srtpcheck.VerifyResult, int, error) {
 	args := []string{"bench", "verify", "--json", "--internal-pcap", lanGW, "--cloud-pcap", wanGW,
 		"--internal-in-file", filepath.Join(s.dir, intIn), "--internal-out-file", filepath.Join(s.dir, intOut),
 		"--cloud-out-file", filepath.Join(s.dir, cloudOut), "--cloud-in-file", filepath.Join(s.dir, cloudIn)}
@@ -159,9 +160,9 @@ func (s *scenario) benchVerify(ctx context.Context, lanGW, wanGW, intIn, intOut,
 	if errors.As(runErr, &ee) {
 		status = ee.ExitCode()
 	}
-	var res bench.VerifyResult
+	var res srtpcheck.VerifyResult
 	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil || res.Report == nil {
-		return nil, status, fmt.Errorf("e2e: mediaedge bench verify: %v (decoding its output: %v): %s", runErr, err, strings.TrimSpace(stderr.String()))
+		return nil, status, fmt.Errorf("e2e: mediaedge bench verify: %w (decoding its output: %w): %s", runErr, err, strings.TrimSpace(stderr.String()))
 	}
 	return &res, status, nil
 }

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mediaedge/mediaedge/internal/config"
 	"github.com/mediaedge/mediaedge/daemon"
+	"github.com/mediaedge/mediaedge/internal/config"
 )
 
 func TestParseNSName(t *testing.T) {

@@ -17,34 +17,46 @@ import (
 //go:embed default.yaml
 var DefaultYAML string
 
+// PortMode says how a leg's sessions get their ports: PortsDedicated or
+// PortsShared.
+type PortMode string
+
 // Port modes of a leg.
 const (
 	// PortsDedicated gives every session its own port on the leg (two
 	// without rtcp-mux): the session is known from the port alone.
-	PortsDedicated = "dedicated"
+	PortsDedicated PortMode = "dedicated"
 	// PortsShared puts every session of a worker on one port per leg and
 	// tells sessions apart by source address and SSRC, learned from the
 	// first packet that authenticates with a session's key. It needs one
 	// socket per worker instead of one per session.
-	PortsShared = "shared"
+	PortsShared PortMode = "shared"
 )
+
+// ROCPolicy is what a leg does with the rollover counter when a key
+// changes: ROCKeep or ROCReset.
+type ROCPolicy string
 
 // ROC policies of a leg, applied when a key changes.
 const (
 	// ROCKeep carries the rollover counter over to the new key (RFC 3711).
-	ROCKeep = "keep"
+	ROCKeep ROCPolicy = "keep"
 	// ROCReset starts the new key with a rollover counter of 0, as some
 	// cloud media processors expect after a re-key.
-	ROCReset = "reset"
+	ROCReset ROCPolicy = "reset"
 )
+
+// ExhaustPolicy is what a leg does when its outbound key's lifetime runs
+// out: ExhaustRekey or ExhaustStop.
+type ExhaustPolicy string
 
 // What a leg does when its outbound key's lifetime runs out.
 const (
 	// ExhaustRekey switches to a fresh key before the budget is spent.
-	ExhaustRekey = "rekey"
+	ExhaustRekey ExhaustPolicy = "rekey"
 	// ExhaustStop stops sending on the leg (packets are dropped and
 	// counted) until the key is replaced through the API.
-	ExhaustStop = "stop"
+	ExhaustStop ExhaustPolicy = "stop"
 )
 
 // Config is the `gateway` section of the configuration.
@@ -82,7 +94,7 @@ type LegConfig struct {
 	// Ports is the range local ports are allocated from.
 	Ports config.PortRange `yaml:"ports"`
 	// PortMode is "dedicated" or "shared".
-	PortMode string `yaml:"port_mode"`
+	PortMode PortMode `yaml:"port_mode"`
 	// Suites are the crypto suites the leg accepts, for the peer's key and
 	// the gateway's own.
 	Suites []string `yaml:"suites"`
@@ -104,13 +116,13 @@ type LegConfig struct {
 	// cloud leg). 0: no mark.
 	Mark config.Mark `yaml:"mark"`
 	// ROC is the rollover-counter policy on a new key: keep or reset.
-	ROC string `yaml:"roc"`
+	ROC ROCPolicy `yaml:"roc"`
 	// KeyLifetime is the packet budget the gateway gives its own keys on
 	// this leg and announces in its a=crypto line; 0: none (RFC 3711's
 	// 2^48 SRTP / 2^31 SRTCP limits still apply).
 	KeyLifetime uint64 `yaml:"key_lifetime"`
 	// OnKeyExhausted is "rekey" or "stop".
-	OnKeyExhausted string `yaml:"on_key_exhausted"`
+	OnKeyExhausted ExhaustPolicy `yaml:"on_key_exhausted"`
 	// RekeyInterval re-keys the gateway's outbound key on this leg this
 	// often (0: never).
 	RekeyInterval config.Duration `yaml:"rekey_interval"`
@@ -155,8 +167,13 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate implements config.Validator.
-func (c *Config) Validate() error {
+// Validate implements config.Validator. New and Reload call it too, except
+// that they accept a leg without a port range (0-0: any free port the
+// kernel picks), which a configuration file must give.
+func (c *Config) Validate() error { return c.validate(true) }
+
+// validate checks c; needPorts refuses a leg without a port range.
+func (c *Config) validate(needPorts bool) error {
 	var ps config.Problems
 	if c.Workers < 0 || c.Workers > 64 {
 		ps.Add("workers", "%d: want 0 (one per CPU) to 64", c.Workers)
@@ -173,20 +190,22 @@ func (c *Config) Validate() error {
 	if c.MaxSSRCs < 1 || c.MaxSSRCs > 1024 {
 		ps.Add("max_ssrcs", "%d: want 1 to 1024", c.MaxSSRCs)
 	}
-	ps.AddErr("internal", c.Internal.validate())
-	ps.AddErr("cloud", c.Cloud.validate())
-	if c.Internal.Bind == c.Cloud.Bind && overlap(c.Internal.Ports, c.Cloud.Ports) {
+	ps.AddErr("internal", c.Internal.validate(needPorts))
+	ps.AddErr("cloud", c.Cloud.validate(needPorts))
+	// Two "any free port" legs (0-0, see New) never collide.
+	anyPort := c.Internal.Ports.Min == 0 || c.Cloud.Ports.Min == 0
+	if c.Internal.Bind == c.Cloud.Bind && overlap(c.Internal.Ports, c.Cloud.Ports) && (needPorts || !anyPort) {
 		ps.Add("cloud.ports", "%s overlaps internal.ports %s on the same address", c.Cloud.Ports, c.Internal.Ports)
 	}
 	return ps.Err()
 }
 
-func (l *LegConfig) validate() error {
+func (l *LegConfig) validate(needPorts bool) error {
 	var ps config.Problems
 	if _, err := l.bindAddr(); err != nil {
 		ps.AddErr("bind", err)
 	}
-	if l.Ports.Min == 0 {
+	if needPorts && l.Ports.Min == 0 {
 		ps.Add("ports", "required: a port range such as \"40000-44999\"")
 	}
 	switch l.PortMode {

@@ -1,10 +1,13 @@
 package gateway
 
 import (
+	"context"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/mediaedge/mediaedge/internal/component"
 	"github.com/mediaedge/mediaedge/internal/config"
 )
 
@@ -49,7 +52,8 @@ func TestConfigValidate(t *testing.T) {
 			err := config.Decode([]byte(tc.yaml), &cfg, config.Options{})
 			var got []string
 			if err != nil {
-				ps, ok := err.(config.Problems)
+				var ps config.Problems
+				ok := errors.As(err, &ps)
 				if !ok {
 					t.Fatalf("err = %v, want config.Problems", err)
 				}
@@ -61,5 +65,31 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("problems at %v, want %v (%v)", got, tc.want, err)
 			}
 		})
+	}
+}
+
+// TestNewAndReloadValidate checks that the constructor and Reload refuse
+// what Validate refuses instead of trusting their caller, and accept a leg
+// without a port range (any free port), which only a file must give.
+func TestNewAndReloadValidate(t *testing.T) {
+	bad := testConfig()
+	bad.Cloud.PortMode = "pooled"
+	if _, err := New(bad, component.Deps{}); err == nil || !strings.Contains(err.Error(), "cloud.port_mode") {
+		t.Fatalf("New(port_mode pooled) = %v, want a cloud.port_mode problem", err)
+	}
+	g, err := New(testConfig(), component.Deps{})
+	if err != nil {
+		t.Fatalf("New(ports 0-0) = %v, want it accepted", err)
+	}
+	defer g.Close()
+	if err := g.Reload(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "cloud.port_mode") {
+		t.Fatalf("Reload(port_mode pooled) = %v, want a cloud.port_mode problem", err)
+	}
+	if got := g.cfg.Load().Cloud.PortMode; got != PortsShared {
+		t.Errorf("refused Reload changed port_mode to %q", got)
+	}
+	cfg := testConfig()
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "internal.ports") {
+		t.Errorf("Validate(ports 0-0) = %v, want an internal.ports problem", err)
 	}
 }

@@ -53,7 +53,7 @@ func TestRekeyingEverySuitePair(t *testing.T) {
 }
 
 func TestRekeyingRTCPMuxOnAndOff(t *testing.T) {
-	for _, mode := range []string{PortsDedicated, PortsShared} {
+	for _, mode := range []PortMode{PortsDedicated, PortsShared} {
 		for _, mux := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s-mux=%v", mode, mux), func(t *testing.T) {
 				cfg := testConfig()
@@ -146,8 +146,8 @@ func (c *call) exchange(t *testing.T, n int, ssrc uint32) {
 
 // TestIPv6Legs: legs bound to ::1, peers on IPv6, both port modes.
 func TestIPv6Legs(t *testing.T) {
-	for _, mode := range []string{PortsShared, PortsDedicated} {
-		t.Run(mode, func(t *testing.T) {
+	for _, mode := range []PortMode{PortsShared, PortsDedicated} {
+		t.Run(string(mode), func(t *testing.T) {
 			probe, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
 			if err != nil {
 				t.Skipf("no IPv6 loopback: %v", err)

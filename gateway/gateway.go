@@ -50,8 +50,13 @@ type Gateway struct {
 }
 
 // New returns a Gateway for cfg and registers its control API routes on
-// d.Control (when not nil). Nothing is bound until Start.
+// d.Control (when not nil). Nothing is bound until Start. A cfg that
+// Validate refuses is refused here too (with config.Problems), except for
+// a leg without a port range, which binds any free port.
 func New(cfg Config, d component.Deps) (*Gateway, error) {
+	if err := cfg.validate(false); err != nil {
+		return nil, err
+	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -134,7 +139,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	g.workers = workers
 	g.state = "running"
-	g.metrics.setWorkers(stats, [2]string{cfg.Internal.PortMode, cfg.Cloud.PortMode})
+	g.metrics.setWorkers(stats, [2]string{string(cfg.Internal.PortMode), string(cfg.Cloud.PortMode)})
 	g.log.Info("gateway started", "workers", len(workers),
 		"internal", fmt.Sprintf("%s ports %s (%s)", cfg.Internal.Bind, cfg.Internal.Ports, cfg.Internal.PortMode),
 		"cloud", fmt.Sprintf("%s ports %s (%s, mark %s)", cfg.Cloud.Bind, cfg.Cloud.Ports, cfg.Cloud.PortMode, cfg.Cloud.Mark),
@@ -292,8 +297,12 @@ func (g *Gateway) closeSock(so *sock) {
 // Port ranges, bind addresses, limits, timeouts and re-key policies apply
 // at once (addresses and ranges to new sessions); the mark and buffer
 // sizes are applied to existing sockets too. The number of workers and
-// the port mode need a restart.
+// the port mode need a restart. An invalid cfg is refused as in New and
+// changes nothing.
 func (g *Gateway) Reload(ctx context.Context, cfg Config) error {
+	if err := cfg.validate(false); err != nil {
+		return err
+	}
 	old := g.cfg.Load()
 	if cfg.Workers != old.Workers {
 		g.log.Warn("reload: gateway.workers changes need a restart", "running", old.Workers, "configured", cfg.Workers)
@@ -334,13 +343,14 @@ func (g *Gateway) Reload(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// Status reports the gateway's state for GET /v1/status.
-func (g *Gateway) Status() any {
+// Status reports the gateway's state for GET /v1/status. Safe for
+// concurrent use.
+func (g *Gateway) Status() Status {
 	cfg := g.cfg.Load()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	st := Status{Sessions: len(g.sessions), MaxSessions: cfg.MaxSessions, Workers: len(g.workers),
-		PortModes: map[string]string{"internal": cfg.Internal.PortMode, "cloud": cfg.Cloud.PortMode}}
+		PortModes: map[string]PortMode{"internal": cfg.Internal.PortMode, "cloud": cfg.Cloud.PortMode}}
 	switch g.state {
 	case "running":
 		st.State = "running"
@@ -352,13 +362,14 @@ func (g *Gateway) Status() any {
 	return st
 }
 
-// Status is the gateway's part of GET /v1/status.
+// Status is the gateway's part of GET /v1/status: a snapshot the caller
+// owns.
 type Status struct {
 	component.Status
-	Sessions    int               `json:"sessions"`
-	MaxSessions int               `json:"max_sessions"`
-	Workers     int               `json:"workers"`
-	PortModes   map[string]string `json:"port_modes"`
+	Sessions    int                 `json:"sessions"`
+	MaxSessions int                 `json:"max_sessions"`
+	Workers     int                 `json:"workers"`
+	PortModes   map[string]PortMode `json:"port_modes"`
 }
 
 // Close stops the workers, ending every session (keys wiped), and waits

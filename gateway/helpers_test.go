@@ -237,17 +237,6 @@ func mustShow(t testing.TB, g *Gateway, id string) *SessionInfo {
 	return info
 }
 
-// eventually polls cond until it holds or 3 s pass.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 func haveTool(t testing.TB, name string) {
 	t.Helper()
 	for _, dir := range []string{"/usr/bin", "/usr/local/bin", "/bin"} {

@@ -27,11 +27,11 @@ type LegInfo struct {
 	LocalRTCP string `json:"local_rtcp"`
 	// Remote and RemoteRTCP are where the gateway sends; "" until given
 	// or latched.
-	Remote     string `json:"remote"`
-	RemoteRTCP string `json:"remote_rtcp"`
-	RTCPMux    bool   `json:"rtcp_mux"`
-	Latched    bool   `json:"latched"`
-	PortMode   string `json:"port_mode"`
+	Remote     string   `json:"remote"`
+	RemoteRTCP string   `json:"remote_rtcp"`
+	RTCPMux    bool     `json:"rtcp_mux"`
+	Latched    bool     `json:"latched"`
+	PortMode   PortMode `json:"port_mode"`
 	// Crypto is the gateway's own a=crypto line for this leg, which the
 	// peer decrypts with. Only in the answers to create and rekey.
 	Crypto string `json:"crypto,omitempty"`

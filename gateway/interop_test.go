@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mediaedge/mediaedge/internal/config"
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // Interop with SRTP implementations nobody here wrote: ffmpeg's SRTP
@@ -70,7 +70,7 @@ func TestInteropFFmpegToGStreamer(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			rxPort := freePort(t)
+			rxPort := testutil.FreePort(t)
 			info := mustCreate(t, g, CreateRequest{
 				Internal: LegRequest{Crypto: newKeyLine(t, suiteAES128SHA80)},
 				Cloud: LegRequest{Crypto: newKeyLine(t, suiteAES128SHA80), Suite: tc.suite.Name,
@@ -174,16 +174,6 @@ func run(t *testing.T, timeout time.Duration, name string, args ...string) {
 	if out, err := exec.CommandContext(ctx, name, args...).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", name, err, out)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
 // waitBound waits until a UDP socket is bound to port on this host (read

@@ -13,8 +13,8 @@ import (
 // bytes, a valid packet from another address) and checks that none is
 // forwarded, each is counted, and none moves the latched remote.
 func TestBadPacketsAreDroppedAndCounted(t *testing.T) {
-	for _, mode := range []string{PortsDedicated, PortsShared} {
-		t.Run(mode, func(t *testing.T) {
+	for _, mode := range []PortMode{PortsDedicated, PortsShared} {
+		t.Run(string(mode), func(t *testing.T) {
 			cfg := testConfig()
 			cfg.Internal.PortMode, cfg.Cloud.PortMode = mode, mode
 			g := startGateway(t, cfg)

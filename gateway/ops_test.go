@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mediaedge/mediaedge/internal/component"
+	metest "github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 func TestIdleTimeoutEndsSession(t *testing.T) {
@@ -62,7 +63,7 @@ func TestMetrics(t *testing.T) {
 	c := newCall(t, g, suiteAES128SHA80, suiteAEAD128, true)
 	c.exchange(t, 4, 99)
 	newPeer(t).send(c.info.Internal.Local, []byte{1, 2, 3})
-	eventually(t, "the malformed drop", func() bool {
+	metest.WaitFor(t, "the malformed drop", 3*time.Second, func() bool {
 		return strings.Contains(gather(t, reg), `mediaedge_gateway_dropped_packets_total{leg="internal",reason="malformed"} 1`)
 	})
 	out := gather(t, reg)
@@ -150,10 +151,10 @@ func TestManySessions(t *testing.T) {
 		t.Skip("creates 10,000 sessions")
 	}
 	for _, tc := range []struct {
-		mode string
+		mode PortMode
 		n    int
 	}{{PortsShared, 10000}, {PortsDedicated, 3000}} {
-		t.Run(tc.mode, func(t *testing.T) {
+		t.Run(string(tc.mode), func(t *testing.T) {
 			cfg := testConfig()
 			cfg.MaxSessions = tc.n + 3
 			cfg.Internal.PortMode, cfg.Cloud.PortMode = tc.mode, tc.mode

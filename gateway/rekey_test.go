@@ -10,6 +10,7 @@ import (
 	"github.com/pion/srtp/v3"
 
 	"github.com/mediaedge/mediaedge/internal/config"
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // keyRing is a test receiver that holds every key the gateway announced
@@ -276,8 +277,8 @@ func TestPeerRekeyGrace(t *testing.T) {
 // counter and "reset" starts at 0, which a peer with a fresh context
 // expects.
 func TestROCPolicy(t *testing.T) {
-	for _, policy := range []string{ROCKeep, ROCReset} {
-		t.Run(policy, func(t *testing.T) {
+	for _, policy := range []ROCPolicy{ROCKeep, ROCReset} {
+		t.Run(string(policy), func(t *testing.T) {
 			cfg := testConfig()
 			cfg.Cloud.ROC = policy
 			g := startGateway(t, cfg)
@@ -328,7 +329,7 @@ func TestScheduledRekeys(t *testing.T) {
 		c.intRTP.send(c.info.Internal.Local, encRTP(t, tx, rtpPacket(t, 1, uint16(i+1), 100)))
 	}
 	<-arrived
-	eventually(t, "a scheduled re-key of the internal leg", func() bool {
+	testutil.WaitFor(t, "a scheduled re-key of the internal leg", 3*time.Second, func() bool {
 		return mustShow(t, g, c.info.ID).Internal.KeyEpoch >= 2
 	})
 	var byPackets int

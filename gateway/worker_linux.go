@@ -336,7 +336,7 @@ func (w *worker) sendRun(run []pending) {
 		used := 0
 		for ; used < len(run); used++ {
 			p := &run[used]
-			if err := tx.Add(s.bufs[p.buf][:p.n], p.dst); err == udpbatch.ErrBatchFull {
+			if err := tx.Add(s.bufs[p.buf][:p.n], p.dst); errors.Is(err, udpbatch.ErrBatchFull) {
 				break
 			} else if err != nil {
 				// An IPv6 destination on an IPv4 socket.

@@ -19,43 +19,63 @@ import (
 //go:embed default.yaml
 var DefaultYAML string
 
+// Mode is what the component does with the rule set: ModePlan or
+// ModeEnforce.
+type Mode string
+
 // Values of Config.Mode.
 const (
 	// ModePlan computes the rule set and logs what would change, without
 	// touching the kernel. It needs no privileges.
-	ModePlan = "plan"
+	ModePlan Mode = "plan"
 	// ModeEnforce installs the rule set and guards it against drift.
-	ModeEnforce = "enforce"
+	ModeEnforce Mode = "enforce"
 )
+
+// Match says which media traffic goes direct: MatchPrefix or MatchUDP.
+type Match string
 
 // Values of Config.Match.
 const (
 	// MatchPrefix sends all traffic to the media prefixes direct.
-	MatchPrefix = "prefix"
+	MatchPrefix Match = "prefix"
 	// MatchUDP sends only UDP to the media ports direct.
-	MatchUDP = "udp"
+	MatchUDP Match = "udp"
 )
+
+// UplinkDown is what happens to media while the uplink is unusable:
+// UplinkDownFallback or UplinkDownFailClosed.
+type UplinkDown string
 
 // Values of Config.OnUplinkDown.
 const (
 	// UplinkDownFallback lets media fall back to the VPN while the uplink is
 	// unusable.
-	UplinkDownFallback = "fallback"
+	UplinkDownFallback UplinkDown = "fallback"
 	// UplinkDownFailClosed refuses media (unreachable) rather than let it
 	// into the VPN.
-	UplinkDownFailClosed = "fail_closed"
+	UplinkDownFailClosed UplinkDown = "fail_closed"
 )
+
+// StopAction is what the component does with its rule set when it stops:
+// OnStopRemove or OnStopKeep.
+type StopAction string
 
 // Values of Config.OnStop.
 const (
-	OnStopRemove = "remove"
-	OnStopKeep   = "keep"
+	// OnStopRemove deletes the rule set.
+	OnStopRemove StopAction = "remove"
+	// OnStopKeep leaves the rule set in the kernel.
+	OnStopKeep StopAction = "keep"
 )
+
+// Family is an address family to route, as Config.Families names it.
+type Family string
 
 // Family names in Config.Families.
 const (
-	FamilyIPv4 = "ipv4"
-	FamilyIPv6 = "ipv6"
+	FamilyIPv4 Family = "ipv4"
+	FamilyIPv6 Family = "ipv6"
 )
 
 // Kernel limits and the span of priorities the component owns.
@@ -78,16 +98,16 @@ type Config struct {
 	// Enabled turns the component on.
 	Enabled bool `yaml:"enabled"`
 	// Mode is ModePlan or ModeEnforce.
-	Mode string `yaml:"mode"`
+	Mode Mode `yaml:"mode"`
 	// Uplink is the direct internet link that media leaves through.
 	Uplink UplinkConfig `yaml:"uplink"`
 	// Mark is the SO_MARK of mediaedge's own media sockets (relay.mark,
 	// gateway.cloud.mark). 0 installs no fwmark rules.
 	Mark config.Mark `yaml:"mark"`
 	// Match is MatchPrefix or MatchUDP.
-	Match string `yaml:"match"`
+	Match Match `yaml:"match"`
 	// Families lists the address families to route: "ipv4", "ipv6".
-	Families []string `yaml:"families"`
+	Families []Family `yaml:"families"`
 	// Media says which destinations are media.
 	Media MediaConfig `yaml:"media"`
 	// CorporatePrefixes never leave through the uplink from marked sockets
@@ -103,9 +123,9 @@ type Config struct {
 	// objects. No other software on the host may use it.
 	Protocol int `yaml:"protocol"`
 	// OnUplinkDown is UplinkDownFallback or UplinkDownFailClosed.
-	OnUplinkDown string `yaml:"on_uplink_down"`
+	OnUplinkDown UplinkDown `yaml:"on_uplink_down"`
 	// OnStop is OnStopRemove or OnStopKeep.
-	OnStop string `yaml:"on_stop"`
+	OnStop StopAction `yaml:"on_stop"`
 	// ReconcileInterval is the period of the full re-check that backs up
 	// the event-driven repairs.
 	ReconcileInterval config.Duration `yaml:"reconcile_interval"`
@@ -158,7 +178,7 @@ func DefaultConfig() Config {
 		Enabled:  false,
 		Mode:     ModePlan,
 		Match:    MatchPrefix,
-		Families: []string{FamilyIPv4, FamilyIPv6},
+		Families: []Family{FamilyIPv4, FamilyIPv6},
 		Media:    MediaConfig{Presets: []string{"teams"}},
 		CorporatePrefixes: []config.Prefix{
 			{Prefix: netip.MustParsePrefix("10.0.0.0/8")},
@@ -249,7 +269,7 @@ func (c *Config) validateFamilies(ps *config.Problems) {
 	if len(c.Families) == 0 {
 		ps.Add("families", "list at least one of ipv4, ipv6")
 	}
-	seen := map[string]bool{}
+	seen := map[Family]bool{}
 	for i, f := range c.Families {
 		switch {
 		case f != FamilyIPv4 && f != FamilyIPv6:

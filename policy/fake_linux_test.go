@@ -296,7 +296,7 @@ func (k *fakeKernel) RuleAdd(r *netlink.Rule) error {
 	normalizeRule(&c)
 	k.calls = append(k.calls, "add rule "+ruleKey(&c))
 	if err := k.failLocked("add rule"); err != nil {
-		if err == errSilentDrop {
+		if errors.Is(err, errSilentDrop) {
 			return nil // acknowledged, not installed: a kernel before 4.17 with ipproto/dport
 		}
 		return err

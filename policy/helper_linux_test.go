@@ -240,7 +240,7 @@ func TestKernelBadInput(t *testing.T) {
 	}{
 		{"unknown interface", func(c *Config) { c.Uplink.Interface = "wan9" }, ErrUplinkNotFound, `"wan9"`},
 		{"IPv6 prefix with only IPv4 routed", func(c *Config) {
-			c.Families = []string{FamilyIPv4}
+			c.Families = []Family{FamilyIPv4}
 			c.Media.Prefixes = []config.Prefix{{Prefix: mustPrefix("2001:db8::/32")}}
 		}, nil, "2001:db8::/32 is IPv6 but ipv6 is not in families"},
 		{"IPv6 gateway in gateway4", func(c *Config) { c.Uplink.Gateway4 = "2001:db8:100::1" }, nil, "put it in uplink.gateway6"},

@@ -14,19 +14,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mediaedge/mediaedge/internal/component"
+	metest "github.com/mediaedge/mediaedge/internal/testutil"
 )
-
-// testWriter sends log lines to t.Log.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
 
 func testLogger(t *testing.T) *slog.Logger {
 	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		return slog.New(slog.NewTextHandler(metest.LogWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
@@ -132,12 +125,12 @@ func TestKernelSplitTunnel(t *testing.T) {
 		// Masquerade forgets the flow's NAT binding to wan0 from a work
 		// queue: let the first packets settle the new path.
 		media4.reset()
-		waitFor(time.Second, func() bool {
+		metest.Poll(time.Second, func() bool {
 			_, _ = lan4.WriteToUDPAddrPort([]byte("x"), ap(mediaV4, mediaPort))
 			return media4.count(lanV4) > 0
 		})
 		tp.expectVPN("uplink down: LAN to media", tp.probe(edge, lan4, ap(mediaV4, mediaPort), media4, lanV4), media4, lanV4)
-		if _, ok := waitFor(time.Second, func() bool { return m.FullStatus().Uplink.State == uplinkDown }); !ok {
+		if _, ok := metest.Poll(time.Second, func() bool { return m.FullStatus().Uplink.State == uplinkDown }); !ok {
 			t.Errorf("status uplink state = %q, want down", m.FullStatus().Uplink.State)
 		}
 		media4.reset()
@@ -145,7 +138,7 @@ func TestKernelSplitTunnel(t *testing.T) {
 		// The same socket, so the same 5-tuple: its conntrack entry from
 		// the VPN path (no NAT) must be flushed, or it would leave the
 		// uplink with its private address.
-		took, ok := waitFor(3*time.Second, func() bool {
+		took, ok := metest.Poll(3*time.Second, func() bool {
 			_, _ = lan4.WriteToUDPAddrPort([]byte("x"), ap(mediaV4, mediaPort))
 			return media4.count(wanV4) > 0
 		})
@@ -167,13 +160,13 @@ func TestKernelSplitTunnel(t *testing.T) {
 	t.Run("rule and route deleted by hand are restored within a second", func(t *testing.T) {
 		repairs := testutil.ToFloat64(m.metrics.repairs)
 		tp.ipn(roleEdge, "rule", "del", "pref", "1010")
-		took, ok := waitFor(2*time.Second, func() bool { return strings.Contains(tp.ipn(roleEdge, "rule"), "1010:") })
+		took, ok := metest.Poll(2*time.Second, func() bool { return strings.Contains(tp.ipn(roleEdge, "rule"), "1010:") })
 		if !ok || took > time.Second {
 			t.Errorf("rule 1010 restored after %v (ok %v), want within 1s", took, ok)
 		}
 		t.Logf("rule deleted by hand restored after %v", took)
 		tp.ipn(roleEdge, "-6", "route", "del", "2603:1063::/38", "table", "100")
-		took, ok = waitFor(2*time.Second, func() bool {
+		took, ok = metest.Poll(2*time.Second, func() bool {
 			return strings.Contains(tp.ipn(roleEdge, "-6", "route", "show", "table", "100"), "2603:1063::/38")
 		})
 		if !ok || took > time.Second {
@@ -182,10 +175,10 @@ func TestKernelSplitTunnel(t *testing.T) {
 		t.Logf("route deleted by hand restored after %v", took)
 		tp.expectDirect("after repair: LAN to media", tp.probe(edge, lan4, ap(mediaV4, mediaPort), media4, wanV4), media4, wanV4)
 		// The pass publishes its counts after reading the kernel back.
-		if _, ok := waitFor(time.Second, func() bool { return testutil.ToFloat64(m.metrics.repairs) >= repairs+2 }); !ok {
+		if _, ok := metest.Poll(time.Second, func() bool { return testutil.ToFloat64(m.metrics.repairs) >= repairs+2 }); !ok {
 			t.Errorf("drift repairs counted %v, want at least %v", testutil.ToFloat64(m.metrics.repairs), repairs+2)
 		}
-		waitFor(time.Second, func() bool { st := m.FullStatus(); return st.LastRepair != nil && st.State == "running" })
+		metest.Poll(time.Second, func() bool { st := m.FullStatus(); return st.LastRepair != nil && st.State == "running" })
 		if st := m.FullStatus(); st.LastRepair == nil || st.State != "running" {
 			t.Errorf("status after repairs: state %q detail %q, last repair %+v", st.State, st.Detail, st.LastRepair)
 		}
@@ -218,12 +211,12 @@ func TestKernelConntrackFlush(t *testing.T) {
 
 	tp.expectDirect("LAN to media", tp.probe(edge, lan4, ap(mediaV4, mediaPort), media4, wanV4), media4, wanV4)
 	tp.ipn(roleEdge, "link", "set", "wan0", "down")
-	waitFor(time.Second, func() bool {
+	metest.Poll(time.Second, func() bool {
 		_, _ = lan4.WriteToUDPAddrPort([]byte("x"), ap(mediaV4, mediaPort))
 		return media4.count(lanV4) > 0
 	})
 	tp.ipn(roleEdge, "link", "set", "wan0", "up")
-	if _, ok := waitFor(2*time.Second, func() bool {
+	if _, ok := metest.Poll(2*time.Second, func() bool {
 		return strings.Contains(tp.ipn(roleEdge, "route", "show", "table", "100"), "52.112.0.0/14")
 	}); !ok {
 		t.Fatal("routes not restored after link up")
@@ -263,7 +256,7 @@ func TestKernelFailClosed(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tp.run(append([]string{"ip"}, c.down...)...)
-			if _, ok := waitFor(2*time.Second, func() bool {
+			if _, ok := metest.Poll(2*time.Second, func() bool {
 				return m.FullStatus().Uplink.State == c.wantState && !strings.Contains(tp.ipn(roleEdge, "route", "show", "table", "100"), "via")
 			}); !ok {
 				t.Fatalf("uplink state %q, table 100:\n%s", m.FullStatus().Uplink.State, tp.ipn(roleEdge, "route", "show", "table", "100"))
@@ -285,7 +278,7 @@ func TestKernelFailClosed(t *testing.T) {
 			tp.expectVPN("other traffic keeps the VPN", tp.probe(edge, lan4, ap(otherV4, mediaPort), other4, lanV4), other4, lanV4)
 
 			tp.run(append([]string{"ip"}, c.up...)...)
-			if _, ok := waitFor(2*time.Second, func() bool {
+			if _, ok := metest.Poll(2*time.Second, func() bool {
 				_, _ = lan4.WriteToUDPAddrPort([]byte("x"), ap(mediaV4, mediaPort))
 				return media4.count(wanV4) > 0
 			}); !ok {
@@ -399,7 +392,7 @@ func TestKernelReloadNoGap(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	close(stop)
 	n := <-sent
-	if _, ok := waitFor(time.Second, func() bool { return media4.count(wanV4) >= n }); !ok || media4.count(lanV4) > 0 {
+	if _, ok := metest.Poll(time.Second, func() bool { return media4.count(wanV4) >= n }); !ok || media4.count(lanV4) > 0 {
 		t.Errorf("during the reload %d packets were sent: %s arrived direct, %d through the VPN (want all direct)",
 			n, media4.seen(), media4.count(lanV4))
 	}

@@ -108,7 +108,7 @@ func ImportM365(data []byte, opts M365Options) (*MediaFile, M365Report, error) {
 		where := fmt.Sprintf("set %d (entry %d)", s.ID, i)
 		ports, err := parseM365Ports(s.UDPPorts)
 		if err != nil {
-			return nil, rep, fmt.Errorf("%w: %s: udpPorts: %v", ErrEndpoints, where, err)
+			return nil, rep, fmt.Errorf("%w: %s: udpPorts: %w", ErrEndpoints, where, err)
 		}
 		if !slices.ContainsFunc(ports, func(r config.PortRange) bool {
 			return r.Min <= mediaPorts.Max && r.Max >= mediaPorts.Min
@@ -123,7 +123,7 @@ func ImportM365(data []byte, opts M365Options) (*MediaFile, M365Report, error) {
 		for j, ip := range s.IPs {
 			p, err := config.ParsePrefix(ip)
 			if err != nil {
-				return nil, rep, fmt.Errorf("%w: %s: ips[%d]: %v", ErrEndpoints, where, j, err)
+				return nil, rep, fmt.Errorf("%w: %s: ips[%d]: %w", ErrEndpoints, where, j, err)
 			}
 			if p.Bits() == 0 || p.Addr().Is4In6() || p.Addr().Zone() != "" {
 				return nil, rep, fmt.Errorf("%w: %s: ips[%d]: %s cannot be a media prefix", ErrEndpoints, where, j, p)

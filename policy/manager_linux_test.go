@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/mediaedge/mediaedge/internal/component"
 	"github.com/mediaedge/mediaedge/internal/control"
+	metest "github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // startFake starts a Manager on a fake kernel with its goroutines, as the
@@ -63,16 +65,16 @@ func TestManagerRepairsOnEvents(t *testing.T) {
 
 	k.deleteRuleByHand(unix.AF_INET, 1010)
 	ev.send(unix.RTM_DELRULE, ruleMsg(unix.AF_INET, 100, 77))
-	if _, ok := waitFor(time.Second, func() bool { return slices.Equal(ownedLines(k.render()), want) }); !ok {
+	if _, ok := metest.Poll(time.Second, func() bool { return slices.Equal(ownedLines(k.render()), want) }); !ok {
 		t.Fatalf("rule not restored:\n%s", k.render())
 	}
-	if _, ok := waitFor(time.Second, func() bool { return testutil.ToFloat64(m.metrics.repairs) == 1 }); !ok {
+	if _, ok := metest.Poll(time.Second, func() bool { return testutil.ToFloat64(m.metrics.repairs) == 1 }); !ok {
 		t.Errorf("repairs = %v, want 1", testutil.ToFloat64(m.metrics.repairs))
 	}
 
 	k.setLink("wan0", false, false)
 	ev.send(unix.RTM_NEWLINK, linkMsg(idx, "wan0"))
-	if _, ok := waitFor(time.Second, func() bool { return m.FullStatus().Uplink.State == uplinkDown }); !ok {
+	if _, ok := metest.Poll(time.Second, func() bool { return m.FullStatus().Uplink.State == uplinkDown }); !ok {
 		t.Fatalf("status uplink %q, want down", m.FullStatus().Uplink.State)
 	}
 	if st := m.FullStatus(); st.State != "degraded" || !strings.Contains(st.Detail, "falls back to the VPN") {
@@ -80,11 +82,11 @@ func TestManagerRepairsOnEvents(t *testing.T) {
 	}
 	k.setLink("wan0", true, true)
 	ev.send(unix.RTM_NEWLINK, linkMsg(idx, "wan0"))
-	if _, ok := waitFor(time.Second, func() bool { return slices.Equal(ownedLines(k.render()), want) }); !ok {
+	if _, ok := metest.Poll(time.Second, func() bool { return slices.Equal(ownedLines(k.render()), want) }); !ok {
 		t.Fatalf("routes not restored after link up:\n%s", lineDiff(strings.Join(want, "\n"), strings.Join(ownedLines(k.render()), "\n")))
 	}
 	// The pass publishes its status after its last kernel change.
-	waitFor(time.Second, func() bool { return m.FullStatus().State == "running" })
+	metest.Poll(time.Second, func() bool { return m.FullStatus().State == "running" })
 	st := m.FullStatus()
 	if st.State != "running" || st.Repairs != 1 || st.Uplink.IPv4.GatewaySource != "remembered" {
 		t.Errorf("status after the flap: state %q repairs %d gateway source %q (the main route it was learned from is gone)",
@@ -115,7 +117,7 @@ func TestManagerReflushesConntrack(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	k.setLink("wan0", true, true)
 	ev.send(unix.RTM_NEWLINK, linkMsg(idx, "wan0"))
-	if _, ok := waitFor(time.Second, func() bool { return slices.Equal(ownedLines(k.render()), want) }); !ok {
+	if _, ok := metest.Poll(time.Second, func() bool { return slices.Equal(ownedLines(k.render()), want) }); !ok {
 		t.Fatalf("routes not restored after link up")
 	}
 	late := &netlink.ConntrackFlow{}
@@ -134,7 +136,7 @@ func TestManagerReflushesConntrack(t *testing.T) {
 		defer k.mu.Unlock()
 		return !slices.Contains(k.flows, late)
 	}
-	if _, ok := waitFor(2*time.Second, gone); !ok {
+	if _, ok := metest.Poll(2*time.Second, gone); !ok {
 		t.Fatal("the entry created after the first flush was not deleted by the second")
 	}
 	k.mu.Lock()
@@ -267,7 +269,7 @@ func TestManagerOnStopKeep(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if err := m.Reload(t.Context(), cfg); err != ErrClosed {
+	if err := m.Reload(t.Context(), cfg); !errors.Is(err, ErrClosed) {
 		t.Errorf("Reload after Close: %v, want ErrClosed", err)
 	}
 }
@@ -360,5 +362,23 @@ func TestFlowFilter(t *testing.T) {
 		if got := f.MatchConntrackFlow(c.f); got != c.want {
 			t.Errorf("flow %s:%d -> %s:%d proto %d: match %v, want %v", c.f.Forward.SrcIP, c.f.Forward.SrcPort, c.f.Forward.DstIP, c.f.Forward.DstPort, c.f.Forward.Protocol, got, c.want)
 		}
+	}
+}
+
+// TestNewAndReloadValidate checks that the constructor and Reload refuse
+// what Validate refuses instead of trusting their caller.
+func TestNewAndReloadValidate(t *testing.T) {
+	bad := DefaultConfig()
+	bad.Match = "tcp"
+	if _, err := New(bad, component.Deps{Registry: prometheus.NewRegistry()}); err == nil || !strings.Contains(err.Error(), "match") {
+		t.Fatalf("New(match tcp) = %v, want a match problem", err)
+	}
+	m, err := New(DefaultConfig(), component.Deps{Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Reload(t.Context(), bad); err == nil || !strings.Contains(err.Error(), "match") {
+		t.Fatalf("Reload(match tcp) = %v, want a match problem", err)
 	}
 }

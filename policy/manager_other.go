@@ -33,8 +33,8 @@ func (m *Manager) Reload(_ context.Context, cfg Config) error {
 }
 
 // Status reports that the component cannot run here.
-func (m *Manager) Status() any {
-	return component.Status{State: "stopped", Detail: ErrUnsupported.Error()}
+func (m *Manager) Status() Status {
+	return Status{Status: component.Status{State: "stopped", Detail: ErrUnsupported.Error()}}
 }
 
 // Close does nothing.

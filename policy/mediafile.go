@@ -91,7 +91,7 @@ func ParseMediaFile(data []byte) (*MediaFile, error) {
 	for i, s := range f.Prefixes {
 		p, err := config.ParsePrefix(s)
 		if err != nil {
-			return nil, fmt.Errorf("%w: prefixes[%d]: %v", ErrMediaFile, i, err)
+			return nil, fmt.Errorf("%w: prefixes[%d]: %w", ErrMediaFile, i, err)
 		}
 		if p.Addr().Is4In6() || p.Addr().Zone() != "" || p.Bits() == 0 {
 			return nil, fmt.Errorf("%w: prefixes[%d]: %s cannot be a media prefix", ErrMediaFile, i, p)
@@ -105,7 +105,7 @@ func ParseMediaFile(data []byte) (*MediaFile, error) {
 	for i, s := range f.UDPPorts {
 		r, err := config.ParsePortRange(s)
 		if err != nil {
-			return nil, fmt.Errorf("%w: udp_ports[%d]: %v", ErrMediaFile, i, err)
+			return nil, fmt.Errorf("%w: udp_ports[%d]: %w", ErrMediaFile, i, err)
 		}
 		f.udpPorts = append(f.udpPorts, r)
 	}
@@ -116,12 +116,12 @@ func ParseMediaFile(data []byte) (*MediaFile, error) {
 func LoadMediaFile(path string) (*MediaFile, error) {
 	fh, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMediaFile, err)
+		return nil, fmt.Errorf("%w: %w", ErrMediaFile, err)
 	}
 	defer fh.Close()
 	data, err := io.ReadAll(io.LimitReader(fh, maxMediaFile+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: reading %s: %v", ErrMediaFile, path, err)
+		return nil, fmt.Errorf("%w: reading %s: %w", ErrMediaFile, path, err)
 	}
 	f, err := ParseMediaFile(data)
 	if err != nil {

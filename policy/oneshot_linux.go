@@ -43,7 +43,7 @@ func flushIn(ns nsHandle, protocol int) ([]string, error) {
 	return (&reconciler{h: h}).flush([]uint8{uint8(protocol)})
 }
 
-func oneShot(_ context.Context, cfg Config, mode string, ns nsHandle) (Report, error) {
+func oneShot(_ context.Context, cfg Config, mode Mode, ns nsHandle) (Report, error) {
 	cfg.Mode = mode
 	hk := defaultHooks(ns)
 	m, err := newManager(cfg, component.Deps{}, hk)

@@ -242,11 +242,11 @@ func (m *Manager) warningsLocked(k *kernelState) []string {
 func (m *Manager) publishLocked(out *passOutcome) {
 	cfg := &m.cfg
 	log := m.log.With("trigger", out.trigger)
-	for i, fam := range []string{FamilyIPv4, FamilyIPv6} {
-		m.metrics.uplinkUp.WithLabelValues(fam).Set(b2f(out.facts.fam[i].usable))
+	for i, fam := range []Family{FamilyIPv4, FamilyIPv6} {
+		m.metrics.uplinkUp.WithLabelValues(string(fam)).Set(b2f(out.facts.fam[i].usable))
 	}
-	m.metrics.mediaPrefixes.WithLabelValues(FamilyIPv4).Set(float64(len(m.media.family(true))))
-	m.metrics.mediaPrefixes.WithLabelValues(FamilyIPv6).Set(float64(len(m.media.family(false))))
+	m.metrics.mediaPrefixes.WithLabelValues(string(FamilyIPv4)).Set(float64(len(m.media.family(true))))
+	m.metrics.mediaPrefixes.WithLabelValues(string(FamilyIPv6)).Set(float64(len(m.media.family(false))))
 
 	up := [2]bool{out.facts.fam[0].usable, out.facts.fam[1].usable}
 	if out.facts.state != m.lastSt || up != m.lastUp {

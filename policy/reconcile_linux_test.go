@@ -266,7 +266,7 @@ func TestApplyKernelAnswers(t *testing.T) {
 				t.Fatalf("err = %v, want %v", out.err, tt.wantErr)
 			}
 			var oe *OpError
-			if tt.wantErr != nil && tt.wantErr != ErrReadback && !errors.As(out.err, &oe) {
+			if tt.wantErr != nil && !errors.Is(tt.wantErr, ErrReadback) && !errors.As(out.err, &oe) {
 				t.Errorf("error %v is not an *OpError naming the command", out.err)
 			}
 			deleted := slices.ContainsFunc(k.takeCalls(), func(c string) bool { return strings.HasPrefix(c, "del") })

@@ -75,7 +75,7 @@ func TestDesire(t *testing.T) {
 			cfg: func(c *Config) {
 				c.Match = MatchUDP
 				c.Media.Presets = []string{"teams", "zoom"}
-				c.Families = []string{FamilyIPv4}
+				c.Families = []Family{FamilyIPv4}
 				c.Mark = 0
 				c.Uplink.Gateway4 = "198.51.100.254"
 			},
@@ -107,7 +107,7 @@ func TestDesire(t *testing.T) {
 			name: "fail closed adds unreachable twins below every direct route",
 			cfg: func(c *Config) {
 				c.OnUplinkDown = UplinkDownFailClosed
-				c.Families = []string{FamilyIPv6}
+				c.Families = []Family{FamilyIPv6}
 				c.CorporatePrefixes = nil
 				c.Priority, c.Tables = 2000, TablesConfig{Media: 300, Direct: 301}
 			},
@@ -124,7 +124,7 @@ func TestDesire(t *testing.T) {
 		},
 		{
 			name: "uplink down with fallback keeps rules and throws, drops routes via the uplink",
-			cfg:  func(c *Config) { c.Families = []string{FamilyIPv4}; c.Mark = 0 },
+			cfg:  func(c *Config) { c.Families = []Family{FamilyIPv4}; c.Mark = 0 },
 			fake: func(k *fakeKernel) { k.setLink("wan0", false, false) },
 			want: lines(
 				"-4 1002:\tfrom 198.51.100.2 lookup 101 proto 77",
@@ -138,7 +138,7 @@ func TestDesire(t *testing.T) {
 		{
 			name: "carrier loss is treated as down: fail closed leaves only the twins",
 			cfg: func(c *Config) {
-				c.Families = []string{FamilyIPv4}
+				c.Families = []Family{FamilyIPv4}
 				c.Mark = 0
 				c.OnUplinkDown = UplinkDownFailClosed
 				c.CorporatePrefixes = nil
@@ -156,7 +156,7 @@ func TestDesire(t *testing.T) {
 			name: "meet is port-only: UDP ports to the direct table",
 			cfg: func(c *Config) {
 				c.Media.Presets = []string{"meet"}
-				c.Families = []string{FamilyIPv4}
+				c.Families = []Family{FamilyIPv4}
 				c.Mark = 0
 				c.CorporatePrefixes = []config.Prefix{{Prefix: netip.MustParsePrefix("10.0.0.0/8")}}
 			},
@@ -172,7 +172,7 @@ func TestDesire(t *testing.T) {
 			name: "point-to-point uplink without gateway routes by device",
 			cfg: func(c *Config) {
 				c.Uplink.Interface = "ppp0"
-				c.Families = []string{FamilyIPv4}
+				c.Families = []Family{FamilyIPv4}
 				c.Mark = 0
 				c.CorporatePrefixes = nil
 				c.Media.Presets = nil
@@ -192,7 +192,7 @@ func TestDesire(t *testing.T) {
 		{
 			name: "no gateway known: the family is unusable",
 			cfg: func(c *Config) {
-				c.Families = []string{FamilyIPv6}
+				c.Families = []Family{FamilyIPv6}
 				c.Mark = 0
 				c.CorporatePrefixes = nil
 			},

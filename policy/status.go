@@ -11,7 +11,7 @@ import (
 type Status struct {
 	component.Status
 	// Mode is plan or enforce.
-	Mode string `json:"mode"`
+	Mode Mode `json:"mode"`
 	// Uplink is the uplink's state as the last pass saw it.
 	Uplink UplinkStatus `json:"uplink"`
 	// Media summarises the media set.
@@ -64,7 +64,7 @@ type FamilyStatus struct {
 
 // MediaStatus summarises the media set.
 type MediaStatus struct {
-	Match            string   `json:"match"`
+	Match            Match    `json:"match"`
 	Sources          []string `json:"sources,omitempty"`
 	IPv4Prefixes     int      `json:"ipv4_prefixes"`
 	IPv6Prefixes     int      `json:"ipv6_prefixes"`

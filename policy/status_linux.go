@@ -97,7 +97,7 @@ func downBehaviour(cfg *Config) string {
 // Status returns the component's status for GET /v1/status: the state,
 // uplink, media summary and last repair, without the rule listings (GET
 // /v1/policy/status has them).
-func (m *Manager) Status() any {
+func (m *Manager) Status() Status {
 	s := m.snapshot()
 	s.Desired, s.Actual = nil, nil
 	return s

@@ -400,21 +400,6 @@ func (tp *topo) ipState() string {
 	return b.String()
 }
 
-// waitFor polls cond every 10 ms until it holds or d passes; it returns how
-// long it took.
-func waitFor(d time.Duration, cond func() bool) (time.Duration, bool) {
-	start := time.Now()
-	for {
-		if cond() {
-			return time.Since(start), true
-		}
-		if time.Since(start) > d {
-			return time.Since(start), false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // isUnreachable reports a send refused by an unreachable route.
 func isUnreachable(err error) bool {
 	return errors.Is(err, unix.EHOSTUNREACH) || errors.Is(err, unix.ENETUNREACH)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
+
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 func TestUnauthenticatedRequest(t *testing.T) {
@@ -89,7 +91,7 @@ func TestChallengesRateLimited(t *testing.T) {
 	if max := 10 + int(5*elapsed.Seconds()) + 1; got < 10 || got > max {
 		t.Errorf("401 answers = %d for %d requests in %v, want 10 to %d", got, sent, elapsed, max)
 	}
-	waitFor(t, "every request to be counted", 10*time.Second, func() bool {
+	testutil.WaitFor(t, "every request to be counted", 10*time.Second, func() bool {
 		return r.metric(t, "mediaedge_relay_unauthenticated_requests_total")+
 			r.metric(t, "mediaedge_relay_unauthenticated_requests_dropped_total") == sent
 	})

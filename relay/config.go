@@ -74,10 +74,24 @@ type Config struct {
 	Sockets SocketsConfig `yaml:"sockets"`
 }
 
+// Transport is how clients reach a listener: TransportUDP, TransportTCP or
+// TransportTLS.
+type Transport string
+
+// Transports of a listener.
+const (
+	// TransportUDP is TURN over UDP.
+	TransportUDP Transport = "udp"
+	// TransportTCP is TURN over TCP (RFC 8656 and RFC 6062).
+	TransportTCP Transport = "tcp"
+	// TransportTLS is TURN over TLS on TCP.
+	TransportTLS Transport = "tls"
+)
+
 // ListenerConfig is one TURN listener.
 type ListenerConfig struct {
 	// Transport is udp, tcp or tls.
-	Transport string `yaml:"transport"`
+	Transport Transport `yaml:"transport"`
 	// Addr is the address and port to listen on.
 	Addr config.AddrPort `yaml:"addr"`
 	// CertFile is the PEM certificate chain of a tls listener; re-read on
@@ -156,8 +170,8 @@ func DefaultConfig() Config {
 	return Config{
 		Realm: "mediaedge.local",
 		Listeners: []ListenerConfig{
-			{Transport: "udp", Addr: config.AddrPort{AddrPort: netip.MustParseAddrPort("127.0.0.1:3478")}},
-			{Transport: "tcp", Addr: config.AddrPort{AddrPort: netip.MustParseAddrPort("127.0.0.1:3478")}},
+			{Transport: TransportUDP, Addr: config.AddrPort{AddrPort: netip.MustParseAddrPort("127.0.0.1:3478")}},
+			{Transport: TransportTCP, Addr: config.AddrPort{AddrPort: netip.MustParseAddrPort("127.0.0.1:3478")}},
 		},
 		UDPShards: 1,
 		Coalesce:  config.Duration(500 * time.Microsecond),
@@ -256,11 +270,11 @@ func (c *Config) Validate() error {
 func (l *ListenerConfig) validate() error {
 	var ps config.Problems
 	switch l.Transport {
-	case "udp", "tcp":
+	case TransportUDP, TransportTCP:
 		if l.CertFile != "" || l.KeyFile.IsSet() {
 			ps.Add("", "cert_file and key_file are for tls listeners only")
 		}
-	case "tls":
+	case TransportTLS:
 		if l.CertFile == "" {
 			ps.Add("cert_file", "required for a tls listener")
 		}
@@ -278,7 +292,7 @@ func (l *ListenerConfig) validate() error {
 
 // network returns the socket network of the listener ("udp" or "tcp").
 func (l *ListenerConfig) network() string {
-	if l.Transport == "udp" {
+	if l.Transport == TransportUDP {
 		return "udp"
 	}
 	return "tcp"

@@ -3,6 +3,7 @@
 package relay
 
 import (
+	"context"
 	"net/netip"
 	"strings"
 	"testing"
@@ -12,7 +13,7 @@ import (
 )
 
 func TestConfigValidate(t *testing.T) {
-	lis := func(transport, addr string) ListenerConfig {
+	lis := func(transport Transport, addr string) ListenerConfig {
 		return ListenerConfig{Transport: transport, Addr: config.AddrPort{AddrPort: netip.MustParseAddrPort(addr)}}
 	}
 	for _, tc := range []struct {
@@ -49,5 +50,22 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("error %q lacks %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestNewAndReloadValidate checks that the constructor and Reload refuse
+// what Validate refuses instead of trusting their caller.
+func TestNewAndReloadValidate(t *testing.T) {
+	bad := baseConfig(t)
+	bad.Coalesce = config.Duration(3 * time.Millisecond)
+	if _, err := New(bad, testDeps()); err == nil || !strings.Contains(err.Error(), "coalesce") {
+		t.Fatalf("New(coalesce 3ms) = %v, want a coalesce problem", err)
+	}
+	r := startRelay(t, baseConfig(t))
+	if err := r.Reload(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "coalesce") {
+		t.Fatalf("Reload(coalesce 3ms) = %v, want a coalesce problem", err)
+	}
+	if got := time.Duration(r.coalesce.Load()); got == 3*time.Millisecond {
+		t.Errorf("refused Reload applied coalesce %s", got)
 	}
 }

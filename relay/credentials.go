@@ -200,11 +200,11 @@ func (c *Config) URIs(host string) []string {
 		}
 		hp := h + ":" + strconv.Itoa(int(l.Addr.Port()))
 		switch l.Transport {
-		case "udp":
+		case TransportUDP:
 			out = append(out, "turn:"+hp+"?transport=udp")
-		case "tcp":
+		case TransportTCP:
 			out = append(out, "turn:"+hp+"?transport=tcp")
-		case "tls":
+		case TransportTLS:
 			out = append(out, "turns:"+hp+"?transport=tcp")
 		}
 	}

@@ -7,41 +7,54 @@ import (
 	"github.com/pion/turn/v5"
 )
 
-// The Server is pion's RelayAddressGenerator for every listener.
-var _ turn.RelayAddressGenerator = (*Server)(nil)
+// generator is pion's RelayAddressGenerator. The Server makes one per UDP
+// listener shard, whose w is the shard's worker: the relay sockets of the
+// allocations made through it join that worker, which also reads the
+// clients' ChannelData, so both directions of a call are served in the same
+// round. The TCP and TLS listeners share one with w nil: their UDP
+// allocations are spread over the workers. pion calls a generator from its
+// readers, concurrently; it lives as long as the Server.
+type generator struct {
+	s *Server
+	w *worker // nil: round robin over the workers
+}
 
-// Validate implements turn.RelayAddressGenerator.
-func (s *Server) Validate() error { return nil }
+var _ turn.RelayAddressGenerator = (*generator)(nil)
+
+// Validate implements turn.RelayAddressGenerator; the Server checked its
+// configuration in New.
+func (g *generator) Validate() error { return nil }
+
+// AllocatePacketConn implements turn.RelayAddressGenerator: a UDP relay
+// socket.
+func (g *generator) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	w := g.w
+	if w == nil {
+		s := g.s
+		if len(s.workers) == 0 {
+			return nil, nil, errClosed
+		}
+		w = s.workers[int(s.nextW.Add(1))%len(s.workers)]
+	}
+	return g.s.allocateUDP(conf, w)
+}
+
+// AllocateListener implements turn.RelayAddressGenerator: a TCP relay
+// listener (RFC 6062).
+func (g *generator) AllocateListener(conf turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
+	return g.s.allocateTCP(conf)
+}
+
+// AllocateConn implements turn.RelayAddressGenerator: an RFC 6062 Connect.
+func (g *generator) AllocateConn(conf turn.AllocateConnConfig) (net.Conn, error) {
+	return g.s.connectPeer(conf)
+}
 
 func familyOf(network string) int {
 	if network == "udp6" || network == "tcp6" {
 		return 1
 	}
 	return 0
-}
-
-// shardGen is the RelayAddressGenerator of one UDP listener shard: its
-// allocations' relay sockets join the shard's worker, which also reads the
-// clients' ChannelData, so both directions of a call are served in the same
-// round.
-type shardGen struct {
-	*Server
-	w *worker
-}
-
-// AllocatePacketConn implements turn.RelayAddressGenerator.
-func (g *shardGen) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
-	return g.allocateUDP(conf, g.w)
-}
-
-// AllocatePacketConn implements turn.RelayAddressGenerator for TCP and TLS
-// listeners: their UDP allocations are spread over the workers.
-func (s *Server) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
-	if len(s.workers) == 0 {
-		return nil, nil, errClosed
-	}
-	w := s.workers[int(s.nextW.Add(1))%len(s.workers)]
-	return s.allocateUDP(conf, w)
 }
 
 // allocateUDP binds a UDP relay socket in the port range and registers it

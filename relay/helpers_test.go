@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 
 	"github.com/mediaedge/mediaedge/internal/component"
 	"github.com/mediaedge/mediaedge/internal/config"
+	metest "github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 const (
@@ -30,29 +30,11 @@ const (
 	testSecret = "0123456789abcdef-first-secret"
 )
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testRelay is a started Server on loopback with port 0 listeners.
 type testRelay struct {
 	*Server
 	reg  *prometheus.Registry
-	logs *syncBuffer
+	logs *metest.SyncBuffer
 	udp  netip.AddrPort
 	tcp  netip.AddrPort
 	cfg  Config
@@ -90,7 +72,7 @@ func startRelayWith(t testing.TB, cfg Config, hook func(*Server)) *testRelay {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	logs := &syncBuffer{}
+	logs := &metest.SyncBuffer{}
 	reg := prometheus.NewRegistry()
 	s, err := New(cfg, component.Deps{
 		Logger:   slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -310,17 +292,6 @@ func errorCode(m *stun.Message) int {
 		return 0
 	}
 	return int(ec.Code)
-}
-
-func waitFor(t testing.TB, what string, d time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -9,6 +9,8 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"testing"
+
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // BenchmarkIdleAllocationMemory reports the heap and stack the relay holds
@@ -55,7 +57,7 @@ func BenchmarkIdleAllocationMemory(b *testing.B) {
 			for j := 0; j < n; j++ {
 				rawChannel(b, r, peer)
 			}
-			waitFor(b, "allocations", 5e9, func() bool { return len(r.Allocations()) == n })
+			testutil.WaitFor(b, "allocations", 5e9, func() bool { return len(r.Allocations()) == n })
 		})
 		if prof != "" {
 			f, err := os.Create(prof)

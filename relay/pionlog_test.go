@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // TestPionDebugLinesRateLimited logs 10,000 pion debug lines (as a junk
@@ -15,7 +17,7 @@ import (
 // most debugLinesPerSecond a second get through, the first after a pause
 // saying how many were suppressed.
 func TestPionDebugLinesRateLimited(t *testing.T) {
-	var buf syncBuffer
+	var buf testutil.SyncBuffer
 	f := newPionLogs(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	l := f.NewLogger("turn")
 	t0 := time.Now()
@@ -38,7 +40,7 @@ func TestPionDebugLinesRateLimited(t *testing.T) {
 // that the log lines are bounded like those of authentication failures
 // while every refusal is counted.
 func TestQuotaRefusalLogRateLimited(t *testing.T) {
-	var buf syncBuffer
+	var buf testutil.SyncBuffer
 	s := fuzzServer(t)
 	s.log = slog.New(slog.NewTextHandler(&buf, nil))
 	lim := *s.limits.Load()

@@ -125,7 +125,7 @@ func (s *sockFD) send(sb *udpbatch.SendBatch, v6 bool, bufs [][]byte, dst []neti
 	for i := 0; i < len(bufs); {
 		sb.Reset(v6, gso)
 		for ; i < len(bufs); i++ {
-			if err := sb.Add(bufs[i], dst[i]); err == udpbatch.ErrBatchFull {
+			if err := sb.Add(bufs[i], dst[i]); errors.Is(err, udpbatch.ErrBatchFull) {
 				break
 			} else if err != nil {
 				failed++

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -28,7 +30,7 @@ func TestUDPRelayChannels(t *testing.T) {
 	}
 	// The pion client binds a channel in the background after the first
 	// write; wait until data flows as ChannelData.
-	waitFor(t, "channel data", 5*time.Second, func() bool {
+	testutil.WaitFor(t, "channel data", 5*time.Second, func() bool {
 		roundTrip(t, rc, peer.LocalAddr(), []byte("ping"))
 		return r.metric(t, "mediaedge_relay_packets_total", "direction", "to_client") > 5 &&
 			len(r.Allocations()) == 1 && r.Allocations()[0].Channels == 1

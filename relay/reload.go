@@ -13,11 +13,14 @@ import (
 // REST secrets: a removed secret stops working at once), the peer and
 // client policy (also for existing permissions and channels), quotas,
 // lifetimes, bandwidth caps, the coalesce window, and renewed TLS
-// certificates. Changes to
-// listeners, realm, relay addresses, port range, shards, mark or socket
-// buffers need a restart: Reload then returns an error wrapping
-// ErrRestartNeeded and applies nothing.
+// certificates. Changes to listeners, realm, relay addresses, port range,
+// shards, mark or socket buffers need a restart: Reload then returns an
+// error wrapping ErrRestartNeeded and applies nothing. A cfg that Validate
+// refuses is refused too, and applies nothing.
 func (s *Server) Reload(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	state := s.state
 	s.mu.Unlock()
@@ -35,7 +38,7 @@ func (s *Server) Reload(ctx context.Context, cfg Config) error {
 	// the TCP and TLS listeners in configuration order.
 	n := 0
 	for _, l := range cfg.Listeners {
-		if l.Transport == "udp" {
+		if l.Transport == TransportUDP {
 			continue
 		}
 		if t := s.tcpLns[n]; t.transport == "tls" {

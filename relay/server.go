@@ -37,7 +37,12 @@ import (
 	"github.com/mediaedge/mediaedge/internal/component"
 )
 
-// Server is the relay component.
+// Server is the relay component. The daemon owns it: New builds it, Start
+// binds and serves once, Reload and Status may be called from any
+// goroutine, and Close ends every allocation and waits for the relay's
+// goroutines; it is idempotent. pion's callbacks (relay address generator,
+// auth, quota, permission and event handlers) are unexported values the
+// Server hands to pion, not methods of its API.
 type Server struct {
 	// set in New, never changed
 	log     *slog.Logger
@@ -104,8 +109,12 @@ type relayKey struct {
 }
 
 // New builds a Server for cfg without binding anything. It registers the
-// metrics and the control route GET /v1/relay/allocations.
+// metrics and the control route GET /v1/relay/allocations. A cfg that
+// Validate refuses is refused here too, with config.Problems.
 func New(cfg Config, d component.Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	log := d.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -183,21 +192,22 @@ func (s *Server) Start(ctx context.Context) error {
 func (s *Server) firstURI() string {
 	l := s.cfg.Listeners[0]
 	scheme := "turn"
-	if l.Transport == "tls" {
+	if l.Transport == TransportTLS {
 		scheme = "turns"
 	}
 	uri := scheme + ":" + l.Addr.String()
-	if l.Transport == "tcp" {
+	if l.Transport == TransportTCP {
 		uri += "?transport=tcp"
 	}
 	return uri
 }
 
-// Status reports the relay's state, listeners and counts.
-func (s *Server) Status() any {
+// Status reports the relay's state, listeners and counts for GET
+// /v1/status. Safe for concurrent use.
+func (s *Server) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := relayStatus{Status: component.Status{State: s.state}, Allocations: len(s.allocs)}
+	st := Status{Status: component.Status{State: s.state}, Allocations: len(s.allocs)}
 	if s.state == "disabled" {
 		return st
 	}
@@ -227,8 +237,9 @@ func (s *Server) ioMode() string {
 	return "mmsg"
 }
 
-// relayStatus is the relay's part of GET /v1/status.
-type relayStatus struct {
+// Status is the relay's part of GET /v1/status: a snapshot the caller
+// owns.
+type Status struct {
 	component.Status
 	Listeners      []string `json:"listeners,omitempty"`
 	RelayAddresses []string `json:"relay_addresses,omitempty"`

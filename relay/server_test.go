@@ -14,6 +14,7 @@ import (
 	"github.com/pion/stun/v4"
 
 	"github.com/mediaedge/mediaedge/internal/config"
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 func mint(t testing.TB, secret, user string, ttl time.Duration) (string, string) {
@@ -73,7 +74,7 @@ func TestRESTCredentialsAndRotation(t *testing.T) {
 	// The clients of allocates() deallocate without waiting, and a
 	// deallocation signed with the old secret fails once it is removed:
 	// let those finish first.
-	waitFor(t, "the overlap's allocations to end", 3*time.Second, func() bool { return len(r.Allocations()) == 1 })
+	testutil.WaitFor(t, "the overlap's allocations to end", 3*time.Second, func() bool { return len(r.Allocations()) == 1 })
 
 	only := cfg
 	only.Auth.SecretFiles = []config.SecretFile{{}}
@@ -88,7 +89,7 @@ func TestRESTCredentialsAndRotation(t *testing.T) {
 		t.Fatal("new secret refused after the old one was removed")
 	}
 	// The clients of allocates() deallocate without waiting.
-	waitFor(t, "one allocation left", 3*time.Second, func() bool { return len(r.Allocations()) == 1 })
+	testutil.WaitFor(t, "one allocation left", 3*time.Second, func() bool { return len(r.Allocations()) == 1 })
 	// The next authenticated request of the old allocation is refused.
 	m := authedRequest(t, c, r.udp, oldU, oldP, stun.MethodRefresh)
 	if got := errorCode(m); got != 401 {

@@ -41,21 +41,22 @@ func (s *Server) start(ctx context.Context) error {
 		ReusePort:  true,
 		ReuseAddr:  true,
 	}
+	streamGen := &generator{s: s}
 	var lcs []turn.ListenerConfig
 	for _, l := range cfg.Listeners {
 		switch l.Transport {
-		case "udp":
+		case TransportUDP:
 			if _, err := s.listenUDP(l.Addr.AddrPort, shards, lo); err != nil {
 				return err
 			}
-		case "tcp", "tls":
+		case TransportTCP, TransportTLS:
 			tl, err := s.listenTCP(ctx, l, lo)
 			if err != nil {
 				return err
 			}
 			lcs = append(lcs, turn.ListenerConfig{
 				Listener:              tl,
-				RelayAddressGenerator: s,
+				RelayAddressGenerator: streamGen,
 				PermissionHandler:     s.permit,
 			})
 		}
@@ -72,7 +73,7 @@ func (s *Server) start(ctx context.Context) error {
 		for _, g := range s.groups {
 			pcs = append(pcs, turn.PacketConnConfig{
 				PacketConn:            g.shards[i],
-				RelayAddressGenerator: &shardGen{Server: s, w: w},
+				RelayAddressGenerator: &generator{s: s, w: w},
 				PermissionHandler:     s.permit,
 			})
 		}

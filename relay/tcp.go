@@ -61,13 +61,13 @@ func (s *Server) listenTCP(ctx context.Context, l ListenerConfig, lo sockopt.Opt
 		srv:       s,
 		ln:        ln,
 		addr:      netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()),
-		transport: l.Transport,
+		transport: string(l.Transport),
 		certFile:  l.CertFile,
 		done:      make(chan struct{}),
 		conns:     map[*clientConn]struct{}{},
 		byRemote:  map[netip.AddrPort]*clientConn{},
 	}
-	if l.Transport == "tls" {
+	if l.Transport == TransportTLS {
 		if err := t.loadCert(l); err != nil {
 			ln.Close()
 			return nil, err

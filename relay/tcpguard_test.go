@@ -14,6 +14,8 @@ import (
 
 	"github.com/pion/stun/v4"
 
+	"github.com/mediaedge/mediaedge/internal/testutil"
+
 	"github.com/mediaedge/mediaedge/internal/config"
 )
 
@@ -67,8 +69,8 @@ func TestTCPListenerDeathFailsHealth(t *testing.T) {
 		t.Fatalf("healthy relay: %v", err)
 	}
 	r.tcpLns[0].ln.Close()
-	waitFor(t, "the relay to report the dead listener", 10*time.Second, func() bool { return r.Health() != nil })
-	if st := r.Status().(relayStatus); st.State != "degraded" || !strings.Contains(st.Detail, "stopped accepting") {
+	testutil.WaitFor(t, "the relay to report the dead listener", 10*time.Second, func() bool { return r.Health() != nil })
+	if st := r.Status(); st.State != "degraded" || !strings.Contains(st.Detail, "stopped accepting") {
 		t.Errorf("status = %+v", st.Status)
 	}
 	if !strings.Contains(r.logs.String(), `level=ERROR msg="TCP listener stopped accepting connections"`) {
@@ -117,7 +119,7 @@ func TestTCPConnectionCaps(t *testing.T) {
 					c.Close()
 				}
 			}()
-			waitFor(t, "the connections to be accepted", 10*time.Second, func() bool { return r.tcpConns.open() == tc.open })
+			testutil.WaitFor(t, "the connections to be accepted", 10*time.Second, func() bool { return r.tcpConns.open() == tc.open })
 			over, err := net.Dial("tcp", r.tcp.String())
 			if err != nil {
 				t.Fatal(err)
@@ -136,7 +138,7 @@ func TestTCPConnectionCaps(t *testing.T) {
 			}
 			// Closing one makes room again.
 			conns[0].Close()
-			waitFor(t, "the closed connection to be released", 10*time.Second, func() bool { return r.tcpConns.open() == tc.open-1 })
+			testutil.WaitFor(t, "the closed connection to be released", 10*time.Second, func() bool { return r.tcpConns.open() == tc.open-1 })
 			c, _ := tcpClient(t, r.tcp, testUser, testPass)
 			rc, err := c.Allocate()
 			if err != nil {
@@ -179,7 +181,7 @@ func TestTCPUnauthenticatedClosed(t *testing.T) {
 	if el := time.Since(t0); el < 500*time.Millisecond {
 		t.Errorf("closed after %v, before the 1s deadline", el)
 	}
-	waitFor(t, "the counter", 5*time.Second, func() bool {
+	testutil.WaitFor(t, "the counter", 5*time.Second, func() bool {
 		return r.metric(t, "mediaedge_relay_tcp_unauthenticated_closed_total") == 1
 	})
 	// The authenticated client outlived the deadline.

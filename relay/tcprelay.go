@@ -37,9 +37,9 @@ func (s *Server) tcpSockopts() sockopt.Options {
 		RecvBuffer: s.sock.buffer, SendBuffer: s.sock.buffer}
 }
 
-// AllocateListener implements turn.RelayAddressGenerator for TCP
-// allocations.
-func (s *Server) AllocateListener(conf turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
+// allocateTCP binds a TCP relay listener in the port range for pion's
+// AllocateListener.
+func (s *Server) allocateTCP(conf turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
 	fam := familyOf(conf.Network)
 	pool := s.tcpPorts[fam]
 	if pool == nil {
@@ -119,12 +119,12 @@ func (t *tcpRelay) Close() error {
 	return err
 }
 
-// AllocateConn implements turn.RelayAddressGenerator: an RFC 6062 Connect
-// from the allocation's relayed address to a peer pion has checked with
-// the permission handler. The relay has usually dialled it already in the
+// connectPeer is pion's AllocateConn: an RFC 6062 Connect from the
+// allocation's relayed address to a peer pion has checked with the
+// permission handler. The relay has usually dialled it already in the
 // background (connectAsync) and hands over the result; otherwise it dials
 // now, blocking pion's reader of that client.
-func (s *Server) AllocateConn(conf turn.AllocateConnConfig) (net.Conn, error) {
+func (s *Server) connectPeer(conf turn.AllocateConnConfig) (net.Conn, error) {
 	a := s.allocByRelay(conf.LocalAddr)
 	if a == nil || a.tcp == nil {
 		return nil, errClosed

@@ -14,8 +14,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/mediaedge/mediaedge/bench"
 )
 
 // daemon is the mediaedge process under test, started from a generated
@@ -262,11 +260,11 @@ type Sample struct {
 // sample reads /proc and the metrics of the daemon.
 func (d *daemon) sample(t0 time.Time) (Sample, error) {
 	s := Sample{T: time.Since(t0).Seconds()}
-	ps, err := bench.ReadProc(d.pid())
+	rss, err := readRSS(d.pid())
 	if err != nil {
 		return s, err
 	}
-	s.RSSKiB = ps.RSSKiB
+	s.RSSKiB = rss
 	fds, err := os.ReadDir("/proc/" + strconv.Itoa(d.pid()) + "/fd")
 	if err != nil {
 		return s, fmt.Errorf("soak: counting descriptors: %w", err)
@@ -280,4 +278,20 @@ func (d *daemon) sample(t0 time.Time) (Sample, error) {
 	s.HeapGoal = m["go_memstats_next_gc_bytes"]
 	s.Goroutines = m["go_goroutines"]
 	return s, nil
+}
+
+// readRSS returns VmRSS of pid from /proc/PID/status, in KiB.
+func readRSS(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, fmt.Errorf("soak: reading memory of pid %d: %w", pid, err)
+	}
+	for _, ln := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(ln, "VmRSS:"); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				return strconv.ParseInt(f[0], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("soak: no VmRSS for pid %d", pid)
 }

@@ -12,43 +12,59 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 
-	"github.com/mediaedge/mediaedge/bench"
+	"github.com/mediaedge/mediaedge/bench/srtpcheck"
+	"github.com/mediaedge/mediaedge/bench/sut"
 )
 
-// The gateway's session API as the soak drives it: bench's copy of the
-// wire shapes (the soak never imports the gateway package).
+// The gateway's session API as the soak drives it (docs/gateway.md): the
+// answers in bench/sut's shapes, the two requests here (the soak never
+// imports the gateway package).
+
+// legRequest asks for one leg of a session.
+type legRequest struct {
+	Remote  string `json:"remote"`
+	RTCPMux bool   `json:"rtcp_mux"`
+	Crypto  string `json:"crypto"`
+}
+
+// sessionRequest is the body of POST /v1/sessions.
+type sessionRequest struct {
+	ID       string     `json:"id"`
+	Internal legRequest `json:"internal"`
+	Cloud    legRequest `json:"cloud"`
+}
 
 const soakSuite = "AES_CM_128_HMAC_SHA1_80"
 
 // createSession creates session id whose legs send to intRemote and
 // cloudRemote, with fresh keys for both peers, and returns the answer and
 // the peers' keys.
-func createSession(ctx context.Context, c bench.APIClient, id string, intRemote, cloudRemote netip.AddrPort) (bench.Session, bench.Key, bench.Key, error) {
-	suite, err := bench.LookupSuite(soakSuite)
+func createSession(ctx context.Context, c sut.APIClient, id string, intRemote, cloudRemote netip.AddrPort) (sut.Session, srtpcheck.Key, srtpcheck.Key, error) {
+	suite, err := srtpcheck.LookupSuite(soakSuite)
 	if err != nil {
-		return bench.Session{}, bench.Key{}, bench.Key{}, err
+		return sut.Session{}, srtpcheck.Key{}, srtpcheck.Key{}, err
 	}
-	kInt, err := bench.NewKey(suite)
+	kInt, err := srtpcheck.NewKey(suite)
 	if err != nil {
-		return bench.Session{}, bench.Key{}, bench.Key{}, err
+		return sut.Session{}, srtpcheck.Key{}, srtpcheck.Key{}, err
 	}
-	kCloud, err := bench.NewKey(suite)
+	kCloud, err := srtpcheck.NewKey(suite)
 	if err != nil {
-		return bench.Session{}, bench.Key{}, bench.Key{}, err
+		return sut.Session{}, srtpcheck.Key{}, srtpcheck.Key{}, err
 	}
-	req := bench.SessionRequest{
+	req := sessionRequest{
 		ID:       id,
-		Internal: bench.LegRequest{Remote: intRemote.String(), RTCPMux: true, Crypto: kInt.CryptoLine()},
-		Cloud:    bench.LegRequest{Remote: cloudRemote.String(), RTCPMux: true, Crypto: kCloud.CryptoLine()},
+		Internal: legRequest{Remote: intRemote.String(), RTCPMux: true, Crypto: kInt.CryptoLine()},
+		Cloud:    legRequest{Remote: cloudRemote.String(), RTCPMux: true, Crypto: kCloud.CryptoLine()},
 	}
-	var s bench.Session
+	var s sut.Session
 	if err := c.Do(ctx, "POST", "/v1/sessions", req, &s); err != nil {
 		return s, kInt, kCloud, fmt.Errorf("soak: creating session %s: %w", id, err)
 	}
 	return s, kInt, kCloud, nil
 }
 
-func deleteSession(ctx context.Context, c bench.APIClient, id string) error {
+func deleteSession(ctx context.Context, c sut.APIClient, id string) error {
 	if err := c.Do(ctx, "DELETE", "/v1/sessions/"+url.PathEscape(id), nil, nil); err != nil {
 		return fmt.Errorf("soak: deleting session %s: %w", id, err)
 	}
@@ -89,7 +105,7 @@ func listenLoopback() (*net.UDPConn, error) {
 
 // newMediaSession creates a session whose legs point at two new peer
 // sockets and starts their readers.
-func newMediaSession(ctx context.Context, c bench.APIClient, id string, ssrc uint32) (*mediaSession, error) {
+func newMediaSession(ctx context.Context, c sut.APIClient, id string, ssrc uint32) (*mediaSession, error) {
 	ip, err := listenLoopback()
 	if err != nil {
 		return nil, err
@@ -105,8 +121,8 @@ func newMediaSession(ctx context.Context, c bench.APIClient, id string, ssrc uin
 		ms.closeSockets()
 		return nil, err
 	}
-	gInt, err1 := bench.ParseCryptoLine(s.Internal.Crypto)
-	gCloud, err2 := bench.ParseCryptoLine(s.Cloud.Crypto)
+	gInt, err1 := srtpcheck.ParseCryptoLine(s.Internal.Crypto)
+	gCloud, err2 := srtpcheck.ParseCryptoLine(s.Cloud.Crypto)
 	intLocal, err3 := net.ResolveUDPAddr("udp4", s.Internal.Local)
 	cloudLocal, err4 := net.ResolveUDPAddr("udp4", s.Cloud.Local)
 	for _, e := range []error{err1, err2, err3, err4} {
@@ -115,7 +131,7 @@ func newMediaSession(ctx context.Context, c bench.APIClient, id string, ssrc uin
 			return nil, fmt.Errorf("soak: session %s: %w", id, e)
 		}
 	}
-	mk := func(name string, ssrc uint32, txKey, rxKey bench.Key, send, recv *net.UDPConn, target *net.UDPAddr) (*srtpStream, error) {
+	mk := func(name string, ssrc uint32, txKey, rxKey srtpcheck.Key, send, recv *net.UDPConn, target *net.UDPAddr) (*srtpStream, error) {
 		tx, err := txKey.Context()
 		if err != nil {
 			return nil, err

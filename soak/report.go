@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mediaedge/mediaedge/bench"
+	"github.com/mediaedge/mediaedge/bench/report"
 )
 
 func netipLoopback(port uint16) netip.AddrPort {
@@ -156,17 +156,17 @@ func (r *Result) write(dir string) error {
 	if err := os.WriteFile(filepath.Join(dir, "samples.csv"), csv.Bytes(), 0o644); err != nil {
 		return err
 	}
-	line := func(label string, f func(Sample) float64) bench.Series {
+	line := func(label string, f func(Sample) float64) report.Series {
 		var pts [][2]float64
 		for _, s := range r.Samples {
 			pts = append(pts, [2]float64{s.T / 60, f(s)})
 		}
-		return bench.Series{Label: label, Points: pts}
+		return report.Series{Label: label, Points: pts}
 	}
-	series := func(label string, f func(Sample) float64) []bench.Series { return []bench.Series{line(label, f)} }
-	panels := []bench.PlotPanel{
+	series := func(label string, f func(Sample) float64) []report.Series { return []report.Series{line(label, f)} }
+	panels := []report.PlotPanel{
 		{XLabel: "time (min)", YLabel: "RSS (MiB)", Series: series("RSS", func(s Sample) float64 { return float64(s.RSSKiB) / 1024 })},
-		{XLabel: "time (min)", YLabel: "Go heap (MiB)", Series: []bench.Series{
+		{XLabel: "time (min)", YLabel: "Go heap (MiB)", Series: []report.Series{
 			line("heap goal (next GC)", func(s Sample) float64 { return s.HeapGoal / (1 << 20) }),
 			line("heap in use", func(s Sample) float64 { return s.HeapBytes / (1 << 20) })}},
 		{XLabel: "time (min)", YLabel: "goroutines", Series: series("goroutines", func(s Sample) float64 { return s.Goroutines })},
@@ -174,7 +174,7 @@ func (r *Result) write(dir string) error {
 	}
 	var svg bytes.Buffer
 	title := fmt.Sprintf("mediaedge soak: %d allocations, %d sessions, %v", r.Options.Allocations, r.Options.Sessions, r.Options.Duration)
-	if err := bench.WritePanelsSVG(&svg, title, panels); err != nil {
+	if err := report.WritePanelsSVG(&svg, title, panels); err != nil {
 		return err
 	}
 	svgPath := filepath.Join(dir, "plot.svg")

@@ -16,7 +16,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mediaedge/mediaedge/bench"
+	"github.com/mediaedge/mediaedge/bench/capture"
+	"github.com/mediaedge/mediaedge/bench/load"
+	"github.com/mediaedge/mediaedge/bench/report"
+	"github.com/mediaedge/mediaedge/bench/srtpcheck"
+	"github.com/mediaedge/mediaedge/bench/sut"
 	"github.com/mediaedge/mediaedge/internal/control"
 )
 
@@ -48,7 +52,7 @@ func (o *benchOutput) flags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.plot, "plot", "", "write an SVG with the latency CDF and throughput over time to this file")
 }
 
-func (o *benchOutput) write(w io.Writer, rep *bench.Report) error {
+func (o *benchOutput) write(w io.Writer, rep *report.Report) error {
 	if o.plot != "" {
 		f, err := os.Create(o.plot)
 		if err != nil {
@@ -123,18 +127,18 @@ func benchResultError(ok bool, what string) error {
 }
 
 // parseKeyFlag accepts an a=crypto line or a bare base64 key of suite.
-func parseBenchKey(v, suite string) (bench.Key, error) {
+func parseBenchKey(v, suite string) (srtpcheck.Key, error) {
 	v = strings.TrimSpace(v)
 	if strings.Contains(v, " ") {
-		return bench.ParseCryptoLine(v)
+		return srtpcheck.ParseCryptoLine(v)
 	}
-	return bench.ParseKey(suite, v)
+	return srtpcheck.ParseKey(suite, v)
 }
 
 func newBenchSRTPCmd(g *globals) *cobra.Command {
 	var (
 		out                                 benchOutput
-		load                                loadFlags
+		shape                               loadFlags
 		gateway                             bool
 		specPath, pcapPath, writePcap       string
 		target, recv, src, txKey, rxKey     string
@@ -169,17 +173,17 @@ the capture's timing unless --as-fast-as-possible.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := benchSignalContext(cmd.Context())
 			defer cancel()
-			opt := bench.SRTPOptions{Target: label, Count: load.count, Rate: load.rate, Window: load.window,
-				Duration: load.duration, MaxTime: load.maxT, PayloadBytes: load.size, RTCP: rtcpN, Drain: load.drain,
-				PID: load.pid, AsFastAsPossible: afap, Progress: load.progressWriter(cmd)}
+			opt := load.SRTPOptions{Target: label, Count: shape.count, Rate: shape.rate, Window: shape.window,
+				Duration: shape.duration, MaxTime: shape.maxT, PayloadBytes: shape.size, RTCP: rtcpN, Drain: shape.drain,
+				PID: shape.pid, AsFastAsPossible: afap, Progress: shape.progressWriter(cmd)}
 			if pcapPath != "" {
-				dgs, _, err := bench.ReadCaptureFile(pcapPath)
+				dgs, _, err := capture.ReadCaptureFile(pcapPath)
 				if err != nil {
 					return err
 				}
-				opt.Replay = bench.ExtractRTPStreams(dgs, bench.ExtractOptions{})
+				opt.Replay = capture.ExtractRTPStreams(dgs, capture.ExtractOptions{})
 				if len(opt.Replay) == 0 {
-					return fmt.Errorf("%w in %s", bench.ErrNoStreams, pcapPath)
+					return fmt.Errorf("%w in %s", capture.ErrNoStreams, pcapPath)
 				}
 				if !cmd.Flags().Changed("rate") {
 					opt.Rate = 0
@@ -197,8 +201,8 @@ the capture's timing unless --as-fast-as-possible.`,
 			if rekeyEvery > 0 && !gateway {
 				return errors.New("bench srtp: --rekey-interval needs --gateway")
 			}
-			var flows []bench.Flow
-			var sessions *bench.GatewaySessions
+			var flows []load.Flow
+			var sessions *sut.GatewaySessions
 			modes := 0
 			for _, b := range []bool{gateway, specPath != "", target != ""} {
 				if b {
@@ -227,11 +231,11 @@ the capture's timing unless --as-fast-as-possible.`,
 					return err
 				}
 				defer c.Close()
-				s, err := bench.LookupSuite(suite)
+				s, err := srtpcheck.LookupSuite(suite)
 				if err != nil {
 					return err
 				}
-				sessions, err = bench.SetupGateway(ctx, c, bench.GatewaySetup{Sessions: max(1, streams), Suite: s,
+				sessions, err = sut.SetupGateway(ctx, c, sut.GatewaySetup{Sessions: max(1, streams), Suite: s,
 					CloudSuite: cloudSuite, Internal: benchUDPAddr(ic), Cloud: benchUDPAddr(cc)})
 				if err != nil {
 					ic.Close()
@@ -258,13 +262,13 @@ the capture's timing unless --as-fast-as-possible.`,
 					// Over the unix control socket the kernel tells who
 					// serves it: measure the daemon without --pid.
 					if path, ok := benchUnixSocket(g.control); ok {
-						if pid, err := bench.SocketPeerPID(path); err == nil {
+						if pid, err := sut.SocketPeerPID(path); err == nil {
 							opt.PID = pid
 						}
 					}
 				}
 			case specPath != "":
-				sp, err := bench.LoadSpec(specPath)
+				sp, err := load.LoadSpec(specPath)
 				if err != nil {
 					return err
 				}
@@ -298,13 +302,13 @@ the capture's timing unless --as-fast-as-possible.`,
 					return errors.New("bench srtp: --target needs --recv, the address the output arrives at")
 				}
 				for i := 0; i < max(1, streams); i++ {
-					flows = append(flows, bench.Flow{Direction: "forward", TxKey: tk, RxKey: rk, Src: src, Target: ta, Recv: recv})
+					flows = append(flows, load.Flow{Direction: "forward", TxKey: tk, RxKey: rk, Src: src, Target: ta, Recv: recv})
 				}
 				if opt.Target == "" {
 					opt.Target = target
 				}
 			}
-			rep, err := bench.RunSRTP(ctx, flows, opt)
+			rep, err := load.RunSRTP(ctx, flows, opt)
 			if err != nil {
 				return err
 			}
@@ -321,7 +325,7 @@ the capture's timing unless --as-fast-as-possible.`,
 		},
 	}
 	out.flags(cmd)
-	load.flags(cmd)
+	shape.flags(cmd)
 	f := cmd.Flags()
 	f.BoolVar(&gateway, "gateway", false, "drive mediaedge's gateway through the control API (--control)")
 	f.StringVar(&specPath, "spec", "", "fixed-key spec file (srtpload format)")
@@ -349,7 +353,7 @@ the capture's timing unless --as-fast-as-possible.`,
 
 // verifiedAll: something arrived and nothing failed verification. Loss
 // alone is a measurement, not a failure.
-func benchVerifiedAll(rep *bench.Report) bool {
+func benchVerifiedAll(rep *report.Report) bool {
 	for _, d := range rep.Directions {
 		if d.Failed() > 0 || d.Received == 0 {
 			return false

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mediaedge/mediaedge/bench"
+	"github.com/mediaedge/mediaedge/bench/load"
 	"github.com/mediaedge/mediaedge/internal/config"
 )
 
@@ -15,7 +15,7 @@ import (
 func newBenchTURNCmd() *cobra.Command {
 	var (
 		out                          benchOutput
-		load                         loadFlags
+		shape                        loadFlags
 		server, user, passFile, peer string
 		secretFile, realm, label     string
 		allocs                       int
@@ -42,10 +42,10 @@ needs allow-loopback-peers, mediaedge relay.allowed_peers.`,
 			if err != nil {
 				return fmt.Errorf("--server: %w", err)
 			}
-			opt := bench.TURNOptions{Target: benchFirstNonEmpty(label, server), Server: sa, Username: user, Realm: realm,
-				Allocations: allocs, Indications: indications, Count: load.count, Rate: load.rate, Window: load.window,
-				Duration: load.duration, MaxTime: load.maxT, PayloadBytes: load.size, Drain: load.drain, PID: load.pid,
-				Progress: load.progressWriter(cmd)}
+			opt := load.TURNOptions{Target: benchFirstNonEmpty(label, server), Server: sa, Username: user, Realm: realm,
+				Allocations: allocs, Indications: indications, Count: shape.count, Rate: shape.rate, Window: shape.window,
+				Duration: shape.duration, MaxTime: shape.maxT, PayloadBytes: shape.size, Drain: shape.drain, PID: shape.pid,
+				Progress: shape.progressWriter(cmd)}
 			if passFile != "" {
 				b, err := config.ReadSecretFile(passFile)
 				if err != nil {
@@ -65,7 +65,7 @@ needs allow-loopback-peers, mediaedge relay.allowed_peers.`,
 					return fmt.Errorf("--peer: %w", err)
 				}
 			}
-			rep, err := bench.RunTURN(ctx, opt)
+			rep, err := load.RunTURN(ctx, opt)
 			if err != nil {
 				return err
 			}
@@ -76,7 +76,7 @@ needs allow-loopback-peers, mediaedge relay.allowed_peers.`,
 		},
 	}
 	out.flags(cmd)
-	load.flags(cmd)
+	shape.flags(cmd)
 	f := cmd.Flags()
 	f.StringVar(&server, "server", "127.0.0.1:3478", "TURN server UDP address")
 	f.StringVar(&user, "user", "", "TURN username (with --secret-file: the user part of the REST username)")

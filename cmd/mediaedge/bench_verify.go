@@ -7,7 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mediaedge/mediaedge/bench"
+	"github.com/mediaedge/mediaedge/bench/capture"
+	"github.com/mediaedge/mediaedge/bench/srtpcheck"
 	"github.com/mediaedge/mediaedge/internal/config"
 )
 
@@ -39,9 +40,9 @@ in files (one per line, for keys that must not appear in the process list):
     --internal-in-file kint --internal-out-file gint --cloud-out-file gcloud --cloud-in-file kcloud`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var keys bench.VerifyKeys
+			var keys srtpcheck.VerifyKeys
 			for _, k := range []struct {
-				dst         *[]bench.Key
+				dst         *[]srtpcheck.Key
 				vals, files []string
 				name        string
 			}{
@@ -68,15 +69,15 @@ in files (one per line, for keys that must not appear in the process list):
 					*k.dst = append(*k.dst, key)
 				}
 			}
-			idgs, _, err := bench.ReadCaptureFile(internalPcap)
+			idgs, _, err := capture.ReadCaptureFile(internalPcap)
 			if err != nil {
 				return fmt.Errorf("--internal-pcap: %w", err)
 			}
-			cdgs, _, err := bench.ReadCaptureFile(cloudPcap)
+			cdgs, _, err := capture.ReadCaptureFile(cloudPcap)
 			if err != nil {
 				return fmt.Errorf("--cloud-pcap: %w", err)
 			}
-			res, err := bench.Verify(idgs, cdgs, keys)
+			res, err := srtpcheck.Verify(idgs, cdgs, keys)
 			if err != nil {
 				return err
 			}

@@ -21,6 +21,8 @@ import (
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 	"golang.org/x/sys/unix"
+
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // httpGet returns the status and body of url, or an error.
@@ -86,7 +88,7 @@ func tcpAllocate(server, user, pass string, d time.Duration) error {
 func TestTCPListenerSurvivesFDExhaustion(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "users"), "alice:alice-password\n", 0o600)
-	turnPort, metricsPort := freePort(t), freePort(t)
+	turnPort, metricsPort := testutil.FreePort(t), testutil.FreePort(t)
 	cfgPath := filepath.Join(dir, "mediaedge.yaml")
 	writeFile(t, cfgPath, fmt.Sprintf(`metrics:
   listen: 127.0.0.1:%[3]d
@@ -241,7 +243,7 @@ func TestReloadNeverBlocksShutdown(t *testing.T) {
 	dir := t.TempDir()
 	users := filepath.Join(dir, "users")
 	writeFile(t, users, "alice:alice-password\n", 0o600)
-	turnPort := freePort(t)
+	turnPort := testutil.FreePort(t)
 	cfgPath := filepath.Join(dir, "mediaedge.yaml")
 	writeFile(t, cfgPath, fmt.Sprintf(`metrics:
   listen: ""

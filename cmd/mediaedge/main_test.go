@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -317,7 +318,7 @@ func TestConfigCheckExitStatus(t *testing.T) {
 	writeFile(t, bad, "metrics:\n  listen: 127.0.0.1:70000\nlog:\n  level: loud\n", 0o644)
 	c := startChild(t, nil, "config", "check", bad)
 	err := c.wait(t, 10*time.Second)
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Fatalf("exit = %v, want status 1", err)
 	}
 	out := c.stdout.String()
@@ -347,7 +348,7 @@ func TestSecretFilePermissionRefused(t *testing.T) {
 	writeFile(t, cfgPath, fmt.Sprintf("control:\n  socket: %s/me.sock\n  tcp_listen: 127.0.0.1:0\n  token_file: %s\n", dir, tok), 0o644)
 	c := startChild(t, nil, "run", "--config", cfgPath)
 	err := c.wait(t, 10*time.Second)
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != 2 {
 		t.Fatalf("exit = %v, want status 2", err)
 	}
 	errOut := c.stderr.String()

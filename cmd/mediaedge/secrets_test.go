@@ -18,28 +18,8 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/mediaedge/mediaedge/internal/control"
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
-
-// freePort returns a port free for both UDP and TCP on 127.0.0.1 at the time
-// of the call.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		tl, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := tl.Addr().(*net.TCPAddr).Port
-		ul, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", p))
-		tl.Close()
-		if err == nil {
-			ul.Close()
-			return p
-		}
-	}
-	t.Fatal("no port free for both UDP and TCP")
-	return 0
-}
 
 func randomText(t *testing.T, n int) string {
 	t.Helper()
@@ -93,7 +73,7 @@ func TestNoSecretInLogs(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "users"), "alice:"+userPass+"\n", 0o600)
 	writeFile(t, filepath.Join(dir, "rest"), restSecret+"\n", 0o600)
 	writeFile(t, filepath.Join(dir, "token"), token+"\n", 0o600)
-	turnPort, ctlPort := freePort(t), freePort(t)
+	turnPort, ctlPort := testutil.FreePort(t), testutil.FreePort(t)
 	cfgPath := filepath.Join(dir, "mediaedge.yaml")
 	writeFile(t, cfgPath, fmt.Sprintf(`log:
   level: debug

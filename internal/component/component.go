@@ -6,10 +6,10 @@
 //	type Config struct{ ... }            // its YAML section, with yaml tags
 //	func DefaultConfig() Config          // documented defaults
 //	func (c *Config) Validate() error    // config.Problems with relative paths
-//	func New(cfg Config, d component.Deps) (*T, error)
+//	func New(cfg Config, d component.Deps) (*T, error)       // validates cfg itself
 //	func (t *T) Start(ctx context.Context) error             // bind, then return
-//	func (t *T) Reload(ctx context.Context, cfg Config) error // apply without dropping sessions
-//	func (t *T) Status() any                                  // JSON for GET /v1/status
+//	func (t *T) Reload(ctx context.Context, cfg Config) error // validate, apply without dropping sessions
+//	func (t *T) Status() S                                    // S embeds Status: a Report
 //	func (t *T) Close() error                                 // idempotent, bounded
 //
 // and embeds its commented default section as DefaultYAML.
@@ -48,3 +48,14 @@ type Status struct {
 	// Detail says why a component is degraded; empty otherwise.
 	Detail string `json:"detail,omitempty"`
 }
+
+// Report is a component's part of GET /v1/status: Status itself, or a
+// struct of the component's own (relay.Status, gateway.Status,
+// policy.Status) that embeds Status, which is what makes it a Report. It
+// is a value the caller owns; its JSON is the component's object in the
+// status report.
+type Report interface {
+	report() Status
+}
+
+func (s Status) report() Status { return s }

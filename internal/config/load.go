@@ -53,7 +53,7 @@ func Decode(data []byte, dst any, opts Options) error {
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			// An empty file means "all defaults".
-			return check(rv, nil, opts)
+			return check(rv, nil, opts).Err()
 		}
 		return Problems{syntaxProblem(err)}
 	}
@@ -80,21 +80,19 @@ func Decode(data []byte, dst any, opts Options) error {
 			}
 		}
 	}
-	if err := check(rv, lines, opts); err != nil {
-		ps = append(ps, err.(Problems)...)
-	}
+	ps = append(ps, check(rv, lines, opts)...)
 	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
 	return ps.Err()
 }
 
 // check validates and loads secrets, attaching lines to problems.
-func check(rv reflect.Value, lines map[string]int, opts Options) error {
+func check(rv reflect.Value, lines map[string]int, opts Options) Problems {
 	var ps Problems
 	visit(rv.Elem(), "", &ps, opts)
 	for i := range ps {
 		ps[i].Line = lineOf(lines, ps[i].Path)
 	}
-	return ps.Err()
+	return ps
 }
 
 // lineOf returns the line of path or of its nearest ancestor in the file.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -43,7 +44,8 @@ func (ps *Problems) AddErr(path string, err error) {
 	if err == nil {
 		return
 	}
-	if sub, ok := err.(Problems); ok {
+	var sub Problems
+	if errors.As(err, &sub) {
 		for _, p := range sub {
 			p.Path = JoinPath(path, p.Path)
 			*ps = append(*ps, p)

@@ -72,7 +72,7 @@ func decodeStrict(body io.Reader, v any) error {
 		case errors.Is(err, io.EOF):
 			return errors.New("empty request body")
 		}
-		return fmt.Errorf("invalid JSON: %v", err)
+		return fmt.Errorf("invalid JSON: %w", err)
 	}
 	if dec.More() {
 		return errors.New("invalid JSON: trailing data after the object")

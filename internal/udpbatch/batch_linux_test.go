@@ -35,7 +35,7 @@ func recvAll(tb testing.TB, rb *RecvBatch, fd, n, bufSize int) ([][]byte, []neti
 	deadline := time.Now().Add(2 * time.Second)
 	for len(got) < n {
 		k, err := rb.Recv(fd, bufs[:min(len(bufs), n-len(got))])
-		if err == unix.EAGAIN {
+		if errors.Is(err, unix.EAGAIN) {
 			if time.Now().After(deadline) {
 				tb.Fatalf("received %d of %d datagrams", len(got), n)
 			}
@@ -132,7 +132,7 @@ func TestSendRecv(t *testing.T) {
 func TestRecvNothingWaiting(t *testing.T) {
 	fd, _ := rawSock(t, "127.0.0.1:0", sockopt.Options{}, false)
 	rb := NewRecvBatch(4)
-	if n, err := rb.Recv(fd, [][]byte{make([]byte, 100)}); n != 0 || err != unix.EAGAIN {
+	if n, err := rb.Recv(fd, [][]byte{make([]byte, 100)}); n != 0 || !errors.Is(err, unix.EAGAIN) {
 		t.Errorf("Recv on an empty socket = %d, %v; want EAGAIN", n, err)
 	}
 	if n, err := rb.Recv(fd, nil); n != 0 || err != nil {
@@ -186,7 +186,7 @@ func TestSendAllRefusedMidBatch(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if n, err := sb.Send(afd, 0); err != unix.EACCES || sb.First(n) != 2 {
+			if n, err := sb.Send(afd, 0); !errors.Is(err, unix.EACCES) || sb.First(n) != 2 {
 				t.Fatalf("Send = %d, %v; want to stop at datagram 2 with EACCES", n, err)
 			}
 			var dropped []string

@@ -2,6 +2,7 @@ package udpbatch
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -89,11 +90,11 @@ func TestGrouping(t *testing.T) {
 				if tc.dsts != nil {
 					d = tc.dsts[i]
 				}
-				switch err := sb.Add(make([]byte, n), d); err {
-				case nil:
-				case ErrAddressFamily:
+				switch err := sb.Add(make([]byte, n), d); {
+				case err == nil:
+				case errors.Is(err, ErrAddressFamily):
 					refused++
-				case ErrBatchFull:
+				case errors.Is(err, ErrBatchFull):
 					full++
 				default:
 					t.Fatalf("Add %d: %v", i, err)
@@ -152,7 +153,7 @@ func FuzzGrouping(f *testing.F) {
 			n, d := int(c&0x3f)*40, dsts[c>>6]
 			p := make([]byte, n)
 			err := sb.Add(p, d)
-			if err == ErrBatchFull {
+			if errors.Is(err, ErrBatchFull) {
 				break
 			}
 			sizes, to, ok = append(sizes, n), append(to, d), append(ok, err == nil)

@@ -72,7 +72,7 @@ func TestSendAllBufferFull(t *testing.T) {
 		}
 	}
 	n, err := sb.Send(afd, 0)
-	if err != unix.EAGAIN || n == 0 || n == count {
+	if !errors.Is(err, unix.EAGAIN) || n == 0 || n == count {
 		t.Fatalf("Send = %d, %v; want some sent, then EAGAIN", n, err)
 	}
 	// Everything from the first message that did not fit is dropped, in

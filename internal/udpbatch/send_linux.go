@@ -2,6 +2,7 @@ package udpbatch
 
 import (
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"unsafe"
 
@@ -207,7 +208,7 @@ func (b *SendBatch) SendAll(fd int, dropped func(first, n int)) error {
 		from += n
 		switch {
 		case err == nil:
-		case err == unix.EAGAIN:
+		case errors.Is(err, unix.EAGAIN):
 			for ; from < b.msgs; from++ {
 				dropped(b.first[from], b.segs[from])
 			}

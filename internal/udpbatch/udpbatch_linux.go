@@ -87,7 +87,7 @@ func (s *sysConn) read(uc *net.UDPConn, msgs []Message) (int, error) {
 
 func (s *sysConn) doRead(fd uintptr) bool {
 	n, err := s.r.Recv(int(fd), s.rbufs[:s.rcnt])
-	if err == unix.EAGAIN {
+	if errors.Is(err, unix.EAGAIN) {
 		return false // wait for the netpoller to say readable
 	}
 	s.rcnt, s.rerr = n, err
@@ -106,7 +106,7 @@ func (s *sysConn) write(uc *net.UDPConn, msgs []Message) (int, error) {
 		var addErr error
 		for i := sent; i < len(msgs) && addErr == nil; i++ {
 			m := &msgs[i]
-			if addErr = s.w.Add(m.Buf[:m.N], m.Addr); addErr == ErrBatchFull {
+			if addErr = s.w.Add(m.Buf[:m.N], m.Addr); errors.Is(addErr, ErrBatchFull) {
 				addErr = nil
 				break
 			}
@@ -136,7 +136,7 @@ func (s *sysConn) write(uc *net.UDPConn, msgs []Message) (int, error) {
 func (s *sysConn) doWrite(fd uintptr) bool {
 	n, err := s.w.Send(int(fd), s.wdone)
 	s.wdone += n
-	if err == unix.EAGAIN {
+	if errors.Is(err, unix.EAGAIN) {
 		return false // socket buffer full: wait until writable
 	}
 	s.werr = err
