@@ -154,7 +154,7 @@ func startDaemon(bin, dir string, o Options) (*daemon, error) {
 		}
 		select {
 		case err := <-d.done:
-			return nil, fmt.Errorf("soak: daemon exited at start-up: %v (see %s)", err, d.logPath)
+			return nil, fmt.Errorf("soak: daemon exited at start-up: %w (see %s)", err, d.logPath)
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

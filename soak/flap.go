@@ -36,7 +36,7 @@ func (r *runState) policyState(ctx context.Context) string {
 
 func link(name, state string) error {
 	if out, err := exec.Command("ip", "link", "set", name, state).CombinedOutput(); err != nil {
-		return fmt.Errorf("ip link set %s %s: %v: %s", name, state, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("ip link set %s %s: %w: %s", name, state, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
