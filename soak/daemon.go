@@ -204,9 +204,26 @@ func (d *daemon) logLines(needles ...string) ([]string, error) {
 	return out, sc.Err()
 }
 
-// scrape fetches a Prometheus text exposition and returns its unlabelled
-// samples and the sums of labelled ones by metric name.
-func scrape(url string) (map[string]float64, error) {
+// counters returns the non-zero samples of the daemon's drop and refusal
+// counters, as exposition lines, for the report.
+func (d *daemon) counters() []string {
+	b, err := fetch(d.metrics)
+	if err != nil {
+		return []string{"scraping: " + err.Error()}
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		name, _, _ := strings.Cut(line, "{")
+		if line == "" || line[0] == '#' || strings.HasSuffix(line, " 0") ||
+			!(strings.Contains(name, "drop") || strings.Contains(name, "refused") || strings.Contains(name, "failures") || strings.Contains(name, "errors")) {
+			continue
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+func fetch(url string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
@@ -215,7 +232,13 @@ func scrape(url string) (map[string]float64, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	return io.ReadAll(resp.Body)
+}
+
+// scrape fetches a Prometheus text exposition and returns its unlabelled
+// samples and the sums of labelled ones by metric name.
+func scrape(url string) (map[string]float64, error) {
+	b, err := fetch(url)
 	if err != nil {
 		return nil, err
 	}

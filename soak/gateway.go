@@ -100,7 +100,11 @@ type mediaSession struct {
 }
 
 func listenLoopback() (*net.UDPConn, error) {
-	return net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err == nil {
+		bigBuffer(c)
+	}
+	return c, err
 }
 
 // newMediaSession creates a session whose legs point at two new peer

@@ -52,11 +52,16 @@ type Result struct {
 	ReloadsApplied int
 	Churned        int
 	Flaps          []FlapResult
-	Errors         []string // error lines of the daemon's log
-	RunErrors      []string // what went wrong on the soak's side
-	Lost           int
-	Pass           bool
-	Failures       []string
+	Counters       []string // the daemon's non-zero drop and refusal counters at the end
+	// RcvbufErrors are datagrams full UDP socket buffers dropped during the
+	// run (the soak's or the daemon's; in the soak's own namespace only
+	// theirs).
+	RcvbufErrors int64
+	Errors       []string // error lines of the daemon's log
+	RunErrors    []string // what went wrong on the soak's side
+	Lost         int
+	Pass         bool
+	Failures     []string
 }
 
 func median(v []float64) float64 {
@@ -230,6 +235,14 @@ func (r *Result) markdown(plot string) string {
 	for _, s := range r.Streams {
 		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d |\n", s.Name, s.Sent, s.Received, max(0, s.Sent-s.Received), s.Bad)
 	}
+	if len(r.Counters) > 0 {
+		b.WriteString("\nThe daemon's non-zero drop, refusal and error counters at the end:\n\n")
+		for _, c := range r.Counters {
+			fmt.Fprintf(&b, "    %s\n", c)
+		}
+	}
+	fmt.Fprintf(&b, "\nUDP datagrams dropped by full socket buffers during the run (/proc/net/snmp RcvbufErrors%s): %d.\n",
+		map[bool]string{true: ", the soak's own namespace", false: ", the whole host"}[o.Uplink != ""], r.RcvbufErrors)
 	fmt.Fprintf(&b, "\nThe daemon stopped %.1f s after SIGTERM. Error lines in its log: %d.\n", r.StopSeconds, len(r.Errors))
 	for i, e := range r.Errors {
 		if i == 10 {

@@ -244,6 +244,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	runCtx, cancel := context.WithTimeout(ctx, o.Duration)
 	defer cancel()
 	start := time.Now()
+	rcvbuf0 := udpRcvbufErrors()
 	var wg sync.WaitGroup
 	if o.Uplink != "" {
 		wg.Add(1)
@@ -313,6 +314,11 @@ loop:
 			got, bad := st.result()
 			res.Streams = append(res.Streams, StreamResult{Name: ms.id + " " + st.name, Sent: int(st.sent), Received: got, Bad: bad})
 		}
+	}
+
+	res.Counters = d.counters()
+	if v := udpRcvbufErrors(); v >= 0 && rcvbuf0 >= 0 {
+		res.RcvbufErrors = v - rcvbuf0
 	}
 
 	// Stop: SIGTERM within the drain time, then read the log.

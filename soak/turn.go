@@ -120,7 +120,7 @@ func (a *idleAlloc) release(d *daemon, to *net.UDPAddr) error {
 type mediaAlloc struct {
 	idx    uint32
 	client *turn.Client
-	conn   net.PacketConn
+	conn   *net.UDPConn
 	relay  net.PacketConn
 	sent   uint32
 	back   bitset // indexes echoed back to the client
@@ -140,6 +140,7 @@ func newEchoPeer() (*echoPeer, error) {
 	if err != nil {
 		return nil, err
 	}
+	bigBuffer(c)
 	p := &echoPeer{conn: c, got: map[uint32]*bitset{}}
 	p.wg.Add(1)
 	go func() {
@@ -184,10 +185,11 @@ func (p *echoPeer) close() {
 
 // newMediaAlloc allocates through a pion client.
 func newMediaAlloc(d *daemon, idx uint32) (*mediaAlloc, error) {
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	conn, err := listenLoopback()
 	if err != nil {
 		return nil, err
 	}
+	bigBuffer(conn)
 	c, err := turn.NewClient(&turn.ClientConfig{
 		STUNServerAddr: d.turnAddr, TURNServerAddr: d.turnAddr, Conn: conn,
 		Username: d.user, Password: d.pass, Realm: d.realm,
