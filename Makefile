@@ -93,10 +93,20 @@ install: build
 	install -D -m 0644 systemd/mediaedge.sysusers $(DESTDIR)/usr/lib/sysusers.d/mediaedge.conf
 	install -D -m 0644 systemd/mediaedge.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/mediaedge.conf
 	install -D -m 0644 systemd/mediaedge.sysctl $(DESTDIR)/usr/lib/sysctl.d/60-mediaedge.conf
+	@# The unit runs as user mediaedge and reads its configuration through
+	@# group mediaedge (ExecStartPre= config check included): directory
+	@# 0750 and file 0640, both root:mediaedge. Before systemd-sysusers made
+	@# the group, the tmpfiles.d lines give them to it at systemd-tmpfiles
+	@# --create.
 	install -d -m 0750 $(DESTDIR)$(SYSCONFDIR)/mediaedge
 	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/mediaedge/mediaedge.yaml ]; then \
+	  echo "install -m 0640 systemd/mediaedge.yaml $(DESTDIR)$(SYSCONFDIR)/mediaedge/mediaedge.yaml"; \
 	  install -m 0640 systemd/mediaedge.yaml $(DESTDIR)$(SYSCONFDIR)/mediaedge/mediaedge.yaml; \
-	else echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/mediaedge/mediaedge.yaml"; fi
+	  fresh=$(DESTDIR)$(SYSCONFDIR)/mediaedge/mediaedge.yaml; \
+	else echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/mediaedge/mediaedge.yaml"; fresh=; fi; \
+	if getent group mediaedge >/dev/null && chgrp mediaedge $(DESTDIR)$(SYSCONFDIR)/mediaedge $$fresh 2>/dev/null; then \
+	  echo "group mediaedge may read $(DESTDIR)$(SYSCONFDIR)/mediaedge"; \
+	else echo "NOTE: $(DESTDIR)$(SYSCONFDIR)/mediaedge stays root:root until group mediaedge exists: run systemd-sysusers, then systemd-tmpfiles --create"; fi
 
 clean:
 	rm -rf bin

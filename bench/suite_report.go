@@ -75,7 +75,7 @@ func writeSuiteReport(dir string, env, notes []string, cases []suiteCase, rows [
 			if err != nil {
 				return err
 			}
-			err = report.WriteTwoPanelSVG(f, fmt.Sprintf("%s %s", kind, c), cdf, tput)
+			err = report.WriteTwoPanelSVG(f, fmt.Sprintf("%s %s", kind, c), report.LatencyLabel(kind), cdf, tput)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}

@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,7 +32,16 @@ type Config struct {
 	// Path is the file the configuration was read from; empty for the
 	// embedded default.
 	Path string `yaml:"-"`
+	// Trial is set for the embedded default run without a file (`make
+	// run`): the relay then also admits loopback peers (TrialPeers), so
+	// that `bench turn` and turnutils_uclient work on one machine. A
+	// configuration file never gets this, whatever it holds.
+	Trial bool `yaml:"-"`
 }
+
+// TrialPeers are the peer ranges the trial configuration admits on top of
+// the file's relay.allowed_peers: loopback only.
+var TrialPeers = []string{"127.0.0.0/8", "::1/128"}
 
 // MetricsConfig is the `metrics` section.
 type MetricsConfig struct {
@@ -168,7 +178,15 @@ func Parse(data []byte, dir string, opts config.Options) (Config, error) {
 // path is empty.
 func Load(path string, opts config.Options) (Config, error) {
 	if path == "" {
-		return Parse([]byte(DefaultYAML()), "", opts)
+		cfg, err := Parse([]byte(DefaultYAML()), "", opts)
+		if err != nil {
+			return Config{}, err
+		}
+		cfg.Trial = true
+		for _, p := range TrialPeers {
+			cfg.Relay.AllowedPeers = append(cfg.Relay.AllowedPeers, config.Prefix{Prefix: netip.MustParsePrefix(p)})
+		}
+		return cfg, nil
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -152,6 +153,10 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	d.ctl.HandleFunc("GET /v1/config", d.serveConfig)
 	return d, nil
 }
+
+// TrialUser returns the relay's generated user and password (relay.auth.
+// generate_user), or empty strings, for the operator's start-up banner.
+func (d *Daemon) TrialUser() (user, password string) { return d.relay.TrialUser() }
 
 // Registry returns the daemon's metrics registry.
 func (d *Daemon) Registry() *prometheus.Registry { return d.reg }
@@ -383,17 +388,48 @@ func (d *Daemon) serveStatus(w http.ResponseWriter, _ *http.Request) {
 	control.WriteJSON(w, http.StatusOK, d.Status())
 }
 
-// serveConfig returns the configuration in effect as YAML. Secret files
-// appear as their paths only.
-func (d *Daemon) serveConfig(w http.ResponseWriter, _ *http.Request) {
+// serveConfig returns the configuration in effect: JSON like the rest of
+// the API, or YAML (the file's own syntax) for "Accept: application/yaml"
+// or "?format=yaml". The JSON keys are the YAML keys. Secret files appear
+// as their paths only.
+func (d *Daemon) serveConfig(w http.ResponseWriter, r *http.Request) {
 	out, err := yaml.Marshal(d.Config())
 	if err != nil {
 		control.WriteError(w, http.StatusInternalServerError, control.CodeInternal, "encoding the configuration: "+err.Error())
 		return
 	}
-	w.Header().Set("Content-Type", "application/yaml")
 	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write(out)
+	if wantsYAML(r) {
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(out)
+		return
+	}
+	// Through YAML so that the keys are the file's (relay.listeners, not
+	// Relay.Listeners) and every custom type prints as in the file.
+	var tree any
+	if err := yaml.Unmarshal(out, &tree); err != nil {
+		control.WriteError(w, http.StatusInternalServerError, control.CodeInternal, "encoding the configuration: "+err.Error())
+		return
+	}
+	control.WriteJSON(w, http.StatusOK, tree)
+}
+
+// wantsYAML reports whether the request asks for YAML.
+func wantsYAML(r *http.Request) bool {
+	switch r.URL.Query().Get("format") {
+	case "yaml":
+		return true
+	case "json":
+		return false
+	}
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+		switch strings.TrimSpace(mt) {
+		case "application/yaml", "application/x-yaml", "text/yaml":
+			return true
+		}
+	}
+	return false
 }
 
 // CheckFile loads path (or the embedded default) and returns every problem

@@ -24,6 +24,10 @@ var (
 	// missing or different when read back: a kernel older than 4.17 drops
 	// the ipproto, dport and protocol attributes of rules silently.
 	ErrReadback = errors.New("policy: kernel state differs after apply")
+	// ErrNoDirectPath is returned by Apply when no configured address
+	// family has a usable uplink (no gateway, no address, link down):
+	// nothing would go direct.
+	ErrNoDirectPath = errors.New("policy: no address family has a usable uplink, nothing would go direct")
 	// ErrClosed is returned by a Manager after Close.
 	ErrClosed = errors.New("policy: manager closed")
 	// ErrUnsupported is returned where netlink routing is unavailable (not

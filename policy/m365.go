@@ -87,13 +87,20 @@ func ImportM365(data []byte, opts M365Options) (*MediaFile, M365Report, error) {
 		}
 		return nil, rep, fmt.Errorf("%w: expected a JSON array of endpoint sets", ErrEndpoints)
 	}
-	var sets []m365Endpoint
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&sets); err != nil {
-		return nil, rep, fmt.Errorf("%w: %s", ErrEndpoints, jsonErrorAt(data, err))
+	sets, spans, err := decodeM365(data)
+	if err != nil {
+		return nil, rep, err
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, rep, fmt.Errorf("%w: trailing data after the array", ErrEndpoints)
+	// at names where value v of entry i is written, for errors about
+	// values that are valid JSON but not valid endpoints.
+	at := func(i int, v string) string {
+		q, _ := json.Marshal(v)
+		off := spans[i][0]
+		if k := bytes.Index(data[spans[i][0]:spans[i][1]], q); k >= 0 {
+			off += int64(k)
+		}
+		line, col := lineColumn(data, off)
+		return fmt.Sprintf("line %d column %d", line, col)
 	}
 
 	var (
@@ -108,7 +115,7 @@ func ImportM365(data []byte, opts M365Options) (*MediaFile, M365Report, error) {
 		where := fmt.Sprintf("set %d (entry %d)", s.ID, i)
 		ports, err := parseM365Ports(s.UDPPorts)
 		if err != nil {
-			return nil, rep, fmt.Errorf("%w: %s: udpPorts: %w", ErrEndpoints, where, err)
+			return nil, rep, fmt.Errorf("%w: %s: %s: udpPorts: %w", ErrEndpoints, at(i, s.UDPPorts), where, err)
 		}
 		if !slices.ContainsFunc(ports, func(r config.PortRange) bool {
 			return r.Min <= mediaPorts.Max && r.Max >= mediaPorts.Min
@@ -123,10 +130,10 @@ func ImportM365(data []byte, opts M365Options) (*MediaFile, M365Report, error) {
 		for j, ip := range s.IPs {
 			p, err := config.ParsePrefix(ip)
 			if err != nil {
-				return nil, rep, fmt.Errorf("%w: %s: ips[%d]: %w", ErrEndpoints, where, j, err)
+				return nil, rep, fmt.Errorf("%w: %s: %s: ips[%d]: %w", ErrEndpoints, at(i, ip), where, j, err)
 			}
 			if p.Bits() == 0 || p.Addr().Is4In6() || p.Addr().Zone() != "" {
-				return nil, rep, fmt.Errorf("%w: %s: ips[%d]: %s cannot be a media prefix", ErrEndpoints, where, j, p)
+				return nil, rep, fmt.Errorf("%w: %s: %s: ips[%d]: %s cannot be a media prefix", ErrEndpoints, at(i, ip), where, j, p)
 			}
 			pfxs = append(pfxs, p)
 		}
@@ -159,6 +166,37 @@ func ImportM365(data []byte, opts M365Options) (*MediaFile, M365Report, error) {
 		f.udpPorts = append(f.udpPorts, r)
 	}
 	return f, rep, nil
+}
+
+// decodeM365 decodes the array of endpoint sets and returns, for each, the
+// byte range it was read from.
+func decodeM365(data []byte) ([]m365Endpoint, [][2]int64, error) {
+	var sets []m365Endpoint
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&sets); err != nil {
+		return nil, nil, fmt.Errorf("%w: %s", ErrEndpoints, jsonErrorAt(data, err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, nil, fmt.Errorf("%w: trailing data after the array", ErrEndpoints)
+	}
+	// A second pass over the document, known valid, for where each set is.
+	spans := make([][2]int64, 0, len(sets))
+	dec = json.NewDecoder(bytes.NewReader(data))
+	if _, err := dec.Token(); err != nil {
+		return nil, nil, fmt.Errorf("%w: %s", ErrEndpoints, jsonErrorAt(data, err))
+	}
+	for dec.More() {
+		start := dec.InputOffset()
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, nil, fmt.Errorf("%w: %s", ErrEndpoints, jsonErrorAt(data, err))
+		}
+		spans = append(spans, [2]int64{start, dec.InputOffset()})
+	}
+	if len(spans) != len(sets) {
+		return nil, nil, fmt.Errorf("%w: %d endpoint sets on the second reading, %d on the first", ErrEndpoints, len(spans), len(sets))
+	}
+	return sets, spans, nil
 }
 
 // parseM365Ports parses the service's port lists: "3478,3479,3480,3481",

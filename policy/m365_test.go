@@ -192,3 +192,26 @@ func FuzzParseMediaFile(f *testing.F) {
 		}
 	})
 }
+
+// TestImportM365ValueErrorsHaveLineColumn: an endpoint set that is valid
+// JSON but not a valid media set is reported with the line and column of
+// the offending value, like a syntax error.
+func TestImportM365ValueErrorsHaveLineColumn(t *testing.T) {
+	in := `[
+  {"id": 4, "category": "Allow", "udpPorts": "x", "ips": ["bad"]},
+  {"id": 11, "category": "Optimize", "udpPorts": "3478",
+   "ips": ["52.112.0.0/14",
+           "52.113.0.1/16"]},
+  {"id": 12, "category": "Optimize",
+   "udpPorts": "3478-", "ips": ["52.112.0.0/14"]}
+]`
+	_, _, err := ImportM365([]byte(in), M365Options{})
+	if !errors.Is(err, ErrEndpoints) || !strings.Contains(err.Error(), "line 5 column 12: set 11 (entry 1): ips[1]") {
+		t.Errorf("bad prefix: %v", err)
+	}
+	in = strings.Replace(in, "52.113.0.1/16", "52.113.0.0/16", 1)
+	_, _, err = ImportM365([]byte(in), M365Options{})
+	if !errors.Is(err, ErrEndpoints) || !strings.Contains(err.Error(), "line 7 column 16: set 12 (entry 2): udpPorts") {
+		t.Errorf("bad ports: %v", err)
+	}
+}

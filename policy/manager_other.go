@@ -46,6 +46,9 @@ func Plan(context.Context, Config) (Report, error) { return Report{}, ErrUnsuppo
 // Apply fails with ErrUnsupported.
 func Apply(context.Context, Config) (Report, error) { return Report{}, ErrUnsupported }
 
+// Inspect fails with ErrUnsupported.
+func Inspect(context.Context, Config) (Report, error) { return Report{}, ErrUnsupported }
+
 // Flush fails with ErrUnsupported.
 func Flush(context.Context, int) ([]string, error) { return nil, ErrUnsupported }
 

@@ -155,13 +155,19 @@ func jsonErrorAt(data []byte, err error) string {
 	if off < 0 || off >= int64(len(data)) {
 		return msg
 	}
-	line, col := 1, 1
-	for _, c := range data[:off] {
+	line, col := lineColumn(data, off)
+	return fmt.Sprintf("line %d column %d: %s", line, col, msg)
+}
+
+// lineColumn returns the 1-based line and column of byte offset off.
+func lineColumn(data []byte, off int64) (line, col int) {
+	line, col = 1, 1
+	for _, c := range data[:min(off, int64(len(data)))] {
 		if c == '\n' {
 			line, col = line+1, 1
 			continue
 		}
 		col++
 	}
-	return fmt.Sprintf("line %d column %d: %s", line, col, msg)
+	return line, col
 }

@@ -1,9 +1,13 @@
 package relay
 
 import (
+	"crypto/tls"
 	_ "embed"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -281,6 +285,9 @@ func (l *ListenerConfig) validate() error {
 		if !l.KeyFile.IsSet() {
 			ps.Add("key_file", "required for a tls listener")
 		}
+		if l.CertFile != "" {
+			l.checkPair(&ps)
+		}
 	default:
 		ps.Add("transport", "%q is not udp, tcp or tls", l.Transport)
 	}
@@ -288,6 +295,45 @@ func (l *ListenerConfig) validate() error {
 		ps.Add("addr", "required")
 	}
 	return ps.Err()
+}
+
+// checkPair loads a tls listener's certificate and key as Start would, so
+// that `config check` catches a missing or unreadable pair before `run`.
+// The key is checked only when it was loaded (not with SkipSecrets, and its
+// loader has already reported a missing file).
+func (l *ListenerConfig) checkPair(ps *config.Problems) {
+	certPEM, err := os.ReadFile(l.CertFile)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		ps.Add("cert_file", "%s cannot be read: %v", l.CertFile, err)
+		return
+	}
+	rest, found := certPEM, false
+	for {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if b.Type == "CERTIFICATE" {
+			found = true
+			break
+		}
+	}
+	if !found {
+		ps.Add("cert_file", "%s holds no PEM certificate (-----BEGIN CERTIFICATE-----)", l.CertFile)
+		return
+	}
+	key := l.KeyFile.Bytes()
+	if key == nil {
+		return
+	}
+	if _, err := tls.X509KeyPair(certPEM, key); err != nil {
+		// crypto/tls errors name no key material.
+		ps.Add("key_file", "%s does not go with cert_file %s: %v", l.KeyFile, l.CertFile, err)
+	}
 }
 
 // network returns the socket network of the listener ("udp" or "tcp").

@@ -10,9 +10,10 @@ import (
 
 // STUN message types the relay looks at before pion (method | class bits).
 const (
-	typeAllocateRequest    = 0x0003
-	typeRefreshRequest     = 0x0004
-	typeChannelBindRequest = 0x0009
+	typeAllocateRequest         = 0x0003
+	typeRefreshRequest          = 0x0004
+	typeCreatePermissionRequest = 0x0008
+	typeChannelBindRequest      = 0x0009
 )
 
 // inspect looks at a STUN message from a client before pion handles it and
@@ -21,10 +22,13 @@ const (
 //
 //   - REST credentials signed by one of several secrets: the matching key
 //     is learnt for the AuthHandler (see authenticator.preverify).
-//   - ChannelBind to a peer the policy refuses: pion v5.1.3 answers 401
-//     with MESSAGE-INTEGRITY there (CreatePermission and Connect get 403);
-//     the relay answers an authenticated 403 itself, the narrowest fix
-//     without a pion hook.
+//   - CreatePermission and ChannelBind to a peer the policy refuses: the
+//     relay answers the authenticated 403 itself, with a reason phrase
+//     naming the policy's reason ("Forbidden: peer address denied by
+//     policy (loopback)"). pion v5.1.3 answers ChannelBind with 401, and
+//     CreatePermission with a 403 whose reason phrase is empty: its
+//     PermissionHandler returns a bool only. (Connect, RFC 6062, still
+//     gets pion's bare 403.)
 //   - Allocate of a TCP relay over UDP: RFC 6062 section 5.1 wants 400;
 //     pion would accept it and later dial peers on the UDP listener's
 //     goroutine.
@@ -42,9 +46,9 @@ func (s *Server) inspect(raw []byte, src, listener netip.AddrPort, tcp bool, rep
 		return s.challenge(src.Addr())
 	}
 	s.auth.preverify(raw, src)
-	switch binary.BigEndian.Uint16(raw[0:2]) {
-	case typeChannelBindRequest:
-		return s.inspectChannelBind(raw, src, reply)
+	switch t := binary.BigEndian.Uint16(raw[0:2]); t {
+	case typeCreatePermissionRequest, typeChannelBindRequest:
+		return s.inspectPeers(raw, src, reply)
 	case typeAllocateRequest:
 		// Only the authenticated attempt: the first, unauthenticated one
 		// gets pion's 401 challenge, which clients expect first.
@@ -122,16 +126,31 @@ func (s *Server) inspectRefresh(raw []byte, src, listener netip.AddrPort, tcp bo
 	}
 }
 
-func (s *Server) inspectChannelBind(raw []byte, src netip.AddrPort, reply func([]byte) error) bool {
+// inspectPeers answers a CreatePermission or ChannelBind whose
+// XOR-PEER-ADDRESS (any of them: one refused peer fails a CreatePermission
+// as a whole, as in pion) the policy refuses.
+func (s *Server) inspectPeers(raw []byte, src netip.AddrPort, reply func([]byte) error) bool {
 	m := &stun.Message{Raw: append([]byte(nil), raw...)}
 	if m.Decode() != nil {
 		return false
 	}
-	var peer stun.XORMappedAddress
-	if peer.GetFromAs(m, stun.AttrXORPeerAddress) != nil {
-		return false
+	pol := s.policy.Load()
+	reason, peerIP := reasonNone, ""
+	for _, a := range m.Attributes {
+		if a.Type != stun.AttrXORPeerAddress {
+			continue
+		}
+		var peer stun.XORMappedAddress
+		one := &stun.Message{TransactionID: m.TransactionID}
+		one.Add(stun.AttrXORPeerAddress, a.Value)
+		if peer.GetFromAs(one, stun.AttrXORPeerAddress) != nil {
+			return false // pion answers 400
+		}
+		if r := pol.PeerIP(peer.IP); r != reasonNone {
+			reason, peerIP = r, peer.IP.String()
+			break
+		}
 	}
-	reason := s.policy.Load().PeerIP(peer.IP)
 	if reason == reasonNone {
 		return false
 	}
@@ -142,12 +161,22 @@ func (s *Server) inspectChannelBind(raw []byte, src netip.AddrPort, reply func([
 		return false
 	}
 	out, err := stun.Build(stun.NewTransactionIDSetter(m.TransactionID),
-		stun.NewType(stun.MethodChannelBind, stun.ClassErrorResponse),
-		stun.CodeForbidden, stun.MessageIntegrity(key))
+		stun.NewType(m.Type.Method, stun.ClassErrorResponse),
+		stun.ErrorCodeAttribute{Code: stun.CodeForbidden, Reason: []byte(forbiddenPhrase(reason))},
+		stun.MessageIntegrity(key))
 	if err != nil {
 		return false
 	}
-	s.peerDenied(reason, net.UDPAddrFromAddrPort(src), peer.IP.String())
+	s.peerDenied(reason, net.UDPAddrFromAddrPort(src), peerIP)
 	_ = reply(out.Raw)
 	return true
+}
+
+// forbiddenPhrase is the reason phrase of a 403 for a peer refused for
+// reason.
+func forbiddenPhrase(reason string) string {
+	if reason == reasonDeniedPeers {
+		return "Forbidden: peer address listed in relay.denied_peers"
+	}
+	return "Forbidden: peer address denied by policy (" + reason + ")"
 }

@@ -6,12 +6,15 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 
 	"github.com/mediaedge/mediaedge/internal/config"
+	metest "github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // bypassForms are the peer addresses a relay must refuse by default: every
@@ -269,3 +272,67 @@ func (c channelNumber) AddTo(m *stun.Message) error {
 }
 
 const magicCookie = 0x2112A442
+
+// TestPeerRefusalReasonAndLog: a refused peer gets a 403 whose reason
+// phrase says why (pion would send it bare), signed with the user's key,
+// for CreatePermission (also when only one of its peers is refused) and
+// ChannelBind; the log line names the configuration key that would admit
+// it.
+func TestPeerRefusalReasonAndLog(t *testing.T) {
+	cfg := baseConfig(t)
+	cfg.DeniedPeers = []config.Prefix{{Prefix: netip.MustParsePrefix("8.8.8.0/24")}}
+	r := startRelay(t, cfg)
+	c := udpClient(t, r.udp, testUser, testPass)
+	rc, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	integrity := stun.NewLongTermIntegrity(testUser, cfg.Realm, testPass)
+	ch := uint16(0x4100)
+	for _, tc := range []struct {
+		name   string
+		method stun.Method
+		peers  []string
+		reason string
+		phrase string
+		key    string
+	}{
+		{"permission private", stun.MethodCreatePermission, []string{"10.1.2.3"}, reasonPrivate,
+			"Forbidden: peer address denied by policy (private)", "key=relay.allowed_peers"},
+		{"permission one of two", stun.MethodCreatePermission, []string{"9.9.9.9", "169.254.169.254"}, reasonLinkLocal,
+			"Forbidden: peer address denied by policy (link_local)", "key=relay.allowed_peers"},
+		{"permission denied_peers", stun.MethodCreatePermission, []string{"8.8.8.8"}, reasonDeniedPeers,
+			"Forbidden: peer address listed in relay.denied_peers", "key=relay.denied_peers"},
+		{"channel bind", stun.MethodChannelBind, []string{"10.9.9.9"}, reasonPrivate,
+			"Forbidden: peer address denied by policy (private)", "key=relay.allowed_peers"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var attrs []stun.Setter
+			for _, p := range tc.peers {
+				attrs = append(attrs, xorPeer{addr: netip.MustParseAddr(p), port: 9})
+			}
+			if tc.method == stun.MethodChannelBind {
+				ch++
+				attrs = append(attrs, channelNumber(ch))
+			}
+			m := authedRequest(t, c, r.udp, testUser, testPass, tc.method, attrs...)
+			var ec stun.ErrorCodeAttribute
+			if err := ec.GetFrom(m); err != nil || ec.Code != 403 || string(ec.Reason) != tc.phrase {
+				t.Fatalf("answer %v %d %q, want 403 %q", err, ec.Code, ec.Reason, tc.phrase)
+			}
+			if err := integrity.Check(m); err != nil {
+				t.Errorf("the 403 is not signed with the user's key: %v", err)
+			}
+			want := "reason=" + tc.reason
+			metest.WaitFor(t, "the refusal's log line", 5*time.Second, func() bool {
+				for _, l := range strings.Split(r.logs.String(), "\n") {
+					if strings.Contains(l, "peer refused by policy") && strings.Contains(l, want) && strings.Contains(l, tc.key) {
+						return true
+					}
+				}
+				return false
+			})
+		})
+	}
+}

@@ -24,7 +24,6 @@ package relay
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -46,7 +45,6 @@ import (
 type Server struct {
 	// set in New, never changed
 	log     *slog.Logger
-	console io.Writer
 	stats   dataStats
 	metrics *metrics
 	auth    *authenticator
@@ -74,20 +72,21 @@ type Server struct {
 	dials          sync.WaitGroup // Connects being dialled in the background
 
 	// set in Start, never changed afterwards
-	cfg       Config // the configuration the relay started with
-	generated string // the trial user's password
-	turn      *turn.Server
-	groups    []*udpGroup
-	tcpLns    []*tcpListener
-	workers   []*worker
-	slots     *slotTable
-	udpPorts  [2]*portPool // by family: 0 IPv4, 1 IPv6
-	tcpPorts  [2]*portPool
-	bind      [2]netip.Addr
-	adv       [2]netip.Addr
-	sock      sockOpts
-	wg        sync.WaitGroup
-	done      chan struct{}
+	cfg           Config // the configuration the relay started with
+	generated     string // the trial user's password
+	generatedUser string // and its name
+	turn          *turn.Server
+	groups        []*udpGroup
+	tcpLns        []*tcpListener
+	workers       []*worker
+	slots         *slotTable
+	udpPorts      [2]*portPool // by family: 0 IPv4, 1 IPv6
+	tcpPorts      [2]*portPool
+	bind          [2]netip.Addr
+	adv           [2]netip.Addr
+	sock          sockOpts
+	wg            sync.WaitGroup
+	done          chan struct{}
 
 	mu      sync.Mutex
 	state   string
@@ -121,7 +120,6 @@ func New(cfg Config, d component.Deps) (*Server, error) {
 	}
 	s := &Server{
 		log:     log,
-		console: d.Console,
 		clock0:  time.Now(),
 		cfg:     cfg,
 		state:   "starting",
@@ -147,10 +145,20 @@ func New(cfg Config, d component.Deps) (*Server, error) {
 	} else {
 		s.metrics, _ = newMetrics(noRegistry{}, &s.stats)
 	}
+	// Series that exist from the start read 0 rather than being absent
+	// until the first allocation (an absent series breaks rate() and
+	// alerts on "allocations == 0").
+	for _, l := range cfg.Listeners {
+		for _, proto := range []string{"udp", "tcp"} {
+			s.metrics.active.WithLabelValues(string(l.Transport), proto)
+			s.metrics.created.WithLabelValues(string(l.Transport), proto)
+		}
+	}
 	if cfg.Auth.GenerateUser != "" {
 		if s.generated, err = generatePassword(); err != nil {
 			return nil, err
 		}
+		s.generatedUser = cfg.Auth.GenerateUser
 	}
 	creds, err := cfg.loadCredentials(s.generated)
 	if err != nil {
@@ -182,24 +190,17 @@ func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	s.state = "running"
 	s.mu.Unlock()
-	if s.generated != "" && s.console != nil {
-		fmt.Fprintf(s.console, "TURN user for this run: %s / %s (%s)\n", s.cfg.Auth.GenerateUser, s.generated, s.firstURI())
-	}
 	return nil
 }
 
-// firstURI names the first listener as a TURN URI for the console line.
-func (s *Server) firstURI() string {
-	l := s.cfg.Listeners[0]
-	scheme := "turn"
-	if l.Transport == TransportTLS {
-		scheme = "turns"
+// TrialUser returns the user generated at start-up (auth.generate_user)
+// and its password, or empty strings. The caller shows them to the
+// operator once (mediaedge run's start-up banner); they never go to a log.
+func (s *Server) TrialUser() (user, password string) {
+	if s.generated == "" {
+		return "", ""
 	}
-	uri := scheme + ":" + l.Addr.String()
-	if l.Transport == TransportTCP {
-		uri += "?transport=tcp"
-	}
-	return uri
+	return s.generatedUser, s.generated
 }
 
 // Status reports the relay's state, listeners and counts for GET

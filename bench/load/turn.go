@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,6 +60,10 @@ type TURNOptions struct {
 	SetupTimeout time.Duration
 	// progress gets the progress line (a terminal), nil for silence.
 	Progress io.Writer
+	// Status gets a line when the set-up of the allocations starts and one
+	// when it is done (stderr, terminal or not: the set-up of many
+	// allocations takes seconds); nil for silence.
+	Status io.Writer
 }
 
 func (o *TURNOptions) setDefaults() error {
@@ -172,12 +177,26 @@ func RunTURN(ctx context.Context, opt TURNOptions) (*report.Report, error) {
 		per = max(1, int(opt.Rate*opt.Duration.Seconds())/opt.Allocations)
 	}
 	rep := &report.Report{Kind: "turn", Target: opt.Target, Started: time.Now()}
+	if opt.Status != nil {
+		fmt.Fprintf(opt.Status, "bench: setting up %d allocation(s) on %s (each with a permission, a channel and one echo)\n", opt.Allocations, opt.Server)
+	}
+	var ready atomic.Int64
+	setup := startProgress(opt.Progress, func() string {
+		return fmt.Sprintf("%d of %d allocations set up", ready.Load(), opt.Allocations)
+	})
+	t0 := time.Now()
 	for i := 0; i < opt.Allocations; i++ {
 		a, err := r.allocate(ctx, uint32(i), peer, per)
 		if err != nil {
+			setup.Stop()
 			return nil, fmt.Errorf("load: allocation %d of %d: %w", i+1, opt.Allocations, err)
 		}
 		r.allocs = append(r.allocs, a)
+		ready.Add(1)
+	}
+	setup.Stop()
+	if opt.Status != nil {
+		fmt.Fprintf(opt.Status, "bench: %d allocation(s) ready in %s; sending\n", opt.Allocations, time.Since(t0).Round(time.Millisecond))
 	}
 	var before, after procSample
 	var sutErr error
@@ -246,6 +265,20 @@ func RunTURN(ctx context.Context, opt TURNOptions) (*report.Report, error) {
 	return rep, nil
 }
 
+// turnErrorHint explains the error codes a server sends without a reason
+// phrase (pion/turn sends 401 and 403 bare; pion's client prints them as
+// "(error 403: )").
+func turnErrorHint(err error, peer netip.AddrPort) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "error 403: )"):
+		return fmt.Errorf("%w: Forbidden: the server refused the peer address %s by policy (mediaedge: relay.allowed_peers, which make run's trial configuration sets for loopback; coturn: allow-loopback-peers)", err, peer.Addr())
+	case strings.Contains(msg, "error 401: )"):
+		return fmt.Errorf("%w: Unauthorized: wrong user, password or realm", err)
+	}
+	return err
+}
+
 // allocate sets up one allocation and waits until an echo comes back (as
 // ChannelData unless indications are asked for).
 func (r *turnRun) allocate(ctx context.Context, id uint32, peer netip.AddrPort, n int) (*allocation, error) {
@@ -290,7 +323,7 @@ func (r *turnRun) allocate(ctx context.Context, id uint32, peer netip.AddrPort, 
 	// From here on the reader runs: closing conn ends it.
 	fail := func(err error) (*allocation, error) {
 		a.close()
-		return nil, err
+		return nil, turnErrorHint(err, peer)
 	}
 	sctx, cancel := context.WithTimeout(ctx, opt.SetupTimeout)
 	defer cancel()

@@ -45,10 +45,15 @@ func startTURN(t *testing.T, secret string) netip.AddrPort {
 
 func TestRunTURNChannels(t *testing.T) {
 	srv := startTURN(t, "")
+	var status strings.Builder
 	rep, err := RunTURN(context.Background(), TURNOptions{Target: "pion", Server: srv, Username: "bench", Password: "benchpass",
-		Allocations: 3, Count: 200, Rate: 1500, MaxTime: 20 * time.Second})
+		Allocations: 3, Count: 200, Rate: 1500, MaxTime: 20 * time.Second, Status: &status})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The set-up, seconds for many allocations, is not silent.
+	if !strings.Contains(status.String(), "setting up 3 allocation(s)") || !strings.Contains(status.String(), "3 allocation(s) ready in") {
+		t.Errorf("status lines:\n%s", status.String())
 	}
 	d := rep.Directions[0]
 	if d.Streams != 3 || d.Sent != 600 || d.Received != 600 || d.Lost != 0 || d.Failed() != 0 {

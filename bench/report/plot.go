@@ -36,22 +36,36 @@ func (r *Report) WritePlot(w io.Writer) error {
 		tput = append(tput, Series{Label: label, Points: pts})
 	}
 	title := fmt.Sprintf("%s bench: %s", r.Kind, r.Target)
-	return WriteTwoPanelSVG(w, title, cdf, tput)
+	return WriteTwoPanelSVG(w, title, LatencyLabel(r.Kind), cdf, tput)
+}
+
+// LatencyLabel is the latency axis label for a report of kind (a Report's
+// "turn" or "srtp", a suite's "relay" or "gateway"): bench turn times a
+// round trip (client, relay, peer, relay, client), bench srtp one way
+// through the gateway.
+func LatencyLabel(kind string) string {
+	if kind == "turn" || kind == "relay" {
+		return "round-trip latency (µs, log scale)"
+	}
+	return "one-way latency (µs, log scale)"
 }
 
 // WriteTwoPanelSVG writes the latency CDF panel and the throughput panel
-// side by side.
-func WriteTwoPanelSVG(w io.Writer, title string, cdf, tput []Series) error {
+// side by side, with the legend below the axis labels.
+func WriteTwoPanelSVG(w io.Writer, title, latencyLabel string, cdf, tput []Series) error {
 	var b strings.Builder
-	const W, H = 1100, 420
+	// The x axis labels sit at 372 (panel bottom 340 + 32); the legend
+	// starts a line below them, up to three rows per column.
+	const W, legendTop = 1100, 396
+	H := legendTop + 16*min(3, len(cdf)) + 8
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", W, H, W, H)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", W, H)
 	fmt.Fprintf(&b, `<text x="%d" y="20" text-anchor="middle" font-size="15">%s</text>`+"\n", W/2, html.EscapeString(title))
-	panel(&b, 60, 40, 460, 300, "one-way latency (µs, log scale)", "fraction of packets", true, cdf)
+	panel(&b, 60, 40, 460, 300, latencyLabel, "fraction of packets", true, cdf)
 	panel(&b, 610, 40, 460, 300, "time (s)", "packets/s received", false, tput)
 	// legend
 	for i, s := range cdf {
-		y := 372 + 16*(i%3)
+		y := legendTop + 16*(i%3)
 		x := 60 + 340*(i/3)
 		c := plotColors[i%len(plotColors)]
 		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"/><text x="%d" y="%d">%s</text>`+"\n",

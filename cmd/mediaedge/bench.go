@@ -165,11 +165,11 @@ The system under test is one of:
 
 Payloads are synthetic (--size) or replayed from a capture (--pcap), with
 the capture's timing unless --as-fast-as-possible.`,
-		Example: `  mediaedge bench srtp --gateway --streams 100 --rate 5000 --duration 10s --pid $(pidof mediaedge)
+		Example: `  mediaedge bench srtp --gateway --streams 100 --rate 5000 --duration 10s
   mediaedge bench srtp --gateway --pcap call.pcapng --write-pcap out.pcap --plot run.svg
   mediaedge bench srtp --spec rtpengine.json --rate 0 --count 20000 --json
   mediaedge bench srtp --target 127.0.0.1:20000 --recv 127.0.0.1:31100 --tx-key K1 --rx-key K2`,
-		Args: cobra.NoArgs,
+		Args: benchArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := benchSignalContext(cmd.Context())
 			defer cancel()

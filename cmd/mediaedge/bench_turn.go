@@ -31,10 +31,12 @@ and the server's CPU and RSS given its PID. Credentials are long-term
 (--user, --password-file) or TURN REST (--user, --secret-file).
 
 The server must admit the echo peer's address (loopback by default): coturn
-needs allow-loopback-peers, mediaedge relay.allowed_peers.`,
-		Example: `  mediaedge bench turn --server 127.0.0.1:3478 --user bench --password-file pw --allocations 100 --rate 20000
+needs allow-loopback-peers, mediaedge relay.allowed_peers (the trial
+configuration of 'mediaedge run' without --config admits loopback peers).
+Setting up the allocations is reported on stderr (--quiet silences it).`,
+		Example: `  mediaedge bench turn --server 127.0.0.1:3478 --user demo --password-file pw --allocations 10 --rate 2000
   mediaedge bench turn --server 127.0.0.1:3478 --user alice --secret-file /etc/mediaedge/turn-secret --rate 0 --count 10000`,
-		Args: cobra.NoArgs,
+		Args: benchArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := benchSignalContext(cmd.Context())
 			defer cancel()
@@ -46,6 +48,9 @@ needs allow-loopback-peers, mediaedge relay.allowed_peers.`,
 				Allocations: allocs, Indications: indications, Count: shape.count, Rate: shape.rate, Window: shape.window,
 				Duration: shape.duration, MaxTime: shape.maxT, PayloadBytes: shape.size, Drain: shape.drain, PID: shape.pid,
 				Progress: shape.progressWriter(cmd)}
+			if !shape.silent {
+				opt.Status = cmd.ErrOrStderr()
+			}
 			if passFile != "" {
 				b, err := config.ReadSecretFile(passFile)
 				if err != nil {

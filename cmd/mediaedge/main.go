@@ -99,5 +99,6 @@ configuration or talk to the running daemon over its control API.`,
 		newPolicyCmd(g),
 		newBenchCmd(g),
 	)
+	strictTree(root)
 	return root
 }

@@ -158,7 +158,7 @@ func getConfig(t *testing.T, sock string) string {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
 	}}, Timeout: 5 * time.Second}
-	resp, err := c.Get("http://mediaedge/v1/config")
+	resp, err := c.Get("http://mediaedge/v1/config?format=yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestNotifyProtocolAndSignals(t *testing.T) {
 	// The log lines travel through a pipe, READY=1 through the notify
 	// socket: give the pipe a moment to catch up.
 	logs := c.stderr.String()
-	for deadline := time.Now().Add(2 * time.Second); !strings.Contains(logs, wants[len(wants)-1]) && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs, wants[len(wants)-1]) && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 		logs = c.stderr.String()
 	}

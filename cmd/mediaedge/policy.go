@@ -4,16 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	"github.com/mediaedge/mediaedge/daemon"
 	"github.com/mediaedge/mediaedge/internal/config"
 	"github.com/mediaedge/mediaedge/policy"
 )
-
-const defaultConfigPath = "/etc/mediaedge/mediaedge.yaml"
 
 func newPolicyCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
@@ -34,18 +32,19 @@ rule set.`,
 	return cmd
 }
 
-// loadPolicy reads the policy section of the configuration file. Problems
-// are printed one per line with their key path; the error then carries
-// exit status 2, as for `mediaedge run`.
+// loadPolicy reads the policy section of the configuration file: path, or
+// without --config the installed file, else the embedded default (said on
+// stderr). Problems are printed one per line with their key path; the error
+// then carries exit status 2, as for `mediaedge run`.
 func loadPolicy(path string, stderr io.Writer) (policy.Config, error) {
-	cfg, err := daemon.Load(path, config.Options{SkipSecrets: true})
+	cfg, name, err := loadCLIConfig(path, config.Options{SkipSecrets: true}, stderr)
 	if err != nil {
 		var ps config.Problems
 		if errors.As(err, &ps) {
 			for _, p := range ps {
-				fmt.Fprintf(stderr, "%s: %s\n", path, p)
+				fmt.Fprintf(stderr, "%s: %s\n", name, p)
 			}
-			return policy.Config{}, &exitError{code: 2, err: fmt.Errorf("%s: %d problem(s)", path, len(ps))}
+			return policy.Config{}, &exitError{code: 2, err: fmt.Errorf("%s: %d problem(s)", name, len(ps))}
 		}
 		return policy.Config{}, &exitError{code: 2, err: err}
 	}
@@ -53,7 +52,7 @@ func loadPolicy(path string, stderr io.Writer) (policy.Config, error) {
 }
 
 func configFlag(cmd *cobra.Command, path *string, help string) {
-	cmd.Flags().StringVarP(path, "config", "c", defaultConfigPath, help)
+	cmd.Flags().StringVarP(path, "config", "c", "", help+" (default: "+installedConfigPath+" if it exists, else the embedded default)")
 }
 
 func printLines(w io.Writer, lines []string) {
@@ -71,8 +70,9 @@ func permissionHint(err error) error {
 }
 
 // summarize prints the uplink state and the warnings of a one-shot
-// command.
-func summarize(w io.Writer, st policy.Status, n int, what string) {
+// command. The status's error is left out when err, which main prints,
+// says it already.
+func summarize(w io.Writer, st policy.Status, n int, what string, err error) {
 	fmt.Fprintf(w, "uplink %s: %s\n", orDash(st.Uplink.Interface), st.Uplink.State)
 	for _, f := range []struct {
 		name string
@@ -85,7 +85,7 @@ func summarize(w io.Writer, st policy.Status, n int, what string) {
 	for _, warn := range st.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", warn)
 	}
-	if st.LastError != "" {
+	if st.LastError != "" && (err == nil || !strings.Contains(err.Error(), st.LastError)) {
 		fmt.Fprintf(w, "error: %s\n", st.LastError)
 	}
 	fmt.Fprintf(w, "%d %s\n", n, what)

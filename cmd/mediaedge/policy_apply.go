@@ -24,7 +24,7 @@ result afterwards: run the daemon for that. Needs CAP_NET_ADMIN.`,
 			}
 			rep, err := policy.Apply(cmd.Context(), cfg)
 			printLines(cmd.OutOrStdout(), rep.Changes)
-			summarize(cmd.ErrOrStderr(), rep.Status, len(rep.Changes), "change(s) made")
+			summarize(cmd.ErrOrStderr(), rep.Status, len(rep.Changes), "change(s) made", err)
 			return permissionHint(err)
 		},
 	}

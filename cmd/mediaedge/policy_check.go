@@ -27,7 +27,7 @@ none of them: with match: udp it shows the VPN for media that actually goes
 direct. Use --from and --iif for a LAN client's flow (forwarded), nothing
 for a local socket, --mark for mediaedge's own marked sockets.`,
 		Example: `  mediaedge policy check 52.112.0.10 --udp 3478 --from 10.20.0.10 --iif lan0
-  mediaedge policy check 192.0.2.80 --mark
+  mediaedge policy check 192.0.2.80 --udp 3478
   mediaedge policy check 10.99.0.1 --mark=0x4d45`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

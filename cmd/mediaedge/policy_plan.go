@@ -24,7 +24,7 @@ changed; no privileges are needed. Warnings go to stderr.`,
 			}
 			rep, err := policy.Plan(cmd.Context(), cfg)
 			printLines(cmd.OutOrStdout(), rep.Changes)
-			summarize(cmd.ErrOrStderr(), rep.Status, len(rep.Changes), "change(s) to make")
+			summarize(cmd.ErrOrStderr(), rep.Status, len(rep.Changes), "change(s) to make", err)
 			return err
 		},
 	}

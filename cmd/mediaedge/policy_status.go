@@ -40,12 +40,12 @@ cannot be reached, read the kernel directly for the configuration file
 				return c.Do(cmd.Context(), "GET", "/v1/policy/status", nil, &st)
 			}()
 			if err != nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "daemon not reachable (%v); showing the kernel's view for %s\n", err, path)
+				fmt.Fprintf(cmd.ErrOrStderr(), "daemon not reachable (%v); showing the kernel's view\n", err)
 				cfg, lerr := loadPolicy(path, cmd.ErrOrStderr())
 				if lerr != nil {
 					return lerr
 				}
-				rep, perr := policy.Plan(cmd.Context(), cfg)
+				rep, perr := policy.Inspect(cmd.Context(), cfg)
 				if perr != nil && rep.Status.Mode == "" {
 					return perr
 				}

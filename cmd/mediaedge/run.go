@@ -147,6 +147,26 @@ func runDaemon(ctx context.Context, o runOptions, stdout, stderr io.Writer) erro
 	}
 	notify(log, "READY=1\nSTATUS=running\nMAINPID="+strconv.Itoa(os.Getpid()))
 	log.Info("ready")
+	if user, password := d.TrialUser(); user != "" || cfg.Trial {
+		pwFile := ""
+		// Only the trial keeps the password in a file (for the banner's
+		// bench command); a configuration file's generated user is shown
+		// once, on the console.
+		if user != "" && cfg.Trial {
+			pwFile = trialPasswordFile(cfg, user)
+			remove, err := writeTrialPassword(pwFile, password)
+			if err != nil {
+				log.Warn("could not write the trial password file", "file", pwFile, "err", err)
+				pwFile = ""
+			}
+			defer remove()
+		}
+		metricsAddr := ""
+		if a := d.MetricsAddr(); a != nil {
+			metricsAddr = a.String()
+		}
+		printBanner(stdout, cfg, user, password, pwFile, metricsAddr)
+	}
 
 	var watchdog <-chan time.Time
 	if iv, err := sd.SdWatchdogEnabled(false); err == nil && iv > 0 {

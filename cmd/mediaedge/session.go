@@ -24,8 +24,8 @@ API. A session has an internal leg (enterprise endpoints) and a cloud leg
 (the provider's media relays); each leg takes the peer's a=crypto line and
 answers with the gateway's own, which the peer decrypts with. Keys are
 printed by create and rekey only.`,
-		Example: `  mediaedge session create --internal-crypto "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:..." \
-      --cloud-crypto "a=crypto:1 AEAD_AES_128_GCM inline:..." --cloud-remote 198.51.100.20:3480 --rtcp-mux
+		Example: `  mediaedge session create --internal-crypto "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz" \
+      --cloud-crypto "a=crypto:1 AEAD_AES_128_GCM inline:Ym9uam91ciB0b3V0IGxlIG1vbmRlISAxMjM0NQ==" --cloud-remote 198.51.100.20:3480 --rtcp-mux
   mediaedge session list
   mediaedge session show 3f2a9c01d4e5b677
   mediaedge session rekey 3f2a9c01d4e5b677 --leg cloud
@@ -178,7 +178,7 @@ func newSessionUpdateCmd(g *globals) *cobra.Command {
 		Long: `Change a leg's remote address, or install the peer's new a=crypto line after
 it re-keyed; the peer's previous key stays valid for the leg's rekey_grace.`,
 		Example: `  mediaedge session update 3f2a9c01d4e5b677 --cloud-remote 198.51.100.21:3480
-  mediaedge session update 3f2a9c01d4e5b677 --internal-crypto "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:..."`,
+  mediaedge session update 3f2a9c01d4e5b677 --internal-crypto "a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:bmV3IGludGVybmFsIGtleSBhbmQgc2FsdCEhISEh"`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()

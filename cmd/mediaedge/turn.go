@@ -4,13 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
+	"io"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/mediaedge/mediaedge/daemon"
 	"github.com/mediaedge/mediaedge/internal/config"
 	"github.com/mediaedge/mediaedge/relay"
 )
@@ -19,7 +18,7 @@ func newTurnCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "turn",
 		Short: "Mint TURN credentials and list the relay's allocations",
-		Example: `  mediaedge turn credentials --user alice --ttl 1h --json
+		Example: `  mediaedge turn credentials --user alice --ttl 1h --secret-file turn-secret --json
   mediaedge turn allocations`,
 	}
 	cmd.AddCommand(newTurnCredentialsCmd(), newTurnAllocationsCmd(g))
@@ -53,7 +52,7 @@ the same credentials. With --json the output is a WebRTC iceServers entry.`,
   mediaedge turn credentials --user alice --config /etc/mediaedge/mediaedge.yaml --host turn.example.com --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			secret, cfg, err := turnSecret(secretFile, cfgPath)
+			secret, cfg, err := turnSecret(secretFile, cfgPath, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -82,7 +81,7 @@ the same credentials. With --json the output is a WebRTC iceServers entry.`,
 	f.StringVar(&user, "user", "", "user the credential is for (required)")
 	f.DurationVar(&ttl, "ttl", time.Hour, "how long the credential is valid")
 	f.StringVar(&secretFile, "secret-file", "", "file holding the REST shared secret (first line is used)")
-	f.StringVarP(&cfgPath, "config", "c", "/etc/mediaedge/mediaedge.yaml", "configuration whose relay.auth.secret_files and listeners are used when --secret-file or --uri are not given")
+	f.StringVarP(&cfgPath, "config", "c", "", "configuration whose relay.auth.secret_files and listeners are used when --secret-file or --uri are not given (default: /etc/mediaedge/mediaedge.yaml if it exists, else the embedded default)")
 	f.StringVar(&host, "host", "", "host name or address clients use, in the URIs derived from the configuration")
 	f.StringSliceVar(&uris, "uri", nil, "TURN URI to list (repeatable); default: derived from the configuration's listeners")
 	f.BoolVar(&asJSON, "json", false, "print a WebRTC iceServers entry")
@@ -92,18 +91,15 @@ the same credentials. With --json the output is a WebRTC iceServers entry.`,
 
 // turnSecret returns the signing secret and, when it was read, the relay
 // configuration.
-func turnSecret(secretFile, cfgPath string) ([]byte, *relay.Config, error) {
+func turnSecret(secretFile, cfgPath string, stderr io.Writer) ([]byte, *relay.Config, error) {
 	var cfg *relay.Config
-	if cfgPath != "" {
-		c, err := daemon.Load(cfgPath, config.Options{})
-		switch {
-		case err == nil:
-			cfg = &c.Relay
-		case secretFile == "":
-			return nil, nil, fmt.Errorf("turn: reading %s: %w", cfgPath, err)
-		case !errors.Is(err, os.ErrNotExist):
-			return nil, nil, fmt.Errorf("turn: reading %s: %w", cfgPath, err)
-		}
+	c, _, err := loadCLIConfig(cfgPath, config.Options{}, stderr)
+	switch {
+	case err == nil:
+		cfg = &c.Relay
+	case secretFile == "" || cfgPath != "":
+		// daemon.Load's error names the file already.
+		return nil, nil, fmt.Errorf("turn: %w", err)
 	}
 	var data []byte
 	switch {

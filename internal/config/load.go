@@ -70,9 +70,10 @@ func Decode(data []byte, dst any, opts Options) error {
 	if !(root.Kind == yaml.ScalarNode && root.Tag == "!!null") {
 		walk(root, rv.Elem().Type(), "", lines, &ps)
 		// Decode even when walk found problems: the fields that did decode
-		// are then validated too, so one run reports everything. Values
-		// walk refused keep their defaults, and yaml.v3's own type errors
-		// repeat what walk already said.
+		// are then validated too, so one run reports everything. walk
+		// turned the values it refused into nulls, so they keep their
+		// defaults and yaml.v3 does not stop at them (an Unmarshaler's
+		// error ends its decoding, leaving the rest of a list item zero).
 		if err := root.Decode(dst); err != nil && len(ps) == 0 {
 			var te *yaml.TypeError
 			if !errors.As(err, &te) {
@@ -80,7 +81,17 @@ func Decode(data []byte, dst any, opts Options) error {
 			}
 		}
 	}
-	ps = append(ps, check(rv, lines, opts)...)
+	// A value walk refused kept its default, which validation may then
+	// call missing ("addr: required"): one mistake, one problem.
+	reported := map[string]bool{}
+	for _, p := range ps {
+		reported[p.Path] = true
+	}
+	for _, p := range check(rv, lines, opts) {
+		if !reported[p.Path] || p.Path == "" {
+			ps = append(ps, p)
+		}
+	}
 	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
 	return ps.Err()
 }
@@ -140,6 +151,7 @@ func walk(n *yaml.Node, t reflect.Type, path string, lines map[string]int, ps *P
 		v := reflect.New(t)
 		if err := n.Decode(v.Interface()); err != nil {
 			*ps = append(*ps, Problem{Path: path, Line: n.Line, Msg: cleanYAMLError(err)})
+			refuse(n)
 		}
 		return
 	}
@@ -214,8 +226,15 @@ func walk(n *yaml.Node, t reflect.Type, path string, lines map[string]int, ps *P
 		}
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
 			*ps = append(*ps, Problem{Path: path, Line: n.Line, Msg: scalarMessage(n, t)})
+			refuse(n)
 		}
 	}
+}
+
+// refuse turns a value walk reported into a null, which yaml.v3 decodes as
+// "keep the default" instead of failing on it again.
+func refuse(n *yaml.Node) {
+	*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
 }
 
 // duplicateKey reports whether the key at index i of mapping n repeats an

@@ -7,14 +7,14 @@ import (
 )
 
 // Problem is one thing wrong with a configuration: where (a key path such as
-// "relay.listen[1]" and, when known, the line of the file) and what.
+// "relay.listeners[1].addr" and, when known, the line of the file) and what.
 type Problem struct {
 	Path string
 	Line int
 	Msg  string
 }
 
-// String formats p as "relay.listen[1]: port 70000 out of range (line 12)".
+// String formats p as "relay.listeners[1].addr: port 70000 out of range (line 12)".
 func (p Problem) String() string {
 	var b strings.Builder
 	if p.Path != "" {
@@ -72,8 +72,8 @@ func (ps Problems) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// JoinPath joins two key paths: JoinPath("relay", "listen[1]") is
-// "relay.listen[1]" and JoinPath("relay.listen", "[1]") is "relay.listen[1]".
+// JoinPath joins two key paths: JoinPath("relay", "listeners[1]") is
+// "relay.listeners[1]" and JoinPath("relay.listeners", "[1]") is "relay.listeners[1]".
 func JoinPath(a, b string) string {
 	switch {
 	case a == "":

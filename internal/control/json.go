@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 )
 
 // MaxBody bounds request bodies: control requests are small.
@@ -46,7 +47,7 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // message must not contain secrets.
 func WriteError(w http.ResponseWriter, status int, code, msg string) {
 	var b ErrorBody
-	b.Error.Code, b.Error.Message = code, msg
+	b.Error.Code, b.Error.Message = code, OnePrefix(msg)
 	WriteJSON(w, status, b)
 }
 
@@ -78,4 +79,18 @@ func decodeStrict(body io.Reader, v any) error {
 		return errors.New("invalid JSON: trailing data after the object")
 	}
 	return nil
+}
+
+// OnePrefix removes repeats of msg's leading component prefix from the rest
+// of it: "gateway: cloud.crypto: gateway: a=crypto: ..." becomes "gateway:
+// cloud.crypto: a=crypto: ...". Wrapped errors of one package each carry
+// the package's name; the reader needs it once.
+func OnePrefix(msg string) string {
+	if !hasPrefixWord(msg) {
+		return msg
+	}
+	w, rest, _ := strings.Cut(msg, ": ")
+	rest = strings.ReplaceAll(rest, ": "+w+": ", ": ")
+	rest = strings.TrimPrefix(rest, w+": ")
+	return w + ": " + rest
 }

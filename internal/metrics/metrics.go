@@ -16,21 +16,38 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mediaedge/mediaedge/internal/buildinfo"
 )
 
 // Namespace prefixes every metric name: mediaedge_<component>_<thing>_<unit>.
 const Namespace = "mediaedge"
 
 // NewRegistry returns a registry holding the Go runtime, process and build
-// information collectors.
+// information collectors, and mediaedge_build_info.
 func NewRegistry() *prometheus.Registry {
 	r := prometheus.NewRegistry()
 	r.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
+		buildInfo(),
 	)
 	return r
+}
+
+// buildInfo is the constant 1 labelled with the running binary's version,
+// commit and Go version, the usual way to join a version to other series
+// (`* on(instance) group_left(version) mediaedge_build_info`).
+func buildInfo() prometheus.Collector {
+	bi := buildinfo.Get()
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        Namespace + "_build_info",
+		Help:        "Always 1; the labels name the running mediaedge's version, commit and Go version.",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "commit": bi.Commit, "goversion": bi.GoVersion},
+	})
+	g.Set(1)
+	return g
 }
 
 // Server serves /metrics, /healthz and /readyz. /healthz answers 200 while
