@@ -92,6 +92,9 @@ type unit struct {
 	reload  func(context.Context, Config) error
 	status  func() component.Report
 	close   func() error
+	// health reports a running component that can no longer serve (nil:
+	// the component has no such check).
+	health func() error
 }
 
 // New builds every component of cfg without starting any.
@@ -115,6 +118,10 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		drainKick: make(chan struct{}, 1),
 	}
 	d.ctl = control.NewServer(d.log.With("component", "control"), cfg.Control.TokenFile.Bytes())
+	d.ctl.SetMaxLongPolls(cfg.Control.MaxLongPolls)
+	if err := d.ctl.RegisterMetrics(d.reg); err != nil {
+		return nil, fmt.Errorf("control: registering metrics: %w", err)
+	}
 	d.metrics = metrics.NewServer(d.log.With("component", "metrics"), d.reg)
 	deps := func(name string) component.Deps {
 		return component.Deps{
@@ -158,8 +165,10 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 			reload:  func(ctx context.Context, c Config) error { return d.relay.Reload(ctx, c.Relay) },
 			status:  func() component.Report { return d.relay.Status() },
 			close:   d.relay.Close,
+			health:  d.relay.Health,
 		},
 	}
+	d.metrics.SetCheck(d.health)
 	d.ctl.HandleFunc("GET /v1/status", d.serveStatus)
 	d.ctl.HandleFunc("GET /v1/config", d.serveConfig)
 	d.ctl.HandleFunc("POST /v1/drain", d.serveDrain)
@@ -241,6 +250,7 @@ func (d *Daemon) Reload(ctx context.Context, cfg Config) error {
 	if lvl, err := logging.ParseLevel(cfg.Log.Level); err == nil {
 		d.lv.Set(lvl)
 	}
+	d.ctl.SetMaxLongPolls(cfg.Control.MaxLongPolls)
 	if cfg.Log.Format != old.Log.Format {
 		d.log.Warn("reload: log format changes need a restart", "running", old.Log.Format, "configured", cfg.Log.Format)
 	}
@@ -272,6 +282,23 @@ func (d *Daemon) Reload(ctx context.Context, cfg Config) error {
 	}
 	d.mu.Unlock()
 	return err
+}
+
+// health returns the first running component's health error, for
+// /readyz.
+func (d *Daemon) health() error {
+	d.mu.Lock()
+	running := d.running
+	d.mu.Unlock()
+	for _, u := range running {
+		if u.health == nil {
+			continue
+		}
+		if err := u.health(); err != nil {
+			return fmt.Errorf("%s: %w", u.name, err)
+		}
+	}
+	return nil
 }
 
 // RecordReloadFailure records a reload that was refused before reaching the

@@ -30,7 +30,7 @@ func (g *Gateway) routes(c *control.Server) {
 	c.HandleFunc("PATCH /v1/sessions/{id}", g.serveUpdate)
 	c.HandleFunc("POST /v1/sessions/{id}/rekey", g.serveRekey)
 	c.HandleFunc("DELETE /v1/sessions/{id}", g.serveDelete)
-	c.HandleFunc("GET /v1/gateway/events", g.serveEvents)
+	c.HandleLongPoll("GET /v1/gateway/events", g.serveEvents)
 }
 
 func reqCtx(r *http.Request) (context.Context, context.CancelFunc) {

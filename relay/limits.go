@@ -77,7 +77,9 @@ func (s *Server) refuse(err error, user string) {
 		return
 	}
 	s.metrics.refused.WithLabelValues(reason).Inc()
-	s.log.Warn("allocation refused", "reason", reason, "user", user, "err", err)
+	if s.auth.logRate.allow() {
+		s.log.Warn("allocation refused", "reason", reason, "user", user, "err", err)
+	}
 }
 
 // quota is pion's QuotaHandler: 486 when the user or the relay is full.
@@ -103,8 +105,12 @@ func (s *Server) quota(user, _ string, src net.Addr) bool {
 		return true
 	}
 	s.metrics.refused.WithLabelValues(reason).Inc()
-	s.log.Info("allocation refused (486)", "reason", reason, "user", user, "client", addrString(src),
-		"user_allocations", n, "total_allocations", total)
+	// A client can retry at line rate: at most as many lines as for
+	// authentication failures.
+	if s.auth.logRate.allow() {
+		s.log.Info("allocation refused (486)", "reason", reason, "user", user, "client", addrString(src),
+			"user_allocations", n, "total_allocations", total)
+	}
 	return false
 }
 

@@ -51,6 +51,12 @@ type Server struct {
 	auth    *authenticator
 	clock0  time.Time
 	gso     *udpbatch.GSO // the workers' UDP GSO switch (runs of datagrams to one destination)
+	// acceptLog bounds the log lines of temporary accept errors.
+	acceptLog *rateGate
+	// tcpConns counts open client TCP/TLS connections for the caps.
+	tcpConns connLimiter
+	// challenges rate-limits 401 answers per source.
+	challenges challengeLimiter
 
 	// policy and limits are read lock-free by the data path and handlers;
 	// Reload swaps them.
@@ -93,6 +99,7 @@ type Server struct {
 	nextID  uint64
 	pending int // allocations being created (between quota and socket)
 	closed  bool
+	failure error // why the relay can no longer serve (see Health)
 }
 
 // relayKey identifies an allocation by its advertised relayed address, as
@@ -126,6 +133,7 @@ func New(cfg Config, d component.Deps) (*Server, error) {
 		done:    make(chan struct{}),
 
 		connectTimeout: connectTimeout,
+		acceptLog:      newRateGate(5, time.Second),
 	}
 	s.dial = s.dialPeer
 	if !cfg.Enabled {
@@ -207,6 +215,9 @@ func (s *Server) Status() Status {
 	st := Status{Status: component.Status{State: s.state}, Allocations: len(s.allocs), Draining: s.draining.Load()}
 	if s.state == "disabled" {
 		return st
+	}
+	if s.failure != nil {
+		st.State, st.Detail = "degraded", s.failure.Error()
 	}
 	for _, g := range s.groups {
 		st.Listeners = append(st.Listeners, fmt.Sprintf("udp %s (%d shards, %s)", g.addr, len(g.shards), s.ioMode()))
