@@ -640,3 +640,84 @@ func TestNGQueryStatistics(t *testing.T) {
 		t.Errorf("delete reply without the callee's tag: %v", d)
 	}
 }
+
+// TestNGViaBranchForks: an INVITE forked to two callees (same call-id and
+// from-tag, two via-branches) gets a call of its own per branch: its own
+// ports and keys toward each callee; an answer, query or delete with a
+// via-branch reaches that branch only; a retransmitted offer of a branch
+// (a new cookie) gets that branch's ports again; a delete with neither
+// via-branch nor to-tag ends every branch.
+func TestNGViaBranchForks(t *testing.T) {
+	g := startGateway(t, ngConfig())
+	c, err := dialNG(g.NGAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80")
+	b1, b2 := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80"), newNGEnd(t, "AES_CM_128_HMAC_SHA1_80")
+	const id = "fork@test"
+	offer := func(via string) ng.Media {
+		return mediaOf(t, ngDo(t, c, map[string]any{"command": "offer", "call-id": id, "from-tag": "a", "via-branch": via, "sdp": a.sdp("RTP/SAVP")}))
+	}
+	to1, to2 := offer("z9hG4bK.1"), offer("z9hG4bK.2")
+	if to1.Port == to2.Port {
+		t.Fatalf("both branches got port %d", to1.Port)
+	}
+	suiteKey := func(m ng.Media) ngKey {
+		for _, line := range m.Crypto {
+			if k, err := parseNGKey(line); err == nil && k.Suite.Name == "AES_CM_128_HMAC_SHA1_80" {
+				return k
+			}
+		}
+		t.Fatalf("no AES_CM_128_HMAC_SHA1_80 line: %v", m.Crypto)
+		return ngKey{}
+	}
+	k1, k2 := suiteKey(to1), suiteKey(to2)
+	if bytesEqual(k1.Master, k2.Master) {
+		t.Fatal("both branches got the same key")
+	}
+	if again := offer("z9hG4bK.2"); again.Port != to2.Port || !bytesEqual(suiteKey(again).Master, k2.Master) {
+		t.Errorf("a repeated offer of branch 2 got port %d, want %d and the same key", again.Port, to2.Port)
+	}
+	if g.ng.numCalls() != 2 {
+		t.Fatalf("%d calls, want one per branch", g.ng.numCalls())
+	}
+	if l := ngDo(t, c, map[string]any{"command": "list"}); len(l.Strs("calls")) != 1 || l.Strs("calls")[0] != id {
+		t.Errorf("list: %v", l)
+	}
+	answer := func(via, to string, b *ngEnd) ng.Media {
+		return (mediaOf(t, ngDo(t, c, map[string]any{"command": "answer", "call-id": id, "from-tag": "a", "to-tag": to, "via-branch": via, "sdp": b.sdp("RTP/SAVP")})))
+	}
+	b1.key.Tag, b2.key.Tag = k1.Tag, k2.Tag
+	toA2 := answer("z9hG4bK.2", "t2", b2)
+	toA1 := answer("z9hG4bK.1", "t1", b1)
+	gwA1, gwA2 := keyOf(t, toA1), keyOf(t, toA2)
+	if toA1.Port == toA2.Port {
+		t.Errorf("both branches face the caller on port %d", toA1.Port)
+	}
+	if bytesEqual(gwA1.Master, gwA2.Master) {
+		t.Fatal("the caller got the same key from both branches")
+	}
+	// Media of each branch goes to its own callee with its own keys.
+	through(t, b2, a, b2.key, gwA2, addrOf(to2), 10, 3)
+	through(t, a, b2, a.key, k2, addrOf(toA2), 10, 3)
+	through(t, a, b1, a.key, k1, addrOf(toA1), 10, 3)
+	through(t, b1, a, b1.key, gwA1, addrOf(to1), 10, 3)
+
+	q := ngDo(t, c, map[string]any{"command": "query", "call-id": id, "via-branch": "z9hG4bK.2"})
+	if _, ok := q["tags"].(map[string]any)["t2"]; !ok {
+		t.Errorf("query of branch 2 does not show its to-tag: %v", q["tags"])
+	}
+	ngDo(t, c, map[string]any{"command": "delete", "call-id": id, "from-tag": "a", "via-branch": "z9hG4bK.1"})
+	if g.ng.numCalls() != 1 {
+		t.Fatalf("%d calls after deleting branch 1, want 1", g.ng.numCalls())
+	}
+	through(t, b2, a, b2.key, gwA2, addrOf(to2), 20, 2)
+	ngDo(t, c, map[string]any{"command": "offer", "call-id": id, "from-tag": "a", "via-branch": "z9hG4bK.3", "sdp": a.sdp("RTP/SAVP")})
+	ngDo(t, c, map[string]any{"command": "delete", "call-id": id, "from-tag": "a"})
+	if n := g.ng.numCalls(); n != 0 {
+		t.Fatalf("%d calls after deleting the call", n)
+	}
+	waitFor(t, 5*time.Second, func() bool { return len(mustSessions(t, g)) == 0 })
+}

@@ -17,6 +17,7 @@ import (
 // a gateway session once answered. Guarded by ngServer.mu.
 type ngCall struct {
 	id         string
+	key        string // in ngServer.calls: id, or forkKey(id, viaBranch)
 	tags       [2]string
 	viaBranch  string
 	legs       [2]legID // by side
@@ -123,13 +124,25 @@ func (s *ngServer) offerAnswer(cmd string, req ng.Dict, now time.Time) map[strin
 	if err != nil {
 		return ng.ErrorReply(err.Error())
 	}
-	c := s.calls[callID]
+	via := req.Str("via-branch")
+	c := s.branch(callID, via)
+	key := callID
+	if h := s.calls[callID]; cmd == "offer" && c == h && h != nil && !h.answered &&
+		via != "" && h.viaBranch != "" && via != h.viaBranch && fromTag == h.tags[0] {
+		// The same INVITE forked: a call of its own, with its own ports
+		// and keys toward its answerer.
+		c, key = nil, forkKey(callID, via)
+	}
 	var out []byte
 	switch {
 	case cmd == "offer" && c == nil:
-		c, out, err = s.newOffer(callID, fromTag, req.Str("via-branch"), flags, body, now)
+		c, out, err = s.newOffer(callID, fromTag, via, flags, body, now)
 		if err == nil {
-			s.calls[callID] = c
+			c.key = key
+			s.calls[key] = c
+			if key != callID {
+				s.forks[callID] = append(s.forks[callID], key)
+			}
 			s.pending += len(c.streams)
 			s.totals.calls++
 			s.m.calls.Set(float64(len(s.calls)))
@@ -419,8 +432,46 @@ func (s *ngServer) forgetLocked(c *ngCall) {
 	if !c.answered {
 		s.pending -= len(c.streams)
 	}
-	delete(s.calls, c.id)
+	delete(s.calls, c.key)
+	if c.key != c.id {
+		ks := slices.DeleteFunc(s.forks[c.id], func(k string) bool { return k == c.key })
+		if len(ks) == 0 {
+			delete(s.forks, c.id)
+		} else {
+			s.forks[c.id] = ks
+		}
+	}
 	s.m.calls.Set(float64(len(s.calls)))
+}
+
+// forkKey is the key in ngServer.calls of a fork of call id: an offer
+// with the same call-id and from-tag as an unanswered call but another
+// via-branch.
+func forkKey(id, via string) string { return id + "\x00" + via }
+
+// branch returns the call a request of call id and via-branch via is
+// for: the fork of that via-branch when there is one, else the call of
+// that call-id (nil when none).
+func (s *ngServer) branch(id, via string) *ngCall {
+	if via != "" && len(s.forks[id]) > 0 {
+		if c := s.calls[forkKey(id, via)]; c != nil {
+			return c
+		}
+	}
+	return s.calls[id]
+}
+
+// branches returns every call of call id: the first offer's, then its
+// forks.
+func (s *ngServer) branches(id string) []*ngCall {
+	var cs []*ngCall
+	if c := s.calls[id]; c != nil {
+		cs = append(cs, c)
+	}
+	for _, k := range s.forks[id] {
+		cs = append(cs, s.calls[k])
+	}
+	return cs
 }
 
 // freeCallLocked ends every stream of c: sessions deleted, held sockets

@@ -24,13 +24,17 @@ func (s *ngServer) deleteCall(req ng.Dict, now time.Time) map[string]any {
 		return ng.ErrorReply("delete-delay: want 0 to 3600 seconds")
 	}
 	s.totals.deletes++
-	if delay > 0 {
-		if c.deleteAt.IsZero() {
+	cs := []*ngCall{c}
+	if req.Str("via-branch") == "" && req.Str("to-tag") == "" {
+		cs = s.branches(c.id) // the whole call: every fork of it too
+	}
+	for _, c := range cs {
+		if delay == 0 {
+			s.forgetLocked(c)
+		} else if c.deleteAt.IsZero() {
 			c.deleteAt = now.Add(time.Duration(delay) * time.Second)
 		}
-		return reply
 	}
-	s.forgetLocked(c)
 	return reply
 }
 
@@ -41,16 +45,37 @@ func (s *ngServer) findCall(req ng.Dict) (*ngCall, map[string]any) {
 	if id == "" {
 		return nil, ng.ErrorReply("no call-id")
 	}
-	c := s.calls[id]
-	if c == nil {
+	cs := s.branches(id)
+	if len(cs) == 0 {
 		return nil, ng.ErrorReply("Unknown call-id")
 	}
-	for _, tag := range []string{req.Str("from-tag"), req.Str("to-tag")} {
-		if tag != "" && tag != c.tags[0] && tag != c.tags[1] {
-			return nil, ng.ErrorReply("Unknown tag for this call")
-		}
+	if via := req.Str("via-branch"); via != "" && len(cs) > 1 {
+		// The branch of that via-branch first.
+		slices.SortStableFunc(cs, func(a, b *ngCall) int {
+			return cmpBool(b.viaBranch == via, a.viaBranch == via)
+		})
 	}
-	return c, nil
+next:
+	for _, c := range cs {
+		for _, tag := range []string{req.Str("from-tag"), req.Str("to-tag")} {
+			if tag != "" && tag != c.tags[0] && tag != c.tags[1] {
+				continue next
+			}
+		}
+		return c, nil
+	}
+	return nil, ng.ErrorReply("Unknown tag for this call")
+}
+
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // query answers with a call's statistics.
@@ -156,8 +181,10 @@ func (s *ngServer) list(req ng.Dict) map[string]any {
 		limit = 32
 	}
 	ids := make([]string, 0, len(s.calls))
-	for id := range s.calls {
-		ids = append(ids, id)
+	for key, c := range s.calls {
+		if key == c.id || s.calls[c.id] == nil && s.forks[c.id][0] == key {
+			ids = append(ids, c.id) // a call-id once, forks or not
+		}
 	}
 	slices.Sort(ids)
 	if int64(len(ids)) > limit {

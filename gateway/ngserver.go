@@ -33,8 +33,9 @@ type ngServer struct {
 	// mu guards the following (the calls, the reply cache, the rate
 	// buckets and the totals).
 	mu      sync.Mutex
-	calls   map[string]*ngCall
-	pending int // streams of offered calls not yet answered (max_sessions)
+	calls   map[string]*ngCall  // by key: the call-id, or forkKey for a fork
+	forks   map[string][]string // call-id → keys of its forks, when any
+	pending int                 // streams of offered calls not yet answered (max_sessions)
 	cache   replyCache
 	buckets map[netip.Addr]*bucket
 	totals  ngTotals
@@ -55,7 +56,7 @@ func newNGServer(g *Gateway, cfg *NGConfig, m *ngMetrics) (*ngServer, error) {
 		return nil, fmt.Errorf("gateway: ng listen: %w", err)
 	}
 	s := &ngServer{g: g, log: g.log.With("subsystem", "ng"), m: m, conn: conn, done: make(chan struct{}),
-		calls: map[string]*ngCall{}, buckets: map[netip.Addr]*bucket{}}
+		calls: map[string]*ngCall{}, forks: map[string][]string{}, buckets: map[netip.Addr]*bucket{}}
 	s.reload(cfg)
 	s.cache.init()
 	return s, nil
@@ -97,6 +98,7 @@ func (s *ngServer) close() {
 		s.freeCallLocked(c)
 		delete(s.calls, id)
 	}
+	clear(s.forks)
 	s.m.calls.Set(0)
 	for e := s.cache.order.Front(); e != nil; e = e.Next() {
 		clear(e.Value.(*cached).reply)
