@@ -20,13 +20,31 @@ import (
 // each over its real socket with bench's ng client, one call at a time:
 //
 //	go test -run '^$' -bench NGRoundTrips -benchtime 1000x ./e2e/ngcall/
-func BenchmarkNGRoundTrips(b *testing.B) {
+func BenchmarkNGRoundTrips(b *testing.B) { benchBoth(b, 0, 0) }
+
+// BenchmarkNGRoundTripsLoaded is BenchmarkNGRoundTrips with 4,000 other
+// calls up on each (answered, with rtcp-mux) and at most 200 calls set up
+// a second. 4,000 is what rtpengine holds under a 20,000 open-files limit
+// (four sockets a call, rtcp-mux or not); the benchmark raises
+// RLIMIT_NOFILE toward what the calls need first, which rtpengine
+// inherits:
+//
+//	go test -run '^$' -bench NGRoundTripsLoaded -benchtime 2000x ./e2e/ngcall/
+func BenchmarkNGRoundTripsLoaded(b *testing.B) {
+	const live = 4000
+	if lim := raiseNoFile(4*live + 2048); lim < 4*live+2048 {
+		b.Skipf("%d live calls need %d open files; the limit is %d", live, 4*live+2048, lim)
+	}
+	benchBoth(b, live, 200)
+}
+
+func benchBoth(b *testing.B, live, rate int) {
 	b.Run("mediaedge", func(b *testing.B) {
 		cfg := ngConfig()
 		cfg.NG.RatePerSource = 1_000_000
 		cfg.MaxSessions = 100_000
 		g := startGateway(b, cfg)
-		roundTrips(b, g.NGAddr())
+		roundTrips(b, g.NGAddr(), live, rate)
 	})
 	b.Run("rtpengine", func(b *testing.B) {
 		if _, err := exec.LookPath("rtpengine"); err != nil {
@@ -34,7 +52,7 @@ func BenchmarkNGRoundTrips(b *testing.B) {
 		}
 		addr := freeAddr(b)
 		p := startProc(b, b.TempDir(), "rtpengine", "--config-file=none", "--table=-1", "--foreground", "--log-stderr",
-			"--log-level=3", "--interface=127.0.0.1", "--listen-ng="+addr.String(), "--port-min=56000", "--port-max=59999", "--delete-delay=0")
+			"--log-level=3", "--interface=127.0.0.1", "--listen-ng="+addr.String(), "--port-min=40000", "--port-max=59999", "--delete-delay=0")
 		_ = p
 		deadline := time.Now().Add(10 * time.Second)
 		for !ngPing(addr) {
@@ -43,11 +61,14 @@ func BenchmarkNGRoundTrips(b *testing.B) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		roundTrips(b, addr)
+		roundTrips(b, addr, live, rate)
 	})
 }
 
-func roundTrips(b *testing.B, addr netip.AddrPort) {
+// roundTrips measures offer+answer+delete round trips against the ng
+// server at addr with live other calls up, at most rate calls a second
+// (0: as fast as one client goes).
+func roundTrips(b *testing.B, addr netip.AddrPort, live, rate int) {
 	c, err := sut.DialNG(addr)
 	if err != nil {
 		b.Fatal(err)
@@ -62,6 +83,24 @@ func roundTrips(b *testing.B, addr netip.AddrPort) {
 		return fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/SAVP 0 8\r\na=rtpmap:0 PCMU/8000\r\n%s\r\n", port, k.CryptoLine())
 	}
 	offerSDP, answerSDP := sdp(30000, ka), sdp(30002, kb)
+	for i := 0; i < live; i++ {
+		id := fmt.Sprintf("live-%d-%d", b.N, i)
+		for _, m := range []map[string]any{
+			{"command": "offer", "call-id": id, "from-tag": "a", "sdp": offerSDP + "a=rtcp-mux\r\n", "transport-protocol": "RTP/SAVP"},
+			{"command": "answer", "call-id": id, "from-tag": "a", "to-tag": "b", "sdp": answerSDP + "a=rtcp-mux\r\n", "transport-protocol": "RTP/SAVP"},
+		} {
+			if r, err := c.Call(ctx, m); err != nil || r["result"] != "ok" {
+				b.Fatalf("live call %d: %v %v", i, r, err)
+			}
+		}
+	}
+	if live > 0 {
+		defer func() {
+			for i := 0; i < live; i++ {
+				_, _ = c.Call(ctx, map[string]any{"command": "delete", "call-id": fmt.Sprintf("live-%d-%d", b.N, i), "from-tag": "a"})
+			}
+		}()
+	}
 	rtt := make([]time.Duration, 0, 3*b.N)
 	call := func(msg map[string]any) {
 		t0 := time.Now()
@@ -71,7 +110,11 @@ func roundTrips(b *testing.B, addr netip.AddrPort) {
 		rtt = append(rtt, time.Since(t0))
 	}
 	b.ResetTimer()
+	start := time.Now()
 	for i := 0; i < b.N; i++ {
+		if rate > 0 {
+			time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))))
+		}
 		id := fmt.Sprintf("rt-%d-%d", b.N, i)
 		call(map[string]any{"command": "offer", "call-id": id, "from-tag": "a", "sdp": offerSDP, "transport-protocol": "RTP/SAVP"})
 		call(map[string]any{"command": "answer", "call-id": id, "from-tag": "a", "to-tag": "b", "sdp": answerSDP, "transport-protocol": "RTP/SAVP"})
