@@ -144,7 +144,9 @@ def ours(pid):
             argv = f.read().split(b"\0")
     except OSError:
         return False
-    return any(a.endswith(b"mediaedge") for a in argv) and b"run" in argv
+    # The binary is named mediaedge, or is the one MEDIAEDGE_BIN names.
+    named = os.environ.get("MEDIAEDGE_BIN", "").encode()
+    return bool(argv) and (argv[0].endswith(b"mediaedge") or (named and argv[0] == named)) and b"run" in argv
 
 
 def stop(pid):
