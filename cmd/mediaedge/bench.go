@@ -37,7 +37,7 @@ control API) and against any peer (fixed keys or a spec file).
 
 See docs/bench.md.`,
 	}
-	cmd.AddCommand(newBenchSRTPCmd(g), newBenchTURNCmd(), newBenchVerifyCmd(), newBenchSuiteCmd())
+	cmd.AddCommand(newBenchSRTPCmd(g), newBenchTURNCmd(), newBenchVerifyCmd(), newBenchSuiteCmd(), newBenchNGCmd())
 	return cmd
 }
 

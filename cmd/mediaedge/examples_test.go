@@ -123,6 +123,7 @@ var helpSkips = []struct{ prefix, reason string }{
 	{"mediaedge bench srtp --spec", "needs a peer gateway described by a spec file (docs/bench.md)"},
 	{"mediaedge bench srtp --target", "needs a forwarder with fixed keys K1, K2"},
 	{"mediaedge bench verify", "needs captures of both sides of a deployed gateway"},
+	{"mediaedge bench ng --server 127.0.0.1:2223", "needs rtpengine's ng listener on 127.0.0.1:2223 (BenchmarkNGRoundTripsLoaded in e2e/ngcall runs bench's ng client against rtpengine)"},
 	{"mediaedge policy check 52.112.0.10 --udp 3478 --from 10.20.0.10 --iif lan0", "needs the interface lan0 (the demo's edge, docs/demo.md)"},
 	{"mediaedge policy import-m365 endpoints.json", "needs Microsoft's endpoints.json"},
 	{"curl ", "fetches from the internet"},
