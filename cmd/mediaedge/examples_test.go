@@ -46,6 +46,7 @@ type example struct {
 	source string // where it is written: "docs/gateway.md:40", "--help of mediaedge turn"
 	cmd    string
 	skip   string // why it does not run here; empty: it runs
+	root   bool   // "sudo ...": runs as root, in the daemon's namespace only
 }
 
 var exampleSkipRE = regexp.MustCompile(`^<!--\s*example:\s*skip\s+(.*?)\s*-->\s*$`)
@@ -125,6 +126,9 @@ var helpSkips = []struct{ prefix, reason string }{
 	{"mediaedge policy check 52.112.0.10 --udp 3478 --from 10.20.0.10 --iif lan0", "needs the interface lan0 (the demo's edge, docs/demo.md)"},
 	{"mediaedge policy import-m365 endpoints.json", "needs Microsoft's endpoints.json"},
 	{"curl ", "fetches from the internet"},
+	{"mediaedge drain", "stops the daemon: TestDrainWithLiveMedia and TestDrainDeadline run it with live media"},
+	{"mediaedge turn kill", "needs live allocations: TestTurnKillAndStatusCLI runs it"},
+	{"mediaedge config import-coturn turnserver.conf", "needs a coturn turnserver.conf: TestImportCoturnDebian and TestImportCoturnProduction run it"},
 }
 
 // helpExamples extracts the Example lines of every command.
@@ -145,9 +149,8 @@ func helpExamples(root *cobra.Command) []example {
 			cmd := pending + line
 			pending = ""
 			ex := example{source: "--help of " + c.CommandPath(), cmd: cmd}
+			ex.root = strings.HasPrefix(cmd, "sudo ")
 			switch {
-			case strings.HasPrefix(cmd, "sudo "):
-				ex.skip = "changes the host's routing as root"
 			case strings.Contains(cmd, "/etc/mediaedge/") || strings.Contains(cmd, "/var/lib/mediaedge/"):
 				ex.skip = "uses an installed configuration under /etc/mediaedge (TestInstallReadableByService checks an installed tree)"
 			}
@@ -179,10 +182,13 @@ type trialDaemon struct {
 
 const nobody = 65534
 
-// command returns a shell running line as the examples run.
-func (d *trialDaemon) command(ctx context.Context, line string) *exec.Cmd {
+// command returns a shell running line as the examples run; root keeps
+// root's identity (still in the daemon's network namespace).
+func (d *trialDaemon) command(ctx context.Context, line string, root bool) *exec.Cmd {
 	var c *exec.Cmd
-	if d.asUser {
+	if d.asUser && root {
+		c = exec.CommandContext(ctx, "nsenter", "--net=/proc/"+strconv.Itoa(d.cmd.Process.Pid)+"/ns/net", "/bin/sh", "-c", line)
+	} else if d.asUser {
 		c = exec.CommandContext(ctx, "nsenter", "--net=/proc/"+strconv.Itoa(d.cmd.Process.Pid)+"/ns/net",
 			"setpriv", "--reuid="+strconv.Itoa(nobody), "--regid="+strconv.Itoa(nobody), "--clear-groups", "/bin/sh", "-c", line)
 	} else {
@@ -193,10 +199,14 @@ func (d *trialDaemon) command(ctx context.Context, line string) *exec.Cmd {
 }
 
 // run runs line and returns its combined output.
-func (d *trialDaemon) run(line string) (string, error) {
+func (d *trialDaemon) run(line string) (string, error) { return d.runAs(line, false) }
+
+// runAs runs line, as root when root is set, and returns its combined
+// output.
+func (d *trialDaemon) runAs(line string, root bool) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := d.command(ctx, line).CombinedOutput()
+	out, err := d.command(ctx, line, root).CombinedOutput()
 	if ctx.Err() != nil {
 		err = fmt.Errorf("timed out after 2m: %w", err)
 	}
@@ -413,7 +423,18 @@ kill $p; exit $rc`)
 			if strings.Contains(ex.cmd, exampleSessionID) && !strings.Contains(ex.cmd, "session create") {
 				d.ensureExampleSession(t)
 			}
-			out, err := d.run(ex.cmd)
+			line := ex.cmd
+			if ex.root {
+				// Root changes routing: only in the daemon's own network
+				// namespace, never the host's.
+				if !d.asUser {
+					t.Skipf("%s\n    needs root and a network namespace of its own (it changes routing)", ex.cmd)
+				}
+				if _, err := exec.LookPath("sudo"); err != nil {
+					line = strings.TrimPrefix(line, "sudo ") // root already
+				}
+			}
+			out, err := d.runAs(line, ex.root)
 			if err != nil {
 				t.Fatalf("%s\n%v\n%s", ex.cmd, err, out)
 			}
