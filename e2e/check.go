@@ -17,6 +17,9 @@ type Check struct {
 	Evidence []string
 	// Took is how long the step took.
 	Took time.Duration
+	// Overload, set on a failed check when the machine was overloaded as
+	// it ended, describes the load.
+	Overload string
 }
 
 // checker builds one Check: evidence lines accumulate and any failed
@@ -55,6 +58,11 @@ func (k *checker) fail(err error) {
 
 func (k *checker) done() Check {
 	k.c.Took = time.Since(k.start)
+	if !k.c.Pass {
+		if l := MeasureLoad(); l.Overloaded() {
+			k.c.Overload = l.String()
+		}
+	}
 	return k.c
 }
 
@@ -65,6 +73,9 @@ func WriteCheck(w io.Writer, c Check) {
 		verdict = "FAIL"
 	}
 	fmt.Fprintf(w, "%s  %s (%s)\n", verdict, c.Name, c.Took.Round(10*time.Millisecond))
+	if c.Overload != "" {
+		fmt.Fprintf(w, "        ! the machine is overloaded (%s): timing evidence below may reflect the machine, not mediaedge\n", c.Overload)
+	}
 	for _, e := range c.Evidence {
 		for _, line := range strings.Split(e, "\n") {
 			fmt.Fprintf(w, "        %s\n", line)
@@ -74,7 +85,7 @@ func WriteCheck(w io.Writer, c Check) {
 
 // WriteSummary prints one line per check and the verdict.
 func WriteSummary(w io.Writer, r *Result) {
-	passed := 0
+	passed, overloaded := 0, ""
 	fmt.Fprintln(w, "Summary")
 	for _, c := range r.Checks {
 		mark := "PASS"
@@ -83,7 +94,11 @@ func WriteSummary(w io.Writer, r *Result) {
 		} else {
 			mark = "FAIL"
 		}
-		fmt.Fprintf(w, "  %s  %s\n", mark, c.Name)
+		note := ""
+		if c.Overload != "" {
+			note, overloaded = " (machine overloaded)", c.Overload
+		}
+		fmt.Fprintf(w, "  %s  %s%s\n", mark, c.Name, note)
 	}
 	var verdict string
 	switch {
@@ -95,6 +110,9 @@ func WriteSummary(w io.Writer, r *Result) {
 		verdict = "the edge does NOT work end to end"
 	}
 	fmt.Fprintf(w, "%d of %d checks passed in %s: %s.\n", passed, len(r.Checks), r.Took.Round(100*time.Millisecond), verdict)
+	if overloaded != "" {
+		fmt.Fprintf(w, "The machine was overloaded when checks failed (last: %s); run the demo again on a quieter machine before reading the failures as mediaedge's.\n", overloaded)
+	}
 }
 
 // Result is what Run found.

@@ -6,12 +6,15 @@ import (
 
 // demuxOpen finds the leg a datagram on shared socket s belongs to and
 // opens it. A known flow (source address and SSRC) goes straight to its
-// leg. A new flow is tried against the keys of the legs that could own
-// it: legs whose remote is src, legs still waiting to latch, and, for
-// non-symmetric legs, any leg. The first leg whose key authenticates the
-// packet owns the flow from then on. Trials cost CPU, so they are
-// rate-limited per socket; a packet over the limit is dropped as an
-// unknown flow. The returned leg is nil when no leg took the packet.
+// leg, before and without any trial. A new flow is tried first against
+// the leg that owns another flow of the same source, then against the
+// keys of the legs that could own it: legs still waiting to latch, legs
+// whose remote is src and, for non-symmetric legs, any leg. The first leg
+// whose key authenticates the packet owns the flow from then on. Trials
+// are budgeted per worker and per source, and sources whose packets keep
+// failing are denied trials for a while (see trial.go); a packet over a
+// budget is dropped as trial_refused, one from a denied source as
+// junk_source. The returned leg is nil when no leg took the packet.
 func (w *worker) demuxOpen(s *sock, src netip.AddrPort, pkt []byte, rtcp bool) (*leg, []byte, reason, bool) {
 	d := s.dm
 	ssrc := ssrcOf(pkt, rtcp)
@@ -22,43 +25,92 @@ func (w *worker) demuxOpen(s *sock, src netip.AddrPort, pkt []byte, rtcp bool) (
 		plain, r, ok := w.open(l, pkt, rtcp, false)
 		return l, plain, r, ok
 	}
-	d.refill(w.now)
+	e := d.sources.get(src, w.now)
+	if e.denied(w.now, w.trial.epoch) {
+		return nil, nil, reasonJunkSource, false
+	}
+	e.budget.refill(w.now, srcTrialRate, srcTrialBurst)
+	w.trial.refill(w.now, workerTrialRate, workerTrialBurst)
 	w.stats.trials.Add(1)
 	tried := 0
 	why := reasonUnknownFlow
 	var last *leg
+	// cut: a budget ended the passes; starved: the worker's.
+	cut, starved := false, false
+	// A further stream (or the RTCP) of a source that owns a flow: most
+	// likely the same leg's, tried first. It is budgeted like any trial,
+	// so that junk sent from (or spoofing) a latched peer's address is
+	// denied like any other.
+	hint := d.bySrc[src]
+	if hint != nil {
+		if want := hint.remoteFor(rtcp); !hint.symmetric || !want.IsValid() || want == src {
+			if e.budget.tokens < 1 || w.trial.tokens < 1 {
+				return nil, nil, reasonTrialRefused, false
+			}
+			e.budget.tokens--
+			w.trial.tokens--
+			tried++
+			plain, r, ok := w.open(hint, pkt, rtcp, true)
+			if ok || r == reasonKeyExpired || r == reasonReplay {
+				e.fails = 0
+				return hint, plain, r, ok
+			}
+			if r != reasonAuth {
+				why, last = r, hint // e.g. one SSRC too many for its leg
+			}
+		}
+	}
+	n := len(d.legs)
+	start := 0
+	if n > 0 {
+		start = d.rot % n
+	}
 	// Two passes: first the legs that own no flow yet (a new flow most
 	// likely starts a session's first stream), then the others (a further
-	// stream of a bundle, or a peer that moved).
+	// stream of a bundle, or a peer that moved). Each starts where the
+	// last packet's trials ended.
+passes:
 	for pass := 0; pass < 2; pass++ {
-		for _, l := range d.legs {
-			if (len(l.flows) == 0) != (pass == 0) {
+		for i := 0; i < n; i++ {
+			j := start + i
+			if j >= n {
+				j -= n
+			}
+			l := d.legs[j]
+			if (len(l.flows) == 0) != (pass == 0) || l == hint {
 				continue
 			}
 			if want := l.remoteFor(rtcp); want.IsValid() && want != src && l.symmetric {
 				continue
 			}
-			if tried >= maxTrialCandidates || !d.take() {
-				pass = 2
-				break
+			if tried >= maxTrialCandidates || e.budget.tokens < 1 || w.trial.tokens < 1 {
+				cut, starved = true, w.trial.tokens < 1
+				d.rot = j
+				break passes
 			}
+			e.budget.tokens--
+			w.trial.tokens--
 			tried++
 			plain, r, ok := w.open(l, pkt, rtcp, true)
-			if ok {
-				return l, plain, 0, true
-			}
-			if r == reasonKeyExpired || r == reasonReplay {
-				// The key matched: the flow is this leg's, the packet is
-				// not acceptable.
-				return l, nil, r, false
+			if ok || r == reasonKeyExpired || r == reasonReplay {
+				// The key matched: the flow is this leg's (or the packet
+				// is not acceptable, as when a known flow sends it).
+				e.fails = 0
+				return l, plain, r, ok
 			}
 			if r != reasonAuth {
 				why, last = r, l
 			}
 		}
 	}
-	if last != nil && tried == 1 {
+	if !starved && e.failed(w.now, w.trial.epoch) {
+		w.stats.denied.Add(1)
+	}
+	if last != nil && tried == 1 && !cut {
 		return last, nil, why, false
+	}
+	if cut && why == reasonUnknownFlow {
+		why = reasonTrialRefused
 	}
 	return nil, nil, why, false
 }

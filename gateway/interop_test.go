@@ -108,7 +108,7 @@ func TestInteropFFmpegToGStreamer(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer func() { _ = gst.Process.Kill(); _ = gst.Wait() }()
-			waitBound(t, rxPort, 15*time.Second) // udpsrc must listen before ffmpeg sends
+			testutil.WaitUDPBound(t, rxPort, 15*time.Second) // udpsrc must listen before ffmpeg sends
 
 			local, _ := config.ParseAddrPort(info.Internal.Local)
 			localRTCP, _ := config.ParseAddrPort(info.Internal.LocalRTCP)
@@ -174,24 +174,4 @@ func run(t *testing.T, timeout time.Duration, name string, args ...string) {
 	if out, err := exec.CommandContext(ctx, name, args...).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", name, err, out)
 	}
-}
-
-// waitBound waits until a UDP socket is bound to port on this host (read
-// from /proc/net/udp): gst-launch takes a while to build its pipeline.
-func waitBound(t *testing.T, port int, timeout time.Duration) {
-	t.Helper()
-	want := fmt.Sprintf(":%04X ", port)
-	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		b, err := os.ReadFile("/proc/net/udp")
-		if err != nil {
-			time.Sleep(time.Second) // no procfs: give it a second
-			return
-		}
-		for _, ln := range strings.Split(string(b), "\n")[1:] {
-			if f := strings.Fields(ln); len(f) > 2 && strings.HasSuffix(f[1]+" ", want) {
-				return
-			}
-		}
-	}
-	t.Fatalf("nothing listens on UDP port %d after %s", port, timeout)
 }

@@ -16,6 +16,7 @@ type workerStats struct {
 	wakeups atomic.Uint64
 	batches atomic.Uint64 // receive system calls that returned data
 	trials  atomic.Uint64
+	denied  atomic.Uint64 // sources denied trials (trial.go)
 	latched [2]atomic.Uint64
 	// UDP GSO: messages sent with UDP_SEGMENT, the datagrams they
 	// carried, and whether the kernel refused it.
@@ -48,7 +49,7 @@ type metrics struct {
 	mode    [2]string
 
 	packetsDesc, bytesDesc, dropsDesc, wakeupsDesc, batchesDesc, trialsDesc, latchedDesc, modeDesc *prometheus.Desc
-	gsoDesc, gsoSegDesc, sendModeDesc                                                              *prometheus.Desc
+	gsoDesc, gsoSegDesc, sendModeDesc, deniedDesc                                                  *prometheus.Desc
 }
 
 // newUnregisteredMetrics returns metrics nobody scrapes (no registry).
@@ -93,6 +94,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"recvmmsg calls that returned packets; packets_total / this is the mean batch.", nil, nil),
 		trialsDesc: prometheus.NewDesc("mediaedge_gateway_trial_authentications_total",
 			"Packets of unknown flows on shared ports tried against session keys.", nil, nil),
+		deniedDesc: prometheus.NewDesc("mediaedge_gateway_trial_denied_sources_total",
+			"Times a source address was denied trial authentication for a while because none of its recent packets of unknown flows authenticated (shared ports); its packets are dropped as junk_source.", nil, nil),
 		latchedDesc: prometheus.NewDesc("mediaedge_gateway_latched_total",
 			"Remote addresses learned from authenticated packets.", []string{"leg"}, nil),
 		modeDesc: prometheus.NewDesc("mediaedge_gateway_port_mode_info",
@@ -116,7 +119,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // Describe implements prometheus.Collector for the per-worker counters.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.packetsDesc, m.bytesDesc, m.dropsDesc, m.wakeupsDesc,
-		m.batchesDesc, m.trialsDesc, m.latchedDesc, m.modeDesc, m.gsoDesc, m.gsoSegDesc, m.sendModeDesc} {
+		m.batchesDesc, m.trialsDesc, m.latchedDesc, m.modeDesc, m.gsoDesc, m.gsoSegDesc, m.sendModeDesc, m.deniedDesc} {
 		ch <- d
 	}
 }
@@ -128,7 +131,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	mode := m.mode
 	m.mu.Unlock()
 	dirs := [2]string{"in", "out"}
-	var wake, batches, trials uint64
+	var wake, batches, trials, denied uint64
 	for l := legInternal; l <= legCloud; l++ {
 		var latched uint64
 		var drops [numReasons]uint64
@@ -161,6 +164,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		wake += w.wakeups.Load()
 		batches += w.batches.Load()
 		trials += w.trials.Load()
+		denied += w.denied.Load()
 		gso += w.gsoSends.Load()
 		seg += w.gsoSegments.Load()
 		if w.gsoOff.Load() {
@@ -175,6 +179,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.wakeupsDesc, prometheus.CounterValue, float64(wake))
 	ch <- prometheus.MustNewConstMetric(m.batchesDesc, prometheus.CounterValue, float64(batches))
 	ch <- prometheus.MustNewConstMetric(m.trialsDesc, prometheus.CounterValue, float64(trials))
+	ch <- prometheus.MustNewConstMetric(m.deniedDesc, prometheus.CounterValue, float64(denied))
 }
 
 // setWorkers publishes the running workers' stats (nil when stopped; the

@@ -211,8 +211,7 @@ func (w *worker) accepted(l *leg, s *sock, src netip.AddrPort, pkt []byte, rtcp 
 	if s.dm != nil {
 		fk := flowKey{src: src, ssrc: ssrc}
 		if s.dm.flows[fk] == nil && len(l.flows) < 2*w.cfg.MaxSSRCs {
-			s.dm.flows[fk] = l
-			l.flows = append(l.flows, fk)
+			s.dm.learn(l, fk)
 		}
 	}
 }

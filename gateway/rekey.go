@@ -180,6 +180,7 @@ func (w *worker) setPeerKeys(l *leg, c *Crypto) {
 		}
 	}
 	l.inEpoch++
+	w.trial.reconsider()
 	fresh := make([]*keyState, 0, len(c.Keys)+len(l.in))
 	for _, mk := range c.Keys {
 		k := newKeyState(c.Suite, mk, l.inEpoch, w.replayWindow(l, c))

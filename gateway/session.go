@@ -132,12 +132,15 @@ const (
 	reasonKeyExhausted
 	reasonSendError
 	reasonUnknownFlow
+	reasonTrialRefused
+	reasonJunkSource
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
 	"auth_failure", "replay", "malformed", "wrong_source", "key_expired",
 	"ssrc_limit", "no_remote", "key_exhausted", "send_error", "unknown_flow",
+	"trial_refused", "junk_source",
 }
 
 func (r reason) String() string { return reasonNames[r] }

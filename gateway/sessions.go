@@ -318,6 +318,9 @@ func (g *Gateway) Update(ctx context.Context, id string, req UpdateRequest) (*Se
 				continue
 			}
 			l := &s.legs[i]
+			if c.remote.IsValid() || c.remoteRTCP.IsValid() {
+				w.trial.reconsider()
+			}
 			if c.remote.IsValid() {
 				l.remote, l.latched = c.remote, false
 				if l.mux {

@@ -40,47 +40,23 @@ type flowKey struct {
 // worker.
 type demux struct {
 	flows map[flowKey]*leg
+	// bySrc maps a source address to a leg that owns one of its flows:
+	// a new flow from that address is tried against that leg first.
+	bySrc map[netip.AddrPort]*leg
 	// legs are the legs using this socket, the candidates of trial
 	// authentication for a flow seen for the first time.
 	legs []*leg
 	idx  map[*leg]int
-	// trial tokens: every key tried on a packet of an unknown flow costs
-	// one token; tokens refill at trialRate per second up to trialBurst,
-	// so a flood of unknown flows costs bounded CPU (500k checks of a
-	// small packet take about a quarter of a core-second).
-	tokens   float64
-	refillAt int64
+	// rot is where the next trial pass over legs starts: passes cut
+	// short by a budget still cover every leg in turn.
+	rot int
+	// sources budgets and denies the senders of unknown flows (trial.go).
+	sources srcTable
 }
-
-const (
-	trialRate  = 500_000
-	trialBurst = 500_000
-	// maxTrialCandidates bounds the keys tried for one packet.
-	maxTrialCandidates = 16384
-)
 
 func newDemux() *demux {
-	return &demux{flows: map[flowKey]*leg{}, idx: map[*leg]int{}, tokens: trialBurst}
-}
-
-// refill adds the tokens earned since the last refill.
-func (d *demux) refill(now int64) {
-	if d.refillAt != 0 {
-		d.tokens += float64(now-d.refillAt) * trialRate / 1e9
-		if d.tokens > trialBurst {
-			d.tokens = trialBurst
-		}
-	}
-	d.refillAt = now
-}
-
-// take spends one trial token.
-func (d *demux) take() bool {
-	if d.tokens < 1 {
-		return false
-	}
-	d.tokens--
-	return true
+	return &demux{flows: map[flowKey]*leg{}, bySrc: map[netip.AddrPort]*leg{}, idx: map[*leg]int{},
+		sources: newSrcTable()}
 }
 
 // add makes l a candidate on the socket.
@@ -90,6 +66,13 @@ func (d *demux) add(l *leg) {
 	}
 	d.idx[l] = len(d.legs)
 	d.legs = append(d.legs, l)
+}
+
+// learn records that flow f on this socket is l's.
+func (d *demux) learn(l *leg, f flowKey) {
+	d.flows[f] = l
+	d.bySrc[f.src] = l
+	l.flows = append(l.flows, f)
 }
 
 // remove forgets l and every flow it learned on this socket.
@@ -109,6 +92,9 @@ func (d *demux) remove(l *leg) {
 	for _, f := range l.flows {
 		if d.flows[f] == l {
 			delete(d.flows, f)
+		}
+		if d.bySrc[f.src] == l {
+			delete(d.bySrc, f.src)
 		}
 	}
 }

@@ -42,6 +42,7 @@ type worker struct {
 	primeHdr rtp.Header
 	rhdr     rtcp.Header
 	scratch  []byte
+	trial    trialBudget
 	sys      workerSys
 }
 
@@ -139,6 +140,7 @@ func (w *worker) addSession(s *session) error {
 			}
 		}
 	}
+	w.trial.reconsider()
 	s.idx = len(w.sessions)
 	w.sessions = append(w.sessions, s)
 	s.added = true

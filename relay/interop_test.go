@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // freePortPair finds p such that UDP p and p+1 are free on loopback
@@ -73,7 +75,9 @@ func TestInteropCoturnUclient(t *testing.T) {
 		peer.Process.Kill()
 		peer.Wait()
 	})
-	time.Sleep(200 * time.Millisecond)
+	// turnutils_peer must listen before uclient sends: on a busy machine
+	// starting it can take longer than any fixed sleep.
+	testutil.WaitUDPBound(t, peerPort, 15*time.Second)
 
 	for _, tc := range []struct {
 		name  string

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // tcpEchoPeer is a TCP peer that echoes every connection until the test
@@ -181,7 +183,12 @@ func TestTCPBandwidthCap(t *testing.T) {
 	if got := r.metric(t, "mediaedge_relay_tcp_throttled_seconds_total"); got <= 0 {
 		t.Errorf("throttled seconds = %v, want > 0", got)
 	}
-	as := r.Allocations()
+	// The last bytes can arrive before the relay counted them.
+	var as []AllocationInfo
+	testutil.WaitFor(t, "the relayed bytes to be counted", 10*time.Second, func() bool {
+		as = r.Allocations()
+		return len(as) == 1 && as[0].BytesToPeer >= total && as[0].BytesToClient >= total
+	})
 	if len(as) != 1 || as[0].BytesToPeer != total || as[0].BytesToClient != total {
 		t.Errorf("allocations = %+v", as)
 	}

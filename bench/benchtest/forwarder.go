@@ -68,6 +68,12 @@ func New(cfg Config) (*Forwarder, error) {
 		a.Close()
 		return nil, err
 	}
+	// Room for a second of a test's packets while this goroutine waits
+	// for a CPU on a busy machine (the default is a few hundred).
+	for _, c := range []*net.UDPConn{a, b} {
+		_ = c.SetReadBuffer(4 << 20)
+		_ = c.SetWriteBuffer(4 << 20)
+	}
 	f := &Forwarder{cfg: cfg, a: a, b: b}
 	dirs := []struct {
 		in, out      *net.UDPConn

@@ -470,6 +470,13 @@ func (r *srtpRun) startRekey(ctx context.Context, rep *report.Report) (stop func
 			case <-t.C:
 			}
 			for i, st := range r.streams {
+				if st.nextRx.Load() != nil {
+					// The last key announced was not seen in use yet:
+					// switching again now would leave the packets
+					// protected with it (in flight, or queued on a
+					// busy machine) with a key bench no longer holds.
+					continue
+				}
 				k, ok, err := r.opt.Rekey(ctx, i)
 				if err != nil {
 					if len(errs) < 5 {

@@ -220,7 +220,7 @@ func TestNotifyProtocolAndSignals(t *testing.T) {
 	// The log lines travel through a pipe, READY=1 through the notify
 	// socket: give the pipe a moment to catch up.
 	logs := c.stderr.String()
-	for deadline := time.Now().Add(2 * time.Second); !strings.Contains(logs, wants[len(wants)-1]) && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs, wants[len(wants)-1]) && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 		logs = c.stderr.String()
 	}
