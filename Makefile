@@ -16,7 +16,7 @@ FUZZTIME  ?= 20s
 # .golangci.yml says; `go run` builds it from the Go module proxy.
 GOLANGCI  ?= github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
-.PHONY: all build run test lint fuzz bench units install clean demo
+.PHONY: all build run test lint fuzz bench units install clean demo deb man soak
 
 all: build
 
@@ -38,6 +38,8 @@ test: build
 	 else echo "NOTE: gcc not installed, running the tests without -race"; $(GO) test -count=1 -timeout 14m ./...; fi
 	@if command -v systemd-analyze >/dev/null; then ./systemd/check-units.sh bin/mediaedge; \
 	 else echo "SKIP unit checks: systemd-analyze not installed (apt-get install systemd)"; fi
+	@# The soak runs only when SOAK is set (the CI profile sets SOAK=2m).
+	@if [ -n "$(SOAK)" ]; then $(MAKE) soak SOAK=$(SOAK); fi
 
 # What CI enforces before the tests (.ci/run). gofmt -l also covers the
 # files built only on other systems, which golangci-lint does not load here.
@@ -70,6 +72,16 @@ demo: build
 	CGO_ENABLED=0 $(GO) build -o bin/mediaedge-demo ./e2e/cmd/demo
 	./bin/mediaedge-demo -bin bin/mediaedge $(DEMOFLAGS)
 
+# The soak (docs/soak.md): the real daemon with 10,000 TURN allocations and
+# 10,000 gateway sessions, media on a sample of each, churn and a reload a
+# minute for SOAK (default 30m); writes soak-results/<date>/report.md and
+# a plot, and fails when a figure drifts, a sampled packet is lost or an
+# error is logged. One measurement at a time on this machine (flock).
+soak: build
+	CGO_ENABLED=0 $(GO) build -o bin/mediaedge-soak ./soak/cmd/soak
+	@out=soak-results/$$(date +%Y%m%d-%H%M%S); \
+	flock /tmp/mediaedge-perf.lock ./bin/mediaedge-soak -bin bin/mediaedge -duration $(or $(SOAK),30m) -out "$$out" $(SOAKFLAGS)
+
 units: build
 	./systemd/check-units.sh
 
@@ -96,5 +108,16 @@ install: build
 	  echo "group mediaedge may read $(DESTDIR)$(SYSCONFDIR)/mediaedge"; \
 	else echo "NOTE: $(DESTDIR)$(SYSCONFDIR)/mediaedge stays root:root until group mediaedge exists: run systemd-sysusers, then systemd-tmpfiles --create"; fi
 
+# The Debian package (docs/operations.md): binary, unit, sysusers, tmpfiles,
+# sysctl, the example configuration as a conffile, manual pages and shell
+# completions, built with dpkg-deb into dist/. `go test ./packaging/deb`
+# (as root) installs it into a throwaway overlay of / and purges it.
+deb: build
+	./packaging/deb/build.sh bin/mediaedge $(VERSION) dist
+
+# Manual pages generated from the command tree, into bin/man.
+man: build
+	./bin/mediaedge man --dir bin/man
+
 clean:
-	rm -rf bin
+	rm -rf bin dist

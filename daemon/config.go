@@ -11,6 +11,7 @@ import (
 
 	"github.com/mediaedge/mediaedge/gateway"
 	"github.com/mediaedge/mediaedge/internal/config"
+	"github.com/mediaedge/mediaedge/internal/control"
 	"github.com/mediaedge/mediaedge/internal/logging"
 	"github.com/mediaedge/mediaedge/policy"
 	"github.com/mediaedge/mediaedge/relay"
@@ -67,8 +68,12 @@ type ControlConfig struct {
 	Socket string `yaml:"socket"`
 	// TCPListen is an optional TCP address for the control API.
 	TCPListen string `yaml:"tcp_listen"`
-	// TokenFile holds the bearer token required on TCPListen.
+	// TokenFile holds the bearer token required on TCPListen, at least
+	// control.MinTokenSize bytes.
 	TokenFile config.SecretFile `yaml:"token_file"`
+	// MaxLongPolls caps the long polls (GET /v1/gateway/events?wait=)
+	// served at the same time; more get 503. 0 means no cap.
+	MaxLongPolls int `yaml:"max_long_polls"`
 }
 
 // Validate implements config.Validator.
@@ -84,6 +89,12 @@ func (c *ControlConfig) Validate() error {
 		if !c.TokenFile.IsSet() {
 			ps.Add("token_file", "required when tcp_listen is set: the TCP control API always needs a bearer token")
 		}
+	}
+	if b := c.TokenFile.Bytes(); b != nil && len(b) < control.MinTokenSize {
+		ps.Add("token_file", "the token in %s is shorter than %d bytes; make one with: head -c 32 /dev/urandom | base64 > %s", c.TokenFile, control.MinTokenSize, c.TokenFile)
+	}
+	if c.MaxLongPolls < 0 {
+		ps.Add("max_long_polls", "must not be negative (0 means no cap)")
 	}
 	return ps.Err()
 }
@@ -125,6 +136,7 @@ func DefaultConfig() Config {
 	return Config{
 		Log:     logging.DefaultConfig(),
 		Metrics: MetricsConfig{Listen: "127.0.0.1:9477"},
+		Control: ControlConfig{MaxLongPolls: control.DefaultMaxLongPolls},
 		Relay:   relay.DefaultConfig(),
 		Gateway: gateway.DefaultConfig(),
 		Policy:  policy.DefaultConfig(),

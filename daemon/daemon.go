@@ -41,6 +41,9 @@ type Options struct {
 	LevelVar *slog.LevelVar
 	// Console receives one-time operator messages (generated credentials).
 	Console io.Writer
+	// OnDrain, when set, is called once when a drain begins (cmd/mediaedge
+	// tells systemd: STATUS=draining).
+	OnDrain func(DrainStatus)
 }
 
 // Daemon runs the components of one configuration. It is created by New,
@@ -59,6 +62,14 @@ type Daemon struct {
 	pol     *policy.Manager
 	units   []unit
 	started time.Time
+	onDrain func(DrainStatus)
+
+	// drain: drained is closed when a drain is done; stopDrain stops the
+	// drain goroutine (Close); drainKick wakes it when the deadline moves.
+	drained   chan struct{}
+	stopDrain chan struct{}
+	drainKick chan struct{}
+	drainWG   sync.WaitGroup
 
 	mu          sync.Mutex
 	cfg         Config
@@ -67,6 +78,10 @@ type Daemon struct {
 	lastReload  time.Time
 	reloadErr   string
 	closed      bool
+	// drainSince is zero until Drain; drainReason is set when it is done.
+	drainSince    time.Time
+	drainDeadline time.Time
+	drainReason   string
 }
 
 // unit is one supervised component.
@@ -77,6 +92,9 @@ type unit struct {
 	reload  func(context.Context, Config) error
 	status  func() component.Report
 	close   func() error
+	// health reports a running component that can no longer serve (nil:
+	// the component has no such check).
+	health func() error
 }
 
 // New builds every component of cfg without starting any.
@@ -93,8 +111,17 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		reg:     metrics.NewRegistry(),
 		cfg:     cfg,
 		started: time.Now(),
+		onDrain: opts.OnDrain,
+
+		drained:   make(chan struct{}),
+		stopDrain: make(chan struct{}),
+		drainKick: make(chan struct{}, 1),
 	}
 	d.ctl = control.NewServer(d.log.With("component", "control"), cfg.Control.TokenFile.Bytes())
+	d.ctl.SetMaxLongPolls(cfg.Control.MaxLongPolls)
+	if err := d.ctl.RegisterMetrics(d.reg); err != nil {
+		return nil, fmt.Errorf("control: registering metrics: %w", err)
+	}
 	d.metrics = metrics.NewServer(d.log.With("component", "metrics"), d.reg)
 	deps := func(name string) component.Deps {
 		return component.Deps{
@@ -138,10 +165,13 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 			reload:  func(ctx context.Context, c Config) error { return d.relay.Reload(ctx, c.Relay) },
 			status:  func() component.Report { return d.relay.Status() },
 			close:   d.relay.Close,
+			health:  d.relay.Health,
 		},
 	}
+	d.metrics.SetCheck(d.health)
 	d.ctl.HandleFunc("GET /v1/status", d.serveStatus)
 	d.ctl.HandleFunc("GET /v1/config", d.serveConfig)
+	d.ctl.HandleFunc("POST /v1/drain", d.serveDrain)
 	return d, nil
 }
 
@@ -220,6 +250,7 @@ func (d *Daemon) Reload(ctx context.Context, cfg Config) error {
 	if lvl, err := logging.ParseLevel(cfg.Log.Level); err == nil {
 		d.lv.Set(lvl)
 	}
+	d.ctl.SetMaxLongPolls(cfg.Control.MaxLongPolls)
 	if cfg.Log.Format != old.Log.Format {
 		d.log.Warn("reload: log format changes need a restart", "running", old.Log.Format, "configured", cfg.Log.Format)
 	}
@@ -253,6 +284,23 @@ func (d *Daemon) Reload(ctx context.Context, cfg Config) error {
 	return err
 }
 
+// health returns the first running component's health error, for
+// /readyz.
+func (d *Daemon) health() error {
+	d.mu.Lock()
+	running := d.running
+	d.mu.Unlock()
+	for _, u := range running {
+		if u.health == nil {
+			continue
+		}
+		if err := u.health(); err != nil {
+			return fmt.Errorf("%s: %w", u.name, err)
+		}
+	}
+	return nil
+}
+
 // RecordReloadFailure records a reload that was refused before reaching the
 // components (an invalid file), for the status endpoint.
 func (d *Daemon) RecordReloadFailure(err error) {
@@ -281,6 +329,8 @@ func (d *Daemon) Close(ctx context.Context) error {
 	running := d.running
 	d.running = nil
 	d.mu.Unlock()
+	close(d.stopDrain)
+	d.drainWG.Wait()
 	d.metrics.SetReady(false, "stopping")
 	var errs []error
 	for i := len(running) - 1; i >= 0; i-- {
@@ -315,6 +365,8 @@ type StatusReport struct {
 	// (relay.Status, gateway.Status, policy.Status, or a bare
 	// component.Status when it is not running); decoded, a JSON object.
 	Components map[string]any `json:"components"`
+	// Drain is set once a drain has begun.
+	Drain *DrainStatus `json:"drain,omitempty"`
 }
 
 // Status returns the daemon's status report.
@@ -343,6 +395,9 @@ func (d *Daemon) Status() StatusReport {
 	d.mu.Unlock()
 	if r.ConfigFile == "" {
 		r.ConfigFile = "(embedded default)"
+	}
+	if ds := d.drainStatus(); !ds.Since.IsZero() {
+		r.Drain = &ds
 	}
 	for _, u := range d.units {
 		switch {

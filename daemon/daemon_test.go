@@ -197,3 +197,37 @@ func TestStartFailureReported(t *testing.T) {
 		t.Errorf("failed start left its control socket behind")
 	}
 }
+
+// TestShortControlTokenRefused checks that a bearer token shorter than 16
+// bytes is refused when the configuration is loaded, naming the file and
+// never the token.
+func TestShortControlTokenRefused(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		token string
+		ok    bool
+	}{
+		{"short-tok", false},
+		{"0123456789abcde", false},
+		{"0123456789abcdef", true},
+	} {
+		tok := filepath.Join(dir, "token")
+		if err := os.WriteFile(tok, []byte(tc.token+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		yml := "control:\n  tcp_listen: 127.0.0.1:0\n  token_file: " + tok + "\n"
+		_, err := Parse([]byte(yml), dir, config.Options{})
+		if tc.ok {
+			if err != nil {
+				t.Errorf("%d-byte token refused: %v", len(tc.token), err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), "shorter than 16 bytes") || !strings.Contains(err.Error(), tok) {
+			t.Errorf("%d-byte token: err = %v", len(tc.token), err)
+		}
+		if err != nil && strings.Contains(err.Error(), tc.token) {
+			t.Errorf("error shows the token: %v", err)
+		}
+	}
+}

@@ -30,7 +30,7 @@ func (g *Gateway) routes(c *control.Server) {
 	c.HandleFunc("PATCH /v1/sessions/{id}", g.serveUpdate)
 	c.HandleFunc("POST /v1/sessions/{id}/rekey", g.serveRekey)
 	c.HandleFunc("DELETE /v1/sessions/{id}", g.serveDelete)
-	c.HandleFunc("GET /v1/gateway/events", g.serveEvents)
+	c.HandleLongPoll("GET /v1/gateway/events", g.serveEvents)
 }
 
 func reqCtx(r *http.Request) (context.Context, context.CancelFunc) {
@@ -180,6 +180,8 @@ func (g *Gateway) writeErr(w http.ResponseWriter, err error) {
 		control.WriteError(w, http.StatusConflict, control.CodeConflict, err.Error())
 	case errors.Is(err, ErrLimit):
 		control.WriteError(w, http.StatusServiceUnavailable, control.CodeLimit, err.Error())
+	case errors.Is(err, ErrDraining):
+		control.WriteError(w, http.StatusServiceUnavailable, control.CodeUnavailable, err.Error())
 	case errors.Is(err, ErrClosed), errors.Is(err, ErrUnsupported):
 		control.WriteError(w, http.StatusServiceUnavailable, control.CodeUnavailable, "gateway: not running")
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

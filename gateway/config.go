@@ -84,6 +84,8 @@ type Config struct {
 	Internal LegConfig `yaml:"internal"`
 	// Cloud is the leg toward the cloud provider's media relays.
 	Cloud LegConfig `yaml:"cloud"`
+	// NG is the ng control protocol listener (ngconfig.go).
+	NG NGConfig `yaml:"ng"`
 }
 
 // LegConfig is the configuration of one leg (gateway.internal or
@@ -134,6 +136,9 @@ type LegConfig struct {
 	// RekeyGrace is how long the peer's previous key is still accepted
 	// after the peer's key is replaced.
 	RekeyGrace config.Duration `yaml:"rekey_grace"`
+	// ICELite makes mediaedge an ICE-lite agent toward this leg's peers
+	// in every ng call, as with the ng flag ICE=force (docs/ng.md).
+	ICELite bool `yaml:"ice_lite"`
 }
 
 // DefaultConfig returns the documented defaults: both legs on loopback, so
@@ -164,6 +169,7 @@ func DefaultConfig() Config {
 		MaxSSRCs:    16,
 		Internal:    leg(config.PortRange{Min: 40000, Max: 44999}),
 		Cloud:       leg(config.PortRange{Min: 45000, Max: 49999}),
+		NG:          defaultNG(),
 	}
 }
 
@@ -192,6 +198,7 @@ func (c *Config) validate(needPorts bool) error {
 	}
 	ps.AddErr("internal", c.Internal.validate(needPorts))
 	ps.AddErr("cloud", c.Cloud.validate(needPorts))
+	ps.AddErr("ng", c.NG.validate(c, needPorts))
 	// Two "any free port" legs (0-0, see New) never collide.
 	anyPort := c.Internal.Ports.Min == 0 || c.Cloud.Ports.Min == 0
 	if c.Internal.Bind == c.Cloud.Bind && overlap(c.Internal.Ports, c.Cloud.Ports) && (needPorts || !anyPort) {

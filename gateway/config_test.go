@@ -18,7 +18,8 @@ func TestDefaultYAMLIsDefaultConfig(t *testing.T) {
 		t.Fatalf("DefaultYAML: %v", err)
 	}
 	want := DefaultConfig()
-	want.Enabled = true // the embedded default turns the gateway on
+	want.Enabled = true               // the embedded default turns the gateway on
+	want.NG.Listen = "127.0.0.1:2224" // and the ng listener, on loopback
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("DefaultYAML decodes to\n%+v\nwant DefaultConfig()\n%+v", got, want)
 	}
@@ -46,6 +47,15 @@ func TestConfigValidate(t *testing.T) {
 		{"overlap other address is fine", "internal: {ports: 40000-45500, bind: 127.0.0.2}", nil},
 		{"policies", "cloud: {roc: zero, on_key_exhausted: panic, key_lifetime: 3, rekey_interval: 10ms, rekey_packets: 2, replay_window: 10}",
 			[]string{"cloud.replay_window", "cloud.roc", "cloud.key_lifetime", "cloud.on_key_exhausted", "cloud.rekey_interval", "cloud.rekey_packets"}},
+		{"ng on", "ng: {listen: 127.0.0.1:2224, allowed_sources: [10.0.0.0/8]}", nil},
+		{"ng unknown key", "ng: {direction_default: x}", []string{"ng"}},
+		{"ng bad values", "ng: {listen: localhost:2224, allowed_sources: [10.0.0.300/8], max_request: 100, rate_per_source: 0, reply_cache: 0s, reply_cache_size: 1, offer_timeout: 0s}",
+			[]string{"ng.listen", "ng.allowed_sources[0]", "ng.max_request", "ng.rate_per_source", "ng.reply_cache", "ng.reply_cache_size", "ng.offer_timeout"}},
+		{"ng shared ports need shared legs", "ng: {port_mode: shared}\ninternal: {port_mode: dedicated}", []string{"ng.port_mode"}},
+		{"ng shared ports", "ng: {port_mode: shared}", nil},
+		{"ng shared ports and ice-lite", "ng: {port_mode: shared}\ncloud: {ice_lite: true}", []string{"ng.port_mode"}},
+		{"ng directions", "ng: {internal_interface: lan, cloud_interface: lan, default_direction: [lan, wan]}", []string{"ng.cloud_interface", "ng.default_direction"}},
+		{"ng direction mapped", "ng: {internal_interface: lan, cloud_interface: wan, default_direction: [wan, lan]}", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultConfig()

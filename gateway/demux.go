@@ -35,6 +35,7 @@ func (w *worker) demuxOpen(s *sock, src netip.AddrPort, pkt []byte, rtcp bool) (
 	tried := 0
 	why := reasonUnknownFlow
 	var last *leg
+	var moved *leg // a symmetric leg whose peer's stream (SSRC) came from elsewhere
 	// cut: a budget ended the passes; starved: the worker's.
 	cut, starved := false, false
 	// A further stream (or the RTCP) of a source that owns a flow: most
@@ -81,6 +82,9 @@ passes:
 				continue
 			}
 			if want := l.remoteFor(rtcp); want.IsValid() && want != src && l.symmetric {
+				if moved == nil && l.inSSRC.find(ssrc) >= 0 {
+					moved = l
+				}
 				continue
 			}
 			if tried >= maxTrialCandidates || e.budget.tokens < 1 || w.trial.tokens < 1 {
@@ -102,6 +106,9 @@ passes:
 				why, last = r, l
 			}
 		}
+	}
+	if moved != nil {
+		return moved, nil, reasonWrongSource, false // the peer moved; symmetric drops it
 	}
 	if !starved && e.failed(w.now, w.trial.epoch) {
 		w.stats.denied.Add(1)

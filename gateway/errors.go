@@ -13,6 +13,9 @@ var (
 	ErrExists = errors.New("gateway: session id in use")
 	// ErrLimit: max_sessions reached, or no free port in a leg's range.
 	ErrLimit = errors.New("gateway: limit reached")
+	// ErrDraining: the gateway is draining (Drain) and refuses new
+	// sessions.
+	ErrDraining = errors.New("gateway: draining: new sessions are refused")
 	// ErrClosed: the gateway is not running.
 	ErrClosed = errors.New("gateway: not running")
 	// ErrUnsupported: the platform has no data path (not Linux).
@@ -51,3 +54,14 @@ func (e *PortError) Error() string {
 }
 
 func (e *PortError) Unwrap() error { return e.Err }
+
+// errDirection: a direction flag that does not name the two legs.
+var errDirection = errors.New("want two different interface names: the internal and the cloud leg's")
+
+// reqError is an ng request refused, with the reason the proxy is told
+// (error-reason). It never holds key material.
+type reqError struct{ reason string }
+
+func (e *reqError) Error() string { return e.reason }
+
+func refuse(format string, a ...any) error { return &reqError{reason: fmt.Sprintf(format, a...)} }

@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/mediaedge/mediaedge/internal/component"
 )
 
@@ -38,7 +40,8 @@ type Gateway struct {
 	epoch   time.Time // monotonic base of worker clocks
 	granted [2]sync.Once
 
-	cfg atomic.Pointer[Config]
+	cfg      atomic.Pointer[Config]
+	draining atomic.Bool // Drain was called: Create refuses new sessions
 
 	// mu guards the following.
 	mu       sync.Mutex
@@ -46,7 +49,9 @@ type Gateway struct {
 	workers  []*worker
 	ports    [2]*portAlloc
 	sessions map[string]*session
-	rr       int // next worker, round robin
+	rr       int       // next worker, round robin
+	ng       *ngServer // nil unless gateway.ng.listen is set
+	ngm      *ngMetrics
 }
 
 // New returns a Gateway for cfg and registers its control API routes on
@@ -77,6 +82,15 @@ func New(cfg Config, d component.Deps) (*Gateway, error) {
 	} else {
 		g.metrics = newUnregisteredMetrics()
 	}
+	reg := d.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	ngm, err := newNGMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	g.ngm = ngm
 	c := cfg
 	g.cfg.Store(&c)
 	if d.Control != nil {
@@ -132,6 +146,13 @@ func (g *Gateway) Start(ctx context.Context) error {
 			}
 		}
 	}
+	if cfg.NG.Listen != "" {
+		srv, err := newNGServer(g, &cfg.NG, g.ngm)
+		if err != nil {
+			return fail(err)
+		}
+		g.ng = srv
+	}
 	stats := make([]*workerStats, len(workers))
 	for i, w := range workers {
 		stats[i] = &w.stats
@@ -139,6 +160,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	g.workers = workers
 	g.state = "running"
+	if g.ng != nil {
+		g.ng.start()
+	}
 	g.metrics.setWorkers(stats, [2]string{string(cfg.Internal.PortMode), string(cfg.Cloud.PortMode)})
 	g.log.Info("gateway started", "workers", len(workers),
 		"internal", fmt.Sprintf("%s ports %s (%s)", cfg.Internal.Bind, cfg.Internal.Ports, cfg.Internal.PortMode),
@@ -315,9 +339,16 @@ func (g *Gateway) Reload(ctx context.Context, cfg Config) error {
 			n.PortMode, n.Bind, n.Ports = o.PortMode, o.Bind, o.Ports
 		}
 	}
+	if cfg.NG.Listen != old.NG.Listen {
+		g.log.Warn("reload: gateway.ng.listen changes need a restart", "running", old.NG.Listen, "configured", cfg.NG.Listen)
+		cfg.NG.Listen = old.NG.Listen
+	}
 	c := cfg
 	g.cfg.Store(&c)
 	g.mu.Lock()
+	if g.ng != nil {
+		g.ng.reload(&c.NG)
+	}
 	workers := g.workers
 	if g.ports[0] != nil {
 		g.ports[legInternal].setRange(cfg.Internal.Ports)
@@ -349,7 +380,7 @@ func (g *Gateway) Status() Status {
 	cfg := g.cfg.Load()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	st := Status{Sessions: len(g.sessions), MaxSessions: cfg.MaxSessions, Workers: len(g.workers),
+	st := Status{Sessions: len(g.sessions), MaxSessions: cfg.MaxSessions, Workers: len(g.workers), Draining: g.draining.Load(),
 		PortModes: map[string]PortMode{"internal": cfg.Internal.PortMode, "cloud": cfg.Cloud.PortMode}}
 	switch g.state {
 	case "running":
@@ -370,6 +401,7 @@ type Status struct {
 	MaxSessions int                 `json:"max_sessions"`
 	Workers     int                 `json:"workers"`
 	PortModes   map[string]PortMode `json:"port_modes"`
+	Draining    bool                `json:"draining,omitempty"`
 }
 
 // Close stops the workers, ending every session (keys wiped), and waits
@@ -381,8 +413,13 @@ func (g *Gateway) Close() error {
 		return nil
 	}
 	workers := g.workers
+	srv := g.ng
+	g.ng = nil
 	g.state = "closed"
 	g.mu.Unlock()
+	if srv != nil {
+		srv.close()
+	}
 	for _, w := range workers {
 		w.stop()
 	}

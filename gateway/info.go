@@ -17,6 +17,9 @@ type SessionInfo struct {
 	// LastPacket is the time of the last authenticated packet on either
 	// leg; null before the first.
 	LastPacket *time.Time `json:"last_packet"`
+	// NG names the ng call of a session set up by a SIP proxy; absent
+	// for sessions made over the control API.
+	NG *NGInfo `json:"ng,omitempty"`
 }
 
 // LegInfo is one leg as the control API shows it.
@@ -67,7 +70,7 @@ type StreamInfo struct {
 // snapshot describes s; with keys it includes the gateway's a=crypto
 // lines. Runs on s's worker.
 func (w *worker) snapshot(s *session, keys bool) SessionInfo {
-	info := SessionInfo{ID: s.id, Created: s.created}
+	info := SessionInfo{ID: s.id, Created: s.created, NG: s.ng}
 	var last time.Time
 	for id := range s.legs {
 		l := &s.legs[id]

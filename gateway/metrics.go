@@ -78,7 +78,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"leg", "trigger"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mediaedge_gateway_session_requests_refused_total",
-			Help: "Session requests refused, by reason (invalid, limit, ports).",
+			Help: "Session requests refused, by reason (invalid, limit, ports, draining).",
 		}, []string{"reason"}),
 		packetsDesc: prometheus.NewDesc("mediaedge_gateway_packets_total",
 			"Packets (SRTP and SRTCP) authenticated from a leg's peer (direction in) or sent to it (out).",

@@ -49,6 +49,9 @@ func minLen(rtcp bool) int {
 // was dropped (and counted).
 // Called only by s's worker.
 func (w *worker) handle(s *sock, src netip.AddrPort, buf []byte, n int) (*sock, *leg, netip.AddrPort, int) {
+	if s.owner != nil && s.owner.ice != nil && isSTUN(buf[:n]) {
+		return w.stunCheck(s, src, buf, n) // ice.go
+	}
 	if n < 2 || n > maxPacket || buf[0]>>6 != 2 {
 		w.dropOn(s, reasonMalformed)
 		return nil, nil, netip.AddrPort{}, 0

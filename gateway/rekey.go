@@ -44,7 +44,9 @@ func (w *worker) outKey(o *leg) *keyState {
 // afterProtect applies the packet-count re-key policies after k protected
 // a packet on o.
 func (w *worker) afterProtect(o *leg, k *keyState) {
-	if o.next != nil {
+	// ng calls change SDES keys only by signalling (a re-INVITE), which
+	// mediaedge cannot start: no scheduled re-keys there.
+	if o.next != nil || o.s.ng != nil {
 		return
 	}
 	lc := w.legCfg(o.id)
@@ -231,7 +233,7 @@ func (w *worker) housekeep() {
 				continue
 			}
 			iv := int64(w.legCfg(l.id).RekeyInterval.D())
-			if iv > 0 && l.next == nil && w.now-l.rekeyedAt >= iv {
+			if iv > 0 && l.next == nil && s.ng == nil && w.now-l.rekeyedAt >= iv {
 				_ = w.rekeyOut(l, triggerSchedule, false)
 			}
 			if l.next != nil && w.now >= l.switchAt {

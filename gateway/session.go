@@ -31,6 +31,7 @@ type session struct {
 	id      string
 	created time.Time
 	w       *worker
+	ng      *NGInfo // the ng call the session carries a stream of; nil for API sessions
 
 	// owned by the worker
 	legs     [2]leg
@@ -56,6 +57,7 @@ type leg struct {
 
 	remote, remoteRTCP netip.AddrPort // invalid until given or latched
 	latched            bool           // remote learned from a packet
+	ice                *iceCreds      // ICE-lite on the leg's dedicated sockets (ng); nil: none
 
 	// in holds the peer's keys, newest first; keys past their grace
 	// period are dropped lazily. inHint is the key that authenticated the

@@ -11,6 +11,10 @@ import (
 // Create sets up a session and returns it with the gateway's own a=crypto
 // line for each leg.
 func (g *Gateway) Create(ctx context.Context, req CreateRequest) (*SessionInfo, error) {
+	if g.draining.Load() {
+		g.metrics.refused.WithLabelValues("draining").Inc()
+		return nil, ErrDraining
+	}
 	cfg := g.cfg.Load()
 	var plans [2]legPlan
 	for id, r := range []*LegRequest{&req.Internal, &req.Cloud} {

@@ -55,6 +55,8 @@ type sharedSocks struct {
 func newWorker(g *Gateway, id int) *worker {
 	w := &worker{g: g, id: id, done: make(chan struct{}), scratch: make([]byte, bufSize)}
 	w.cfg = g.cfg.Load()
+	w.sys.clock = func() int64 { return int64(time.Since(g.epoch)) }
+	w.sys.failFn = w.sendFailedAt
 	// Room for the most CSRCs and header extensions a packet can carry,
 	// so that parsing never allocates.
 	w.hdr.CSRC = make([]uint32, 0, 15)

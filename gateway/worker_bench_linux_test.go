@@ -17,7 +17,9 @@ func BenchmarkSocketSend(b *testing.B) {
 		for _, size := range []int{160, 1200} {
 			b.Run(fmt.Sprintf("gso=%v/size=%d", gso, size), func(b *testing.B) {
 				w, so := socketWorker(b)
-				w.sys.gsoOff = !gso
+				if !gso {
+					w.sys.gso.Disable()
+				}
 				sink := newPeer(b)
 				dst := netip.MustParseAddrPort(sink.addr())
 				const k = 32

@@ -1,60 +1,56 @@
 package gateway
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mediaedge/mediaedge/internal/evloop"
 	"github.com/mediaedge/mediaedge/internal/sockopt"
 	"github.com/mediaedge/mediaedge/internal/udpbatch"
 )
 
-// workerSys is the Linux side of a worker: an epoll set over raw
-// non-blocking UDP sockets and an eventfd that wakes it for commands.
+// workerSys is the Linux side of a worker: raw non-blocking UDP sockets
+// in an event loop (internal/evloop) whose goroutine is the worker's, an
+// eventfd (the loop's Wake) for commands and a timer for housekeeping.
 //
 // The sockets are raw file descriptors, not *net.UDPConn: a Go socket
 // sits in the runtime's own epoll set and every datagram would wake the
 // netpoller and a goroutine of its own, which at 50 packets per second
 // per stream costs more than the cryptography. Here a worker's epoll fd
 // is the only descriptor the runtime polls for it: the worker goroutine
-// parks in the netpoller until any of its sockets is readable (no thread
-// blocked in a system call, so the scheduler's monitor has nothing to
-// hand off), then drains every ready socket with recvmmsg.
+// parks in the netpoller until any of its sockets is readable, then
+// drains every ready socket with recvmmsg. The worker is the loop's
+// Handler and keeps only the packet logic.
 type workerSys struct {
-	epfd, evfd int
-	// file holds epfd in the runtime's netpoller; rc waits on it.
-	file *os.File
-	rc   syscall.RawConn
-	poll func(fd uintptr) bool
-	// socks maps a file descriptor to its socket (owned by the worker
-	// goroutine).
-	socks  []*sock
-	events []unix.EpollEvent
-	rx     *udpbatch.RecvBatch
-	tx     *udpbatch.SendBatch
-	bufs   [][]byte
+	// set in newWorker, never changed
+	clock  func() int64 // monotonic ns since the gateway's epoch
+	failFn func(i int)  // w.sendFailedAt, built once
+
+	// set in open, never changed
+	loop *evloop.Loop
+	rx   *udpbatch.RecvBatch
+	sd   *udpbatch.Sender
+	gso  *udpbatch.GSO // this worker's UDP GSO switch
+	bufs [][]byte
 	// rbufs are views of bufs that offer maxPacket+1 bytes to the
 	// kernel: a datagram longer than maxPacket reads as maxPacket+1
 	// bytes (truncated) and is dropped as malformed.
 	rbufs [][]byte
+
+	// owned by the worker goroutine
+	// socks maps a file descriptor to its socket.
+	socks []*sock
 	// pending sends of the current batch
 	out []pending
-	// per round (owned by the worker goroutine)
-	hkDue    int64 // next housekeeping, monotonic ns
-	lastPkts int64 // when the last round with packets ended
-	full     bool  // a socket returned a full batch this round
-	// coalescing: the last round slept for the coalesce window
-	coalescing bool
-	// gsoOff: the kernel lacks UDP GSO or refused it once; send datagram
-	// by datagram
-	gsoOff  bool
-	stopped bool
+	// the run being sent: its datagrams and destinations for the Sender
+	run   []pending
+	sbufs [][]byte
+	sdsts []netip.AddrPort
+	hk    evloop.Timer // housekeeping, every housekeepEvery
+	full  bool         // a socket returned a full batch in this Ready call
 }
 
 // pending is one packet waiting for sendmmsg: from which socket, to whom,
@@ -70,62 +66,42 @@ type pending struct {
 // housekeepEvery is the period of idle checks and scheduled re-keys.
 const housekeepEvery = time.Second
 
+// minBatch is the packets a coalesce window must be expected to collect
+// before a worker sleeps for windows (evloop.Config): two, as before the
+// loop was shared. At 50 packets per second per stream a gateway's worst
+// cost is a wake-up per packet, which costs more than the cryptography,
+// so it batches from a light load on (100 calls x 50 pps collect 3.5
+// packets per 700 µs window); the relay, whose round trips cross it twice,
+// waits for more.
+const minBatch = 2
+
 func (s *workerSys) open(batch int) error {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	loop, err := evloop.New(evloop.Config{Name: "gateway", Clock: s.clock, MinBatch: minBatch})
 	if err != nil {
-		return fmt.Errorf("gateway: epoll_create1: %w", err)
+		return fmt.Errorf("gateway: %w", err)
 	}
-	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		unix.Close(epfd)
-		return fmt.Errorf("gateway: eventfd: %w", err)
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(evfd)}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
-		unix.Close(epfd)
-		unix.Close(evfd)
-		return fmt.Errorf("gateway: adding the eventfd to epoll: %w", err)
-	}
-	// A non-blocking epoll fd is pollable: os.NewFile registers it with
-	// the runtime's netpoller (an epoll set inside an epoll set), which
-	// reports it readable when any of its sockets is.
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(epfd)
-		unix.Close(evfd)
-		return fmt.Errorf("gateway: epoll fd: %w", err)
-	}
-	s.file = os.NewFile(uintptr(epfd), "gateway-epoll")
-	rc, err := s.file.SyscallConn()
-	if err != nil {
-		s.file.Close()
-		unix.Close(evfd)
-		return fmt.Errorf("gateway: epoll fd: %w", err)
-	}
-	s.epfd, s.evfd, s.rc = epfd, evfd, rc
-	s.events = make([]unix.EpollEvent, 256)
-	s.rx, s.tx = udpbatch.NewRecvBatch(batch), udpbatch.NewSendBatch(batch)
+	s.loop = loop
+	s.gso = udpbatch.NewGSO()
+	s.rx, s.sd = udpbatch.NewRecvBatch(batch), udpbatch.NewSender(batch, s.gso)
 	s.bufs, s.rbufs = make([][]byte, batch), make([][]byte, batch)
 	for i := range s.bufs {
 		s.bufs[i] = make([]byte, bufSize)
 		s.rbufs[i] = s.bufs[i][:maxPacket+1]
 	}
-	// A kernel without UDP GSO (before Linux 4.18) would ignore the
-	// segment size and send a run as one long datagram.
-	s.gsoOff = !udpbatch.GSOSupported()
 	s.out = make([]pending, 0, batch)
+	s.sbufs, s.sdsts = make([][]byte, 0, batch), make([]netip.AddrPort, 0, batch)
 	return nil
 }
 
 // wake interrupts the worker's wait. Safe for concurrent use.
 func (s *workerSys) wake() {
-	var one = [8]byte{1}
-	// EAGAIN means the counter is already non-zero: the worker will wake.
-	_, _ = unix.Write(s.evfd, one[:])
+	if s.loop != nil {
+		s.loop.Wake()
+	}
 }
 
 func (s *workerSys) register(so *sock) error {
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(so.fd)}
-	if err := unix.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, so.fd, &ev); err != nil {
+	if err := s.loop.Add(so.fd, int32(so.fd)); err != nil {
 		return fmt.Errorf("gateway: adding a socket to epoll: %w", err)
 	}
 	for so.fd >= len(s.socks) {
@@ -136,143 +112,68 @@ func (s *workerSys) register(so *sock) error {
 }
 
 func (s *workerSys) unregister(so *sock) {
-	// ENOENT: never registered (a failed add); nothing to undo.
-	_ = unix.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, so.fd, nil)
+	s.loop.Remove(so.fd)
 	if so.fd < len(s.socks) && s.socks[so.fd] == so {
 		s.socks[so.fd] = nil
 	}
 }
 
 func (s *workerSys) close() {
-	unix.Close(s.evfd)
-	if s.file != nil {
-		s.file.Close() // closes epfd
+	if s.loop != nil {
+		s.loop.Close()
 	}
 }
 
-// run is the worker goroutine: it waits in the netpoller for the epoll
-// fd, and poll does the rest, until the worker is stopped.
+// run is the worker goroutine: the event loop serves the worker until it
+// is stopped.
 func (w *worker) run() {
 	defer close(w.done)
 	defer w.shutdown()
 	s := &w.sys
-	s.poll = w.poll
 	w.tick()
-	s.hkDue = w.now + int64(housekeepEvery)
-	for !s.stopped {
-		// The deadline wakes an idle worker for housekeeping.
-		_ = s.file.SetReadDeadline(w.wall.Add(time.Duration(s.hkDue - w.now)))
-		err := s.rc.Read(s.poll)
-		w.tick()
-		switch {
-		case s.stopped:
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			if w.now >= s.hkDue {
-				w.housekeep()
-				s.hkDue = w.now + int64(housekeepEvery)
-			}
-		case err != nil:
-			w.g.log.Error("waiting on epoll failed; worker stopping", "worker", w.id, "err", err)
-			return
-		}
+	s.hk.Init(func(now int64) {
+		w.housekeep()
+		s.loop.Schedule(&s.hk, now+int64(housekeepEvery))
+	})
+	s.loop.Schedule(&s.hk, w.now+int64(housekeepEvery))
+	if err := s.loop.Run(w); err != nil {
+		w.g.log.Error("waiting on epoll failed; worker stopping", "worker", w.id, "err", err)
 	}
 }
 
-// poll serves everything ready, and keeps serving while packets keep
-// coming. It reports true when the worker must stop, false to wait in the
-// netpoller for the next packet or command.
-//
-// Coalescing: at 50 packets per second per call, packets of different
-// calls arrive a few hundred microseconds apart and a worker that goes
-// back to sleep after each one pays a wake-up (two context switches) per
-// packet, which costs more than the packet itself. When packets arrive
-// within the coalesce window of each other, the worker instead sleeps for
-// the window and then takes everything that arrived meanwhile, a batch
-// per socket, at the price of at most one window of added latency. A
-// lone packet (a quiet worker) is served at once. A round that filled a
-// batch polls again without sleeping: the worker is saturated and every
-// system call already carries many packets.
-func (w *worker) poll(uintptr) bool {
+// Round implements evloop.Handler: the clock, the configuration and the
+// coalesce window of the round.
+func (w *worker) Round(now int64) {
+	w.wall = time.Now()
+	w.now = now
+	w.cfg = w.g.cfg.Load()
+	w.sys.loop.SetCoalesce(w.cfg.Coalesce.D())
+	w.stats.wakeups.Add(1)
+}
+
+// Ready implements evloop.Handler: it serves the socket whose descriptor
+// is tag.
+func (w *worker) Ready(tag int32) (int, bool) {
 	s := &w.sys
-	for {
-		n := epollNow(s.epfd, s.events)
-		if n <= 0 {
-			return false
+	s.full = false
+	if fd := int(tag); fd >= 0 && fd < len(s.socks) {
+		if so := s.socks[fd]; so != nil {
+			return w.serve(so), s.full
 		}
-		prev := s.lastPkts
-		w.tick()
-		w.stats.wakeups.Add(1)
-		s.full = false
-		pkts := w.dispatch(n)
-		if s.stopped {
-			return true
-		}
-		if w.now >= s.hkDue {
-			w.housekeep()
-			s.hkDue = w.now + int64(housekeepEvery)
-		}
-		c := int64(w.cfg.Coalesce.D())
-		if pkts == 0 || c == 0 {
-			continue
-		}
-		s.lastPkts = w.now
-		// Coalesce while rounds keep collecting at least two packets;
-		// start when packets come less than half a window apart.
-		dense := pkts >= 2 && s.coalescing || w.now-prev < c/2
-		s.coalescing = dense && !s.full
-		if s.coalescing {
-			sleepRaw(c)
-		}
+	}
+	return 0, false
+}
+
+// Woken implements evloop.Handler: it runs the queued commands and stops
+// the loop once the worker is stopping.
+func (w *worker) Woken() {
+	if !w.runCommands() {
+		w.sys.loop.Stop()
 	}
 }
 
-// dispatch serves the n ready descriptors of the last epoll_wait and runs
-// queued commands; it returns the packets received.
-func (w *worker) dispatch(n int) int {
-	s := &w.sys
-	cmds, pkts := false, 0
-	for i := 0; i < n; i++ {
-		fd := int(s.events[i].Fd)
-		if fd == s.evfd {
-			cmds = true
-			continue
-		}
-		if fd < len(s.socks) {
-			if so := s.socks[fd]; so != nil {
-				pkts += w.serve(so)
-			}
-		}
-	}
-	if cmds {
-		var b [8]byte
-		_, _ = unix.Read(s.evfd, b[:])
-		if !w.runCommands() {
-			s.stopped = true
-		}
-	}
-	return pkts
-}
-
-// epollNow returns the ready events without blocking. epoll_pwait with a
-// zero timeout never sleeps, so it is issued as a raw system call, without
-// the scheduler's bookkeeping for calls that may block.
-func epollNow(epfd int, events []unix.EpollEvent) int {
-	r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
-		uintptr(len(events)), 0, 0, 0)
-	if errno != 0 {
-		return 0
-	}
-	return int(r)
-}
-
-// sleepRaw sleeps d (under a millisecond) without giving up the thread's
-// P: Go's timers are millisecond-coarse, and a blocking system call would
-// let the scheduler hand the P to another thread only to take it back. A
-// signal (goroutine preemption) may cut the sleep short, which is harmless.
-func sleepRaw(d int64) {
-	ts := unix.NsecToTimespec(d)
-	_, _, _ = unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
-}
+// Flush implements evloop.Handler; serve sends as it goes.
+func (w *worker) Flush() { w.flush() }
 
 // maxRounds bounds the batches read from one socket per wake-up, so that
 // one busy socket cannot starve the others (epoll is level-triggered: a
@@ -330,42 +231,37 @@ func (w *worker) flush() {
 func (w *worker) sendRun(run []pending) {
 	s := &w.sys
 	so := run[0].s
-	tx := s.tx
-	for len(run) > 0 {
-		tx.Reset(so.v6, !s.gsoOff)
-		used := 0
-		for ; used < len(run); used++ {
-			p := &run[used]
-			if err := tx.Add(s.bufs[p.buf][:p.n], p.dst); errors.Is(err, udpbatch.ErrBatchFull) {
-				break
-			} else if err != nil {
-				// An IPv6 destination on an IPv4 socket.
-				w.sendFailed(so, p.leg, 1)
-			}
-		}
-		// A message the kernel refuses (EPERM from a firewall rule,
-		// ENETUNREACH) is skipped; when the send buffer is full (EAGAIN)
-		// the rest is dropped rather than stall every other session of
-		// the worker: UDP media is better lost than late.
-		err := tx.SendAll(so.fd, func(first, n int) {
-			for _, p := range run[first : first+n] {
-				w.sendFailed(so, p.leg, 1)
-			}
-		})
-		if err != nil {
-			// The kernel or the route's device refused a UDP GSO message
-			// (SendAll sent its packets one per datagram): stop using it.
-			s.gsoOff = true
-			w.stats.gsoOff.Store(true)
-			w.g.log.Warn("UDP GSO refused; sending one datagram per packet", "worker", w.id, "err", err)
-		}
-		if msgs, segs := tx.TakeGSOCounts(); msgs > 0 {
-			w.stats.gsoSends.Add(msgs)
-			w.stats.gsoSegments.Add(segs)
-		}
-		run = run[used:]
+	for i := range run {
+		p := &run[i]
+		s.sbufs = append(s.sbufs, s.bufs[p.buf][:p.n])
+		s.sdsts = append(s.sdsts, p.dst)
 	}
-	tx.Reset(so.v6, false) // keep no packet buffer reachable
+	// A packet the kernel refuses (EPERM from a firewall rule,
+	// ENETUNREACH, a destination of the other family) counts against its
+	// own leg; when the send buffer is full (EAGAIN) the rest is dropped
+	// rather than stall every other session of the worker: UDP media is
+	// better lost than late.
+	s.run = run
+	_, err := s.sd.Send(so.fd, so.v6, s.sbufs, s.sdsts, s.failFn)
+	s.run = nil
+	clear(s.sbufs)
+	s.sbufs, s.sdsts = s.sbufs[:0], s.sdsts[:0]
+	if err != nil {
+		// The kernel refused UDP GSO persistently (udpbatch.GSO decides);
+		// the packets went one per datagram.
+		w.stats.gsoOff.Store(true)
+		w.g.log.Warn("UDP GSO refused; sending one datagram per packet", "worker", w.id, "err", err)
+	}
+	if msgs, segs := s.sd.TakeGSOCounts(); msgs > 0 {
+		w.stats.gsoSends.Add(msgs)
+		w.stats.gsoSegments.Add(segs)
+	}
+}
+
+// sendFailedAt counts packet i of the run being sent as not sent.
+func (w *worker) sendFailedAt(i int) {
+	p := &w.sys.run[i]
+	w.sendFailed(p.s, p.leg, 1)
 }
 
 func (w *worker) sendFailed(so *sock, l *leg, k int) {

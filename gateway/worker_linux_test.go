@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mediaedge/mediaedge/internal/component"
+	"github.com/mediaedge/mediaedge/internal/udpbatch"
 )
 
 // socketWorker returns a worker with its system side open and a socket of
@@ -118,8 +119,16 @@ func TestSendRunRefused(t *testing.T) {
 					t.Fatalf("received %d bytes starting % x, want packet %d", len(d), d[:min(1, len(d))], want)
 				}
 			}
+			// One refusal (EINVAL may concern one route) keeps GSO on;
+			// refusals batch after batch turn it off.
+			if w.stats.gsoOff.Load() || w.sys.gso.Enabled() != udpbatch.GSOSupported() {
+				t.Fatalf("GSO off after one run")
+			}
+			for i := 0; i < 32 && !w.stats.gsoOff.Load(); i++ {
+				w.sendRun(run)
+			}
 			if off := w.stats.gsoOff.Load(); off != noCheck {
-				t.Errorf("GSO off = %v, want %v", off, noCheck)
+				t.Errorf("GSO off = %v after refusals in a row, want %v", off, noCheck)
 			}
 		})
 	}

@@ -10,7 +10,11 @@ import (
 
 // workerSys has no implementation outside Linux: the data path needs
 // epoll and recvmmsg. Start fails with ErrUnsupported.
-type workerSys struct{ socks []*sock }
+type workerSys struct {
+	socks  []*sock
+	clock  func() int64
+	failFn func(i int)
+}
 
 func (s *workerSys) open(batch int) error                   { return ErrUnsupported }
 func (s *workerSys) wake()                                  {}
@@ -18,6 +22,7 @@ func (s *workerSys) register(so *sock) error                { return ErrUnsuppor
 func (s *workerSys) unregister(so *sock)                    {}
 func (s *workerSys) close()                                 {}
 func (w *worker) run()                                      { close(w.done) }
+func (w *worker) sendFailedAt(int)                          {}
 func (w *worker) applySockOpts(legID, *LegConfig, bool) int { return 0 }
 
 func openSock(addr netip.Addr, port uint16, lc *LegConfig) (*sock, error) { return nil, ErrUnsupported }

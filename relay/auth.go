@@ -243,6 +243,13 @@ type rateGate struct {
 func newRateGate(n int, period time.Duration) *rateGate { return &rateGate{n: n, period: period} }
 
 func (g *rateGate) allow() bool {
+	ok, _ := g.take()
+	return ok
+}
+
+// take is allow that also returns how many events were refused since the
+// last one let through, for a "suppressed" attribute.
+func (g *rateGate) take() (bool, uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := time.Now()
@@ -252,7 +259,9 @@ func (g *rateGate) allow() bool {
 	g.count++
 	if g.count > g.n {
 		g.missed++
-		return false
+		return false, 0
 	}
-	return true
+	missed := g.missed
+	g.missed = 0
+	return true, missed
 }

@@ -82,9 +82,11 @@ func rawChannel(tb testing.TB, r *testRelay, peer netip.AddrPort) *net.UDPConn {
 
 // BenchmarkChannelDataRoundTrip measures the relay's data path end to end
 // on loopback: client -> relay -> echo peer -> relay -> client, with up to
-// window datagrams in flight, with and without coalescing (with it, a
-// window of one measures the coalesce window: the reply of the echo peer
-// arrives soon after the request, which starts coalescing). allocs/op
+// window datagrams in flight, with and without coalescing (a window of
+// one is a closed loop that never fills a coalesce window, so both run
+// without sleeping; before coalescing adapted to the rate, the echo's reply
+// right after the request started it and a window of one measured the
+// coalesce window). allocs/op
 // counts the whole process (relay, peer and this client); the relay's
 // share is zero.
 func BenchmarkChannelDataRoundTrip(b *testing.B) {

@@ -142,6 +142,20 @@ type LimitsConfig struct {
 	// BitratePerUser caps the sum of a user's allocations in each
 	// direction; 0 means no cap.
 	BitratePerUser config.Bitrate `yaml:"bitrate_per_user"`
+	// MaxTCPConnections caps open client TCP/TLS connections in total;
+	// connections beyond are closed at accept and counted. 0 means no cap.
+	MaxTCPConnections int `yaml:"max_tcp_connections"`
+	// MaxTCPConnectionsPerSource caps open client TCP/TLS connections per
+	// source address. 0 means no cap.
+	MaxTCPConnectionsPerSource int `yaml:"max_tcp_connections_per_source"`
+	// TCPAuthTimeout closes a client TCP/TLS connection on which no request
+	// authenticated this long after accept (TLS handshake included). 0
+	// means no deadline.
+	TCPAuthTimeout config.Duration `yaml:"tcp_auth_timeout"`
+	// ChallengesPerSource bounds the requests without credentials a source
+	// address gets a 401 answer to, per second (burst twice that); more are
+	// dropped unanswered and counted. 0 means no bound.
+	ChallengesPerSource int `yaml:"challenges_per_source"`
 }
 
 // SocketsConfig is `relay.sockets`.
@@ -170,6 +184,11 @@ func DefaultConfig() Config {
 			MaxAllocations:        10000,
 			MaxAllocationsPerUser: 100,
 			Lifetime:              config.Duration(10 * time.Minute),
+
+			MaxTCPConnections:          10000,
+			MaxTCPConnectionsPerSource: 256,
+			TCPAuthTimeout:             config.Duration(5 * time.Second),
+			ChallengesPerSource:        200,
 		},
 		Sockets: SocketsConfig{
 			ListenerBuffer: 4 << 20,
@@ -374,6 +393,18 @@ func (l *LimitsConfig) validate() error {
 		ps.Add("bitrate_per_allocation", "must not be negative")
 	} else if l.BitratePerAllocation > 0 && l.BitratePerAllocation < 8000 {
 		ps.Add("bitrate_per_allocation", "%d bps is below 8kbps: nothing would get through", l.BitratePerAllocation)
+	}
+	if l.MaxTCPConnections < 0 {
+		ps.Add("max_tcp_connections", "must not be negative (0 means no cap)")
+	}
+	if l.MaxTCPConnectionsPerSource < 0 {
+		ps.Add("max_tcp_connections_per_source", "must not be negative (0 means no cap)")
+	}
+	if d := l.TCPAuthTimeout.D(); d != 0 && (d < time.Second || d > time.Minute) {
+		ps.Add("tcp_auth_timeout", "%s is outside 1s to 1m (0s: no deadline)", l.TCPAuthTimeout)
+	}
+	if l.ChallengesPerSource < 0 {
+		ps.Add("challenges_per_source", "must not be negative (0 means no bound)")
 	}
 	if l.BitratePerUser < 0 {
 		ps.Add("bitrate_per_user", "must not be negative")

@@ -12,7 +12,7 @@ import (
 // never call back into pion.
 func (s *Server) events() turn.EventHandler {
 	return turn.EventHandler{
-		OnAuth:              s.auth.onAuth,
+		OnAuth:              s.onAuth,
 		OnAllocationCreated: s.onAllocationCreated,
 		OnPermissionCreated: func(_, _ net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
 			s.editAlloc(relay, func(a *alloc) {

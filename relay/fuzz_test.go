@@ -4,6 +4,7 @@ package relay
 
 import (
 	"bytes"
+	"encoding/binary"
 	"io"
 	"net"
 	"net/netip"
@@ -24,6 +25,11 @@ func fuzzServer(tb testing.TB) *Server {
 		users:   map[string][]byte{testUser: LongTermKey(testUser, testRealm, testPass)},
 		secrets: [][]byte{[]byte(testSecret), []byte("another-secret-0123456789")}})
 	s.policy.Store(newPeerPolicy(nil, nil, nil, nil))
+	// No challenge rate: every request the relay drops would otherwise
+	// look like an answer without a reply.
+	lim := DefaultConfig().Limits
+	lim.ChallengesPerSource = 0
+	s.limits.Store(&lim)
 	return s
 }
 
@@ -148,6 +154,34 @@ func FuzzListenerDatagram(f *testing.F) {
 			if bytes.Equal(buf[:m], ping) {
 				return
 			}
+		}
+	})
+}
+
+// FuzzClassifyClient feeds arbitrary client datagrams to the worker's
+// first look at them: never a panic; STUN only with a whole header, the
+// magic cookie and the datagram's own length; ChannelData only with its
+// payload inside the datagram.
+func FuzzClassifyClient(f *testing.F) {
+	for _, s := range stunSeeds(f) {
+		f.Add(s)
+	}
+	f.Add([]byte{0x40, 0x00, 0x00, 0x04, 1, 2, 3, 4})
+	f.Add([]byte{0x40, 0x00, 0x00, 0x64, 1, 2})
+	f.Add([]byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
+	f.Add([]byte{0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		kind, num, ln := classifyClient(b)
+		switch kind {
+		case clientSTUN:
+			if !stun.IsMessage(b) || b[0]>>6 != 0 || int(binary.BigEndian.Uint16(b[2:4])) != len(b)-20 || len(b)%4 != 0 {
+				t.Fatalf("% x classified as STUN", b)
+			}
+		case clientChannelData:
+			if b[0]>>6 != 1 || 4+ln > len(b) || num>>14 != 1 {
+				t.Fatalf("% x classified as ChannelData %#x of %d bytes", b, num, ln)
+			}
+			_ = b[4 : 4+ln]
 		}
 	})
 }

@@ -34,9 +34,16 @@ const (
 //     goroutine.
 //   - Refresh with LIFETIME 0: remembered so that the accounting line says
 //     "deallocated" rather than "expired".
+//   - Requests without credentials (pion answers 401): counted, and dropped
+//     beyond limits.challenges_per_source (see challenge).
 func (s *Server) inspect(raw []byte, src, listener netip.AddrPort, tcp bool, reply func([]byte) error) bool {
 	if len(raw) < 20 || !stun.IsMessage(raw) {
 		return false
+	}
+	if unauthenticatedRequest(raw) {
+		// pion answers it with a 401 challenge, unless its source is
+		// over the rate: then it is dropped.
+		return s.challenge(src.Addr())
 	}
 	s.auth.preverify(raw, src)
 	switch t := binary.BigEndian.Uint16(raw[0:2]); t {

@@ -17,6 +17,9 @@ func (s *Server) reserve(user string) (*userState, error) {
 	if s.closed {
 		return nil, errClosed
 	}
+	if s.draining.Load() {
+		return nil, errDraining
+	}
 	u := s.users[user]
 	if lim.MaxAllocations > 0 && len(s.allocs)+s.pending >= lim.MaxAllocations {
 		return nil, errQuota
@@ -68,11 +71,15 @@ func (s *Server) refuse(err error, user string) {
 		}
 	case errors.Is(err, errPortsExhausted):
 		reason = "ports_exhausted"
+	case errors.Is(err, errDraining):
+		reason = "draining"
 	case errors.Is(err, errClosed):
 		return
 	}
 	s.metrics.refused.WithLabelValues(reason).Inc()
-	s.log.Warn("allocation refused", "reason", reason, "user", user, "err", err)
+	if s.auth.logRate.allow() {
+		s.log.Warn("allocation refused", "reason", reason, "user", user, "err", err)
+	}
 }
 
 // quota is pion's QuotaHandler: 486 when the user or the relay is full.
@@ -87,6 +94,8 @@ func (s *Server) quota(user, _ string, src net.Addr) bool {
 	s.mu.Unlock()
 	reason := ""
 	switch {
+	case s.draining.Load():
+		reason = "draining"
 	case lim.MaxAllocationsPerUser > 0 && n >= lim.MaxAllocationsPerUser:
 		reason = "quota_user"
 	case lim.MaxAllocations > 0 && total >= lim.MaxAllocations:
@@ -96,8 +105,12 @@ func (s *Server) quota(user, _ string, src net.Addr) bool {
 		return true
 	}
 	s.metrics.refused.WithLabelValues(reason).Inc()
-	s.log.Info("allocation refused (486)", "reason", reason, "user", user, "client", addrString(src),
-		"user_allocations", n, "total_allocations", total)
+	// A client can retry at line rate: at most as many lines as for
+	// authentication failures.
+	if s.auth.logRate.allow() {
+		s.log.Info("allocation refused (486)", "reason", reason, "user", user, "client", addrString(src),
+			"user_allocations", n, "total_allocations", total)
+	}
 	return false
 }
 

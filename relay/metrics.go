@@ -65,6 +65,14 @@ type metrics struct {
 	ioMode   *prometheus.GaugeVec   // mode
 	duration prometheus.Histogram
 	stats    *dataStats
+
+	// client TCP/TLS connections
+	acceptErrors prometheus.Counter
+	tcpRefused   *prometheus.CounterVec // reason
+	tcpUnauth    prometheus.Counter
+	// unauthenticated requests (401) answered and dropped
+	challenges        prometheus.Counter
+	challengesLimited prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, st *dataStats) (*metrics, error) {
@@ -79,7 +87,7 @@ func newMetrics(reg prometheus.Registerer, st *dataStats) (*metrics, error) {
 		}, []string{"transport", "relay"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mediaedge_relay_allocations_refused_total",
-			Help: "Allocate requests refused after authentication, by reason (quota_user, quota_total, ports_exhausted, client_denied, other).",
+			Help: "Allocate requests refused after authentication, by reason (quota_user, quota_total, ports_exhausted, client_denied, draining, other).",
 		}, []string{"reason"}),
 		authFail: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mediaedge_relay_auth_failures_total",
@@ -103,15 +111,39 @@ func newMetrics(reg prometheus.Registerer, st *dataStats) (*metrics, error) {
 			Buckets: []float64{1, 10, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600},
 		}),
 		stats: st,
+		acceptErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mediaedge_relay_tcp_accept_errors_total",
+			Help: "Temporary accept errors (out of file descriptors or buffers) of the TCP/TLS client listeners and the TCP relay listeners (RFC 6062), each waited out with a backoff of up to 1 s.",
+		}),
+		tcpRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mediaedge_relay_tcp_connections_refused_total",
+			Help: "Client TCP/TLS connections closed at accept by a cap, by reason (total_cap: limits.max_tcp_connections; source_cap: limits.max_tcp_connections_per_source).",
+		}, []string{"reason"}),
+		tcpUnauth: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mediaedge_relay_tcp_unauthenticated_closed_total",
+			Help: "Client TCP/TLS connections closed because no request on them authenticated within limits.tcp_auth_timeout.",
+		}),
+		challenges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mediaedge_relay_unauthenticated_requests_total",
+			Help: "Requests without credentials answered with 401 Unauthorized (the challenge carrying realm and nonce).",
+		}),
+		challengesLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mediaedge_relay_unauthenticated_requests_dropped_total",
+			Help: "Requests without credentials dropped unanswered because their source exceeded limits.challenges_per_source.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.active, m.created, m.refused, m.authFail, m.denied, m.buffers, m.ioMode, m.duration, (*statsCollector)(m)} {
+	for _, c := range []prometheus.Collector{m.active, m.created, m.refused, m.authFail, m.denied, m.buffers, m.ioMode, m.duration, (*statsCollector)(m),
+		m.acceptErrors, m.tcpRefused, m.tcpUnauth, m.challenges, m.challengesLimited} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	// Make the common series visible at zero before the first event.
-	for _, r := range []string{"quota_user", "quota_total", "ports_exhausted", "client_denied"} {
+	for _, r := range []string{"quota_user", "quota_total", "ports_exhausted", "client_denied", "draining"} {
 		m.refused.WithLabelValues(r)
+	}
+	for _, r := range []string{tcpRefusedTotal, tcpRefusedSource} {
+		m.tcpRefused.WithLabelValues(r)
 	}
 	for _, r := range []string{authUnknownUser, authBadIntegrity, authExpired, authWrongRealm} {
 		m.authFail.WithLabelValues(r)

@@ -35,7 +35,11 @@ func BenchmarkSocketSend(b *testing.B) {
 				s := &sockFD{fd: fd}
 				defer s.close()
 				_, dst := benchSink(b)
-				m := udpbatch.NewSendBatch(readBatch)
+				var sw *udpbatch.GSO
+				if gso {
+					sw = udpbatch.NewGSO()
+				}
+				m := udpbatch.NewSender(readBatch, sw)
 				const k = 32
 				bufs, dsts := make([][]byte, k), make([]netip.AddrPort, k)
 				for i := range bufs {
@@ -44,7 +48,7 @@ func BenchmarkSocketSend(b *testing.B) {
 				b.SetBytes(int64(size * k))
 				b.ReportAllocs()
 				for b.Loop() {
-					if f, _ := s.send(m, false, bufs, dsts, gso); f != 0 {
+					if f, _ := s.send(m, false, bufs, dsts); f != 0 {
 						b.Fatalf("%d failed", f)
 					}
 				}

@@ -109,37 +109,19 @@ func (s *sockFD) recv(rb *udpbatch.RecvBatch, bufs [][]byte, ns []int, trunc []b
 	return k
 }
 
-// send writes bufs[i] to dst[i] on s with as few sendmmsg calls as the
-// kernel allows, with sb's scratch space. With gso, consecutive datagrams
-// to the same destination and of the same length (the last of a run may
-// be shorter) leave as one UDP GSO message. It never blocks: a datagram
-// the kernel refuses (EAGAIN on a full buffer, EPERM from a firewall,
+// send writes bufs[i] to dst[i] on s with sd, as few sendmmsg calls as
+// the kernel allows; consecutive datagrams to one destination leave as UDP
+// GSO messages while sd's GSO switch is on. It never blocks: a datagram the
+// kernel refuses (EAGAIN on a full buffer, EPERM from a firewall,
 // ENETUNREACH, a destination of the other family) is skipped and counted.
-// It returns how many datagrams were not sent and whether the kernel
-// cannot do GSO on this path (the caller turns GSO off).
-func (s *sockFD) send(sb *udpbatch.SendBatch, v6 bool, bufs [][]byte, dst []netip.AddrPort, gso bool) (failed int, gsoBroken bool) {
+// It returns how many datagrams were not sent, and a non-nil error
+// (udpbatch.ErrGSODisabled) only for the call that turned GSO off, which
+// the caller reports once.
+func (s *sockFD) send(sd *udpbatch.Sender, v6 bool, bufs [][]byte, dst []netip.AddrPort) (failed int, err error) {
 	if !s.acquire() {
-		return len(bufs), false
+		return len(bufs), nil
 	}
-	dropped := func(_, n int) { failed += n }
-	for i := 0; i < len(bufs); {
-		sb.Reset(v6, gso)
-		for ; i < len(bufs); i++ {
-			if err := sb.Add(bufs[i], dst[i]); errors.Is(err, udpbatch.ErrBatchFull) {
-				break
-			} else if err != nil {
-				failed++
-			}
-		}
-		// A GSO message the kernel refuses as such went out one datagram
-		// at a time. EIO (the device cannot do the checksums GSO needs)
-		// turns GSO off for good; EINVAL (a segment larger than the path
-		// MTU) concerns this run only.
-		if err := sb.SendAll(s.fd, dropped); err != nil {
-			gsoBroken = gsoBroken || udpbatch.GSOUnsupported(err)
-		}
-	}
-	sb.Reset(v6, false) // keep no datagram reachable
+	failed, err = sd.Send(s.fd, v6, bufs, dst, nil)
 	s.release()
-	return failed, gsoBroken
+	return failed, err
 }

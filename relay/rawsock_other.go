@@ -19,8 +19,8 @@ type sockFD struct{ fd int }
 func (s *sockFD) acquire() bool { return false }
 func (s *sockFD) release()      {}
 func (s *sockFD) close() bool   { return false }
-func (s *sockFD) send(_ *udpbatch.SendBatch, _ bool, bufs [][]byte, _ []netip.AddrPort, _ bool) (int, bool) {
-	return len(bufs), false
+func (s *sockFD) send(_ *udpbatch.Sender, _ bool, bufs [][]byte, _ []netip.AddrPort) (int, error) {
+	return len(bufs), nil
 }
 
 type sockOpts struct {

@@ -58,10 +58,16 @@ func TestSockSend(t *testing.T) {
 			for i := range bufs {
 				bufs[i] = bytes.Repeat([]byte{byte(i)}, 160)
 			}
-			sb := udpbatch.NewSendBatch(readBatch)
-			failed, broken := s.send(sb, false, bufs, tc.dsts, tc.gso)
-			if failed != tc.failed || broken {
-				t.Errorf("send = %d failed, GSO broken %v; want %d, false", failed, broken, tc.failed)
+			var sw *udpbatch.GSO
+			if tc.gso {
+				sw = udpbatch.NewGSO()
+			}
+			failed, err := s.send(udpbatch.NewSender(readBatch, sw), false, bufs, tc.dsts)
+			if failed != tc.failed || err != nil {
+				t.Errorf("send = %d failed, %v; want %d, nil", failed, err, tc.failed)
+			}
+			if tc.gso && sw.Enabled() != udpbatch.GSOSupported() {
+				t.Errorf("one refused GSO message turned GSO off")
 			}
 			_ = peer.SetReadDeadline(time.Now().Add(2 * time.Second))
 			buf := make([]byte, 2048)
@@ -83,7 +89,7 @@ func TestSockSend(t *testing.T) {
 		}
 		s := &sockFD{fd: fd}
 		s.close()
-		if failed, _ := s.send(udpbatch.NewSendBatch(1), false, [][]byte{{1}, {2}}, []netip.AddrPort{to, to}, false); failed != 2 {
+		if failed, _ := s.send(udpbatch.NewSender(1, nil), false, [][]byte{{1}, {2}}, []netip.AddrPort{to, to}); failed != 2 {
 			t.Errorf("send on a closed socket: %d failed, want 2", failed)
 		}
 		if k := s.recv(udpbatch.NewRecvBatch(1), [][]byte{make([]byte, 10)}, make([]int, 1), make([]bool, 1), make([]netip.AddrPort, 1)); k != 0 {
@@ -159,7 +165,7 @@ func burstIntegrity(t *testing.T, family string) {
 			}
 		}
 	}
-	if r.gso.Load() && r.metric(t, "mediaedge_relay_gso_datagrams_total") == 0 {
+	if r.gso.Enabled() && r.metric(t, "mediaedge_relay_gso_datagrams_total") == 0 {
 		t.Error("no datagram left as a GSO segment")
 	}
 }

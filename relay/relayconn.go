@@ -24,7 +24,7 @@ type relayConn struct {
 	q pktQueue // the slow path, popped by pion's reader
 
 	wmu sync.Mutex // serialises WriteTo's scratch
-	wm  *udpbatch.SendBatch
+	wm  *udpbatch.Sender
 }
 
 // slowQueue is how many peer datagrams may wait for pion per allocation;
@@ -70,10 +70,10 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	}
 	c.wmu.Lock()
 	if c.wm == nil {
-		c.wm = udpbatch.NewSendBatch(1) // only allocations that use the slow path pay for it
+		c.wm = udpbatch.NewSender(1, nil) // only allocations that use the slow path pay for it
 	}
 	bufs, dsts := [1][]byte{p}, [1]netip.AddrPort{dst}
-	failed, _ := c.sock.send(c.wm, a.v6, bufs[:], dsts[:], false)
+	failed, _ := c.sock.send(c.wm, a.v6, bufs[:], dsts[:])
 	c.wmu.Unlock()
 	if failed != 0 {
 		st.drops[dropSendError].Add(1)

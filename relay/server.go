@@ -34,6 +34,7 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/mediaedge/mediaedge/internal/component"
+	"github.com/mediaedge/mediaedge/internal/udpbatch"
 )
 
 // Server is the relay component. The daemon owns it: New builds it, Start
@@ -49,14 +50,21 @@ type Server struct {
 	metrics *metrics
 	auth    *authenticator
 	clock0  time.Time
+	gso     *udpbatch.GSO // the workers' UDP GSO switch (runs of datagrams to one destination)
+	// acceptLog bounds the log lines of temporary accept errors.
+	acceptLog *rateGate
+	// tcpConns counts open client TCP/TLS connections for the caps.
+	tcpConns connLimiter
+	// challenges rate-limits 401 answers per source.
+	challenges challengeLimiter
 
 	// policy and limits are read lock-free by the data path and handlers;
 	// Reload swaps them.
 	policy   atomic.Pointer[peerPolicy]
 	limits   atomic.Pointer[LimitsConfig]
 	stopping atomic.Bool   // Close has begun: allocations end with "shutdown"
+	draining atomic.Bool   // Drain was called: new allocations are refused
 	coalesce atomic.Int64  // the workers' coalesce window in nanoseconds
-	gso      atomic.Bool   // send runs of datagrams to one destination with UDP GSO
 	nextW    atomic.Uint32 // round robin of TCP/TLS clients' UDP allocations over workers
 
 	// set in New, never changed: RFC 6062 Connect (a func field so that
@@ -91,6 +99,7 @@ type Server struct {
 	nextID  uint64
 	pending int // allocations being created (between quota and socket)
 	closed  bool
+	failure error // why the relay can no longer serve (see Health)
 }
 
 // relayKey identifies an allocation by its advertised relayed address, as
@@ -114,6 +123,7 @@ func New(cfg Config, d component.Deps) (*Server, error) {
 	s := &Server{
 		log:     log,
 		clock0:  time.Now(),
+		gso:     udpbatch.NewGSO(),
 		cfg:     cfg,
 		state:   "starting",
 		allocs:  map[uint64]*alloc{},
@@ -123,6 +133,7 @@ func New(cfg Config, d component.Deps) (*Server, error) {
 		done:    make(chan struct{}),
 
 		connectTimeout: connectTimeout,
+		acceptLog:      newRateGate(5, time.Second),
 	}
 	s.dial = s.dialPeer
 	if !cfg.Enabled {
@@ -162,6 +173,7 @@ func New(cfg Config, d component.Deps) (*Server, error) {
 	s.coalesce.Store(int64(cfg.Coalesce.D()))
 	if d.Control != nil {
 		d.Control.HandleFunc("GET /v1/relay/allocations", s.serveAllocations)
+		s.opsRoutes(d.Control)
 	}
 	return s, nil
 }
@@ -200,9 +212,12 @@ func (s *Server) TrialUser() (user, password string) {
 func (s *Server) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Status{Status: component.Status{State: s.state}, Allocations: len(s.allocs)}
+	st := Status{Status: component.Status{State: s.state}, Allocations: len(s.allocs), Draining: s.draining.Load()}
 	if s.state == "disabled" {
 		return st
+	}
+	if s.failure != nil {
+		st.State, st.Detail = "degraded", s.failure.Error()
 	}
 	for _, g := range s.groups {
 		st.Listeners = append(st.Listeners, fmt.Sprintf("udp %s (%d shards, %s)", g.addr, len(g.shards), s.ioMode()))
@@ -221,7 +236,7 @@ func (s *Server) Status() Status {
 
 // ioMode names how the data path sends: sendmmsg, with UDP GSO or not.
 func (s *Server) ioMode() string {
-	if s.gso.Load() {
+	if s.gso.Enabled() {
 		return "gso"
 	}
 	return "mmsg"
@@ -235,6 +250,7 @@ type Status struct {
 	RelayAddresses []string `json:"relay_addresses,omitempty"`
 	Allocations    int      `json:"allocations"`
 	Users          int      `json:"users_with_allocations"`
+	Draining       bool     `json:"draining,omitempty"`
 }
 
 // Close stops the relay: pion and the listeners first (ending every
@@ -253,14 +269,12 @@ func (s *Server) Close() error {
 	return s.closeAll()
 }
 
-// disableGSO turns UDP GSO off after a device refused it (EIO: no checksum
-// offload), for the rest of the run.
-func (s *Server) disableGSO() {
-	if s.gso.Swap(false) {
-		s.metrics.ioMode.WithLabelValues("gso").Set(0)
-		s.metrics.ioMode.WithLabelValues("mmsg").Set(1)
-		s.log.Warn("UDP GSO refused by the network device (EIO); sending one datagram per message from now on")
-	}
+// gsoDisabled reports that the workers' GSO switch turned off (err: a
+// udpbatch.GSODisabledError naming the kernel's refusal), once per run.
+func (s *Server) gsoDisabled(err error) {
+	s.metrics.ioMode.WithLabelValues("gso").Set(0)
+	s.metrics.ioMode.WithLabelValues("mmsg").Set(1)
+	s.log.Warn("UDP GSO refused by the kernel; sending one datagram per message from now on", "err", err)
 }
 
 // closeAll releases everything Start may have bound.

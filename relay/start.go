@@ -106,7 +106,6 @@ func (s *Server) start(ctx context.Context) error {
 		return fmt.Errorf("relay: starting pion/turn: %w", err)
 	}
 	s.turn = ts
-	s.gso.Store(udpbatch.GSOSupported())
 	s.metrics.ioMode.WithLabelValues(s.ioMode()).Set(1)
 	s.log.Info("TURN relay listening", "listeners", len(cfg.Listeners), "udp_shards", shards,
 		"relay_ipv4", addrOrNone(s.adv[0]), "relay_ipv6", addrOrNone(s.adv[1]), "ports", cfg.Ports.String(),

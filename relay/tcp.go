@@ -41,9 +41,13 @@ type tcpListener struct {
 	tlsConf   *tls.Config
 	cert      atomic.Pointer[tls.Certificate]
 	certFile  string
+	done      chan struct{} // closed by Close: ends an accept backoff
+	closing   atomic.Bool
 
-	mu    sync.Mutex
-	conns map[*clientConn]struct{}
+	mu       sync.Mutex
+	conns    map[*clientConn]struct{}
+	byRemote map[netip.AddrPort]*clientConn
+	closed   bool
 }
 
 func (s *Server) listenTCP(ctx context.Context, l ListenerConfig, lo sockopt.Options) (*tcpListener, error) {
@@ -59,7 +63,9 @@ func (s *Server) listenTCP(ctx context.Context, l ListenerConfig, lo sockopt.Opt
 		addr:      netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()),
 		transport: string(l.Transport),
 		certFile:  l.CertFile,
+		done:      make(chan struct{}),
 		conns:     map[*clientConn]struct{}{},
+		byRemote:  map[netip.AddrPort]*clientConn{},
 	}
 	if l.Transport == TransportTLS {
 		if err := t.loadCert(l); err != nil {
@@ -97,16 +103,43 @@ func (t *tcpListener) loadCert(l ListenerConfig) error {
 	return nil
 }
 
-// Accept implements net.Listener for pion's accept loop.
+// Accept implements net.Listener for pion's accept loop, which ends on
+// any error. Temporary errors are therefore retried here with a backoff
+// (see acceptBackoff), so that running out of file descriptors once does
+// not stop the listener for good; an error that is not temporary marks the
+// relay failed (readiness) before pion sees it. Clients over the
+// connection caps are closed at once and counted.
 func (t *tcpListener) Accept() (net.Conn, error) {
+	var delay time.Duration
 	for {
 		c, err := t.ln.Accept()
 		if err != nil {
+			if t.closing.Load() {
+				return nil, net.ErrClosed
+			}
+			if temporaryAccept(err) {
+				delay = acceptBackoff(delay)
+				t.srv.acceptRetry(t, err, delay)
+				select {
+				case <-time.After(delay):
+					continue
+				case <-t.done:
+					return nil, net.ErrClosed
+				}
+			}
+			t.srv.listenerFailed(t, err)
 			return nil, err
 		}
+		delay = 0
 		ra, _ := addrPortOf(c.RemoteAddr())
 		if !t.srv.policy.Load().Client(ra.Addr()) {
 			t.srv.stats.drops[dropClientDenied].Add(1)
+			c.Close()
+			continue
+		}
+		lim := t.srv.limits.Load()
+		if reason := t.srv.tcpConns.admit(ra.Addr(), lim.MaxTCPConnections, lim.MaxTCPConnectionsPerSource); reason != "" {
+			t.srv.metrics.tcpRefused.WithLabelValues(reason).Inc()
 			c.Close()
 			continue
 		}
@@ -115,15 +148,33 @@ func (t *tcpListener) Accept() (net.Conn, error) {
 			inner = tls.Server(c, t.tlsConf)
 		}
 		cc := &clientConn{Conn: inner, l: t, remote: ra, first: true}
+		if d := lim.TCPAuthTimeout.D(); d > 0 {
+			cc.authTimer.Store(time.AfterFunc(d, cc.authExpired))
+		}
 		t.mu.Lock()
+		if t.closed {
+			t.mu.Unlock()
+			cc.Close()
+			return nil, net.ErrClosed
+		}
 		t.conns[cc] = struct{}{}
+		t.byRemote[ra] = cc
 		t.mu.Unlock()
 		return cc, nil
 	}
 }
 
-// Close implements net.Listener.
-func (t *tcpListener) Close() error { return t.ln.Close() }
+// Close implements net.Listener; pion calls it at shutdown.
+func (t *tcpListener) Close() error {
+	if t.closing.Swap(true) {
+		return nil
+	}
+	close(t.done)
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	return t.ln.Close()
+}
 
 // Addr implements net.Listener.
 func (t *tcpListener) Addr() net.Addr { return t.ln.Addr() }
@@ -170,6 +221,11 @@ type clientConn struct {
 	// the stream (see connectAsync)
 	injMu sync.Mutex
 	injQ  []injected
+
+	// authTimer closes the connection unless a request on it authenticates
+	// in time (limits.tcp_auth_timeout); authed is set once one did.
+	authTimer atomic.Pointer[time.Timer]
+	authed    atomic.Bool
 
 	closeOnce sync.Once
 }
@@ -316,9 +372,16 @@ func (c *clientConn) reply(b []byte) error {
 func (c *clientConn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
+		if tm := c.authTimer.Load(); tm != nil {
+			tm.Stop()
+		}
 		c.l.mu.Lock()
 		delete(c.l.conns, c)
+		if c.l.byRemote[c.remote] == c {
+			delete(c.l.byRemote, c.remote)
+		}
 		c.l.mu.Unlock()
+		c.l.srv.tcpConns.release(c.remote.Addr())
 		err = c.Conn.Close()
 	})
 	return err

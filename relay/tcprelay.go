@@ -70,14 +70,25 @@ func (s *Server) allocateTCP(conf turn.AllocateListenerConfig) (net.Listener, ne
 }
 
 // Accept implements net.Listener: peers the policy refuses are dropped
-// before pion sees them.
+// before pion sees them, and temporary accept errors are retried.
 func (t *tcpRelay) Accept() (net.Conn, error) {
 	srv := t.a.srv
+	var delay time.Duration
 	for {
 		c, err := t.Listener.Accept()
 		if err != nil {
+			// pion's accept loop ends on any error: wait out running out
+			// of descriptors (EMFILE) rather than stop accepting peers
+			// for the rest of the allocation.
+			if temporaryAccept(err) {
+				srv.metrics.acceptErrors.Inc()
+				delay = acceptBackoff(delay)
+				time.Sleep(delay)
+				continue
+			}
 			return nil, err
 		}
+		delay = 0
 		ra, _ := addrPortOf(c.RemoteAddr())
 		if reason := srv.policy.Load().Peer(ra.Addr()); reason != reasonNone {
 			srv.peerDenied(reason, nil, ra.Addr().String())

@@ -41,11 +41,11 @@ type udpShard struct {
 	q pktQueue // STUN messages for pion
 
 	wmu sync.Mutex // serialises the send scratch
-	wm  *udpbatch.SendBatch
+	wm  *udpbatch.Sender
 }
 
 func newUDPShard(g *udpGroup, fd int) *udpShard {
-	s := &udpShard{g: g, sock: sockFD{fd: fd}, wm: udpbatch.NewSendBatch(1)}
+	s := &udpShard{g: g, sock: sockFD{fd: fd}, wm: udpbatch.NewSender(1, nil)}
 	s.q.init()
 	return s
 }
@@ -79,7 +79,7 @@ func (s *udpShard) replier(c netip.AddrPort) func([]byte) error {
 func (s *udpShard) send(b []byte, dst netip.AddrPort) error {
 	bufs, dsts := [1][]byte{b}, [1]netip.AddrPort{dst}
 	s.wmu.Lock()
-	failed, _ := s.sock.send(s.wm, s.g.v6, bufs[:], dsts[:], false)
+	failed, _ := s.sock.send(s.wm, s.g.v6, bufs[:], dsts[:]) // no GSO: one datagram
 	s.wmu.Unlock()
 	if failed != 0 {
 		s.g.srv.stats.drops[dropSendError].Add(1)
@@ -153,9 +153,10 @@ func (q *sendQueue) add(a *alloc, b []byte, dst netip.AddrPort) {
 	q.dsts = append(q.dsts, dst)
 }
 
-// flush sends everything queued, in order per relay socket, with m, and
-// returns how many datagrams the kernel refused and whether GSO failed.
-func (q *sendQueue) flush(m *udpbatch.SendBatch, gso bool) (failed int, gsoBroken bool) {
+// flush sends everything queued, in order per relay socket, with sd, and
+// returns how many datagrams the kernel refused and the error of a send
+// that turned GSO off (see sockFD.send).
+func (q *sendQueue) flush(sd *udpbatch.Sender) (failed int, gsoErr error) {
 	n := len(q.allocs)
 	clear(q.done[:n])
 	for i := 0; i < n; i++ {
@@ -171,13 +172,15 @@ func (q *sendQueue) flush(m *udpbatch.SendBatch, gso bool) (failed int, gsoBroke
 				q.done[j] = true
 			}
 		}
-		f, b := a.udp.sock.send(m, a.v6, q.gb, q.gd, gso)
+		f, err := a.udp.sock.send(sd, a.v6, q.gb, q.gd)
 		failed += f
-		gsoBroken = gsoBroken || b
+		if err != nil {
+			gsoErr = err
+		}
 	}
 	clear(q.bufs[:n])
 	clear(q.allocs[:n])
 	clear(q.gb[:cap(q.gb)])
 	q.allocs, q.bufs, q.dsts = q.allocs[:0], q.bufs[:0], q.dsts[:0]
-	return failed, gsoBroken
+	return failed, gsoErr
 }

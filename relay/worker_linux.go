@@ -4,39 +4,29 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
-	"os"
 	"runtime"
-	"sync/atomic"
-	"syscall"
-	"unsafe"
+	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/mediaedge/mediaedge/internal/evloop"
 	"github.com/mediaedge/mediaedge/internal/udpbatch"
 )
 
 // worker runs one shard of the data path: shard id of every UDP listener
 // and the relay sockets of the allocations made through it, all in one
-// epoll set whose descriptor sits in Go's netpoller. One goroutine (run)
-// sleeps until any of its sockets has data, then serves both directions in
+// event loop (internal/evloop) whose goroutine serves both directions in
 // the same round: ChannelData from clients to the relay sockets (one
 // sendmmsg per relay socket), peer datagrams to the clients (one sendmmsg
-// per listener for every allocation), STUN messages to pion's reader of the
-// shard. Start-up binds it, Close ends it; run is its only goroutine.
+// per listener for every allocation), STUN messages to pion's reader of
+// the shard. The worker is the loop's Handler: it keeps only the packet
+// logic. Start-up binds it, Close ends it; run is its only goroutine.
 type worker struct {
 	// set in newWorker, never changed
-	srv    *Server
-	id     int
-	epfd   int
-	file   *os.File // holds epfd in the runtime's netpoller
-	rc     syscall.RawConn
-	pollFn func(fd uintptr) bool
-	lis    []*udpShard // this worker's shard of each UDP listener, by group index
-
-	closing atomic.Bool
+	srv  *Server
+	id   int
+	loop *evloop.Loop
+	lis  []*udpShard // this worker's shard of each UDP listener, by group index
 
 	// owned by the run goroutine
-	events   []unix.EpollEvent
 	bufs     [][]byte // arena: datagram i is read at bufs[i][4:] (relay) or bufs[i] (listener)
 	rbufs    [][]byte // views bufs[i][4:]
 	ns       []int
@@ -44,17 +34,15 @@ type worker struct {
 	from     []netip.AddrPort
 	used     int
 	rm       *udpbatch.RecvBatch
-	sm       *udpbatch.SendBatch
+	sd       *udpbatch.Sender
 	toPeer   sendQueue
 	toClient []clientOut // by group index
 	pkts     [numDirs]uint64
 	byts     [numDirs]uint64
 	drop     [numDrops]uint64
+	now      int64 // the round's time on srv.nanotime
 	yield    bool  // pion has work queued: let it run before sleeping
-	full     bool  // a read filled its batch this round
-	lastPkts int64 // when the last round with datagrams ran
-	// coalescing: the last round slept for the coalesce window
-	coalescing bool
+	full     bool  // a read filled its batch in this Ready call
 }
 
 // clientOut is the pending peer->client batch of one UDP listener.
@@ -64,47 +52,36 @@ type clientOut struct {
 }
 
 const (
-	arenaSize   = 512 // datagrams a worker holds before it must flush
-	readBatch   = 64  // datagrams one recvmmsg takes
-	maxRounds   = 4   // recvmmsg calls per socket and wake-up
-	epollEvents = 256
+	arenaSize = 512 // datagrams a worker holds before it must flush
+	readBatch = 64  // datagrams one recvmmsg takes
+	maxRounds = 4   // recvmmsg calls per socket and wake-up
+	// minBatch is the datagrams a coalesce window must be expected to
+	// collect before the worker sleeps for windows (evloop.Config): a
+	// round trip through the relay crosses it twice, so a sleep costs two
+	// windows of RTT, and below this rate a wake-up per datagram is the
+	// cheaper price. 2,000 round trips/s (4,000 datagrams/s, two per 500 µs
+	// window) are relayed at once; 40,000 round trips/s coalesce.
+	minBatch = 8
 )
 
 func newWorker(srv *Server, id int, groups []*udpGroup) (*worker, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	loop, err := evloop.New(evloop.Config{Name: "relay", Clock: srv.nanotime, MinBatch: minBatch})
 	if err != nil {
-		return nil, fmt.Errorf("relay: epoll_create1: %w", err)
-	}
-	// A non-blocking epoll descriptor is pollable: os.NewFile registers it
-	// with the runtime's netpoller (an epoll set inside an epoll set),
-	// which reports it readable when any of its sockets is.
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(epfd)
-		return nil, fmt.Errorf("relay: epoll set non-blocking: %w", err)
-	}
-	f := os.NewFile(uintptr(epfd), "relay-epoll")
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("relay: epoll raw conn: %w", err)
+		return nil, fmt.Errorf("relay: worker %d: %w", id, err)
 	}
 	w := &worker{
 		srv:      srv,
 		id:       id,
-		epfd:     epfd,
-		file:     f,
-		rc:       rc,
-		events:   make([]unix.EpollEvent, epollEvents),
+		loop:     loop,
 		bufs:     make([][]byte, arenaSize),
 		rbufs:    make([][]byte, arenaSize),
 		ns:       make([]int, arenaSize),
 		trunc:    make([]bool, arenaSize),
 		from:     make([]netip.AddrPort, arenaSize),
 		rm:       udpbatch.NewRecvBatch(readBatch),
-		sm:       udpbatch.NewSendBatch(readBatch),
+		sd:       udpbatch.NewSender(readBatch, srv.gso),
 		toClient: make([]clientOut, len(groups)),
 	}
-	w.pollFn = w.poll
 	for i := range w.bufs {
 		w.bufs[i] = make([]byte, bufSize)
 		w.rbufs[i] = w.bufs[i][4:]
@@ -115,10 +92,10 @@ func newWorker(srv *Server, id int, groups []*udpGroup) (*worker, error) {
 		sh.w = w
 		w.lis = append(w.lis, sh)
 		w.toClient[gi] = clientOut{bufs: make([][]byte, 0, arenaSize), dsts: make([]netip.AddrPort, 0, arenaSize)}
-		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(-1 - gi)}
-		if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, sh.sock.fd, &ev); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("relay: epoll add listener: %w", err)
+		// Listener shards are tagged below zero, relay sockets by slot.
+		if err := loop.Add(sh.sock.fd, int32(-1-gi)); err != nil {
+			loop.Close()
+			return nil, fmt.Errorf("relay: worker %d: adding a listener: %w", id, err)
 		}
 	}
 	return w, nil
@@ -126,107 +103,56 @@ func newWorker(srv *Server, id int, groups []*udpGroup) (*worker, error) {
 
 // add registers relay socket fd under slot. Safe for concurrent use.
 func (w *worker) add(fd, slot int) error {
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(slot)}
-	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		return fmt.Errorf("relay: epoll add: %w", err)
+	if err := w.loop.Add(fd, int32(slot)); err != nil {
+		return fmt.Errorf("relay: %w", err)
 	}
 	return nil
 }
 
 // remove unregisters fd before it is closed. Safe for concurrent use.
-func (w *worker) remove(fd int) {
-	// ENOENT/EBADF: already gone with the descriptor; nothing to undo.
-	_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, fd, nil)
-}
+func (w *worker) remove(fd int) { w.loop.Remove(fd) }
 
 // run is the worker goroutine; it returns when Close is called.
 func (w *worker) run() {
-	for !w.closing.Load() {
-		if err := w.rc.Read(w.pollFn); err != nil {
-			return
-		}
+	if err := w.loop.Run(w); err != nil {
+		w.srv.log.Error("data path worker stopped", "worker", w.id, "err", err)
 	}
 }
 
-// poll serves everything ready and keeps serving while datagrams keep
-// coming. It reports true when the worker must stop, false to wait in the
-// netpoller for the next datagram.
-//
-// Coalescing: relayed media arrives a few packets per millisecond per call,
-// and a worker that goes back to sleep after each datagram pays a wake-up
-// (two context switches) and a system call per datagram and direction,
-// which costs more than relaying it. When datagrams arrive within half the
-// coalesce window of each other, the worker instead sleeps for the window
-// and then takes everything that arrived meanwhile, a batch per socket, at
-// the price of at most one window of added latency per hop. A lone datagram
-// (a quiet relay) is served at once. A round that filled a batch polls again
-// without sleeping: the worker is saturated and every system call already
-// carries many datagrams.
-func (w *worker) poll(uintptr) bool {
-	for {
-		if w.closing.Load() {
-			return true
-		}
-		n := epollNow(w.epfd, w.events)
-		if n <= 0 {
-			return false
-		}
-		now := w.srv.nanotime()
-		w.full, w.yield = false, false
-		pkts := 0
-		for i := 0; i < n; i++ {
-			if tag := int(w.events[i].Fd); tag < 0 {
-				pkts += w.serveListener(-1 - tag)
-			} else if a := w.srv.slots.get(tag); a != nil && a.udp != nil {
-				pkts += w.serveRelay(a, now)
-			}
-		}
-		w.flush()
-		w.srv.stats.wakeups.Add(1)
-		if w.yield {
-			// pion's reader of a shard has STUN messages: with one
-			// processor it would otherwise wait for the next preemption.
-			runtime.Gosched()
-		}
-		c := w.srv.coalesce.Load()
-		if pkts == 0 || c == 0 {
-			continue
-		}
-		// Coalesce while rounds keep collecting at least two datagrams;
-		// start when datagrams come less than half a window apart.
-		dense := pkts >= 2 && w.coalescing || now-w.lastPkts < c/2
-		w.lastPkts = now
-		w.coalescing = dense && !w.full
-		if w.coalescing {
-			sleepRaw(c)
-		}
-	}
+// Round implements evloop.Handler: it starts a round. The coalesce
+// window follows reloads.
+func (w *worker) Round(now int64) {
+	w.now = now
+	w.yield = false
+	w.loop.SetCoalesce(time.Duration(w.srv.coalesce.Load()))
 }
 
-// epollNow returns the ready events without blocking. epoll_pwait with a
-// zero timeout never sleeps, so it is issued as a raw system call.
-func epollNow(epfd int, events []unix.EpollEvent) int {
-	for {
-		r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
-			uintptr(len(events)), 0, 0, 0)
-		switch errno {
-		case 0:
-			return int(r)
-		case unix.EINTR:
-			continue
-		}
-		return -1
+// Ready implements evloop.Handler: it serves a listener shard (tag below
+// zero) or the relay socket of the allocation in slot tag.
+func (w *worker) Ready(tag int32) (int, bool) {
+	w.full = false
+	if tag < 0 {
+		return w.serveListener(int(-1 - tag)), w.full
 	}
+	if a := w.srv.slots.get(int(tag)); a != nil && a.udp != nil {
+		return w.serveRelay(a, w.now), w.full
+	}
+	return 0, false
 }
 
-// sleepRaw sleeps d nanoseconds (under a few milliseconds) without giving
-// up the thread's processor: Go's timers are coarser than the window, and a
-// blocking system call would let the scheduler hand the processor to
-// another thread only to take it back. A signal (goroutine preemption) may
-// cut the sleep short, which is harmless.
-func sleepRaw(d int64) {
-	ts := unix.NsecToTimespec(d)
-	_, _, _ = unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
+// Woken implements evloop.Handler; the relay never calls Wake.
+func (w *worker) Woken() {}
+
+// Flush implements evloop.Handler: it sends what the round produced and
+// publishes the counters.
+func (w *worker) Flush() {
+	w.flush()
+	w.srv.stats.wakeups.Add(1)
+	if w.yield {
+		// pion's reader of a shard has STUN messages: with one
+		// processor it would otherwise wait for the next preemption.
+		runtime.Gosched()
+	}
 }
 
 // room makes sure the arena can take a full read, flushing if needed.
@@ -281,8 +207,9 @@ func (w *worker) fromClient(sh *udpShard, i int) {
 		w.drop[dropClientDenied]++
 		return
 	}
-	switch buf[0] >> 6 {
-	case 0: // STUN: pion's
+	kind, num, ln := classifyClient(buf)
+	switch kind {
+	case clientSTUN: // pion's
 		pb := bufPool.Get().(*[]byte)
 		copy((*pb)[4:], buf)
 		if !sh.q.push(slowPacket{buf: pb, n: n, from: src}, stunQueue) {
@@ -292,24 +219,15 @@ func (w *worker) fromClient(sh *udpShard, i int) {
 		}
 		w.yield = true
 		return
-	case 1: // ChannelData, channel 0x4000-0x7FFF
-	default:
-		w.drop[dropMalformed]++
-		return
-	}
-	if n < 4 {
+	case clientMalformed:
+		// Junk never reaches pion's queue, where it would hold up
+		// legitimate requests behind it.
 		w.drop[dropMalformed]++
 		return
 	}
 	a := sh.g.clients.get(src)
 	if a == nil {
 		w.drop[dropNoAllocation]++
-		return
-	}
-	num := binary.BigEndian.Uint16(buf[0:2])
-	ln := int(binary.BigEndian.Uint16(buf[2:4]))
-	if 4+ln > n {
-		w.drop[dropMalformed]++
 		return
 	}
 	t := a.table.Load()
@@ -435,27 +353,29 @@ func (w *worker) fromPeer(a *alloc, i int, now int64) {
 // counters.
 func (w *worker) flush() {
 	st := &w.srv.stats
-	gso := w.srv.gso.Load()
-	failed, broken := 0, false
+	var failed int
+	var gsoErr error
 	if w.toPeer.len() > 0 {
-		failed, broken = w.toPeer.flush(w.sm, gso)
+		failed, gsoErr = w.toPeer.flush(w.sd)
 	}
 	for gi := range w.toClient {
 		o := &w.toClient[gi]
 		if len(o.bufs) == 0 {
 			continue
 		}
-		f, b := w.lis[gi].sock.send(w.sm, w.lis[gi].g.v6, o.bufs, o.dsts, gso)
+		f, err := w.lis[gi].sock.send(w.sd, w.lis[gi].g.v6, o.bufs, o.dsts)
 		failed += f
-		broken = broken || b
+		if err != nil {
+			gsoErr = err
+		}
 		clear(o.bufs)
 		o.bufs, o.dsts = o.bufs[:0], o.dsts[:0]
 	}
-	if broken {
-		w.srv.disableGSO()
+	if gsoErr != nil {
+		w.srv.gsoDisabled(gsoErr)
 	}
 	w.used = 0
-	if _, segs := w.sm.TakeGSOCounts(); segs > 0 {
+	if _, segs := w.sd.TakeGSOCounts(); segs > 0 {
 		st.gsoSegs.Add(segs)
 	}
 	if failed > 0 {
@@ -476,8 +396,5 @@ func (w *worker) flush() {
 	}
 }
 
-// Close stops run and closes the epoll set. The caller waits for run.
-func (w *worker) Close() error {
-	w.closing.Store(true)
-	return w.file.Close()
-}
+// Close stops run and closes the event loop. The caller waits for run.
+func (w *worker) Close() error { return w.loop.Close() }

@@ -94,8 +94,11 @@ func (rc *receiver) handle(b []byte, from netip.AddrPort, now int64) {
 
 // pendingMax bounds the packets a stream keeps that authenticated with no
 // known key: around a re-key the new key can be in use before bench has
-// it; they are retried once it arrives and count as failed otherwise.
-const pendingMax = 32
+// it; they are retried once it arrives and count as failed otherwise. On
+// a busy machine the control request that returns the key can take tens
+// of milliseconds after the switch, a few hundred packets of a fast
+// stream.
+const pendingMax = 512
 
 type pendingPkt struct {
 	at   int64

@@ -172,3 +172,34 @@ func tickLabel(v float64) string {
 	}
 	return fmt.Sprintf("%.2g", v)
 }
+
+// PlotPanel is one chart of WritePanelsSVG: lines over a linear x axis.
+type PlotPanel struct {
+	XLabel, YLabel string
+	Series         []Series
+}
+
+// WritePanelsSVG writes panels two to a row under a title, each with its
+// legend, in the style of WriteTwoPanelSVG (the soak report uses it).
+func WritePanelsSVG(w io.Writer, title string, panels []PlotPanel) error {
+	var b strings.Builder
+	const W, rowH = 1100, 400
+	rows := (len(panels) + 1) / 2
+	H := 40 + rows*rowH
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", W, H, W, H)
+	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", W, H)
+	fmt.Fprintf(&b, `<text x="%d" y="20" text-anchor="middle" font-size="15">%s</text>`+"\n", W/2, html.EscapeString(title))
+	for i, p := range panels {
+		x0, y0 := 80+550*float64(i%2), 40+float64(rowH*(i/2))
+		panel(&b, x0, y0, 440, 280, p.XLabel, p.YLabel, false, p.Series)
+		for j, s := range p.Series {
+			y := y0 + 332 + float64(16*j)
+			c := plotColors[j%len(plotColors)]
+			fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="%s" stroke-width="2"/><text x="%.0f" y="%.0f">%s</text>`+"\n",
+				x0, y-4, x0+24, y-4, c, x0+30, y, html.EscapeString(s.Label))
+		}
+	}
+	b.WriteString("</svg>\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}

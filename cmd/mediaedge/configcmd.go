@@ -13,7 +13,7 @@ import (
 func newConfigCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config",
-		Short: "Check a configuration file or print the embedded default",
+		Short: "Check a configuration file, print the embedded default, import a coturn configuration",
 		Example: `  mediaedge config check /etc/mediaedge/mediaedge.yaml
   mediaedge config default > mediaedge.yaml`,
 	}
@@ -54,6 +54,6 @@ line; the exit status is 1 when there is any.`,
 			return err
 		},
 	}
-	cmd.AddCommand(check, def)
+	cmd.AddCommand(check, def, newImportCoturnCmd())
 	return cmd
 }

@@ -126,6 +126,9 @@ var helpSkips = []struct{ prefix, reason string }{
 	{"mediaedge policy check 52.112.0.10 --udp 3478 --from 10.20.0.10 --iif lan0", "needs the interface lan0 (the demo's edge, docs/demo.md)"},
 	{"mediaedge policy import-m365 endpoints.json", "needs Microsoft's endpoints.json"},
 	{"curl ", "fetches from the internet"},
+	{"mediaedge drain", "stops the daemon: TestDrainWithLiveMedia and TestDrainDeadline run it with live media"},
+	{"mediaedge turn kill", "needs live allocations: TestTurnKillAndStatusCLI runs it"},
+	{"mediaedge config import-coturn turnserver.conf", "needs a coturn turnserver.conf: TestImportCoturnDebian and TestImportCoturnProduction run it"},
 }
 
 // helpExamples extracts the Example lines of every command.

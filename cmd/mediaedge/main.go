@@ -92,6 +92,8 @@ configuration or talk to the running daemon over its control API.`,
 		"file holding the bearer token for a TCP control API")
 	root.AddCommand(
 		newRunCmd(),
+		newStatusCmd(g),
+		newDrainCmd(g),
 		newConfigCmd(),
 		newVersionCmd(),
 		newTurnCmd(g),
@@ -99,6 +101,7 @@ configuration or talk to the running daemon over its control API.`,
 		newPolicyCmd(g),
 		newBenchCmd(g),
 	)
+	root.AddCommand(newManCmd(root))
 	strictTree(root)
 	return root
 }

@@ -24,9 +24,10 @@ import (
 
 func newRunCmd() *cobra.Command {
 	var (
-		path      string
-		drain     time.Duration
-		startTime time.Duration
+		path          string
+		drain         time.Duration
+		startTime     time.Duration
+		reloadTimeout time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -36,19 +37,23 @@ embedded default (loopback only, policy in plan mode) when --config is not
 given.
 
 Signals: SIGHUP reloads the configuration file (an invalid file is refused
-and the daemon keeps running on the previous one); SIGTERM and SIGINT stop
-it gracefully within --drain. Under systemd (Type=notify) it reports
+and the daemon keeps running on the previous one; a reload that takes longer
+than --reload-timeout is logged at error, and signals are handled meanwhile);
+SIGTERM and SIGINT stop it gracefully within --drain, whatever a reload
+is doing. Under systemd (Type=notify) it reports
 READY=1, RELOADING=1, STOPPING=1 and, with WatchdogSec=, WATCHDOG=1.`,
 		Example: `  mediaedge run
   mediaedge run --config /etc/mediaedge/mediaedge.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDaemon(cmd.Context(), path, drain, startTime, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return runDaemon(cmd.Context(), runOptions{path: path, drain: drain, startTimeout: startTime,
+				reloadTimeout: reloadTimeout}, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "configuration file (default: the embedded default)")
 	cmd.Flags().DurationVar(&drain, "drain", 10*time.Second, "longest graceful shutdown before the daemon stops anyway")
 	cmd.Flags().DurationVar(&startTime, "start-timeout", 60*time.Second, "longest start-up before the daemon gives up")
+	cmd.Flags().DurationVar(&reloadTimeout, "reload-timeout", 30*time.Second, "longest reload before it is logged as stuck")
 	return cmd
 }
 
@@ -86,7 +91,16 @@ func applyGCTarget() bool {
 	return true
 }
 
-func runDaemon(ctx context.Context, path string, drain, startTimeout time.Duration, stdout, stderr io.Writer) error {
+// runOptions are the flags of run.
+type runOptions struct {
+	path          string
+	drain         time.Duration
+	startTimeout  time.Duration
+	reloadTimeout time.Duration
+}
+
+func runDaemon(ctx context.Context, o runOptions, stdout, stderr io.Writer) error {
+	path, drain, startTimeout := o.path, o.drain, o.startTimeout
 	applyGCTarget()
 	cfg, err := daemon.Load(path, config.Options{})
 	if err != nil {
@@ -112,7 +126,11 @@ func runDaemon(ctx context.Context, path string, drain, startTimeout time.Durati
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	d, err := daemon.New(cfg, daemon.Options{Logger: log, LevelVar: lv, Console: stdout})
+	d, err := daemon.New(cfg, daemon.Options{Logger: log, LevelVar: lv, Console: stdout,
+		OnDrain: func(st daemon.DrainStatus) {
+			notify(log, fmt.Sprintf("STATUS=draining: %d allocation(s), %d session(s) left; stopping by %s",
+				st.Allocations, st.Sessions, st.Deadline.UTC().Format(time.RFC3339)))
+		}})
 	if err != nil {
 		return err
 	}
@@ -162,19 +180,54 @@ func runDaemon(ctx context.Context, path string, drain, startTimeout time.Durati
 		log.Info("systemd watchdog enabled", "interval", iv.String())
 	}
 
+	// A reload runs beside the signal loop, so that one stuck on a file
+	// (a FIFO as configuration file, a hung network file system) never
+	// keeps SIGTERM from stopping the daemon. SIGHUPs that arrive during a
+	// reload are folded into one more reload after it.
+	var (
+		reloading   chan struct{} // closed when the running reload ends; nil: none
+		reloadLate  <-chan time.Time
+		reloadAgain bool
+	)
+	startReload := func() {
+		done := make(chan struct{})
+		reloading = done
+		reloadLate = time.After(o.reloadTimeout)
+		go func() {
+			defer close(done)
+			reload(ctx, log, d, path)
+		}()
+	}
 	for {
 		select {
 		case <-watchdog:
 			notify(log, "WATCHDOG=1")
+		case <-reloading:
+			reloading, reloadLate = nil, nil
+			if reloadAgain {
+				reloadAgain = false
+				startReload()
+			}
+		case <-reloadLate:
+			reloadLate = nil
+			log.Error("reload still running; the daemon keeps serving on the previous configuration and handles signals",
+				"file", path, "timeout", o.reloadTimeout.String())
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGHUP:
-				reload(ctx, log, d, path)
+				if reloading != nil {
+					reloadAgain = true
+					log.Info("reload: another one is running; reloading again after it")
+					continue
+				}
+				startReload()
 			default:
-				return shutdown(log, d, sigs, sig, drain)
+				return shutdown(log, d, sigs, sig, drain, reloading)
 			}
+		case <-d.Drained():
+			return shutdown(log, d, sigs, nil, drain, reloading)
 		case <-ctx.Done():
-			return shutdown(log, d, sigs, nil, drain)
+			return shutdown(log, d, sigs, nil, drain, reloading)
 		}
 	}
 }
@@ -208,9 +261,21 @@ func reload(ctx context.Context, log *slog.Logger, d *daemon.Daemon, path string
 	log.Info("reload applied", "file", path)
 }
 
-func shutdown(log *slog.Logger, d *daemon.Daemon, sigs <-chan os.Signal, sig os.Signal, drain time.Duration) error {
+// shutdownGrace is how long after the drain time the daemon waits for its
+// components before it exits anyway.
+const shutdownGrace = time.Second
+
+// shutdown stops the daemon within drain (plus shutdownGrace): it waits for
+// a running reload up to the drain deadline, closes the components, and
+// exits anyway once the time is up or a second SIGTERM/SIGINT arrives.
+func shutdown(log *slog.Logger, d *daemon.Daemon, sigs <-chan os.Signal, sig os.Signal, drain time.Duration, reloading <-chan struct{}) error {
 	notify(log, "STOPPING=1\nSTATUS=stopping")
 	name := "context cancelled"
+	select {
+	case <-d.Drained():
+		name = "drain complete"
+	default:
+	}
 	if sig != nil {
 		name = sig.String()
 	}
@@ -218,21 +283,38 @@ func shutdown(log *slog.Logger, d *daemon.Daemon, sigs <-chan os.Signal, sig os.
 	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- d.Close(ctx) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			log.Error("stopped with errors", "err", err)
-			return err
+	go func() {
+		if reloading != nil {
+			// Reload and Close must not overlap; a reload stuck past the
+			// drain deadline is abandoned.
+			select {
+			case <-reloading:
+			case <-ctx.Done():
+				log.Error("reload still running at shutdown; stopping without waiting for it")
+			}
 		}
-		log.Info("stopped")
-		return nil
-	case s := <-sigs:
-		if s == syscall.SIGHUP {
-			// A reload during shutdown is moot; wait for the drain.
-			return <-done
+		done <- d.Close(ctx)
+	}()
+	hard := time.NewTimer(drain + shutdownGrace)
+	defer hard.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				log.Error("stopped with errors", "err", err)
+				return err
+			}
+			log.Info("stopped")
+			return nil
+		case <-hard.C:
+			log.Error("components did not stop within the drain time; exiting anyway", "drain", drain.String())
+			return &exitError{code: 1, err: errors.New("shutdown exceeded the drain time")}
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				continue // a reload during shutdown is moot
+			}
+			log.Warn("second signal during shutdown; exiting without waiting", "signal", s.String())
+			return &exitError{code: 1, err: errors.New("interrupted during shutdown")}
 		}
-		log.Warn("second signal during shutdown; exiting without waiting", "signal", s.String())
-		return &exitError{code: 1, err: errors.New("interrupted during shutdown")}
 	}
 }

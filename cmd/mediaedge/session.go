@@ -132,13 +132,17 @@ func newSessionListCmd(g *globals) *cobra.Command {
 				return sessionJSON(out, list)
 			}
 			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tAGE\tINTERNAL LOCAL\tINTERNAL REMOTE\tCLOUD LOCAL\tCLOUD REMOTE\tPKTS IN→CLOUD\tPKTS CLOUD→IN\tDROPS\tLAST PACKET")
+			fmt.Fprintln(tw, "ID\tAGE\tINTERNAL LOCAL\tINTERNAL REMOTE\tCLOUD LOCAL\tCLOUD REMOTE\tPKTS IN→CLOUD\tPKTS CLOUD→IN\tDROPS\tLAST PACKET\tNG CALL")
 			for _, s := range list.Sessions {
 				drops := s.Counters.AuthFailures + s.Counters.Replays + s.Counters.Malformed + s.Counters.WrongSource +
 					s.Counters.KeyExpired + s.Counters.SSRCLimit + s.Counters.NoRemote + s.Counters.KeyExhausted + s.Counters.SendErrors
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", s.ID, sessionAge(&s.Created),
+				ngCall := "-"
+				if s.NG != nil {
+					ngCall = fmt.Sprintf("%s m=%d %s (%s/%s)", s.NG.CallID, s.NG.Media, s.NG.Type, s.NG.FromTag, s.NG.ToTag)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", s.ID, sessionAge(&s.Created),
 					s.Internal.Local, sessionDash(s.Internal.Remote), s.Cloud.Local, sessionDash(s.Cloud.Remote),
-					s.Internal.Counters.PacketsIn, s.Cloud.Counters.PacketsIn, drops, sessionAge(s.LastPacket))
+					s.Internal.Counters.PacketsIn, s.Cloud.Counters.PacketsIn, drops, sessionAge(s.LastPacket), ngCall)
 			}
 			if err := tw.Flush(); err != nil {
 				return err

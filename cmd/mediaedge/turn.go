@@ -17,11 +17,11 @@ import (
 func newTurnCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "turn",
-		Short: "Mint TURN credentials and list the relay's allocations",
+		Short: "Mint TURN credentials, list and end the relay's allocations",
 		Example: `  mediaedge turn credentials --user alice --ttl 1h --secret-file turn-secret --json
   mediaedge turn allocations`,
 	}
-	cmd.AddCommand(newTurnCredentialsCmd(), newTurnAllocationsCmd(g))
+	cmd.AddCommand(newTurnCredentialsCmd(), newTurnAllocationsCmd(g), newTurnKillCmd(g))
 	return cmd
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -103,9 +104,21 @@ func ResolveSecretPath(path, configDir string) string {
 // ReadSecretFile reads a secret from path. It refuses anything but a regular
 // file, a file that group or others may access (the message says how to fix
 // it), and files larger than MaxSecretSize. The error never contains the
-// contents.
+// contents. It never blocks on a special file: opening a FIFO without a
+// writer, or a device, could wait forever, so the path is checked first and
+// opened with O_NONBLOCK.
 func ReadSecretFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	// Stat follows symbolic links (a link to a regular file is fine, as
+	// systemd credentials and /etc alternatives use them).
+	if fi, err := os.Stat(path); err != nil {
+		return nil, &SecretError{Path: path, Reason: "cannot be opened", Err: err}
+	} else if !fi.Mode().IsRegular() {
+		return nil, &SecretError{Path: path, Reason: "is not a regular file"}
+	}
+	// O_NONBLOCK: the path may have been swapped for a FIFO since Stat;
+	// open(2) of a FIFO blocks until a writer appears unless O_NONBLOCK is
+	// set, and it has no effect on a regular file.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return nil, &SecretError{Path: path, Reason: "cannot be opened", Err: err}
 	}

@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func writeSecret(t *testing.T, dir, name, content string, mode os.FileMode) string {
@@ -113,5 +115,59 @@ func TestSecretFileNeverPrintsContents(t *testing.T) {
 		if strings.Contains(out, "topsecret") {
 			t.Errorf("contents leaked: %q", out)
 		}
+	}
+}
+
+// TestReadSecretFileSpecialFiles checks that a FIFO (without a writer, so
+// that opening it would block), a symbolic link to one and a character
+// device are refused at once with the usual message, and that a link to a
+// regular file is read. Before the fix the FIFO blocked open(2) forever.
+func TestReadSecretFileSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	link := filepath.Join(dir, "link-to-fifo")
+	if err := os.Symlink(fifo, link); err != nil {
+		t.Fatal(err)
+	}
+	good := writeSecret(t, dir, "good", "s3cret-value", 0o600)
+	goodLink := filepath.Join(dir, "link-to-good")
+	if err := os.Symlink(good, goodLink); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, path, want string }{
+		{"fifo", fifo, "is not a regular file"},
+		{"link to a fifo", link, "is not a regular file"},
+		{"character device", "/dev/null", "is not a regular file"},
+		{"link to a regular file", goodLink, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			type result struct {
+				b   []byte
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				b, err := ReadSecretFile(tc.path)
+				done <- result{b, err}
+			}()
+			var res result
+			select {
+			case res = <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("ReadSecretFile(%s) blocked", tc.path)
+			}
+			if tc.want == "" {
+				if res.err != nil || string(res.b) != "s3cret-value" {
+					t.Fatalf("got %q, %v", res.b, res.err)
+				}
+				return
+			}
+			if res.err == nil || !strings.Contains(res.err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", res.err, tc.want)
+			}
+		})
 	}
 }

@@ -6,11 +6,16 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"go.uber.org/goleak"
 )
@@ -131,13 +136,17 @@ func TestTCPNeedsToken(t *testing.T) {
 	if _, err := s.ListenTCP("127.0.0.1:0"); err == nil {
 		t.Fatal("TCP listener started without a token")
 	}
-	s2 := newTestServer(t, "s3cret-token")
+	short := newTestServer(t, "s3cret-token")
+	if _, err := short.ListenTCP("127.0.0.1:0"); err == nil || !strings.Contains(err.Error(), "shorter than 16 bytes") {
+		t.Fatalf("12-byte token: %v, want refused", err)
+	}
+	s2 := newTestServer(t, "s3cret-token-0123")
 	addr, err := s2.ListenTCP("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	for _, tok := range []string{"", "wrong", "s3cret-token-longer"} {
+	for _, tok := range []string{"", "wrong", "s3cret-token-0123-longer"} {
 		c := NewClient(addr.String(), tok)
 		err := c.Do(ctx, "GET", "/v1/items/a", nil, nil)
 		c.Close()
@@ -149,7 +158,7 @@ func TestTCPNeedsToken(t *testing.T) {
 			t.Errorf("error leaks the token: %v", err)
 		}
 	}
-	c := NewClient("http://"+addr.String(), "s3cret-token")
+	c := NewClient("http://"+addr.String(), "s3cret-token-0123")
 	defer c.Close()
 	var got item
 	if err := c.Do(ctx, "GET", "/v1/items/z", nil, &got); err != nil || got.Name != "z" {
@@ -184,4 +193,116 @@ func FuzzDecodeJSON(f *testing.F) {
 		var m map[string]any
 		_ = decodeStrict(io.LimitReader(strings.NewReader(string(data)), 1<<16), &m)
 	})
+}
+
+// TestBearerSchemeCaseInsensitive checks that the auth scheme is matched
+// without regard to case (RFC 7235 section 2.1) and the token exactly.
+func TestBearerSchemeCaseInsensitive(t *testing.T) {
+	s := newTestServer(t, "s3cret-token-0123")
+	h := s.handler(true)
+	for _, tc := range []struct {
+		header string
+		want   int
+	}{
+		{"Bearer s3cret-token-0123", 200},
+		{"bearer s3cret-token-0123", 200},
+		{"BEARER s3cret-token-0123", 200},
+		{"Bearer  s3cret-token-0123 ", 200},
+		{"Bearer S3CRET-TOKEN-0123", 401},
+		{"Basic s3cret-token-0123", 401},
+		{"Bearers3cret-token-0123", 401},
+		{"", 401},
+	} {
+		rec := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "/v1/items/a", nil)
+		if tc.header != "" {
+			r.Header.Set("Authorization", tc.header)
+		}
+		h.ServeHTTP(rec, r)
+		if rec.Code != tc.want {
+			t.Errorf("Authorization %q: %d, want %d", tc.header, rec.Code, tc.want)
+		}
+	}
+}
+
+// TestMethodNotAllowed checks that a known path with the wrong method gets
+// 405 with an Allow header, and an unknown path 404.
+func TestMethodNotAllowed(t *testing.T) {
+	s := newTestServer(t, "")
+	for _, tc := range []struct {
+		method, path string
+		want         int
+		allow        string
+	}{
+		{"DELETE", "/v1/items/a", 405, "GET, HEAD"},
+		{"GET", "/v1/items", 405, "POST"},
+		{"GET", "/v1/nothing", 404, ""},
+	} {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		if rec.Code != tc.want || rec.Header().Get("Allow") != tc.allow {
+			t.Errorf("%s %s: %d Allow %q, want %d Allow %q", tc.method, tc.path, rec.Code, rec.Header().Get("Allow"), tc.want, tc.allow)
+		}
+		if tc.want == 405 && !strings.Contains(rec.Body.String(), CodeMethod) {
+			t.Errorf("%s %s: body %s", tc.method, tc.path, rec.Body.String())
+		}
+	}
+}
+
+// TestLongPollCap holds 3 long polls with a cap of 3 and checks that a
+// fourth gets 503 with Retry-After and is counted, and that a slot frees
+// once a poll ends.
+func TestLongPollCap(t *testing.T) {
+	s := newTestServer(t, "")
+	s.SetMaxLongPolls(3)
+	reg := prometheus.NewRegistry()
+	if err := s.RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	entered := make(chan struct{}, 8)
+	s.HandleLongPoll("GET /v1/wait", func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+		WriteJSON(w, http.StatusOK, item{Name: "done"})
+	})
+	var wg sync.WaitGroup
+	codes := make(chan int, 3)
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec := httptest.NewRecorder()
+			s.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/wait", nil))
+			codes <- rec.Code
+		}()
+	}
+	for range 3 {
+		select {
+		case <-entered:
+		case <-time.After(10 * time.Second):
+			t.Fatal("long polls did not start")
+		}
+	}
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/wait", nil))
+	if rec.Code != 503 || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("fourth poll: %d Retry-After %q, want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	if v := testutil.ToFloat64(s.pollsRefused); v != 1 {
+		t.Errorf("refused = %v, want 1", v)
+	}
+	close(release)
+	wg.Wait()
+	close(codes)
+	for c := range codes {
+		if c != 200 {
+			t.Errorf("held poll ended with %d", c)
+		}
+	}
+	rec = httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/wait", nil))
+	if rec.Code != 200 {
+		t.Errorf("poll after the others ended: %d", rec.Code)
+	}
 }

@@ -18,6 +18,7 @@ const (
 	CodeBadRequest   = "bad_request"
 	CodeUnauthorized = "unauthorized"
 	CodeNotFound     = "not_found"
+	CodeMethod       = "method_not_allowed"
 	CodeConflict     = "conflict"
 	CodeLimit        = "limit_reached"
 	CodeUnavailable  = "unavailable"

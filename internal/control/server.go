@@ -15,8 +15,19 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
+
+// MinTokenSize is the shortest bearer token the TCP listener accepts: a
+// shorter one could be guessed.
+const MinTokenSize = 16
+
+// DefaultMaxLongPolls bounds the long polls served at the same time unless
+// SetMaxLongPolls says otherwise.
+const DefaultMaxLongPolls = 256
 
 // Server is the control API. Routes are registered with Handle before Start;
 // Start binds the listeners; Close stops serving and waits for in-flight
@@ -28,6 +39,11 @@ type Server struct {
 	mux   *http.ServeMux
 	token []byte // bearer token for TCP; empty: TCP refused
 
+	// long polls being served, their cap, and those refused over it
+	longPolls    atomic.Int64
+	maxLongPolls atomic.Int64
+	pollsRefused prometheus.Counter
+
 	mu        sync.Mutex
 	listeners []net.Listener
 	servers   []*http.Server
@@ -38,8 +54,40 @@ type Server struct {
 // NewServer returns a Server with no listeners. token is the bearer token
 // required on TCP listeners (it is copied).
 func NewServer(log *slog.Logger, token []byte) *Server {
-	s := &Server{log: log, mux: http.NewServeMux(), token: append([]byte(nil), token...)}
+	s := &Server{log: log, mux: http.NewServeMux(), token: append([]byte(nil), token...),
+		pollsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mediaedge_control_long_polls_refused_total",
+			Help: "Long polls (e.g. GET /v1/gateway/events?wait=) refused with 503 because the cap of concurrent long polls was reached.",
+		})}
+	s.maxLongPolls.Store(DefaultMaxLongPolls)
 	return s
+}
+
+// RegisterMetrics registers the control API's metrics with reg.
+func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
+	return reg.Register(s.pollsRefused)
+}
+
+// SetMaxLongPolls sets the cap of long polls served at the same time; 0
+// means no cap. Safe for concurrent use.
+func (s *Server) SetMaxLongPolls(n int) { s.maxLongPolls.Store(int64(n)) }
+
+// HandleLongPoll registers h for pattern as a long poll: a request that
+// may wait for events. At most SetMaxLongPolls of them are served at the
+// same time (each holds a goroutine, a connection and its buffers); more
+// get 503 with Retry-After and are counted.
+func (s *Server) HandleLongPoll(pattern string, h http.HandlerFunc) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		n := s.longPolls.Add(1)
+		defer s.longPolls.Add(-1)
+		if max := s.maxLongPolls.Load(); max > 0 && n > max {
+			s.pollsRefused.Inc()
+			w.Header().Set("Retry-After", "1")
+			WriteError(w, http.StatusServiceUnavailable, CodeUnavailable, "too many long polls in progress; retry later")
+			return
+		}
+		h(w, r)
+	})
 }
 
 // Handle registers h for pattern (net/http ServeMux syntax, e.g.
@@ -92,6 +140,9 @@ func (s *Server) ListenTCP(addr string) (net.Addr, error) {
 	if len(s.token) == 0 {
 		return nil, errors.New("control: a TCP listener needs a bearer token file")
 	}
+	if len(s.token) < MinTokenSize {
+		return nil, fmt.Errorf("control: the bearer token is shorter than %d bytes", MinTokenSize)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("control: listening on %s: %w", addr, err)
@@ -132,6 +183,11 @@ func (s *Server) handler(auth bool) http.Handler {
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
 		if _, pattern := s.mux.Handler(r); pattern == "" {
+			if allow := s.allowed(r); len(allow) > 0 {
+				w.Header().Set("Allow", strings.Join(allow, ", "))
+				WriteError(w, http.StatusMethodNotAllowed, CodeMethod, r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+strings.Join(allow, ", "))
+				return
+			}
 			WriteError(w, http.StatusNotFound, CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 			return
 		}
@@ -139,10 +195,30 @@ func (s *Server) handler(auth bool) http.Handler {
 	})
 }
 
+// methods are those allowed checks for a path registered with another.
+var methods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// allowed returns the methods registered for r's path, for a 405 answer.
+func (s *Server) allowed(r *http.Request) []string {
+	var out []string
+	for _, m := range methods {
+		if m == r.Method {
+			continue
+		}
+		r2 := r.Clone(r.Context())
+		r2.Method = m
+		if _, pattern := s.mux.Handler(r2); pattern != "" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// authorized checks the bearer token. The scheme name is case-insensitive
+// (RFC 7235 section 2.1): "bearer" and "BEARER" are "Bearer".
 func (s *Server) authorized(r *http.Request) bool {
-	h := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return false
 	}
 	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), s.token) == 1

@@ -44,9 +44,10 @@ func rel(path string) string {
 func under(r, dir string) bool { return r == dir || strings.HasPrefix(r, dir+"/") }
 
 // floor names the floor of a module-relative package path: "internal",
-// one of the components, "daemon", "bench", or "" for the rest (cmd, e2e).
+// one of the components, "daemon", "bench", "soak", or "" for the rest (cmd,
+// e2e).
 func floor(r string) string {
-	for _, f := range []string{"internal", "relay", "gateway", "policy", "daemon", "bench"} {
+	for _, f := range []string{"internal", "relay", "gateway", "policy", "daemon", "bench", "soak"} {
 		if under(r, f) {
 			return f
 		}
@@ -58,12 +59,14 @@ var components = []string{"relay", "gateway", "policy"}
 
 // forbidden lists, per floor, the floors it must not import.
 var forbidden = map[string][]string{
-	"internal": {"relay", "gateway", "policy", "daemon", "bench"},
-	"relay":    {"gateway", "policy", "daemon", "bench"},
-	"gateway":  {"relay", "policy", "daemon", "bench"},
-	"policy":   {"relay", "gateway", "daemon", "bench"},
-	// The bench talks to the daemon over the wire, like any client.
-	"bench": {"relay", "gateway", "policy", "daemon"},
+	"internal": {"relay", "gateway", "policy", "daemon", "bench", "soak"},
+	"relay":    {"gateway", "policy", "daemon", "bench", "soak"},
+	"gateway":  {"relay", "policy", "daemon", "bench", "soak"},
+	"policy":   {"relay", "gateway", "daemon", "bench", "soak"},
+	// The bench and the soak talk to the daemon over the wire, like any
+	// client.
+	"bench": {"relay", "gateway", "policy", "daemon", "soak"},
+	"soak":  {"relay", "gateway", "policy", "daemon"},
 }
 
 // loopPkgs returns the shared event loop packages the workers must both

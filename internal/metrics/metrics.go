@@ -52,12 +52,14 @@ func buildInfo() prometheus.Collector {
 
 // Server serves /metrics, /healthz and /readyz. /healthz answers 200 while
 // the process serves HTTP at all; /readyz answers 200 once SetReady(true) was
-// called (every component started) and 503 otherwise, with the reason.
+// called (every component started) and the check of SetCheck passes, and
+// 503 otherwise, with the reason.
 type Server struct {
 	log *slog.Logger
 	reg *prometheus.Registry
 
 	ready    atomic.Bool
+	check    atomic.Pointer[func() error]
 	mu       sync.Mutex
 	notReady string
 	hs       *http.Server
@@ -78,6 +80,26 @@ func (s *Server) SetReady(ok bool, reason string) {
 	s.ready.Store(ok)
 }
 
+// SetCheck installs a health check that /readyz runs while the daemon is
+// ready: an error makes it answer 503 with the error (a component that can
+// no longer serve). It must be quick and safe for concurrent use.
+func (s *Server) SetCheck(f func() error) { s.check.Store(&f) }
+
+// notReadyReason returns why /readyz should fail, or "".
+func (s *Server) notReadyReason() string {
+	if s.ready.Load() {
+		if f := s.check.Load(); f != nil {
+			if err := (*f)(); err != nil {
+				return err.Error()
+			}
+		}
+		return ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.notReady
+}
+
 // Handler returns the HTTP handler (for tests and embedding).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -92,13 +114,11 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if s.ready.Load() {
+		reason := s.notReadyReason()
+		if reason == "" {
 			fmt.Fprintln(w, "ready")
 			return
 		}
-		s.mu.Lock()
-		reason := s.notReady
-		s.mu.Unlock()
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintln(w, "not ready:", reason)
 	})

@@ -2,10 +2,13 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,5 +57,37 @@ func TestServer(t *testing.T) {
 	}
 	if err := s.Close(ctx); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// TestReadyzFailsOnCheck checks that /readyz answers 503 with the check's
+// error while the daemon is otherwise ready (a component that can no longer
+// serve), and 200 again once the check passes.
+func TestReadyzFailsOnCheck(t *testing.T) {
+	s := NewServer(slog.New(slog.DiscardHandler), NewRegistry())
+	s.SetReady(true, "")
+	var failure atomic.Pointer[string]
+	s.SetCheck(func() error {
+		if p := failure.Load(); p != nil {
+			return errors.New(*p)
+		}
+		return nil
+	})
+	readyz := func() (int, string) {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := readyz(); code != 200 {
+		t.Fatalf("healthy: %d %q", code, body)
+	}
+	msg := "relay: tcp listener 127.0.0.1:3478 stopped accepting"
+	failure.Store(&msg)
+	if code, body := readyz(); code != 503 || !strings.Contains(body, msg) {
+		t.Errorf("failed check: %d %q", code, body)
+	}
+	failure.Store(nil)
+	if code, body := readyz(); code != 200 {
+		t.Errorf("recovered: %d %q", code, body)
 	}
 }

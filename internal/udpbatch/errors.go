@@ -12,6 +12,10 @@ var (
 	// address at all. The datagram is not added; the caller counts it as
 	// a send failure.
 	ErrAddressFamily = errors.New("udpbatch: destination not reachable from this socket's address family")
+	// ErrGSODisabled is what a *GSODisabledError matches: the kernel
+	// refused UDP GSO persistently and the shared GSO switch turned off.
+	// Nothing was lost; the caller logs it and updates its metrics once.
+	ErrGSODisabled = errors.New("udpbatch: UDP GSO disabled")
 	// ErrUnsupported is returned by the raw-descriptor functions outside
 	// Linux.
 	ErrUnsupported = errors.ErrUnsupported

@@ -65,9 +65,7 @@ func (b *SendBatch) Positions() int { return 0 }
 func (b *SendBatch) Send(fd, from int) (int, error) { return 0, ErrUnsupported }
 
 // SendAll fails with ErrUnsupported.
-func (b *SendBatch) SendAll(fd int, dropped func(first, n int)) (int, error) {
-	return 0, ErrUnsupported
-}
+func (b *SendBatch) SendAll(fd int, dropped func(first, n int)) error { return ErrUnsupported }
 
 // TakeGSOCounts returns zeros.
 func (b *SendBatch) TakeGSOCounts() (msgs, datagrams uint64) { return 0, 0 }
@@ -86,5 +84,24 @@ func GSOSupported() bool { return false }
 // GSORefused returns false.
 func GSORefused(err error) bool { return false }
 
-// GSOUnsupported returns false.
-func GSOUnsupported(err error) bool { return false }
+// Sender sends runs of datagrams on a raw socket; Linux only.
+type Sender struct{ gso *GSO }
+
+// NewSender returns a Sender whose Send fails every datagram.
+func NewSender(n int, gso *GSO) *Sender { return &Sender{gso: gso} }
+
+// GSO returns the switch the Sender follows.
+func (s *Sender) GSO() *GSO { return s.gso }
+
+// Send reports every datagram as not sent.
+func (s *Sender) Send(fd int, v6 bool, bufs [][]byte, dsts []netip.AddrPort, failed func(i int)) (int, error) {
+	if failed != nil {
+		for i := range bufs {
+			failed(i)
+		}
+	}
+	return len(bufs), nil
+}
+
+// TakeGSOCounts returns zeros.
+func (s *Sender) TakeGSOCounts() (msgs, datagrams uint64) { return 0, 0 }

@@ -199,7 +199,7 @@ func (b *SendBatch) Send(fd, from int) (int, error) {
 // datagram and their number. When the kernel refuses a UDP GSO message as
 // such (GSORefused), that message and every later one go out one datagram
 // per message instead, and SendAll returns the kernel's error so that the
-// caller can decide whether to keep grouping (see GSOUnsupported);
+// caller's GSO switch can decide whether to keep grouping (Sender does);
 // otherwise it returns nil.
 func (b *SendBatch) SendAll(fd int, dropped func(first, n int)) error {
 	var gsoErr error

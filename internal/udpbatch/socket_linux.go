@@ -94,15 +94,9 @@ func GSOSupported() bool {
 // EIO when the route's device cannot compute the checksums (or IPsec
 // transforms the packet), EINVAL when a segment is larger than the path
 // MTU allows or the run exceeds the segment limit, ENOPROTOOPT or
-// EOPNOTSUPP when the socket does not do UDP_SEGMENT.
+// EOPNOTSUPP when the socket does not do UDP_SEGMENT. Whether to stop
+// grouping is GSO's decision, not the caller's.
 func GSORefused(err error) bool {
-	return GSOUnsupported(err) || errors.Is(err, unix.EINVAL)
-}
-
-// GSOUnsupported reports whether err says that the kernel or the device
-// cannot send UDP GSO messages at all (EIO, ENOPROTOOPT, EOPNOTSUPP), as
-// opposed to refusing one message (EINVAL: a segment too large for the
-// path): a sender turns GSO off after it.
-func GSOUnsupported(err error) bool {
-	return errors.Is(err, unix.EIO) || errors.Is(err, unix.ENOPROTOOPT) || errors.Is(err, unix.EOPNOTSUPP)
+	return errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL) ||
+		errors.Is(err, unix.ENOPROTOOPT) || errors.Is(err, unix.EOPNOTSUPP)
 }

@@ -126,10 +126,10 @@ func TestGSOSupported(t *testing.T) {
 
 func TestGSOErrors(t *testing.T) {
 	for _, tc := range []struct {
-		err                  error
-		refused, unsupported bool
+		err                 error
+		refused, persistent bool // persistent: the GSO switch turns off at once
 	}{
-		{unix.EIO, true, true},
+		{unix.EIO, true, false},
 		{unix.ENOPROTOOPT, true, true},
 		{unix.EOPNOTSUPP, true, true},
 		{unix.EINVAL, true, false},
@@ -141,8 +141,8 @@ func TestGSOErrors(t *testing.T) {
 		if got := GSORefused(tc.err); got != tc.refused {
 			t.Errorf("GSORefused(%v) = %v", tc.err, got)
 		}
-		if got := GSOUnsupported(tc.err); got != tc.unsupported {
-			t.Errorf("GSOUnsupported(%v) = %v", tc.err, got)
+		if got := gsoPersistent(tc.err); got != tc.persistent {
+			t.Errorf("gsoPersistent(%v) = %v", tc.err, got)
 		}
 	}
 }
