@@ -26,7 +26,8 @@ func TestCoturnRange(t *testing.T) {
 			t.Errorf("coturnRange(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
 		}
 	}
-	for _, bad := range []string{"10.0.0.9-10.0.0.1", "10.0.0.1-2001:db8::1", "nonsense", "10.0.0.1-x"} {
+	for _, bad := range []string{"10.0.0.9-10.0.0.1", "10.0.0.1-2001:db8::1", "nonsense", "10.0.0.1-x",
+		"fe80::1%eth0", "::-ffff::%0", "fe80::1%eth0-fe80::2"} {
 		if got, err := coturnRange(bad); err == nil {
 			t.Errorf("coturnRange(%q) = %v, want an error", bad, got)
 		}
