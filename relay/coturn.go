@@ -570,7 +570,9 @@ func yamlList(xs []string) string {
 			continue
 		}
 		prev = x
-		q = append(q, x)
+		// Quoted: an IPv6 prefix such as ::1/128 is not a plain YAML
+		// scalar in a flow sequence.
+		q = append(q, strconv.Quote(x))
 	}
 	return "[" + strings.Join(q, ", ") + "]"
 }

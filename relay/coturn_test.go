@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func TestCoturnRange(t *testing.T) {
@@ -73,6 +75,11 @@ func FuzzImportCoturn(f *testing.F) {
 		}
 		if imp.Section == "" {
 			t.Fatal("empty section without an error")
+		}
+		// Whatever the input, the section is well-formed YAML.
+		var v map[string]any
+		if err := yaml.Unmarshal([]byte("relay:\n"+imp.Section), &v); err != nil {
+			t.Fatalf("the section is not YAML: %v\n%s", err, imp.Section)
 		}
 	})
 }
