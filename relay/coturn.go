@@ -236,7 +236,7 @@ func ImportCoturn(data []byte, opts CoturnOptions) (*CoturnImport, error) {
 				tlsPort = v
 			}
 		case "listening-ip":
-			if a, err := netip.ParseAddr(l.value); err == nil {
+			if a, err := netip.ParseAddr(l.value); err == nil && a.Zone() == "" {
 				listenIPs = append(listenIPs, a.String())
 			} else {
 				skip(l, "not an IP address")
@@ -244,7 +244,7 @@ func ImportCoturn(data []byte, opts CoturnOptions) (*CoturnImport, error) {
 		case "relay-ip":
 			a, err := netip.ParseAddr(l.value)
 			switch {
-			case err != nil:
+			case err != nil || a.Zone() != "":
 				skip(l, "not an IP address")
 			case a.Is4() && relay4 == "":
 				relay4 = a.String()
@@ -256,13 +256,13 @@ func ImportCoturn(data []byte, opts CoturnOptions) (*CoturnImport, error) {
 		case "external-ip":
 			pub, priv, _ := strings.Cut(l.value, "/")
 			pa, err := netip.ParseAddr(pub)
-			if err != nil {
+			if err != nil || pa.Zone() != "" {
 				skip(l, "not an IP address (or public/private pair)")
 				continue
 			}
 			var qa netip.Addr
 			if priv != "" {
-				if qa, err = netip.ParseAddr(priv); err != nil || qa.Is4() != pa.Is4() {
+				if qa, err = netip.ParseAddr(priv); err != nil || qa.Zone() != "" || qa.Is4() != pa.Is4() {
 					skip(l, "the private address is not an IP address of the same family")
 					continue
 				}
@@ -500,14 +500,15 @@ func coturnRange(s string) ([]string, error) {
 	}
 	lo, hi, isRange := strings.Cut(s, "-")
 	a, err := netip.ParseAddr(strings.TrimSpace(lo))
-	if err != nil {
+	if err != nil || a.Zone() != "" {
+		// A zone (fe80::1%eth0) names a link, not a peer range.
 		return nil, fmt.Errorf("%q is not an address, range or prefix", clipName(s))
 	}
 	if !isRange {
 		return []string{netip.PrefixFrom(a, a.BitLen()).String()}, nil
 	}
 	b, err := netip.ParseAddr(strings.TrimSpace(hi))
-	if err != nil || a.Is4() != b.Is4() || b.Less(a) {
+	if err != nil || b.Zone() != "" || a.Is4() != b.Is4() || b.Less(a) {
 		return nil, fmt.Errorf("%q is not a range low-high of one family", clipName(s))
 	}
 	var out []string
@@ -569,7 +570,9 @@ func yamlList(xs []string) string {
 			continue
 		}
 		prev = x
-		q = append(q, x)
+		// Quoted: an IPv6 prefix such as ::1/128 is not a plain YAML
+		// scalar in a flow sequence.
+		q = append(q, strconv.Quote(x))
 	}
 	return "[" + strings.Join(q, ", ") + "]"
 }

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func TestCoturnRange(t *testing.T) {
@@ -26,7 +28,8 @@ func TestCoturnRange(t *testing.T) {
 			t.Errorf("coturnRange(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
 		}
 	}
-	for _, bad := range []string{"10.0.0.9-10.0.0.1", "10.0.0.1-2001:db8::1", "nonsense", "10.0.0.1-x"} {
+	for _, bad := range []string{"10.0.0.9-10.0.0.1", "10.0.0.1-2001:db8::1", "nonsense", "10.0.0.1-x",
+		"fe80::1%eth0", "::-ffff::%0", "fe80::1%eth0-fe80::2"} {
 		if got, err := coturnRange(bad); err == nil {
 			t.Errorf("coturnRange(%q) = %v, want an error", bad, got)
 		}
@@ -72,6 +75,11 @@ func FuzzImportCoturn(f *testing.F) {
 		}
 		if imp.Section == "" {
 			t.Fatal("empty section without an error")
+		}
+		// Whatever the input, the section is well-formed YAML.
+		var v map[string]any
+		if err := yaml.Unmarshal([]byte("relay:\n"+imp.Section), &v); err != nil {
+			t.Fatalf("the section is not YAML: %v\n%s", err, imp.Section)
 		}
 	})
 }
