@@ -5,7 +5,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 )
 
 // soakBuffer is the receive buffer of the soak's own sockets: large enough
@@ -19,7 +18,7 @@ func bigBuffer(c *net.UDPConn) {
 	if rc, err := c.SyscallConn(); err == nil {
 		var serr error
 		_ = rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, soakBuffer)
+			serr = forceRcvbuf(fd, soakBuffer)
 		})
 		if serr == nil {
 			return
