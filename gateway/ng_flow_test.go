@@ -13,6 +13,7 @@ import (
 
 	"github.com/mediaedge/mediaedge/gateway/ng"
 	"github.com/mediaedge/mediaedge/internal/config"
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // ngEnd is one SIP endpoint of a test call: a socket and its key.
@@ -209,7 +210,7 @@ func TestNGReinviteRekeys(t *testing.T) {
 		t.Errorf("query has no tag ta: %v", q)
 	}
 	ngDo(t, c, map[string]any{"command": "delete", "call-id": "reinvite@test", "from-tag": "ta"})
-	waitFor(t, 5*time.Second, func() bool { return len(mustSessions(t, g)) == 0 })
+	testutil.WaitFor(t, "the deleted call's sessions to go", 5*time.Second, func() bool { return len(mustSessions(t, g)) == 0 })
 }
 
 // TestNGOfferShapes checks the SDP the answerer is offered for the flags
@@ -399,10 +400,10 @@ func TestNGDeleteDelayAndOfferTimeout(t *testing.T) {
 	if l := ngDo(t, c, map[string]any{"command": "list"}); len(l.Strs("calls")) != 1 {
 		t.Errorf("list: %v", l)
 	}
-	waitFor(t, 6*time.Second, func() bool { return g.ng.numCalls() == 0 && len(mustSessions(t, g)) == 0 })
+	testutil.WaitFor(t, "the call and its sessions to go after the delete-delay", 6*time.Second, func() bool { return g.ng.numCalls() == 0 && len(mustSessions(t, g)) == 0 })
 
 	toB := mediaOf(t, ngDo(t, c, map[string]any{"command": "offer", "call-id": "unanswered@test", "from-tag": "a", "sdp": a.sdp("RTP/SAVP")}))
-	waitFor(t, 6*time.Second, func() bool { return g.ng.numCalls() == 0 })
+	testutil.WaitFor(t, "the unanswered offer to time out", 6*time.Second, func() bool { return g.ng.numCalls() == 0 })
 	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(toB.Addr, uint16(toB.Port))))
 	if err != nil {
 		t.Fatalf("the unanswered offer's port is still held: %v", err)
@@ -435,7 +436,7 @@ func TestNGSharedPorts(t *testing.T) {
 		t.Errorf("sessions %+v", ss)
 	}
 	ngDo(t, c, map[string]any{"command": "delete", "call-id": "shared@test"})
-	waitFor(t, 5*time.Second, func() bool { return len(mustSessions(t, g)) == 0 })
+	testutil.WaitFor(t, "the deleted call's sessions to go", 5*time.Second, func() bool { return len(mustSessions(t, g)) == 0 })
 }
 
 // TestNGAnswerKeepsOffererProtocol: the offer's transport-protocol flag,

@@ -81,11 +81,6 @@ func freeAddr(t testing.TB) netip.AddrPort {
 	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(testutil.FreePort(t)))
 }
 
-func waitFor(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	testutil.WaitFor(t, "the condition", d, cond)
-}
-
 func ngRTP(seq uint16, ssrc uint32) []byte {
 	p := []byte{0x80, 0, byte(seq >> 8), byte(seq), 0, 0, 0, 1, byte(ssrc >> 24), byte(ssrc >> 16), byte(ssrc >> 8), byte(ssrc)}
 	for i := 0; i < 160; i++ {

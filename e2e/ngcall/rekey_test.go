@@ -11,6 +11,7 @@ import (
 	"github.com/mediaedge/mediaedge/bench/load"
 	"github.com/mediaedge/mediaedge/bench/srtpcheck"
 	"github.com/mediaedge/mediaedge/bench/sut"
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // TestNGCallReKeysEveryLeg drives a call over the ng socket with real SDP
@@ -74,7 +75,7 @@ func TestNGCallReKeysEveryLeg(t *testing.T) {
 			}
 			local := []string{sessions[0].Internal.Local, sessions[0].Internal.LocalRTCP, sessions[0].Cloud.Local, sessions[0].Cloud.LocalRTCP}
 			calls.Close(ctx)
-			waitFor(t, 5*time.Second, func() bool { return numCalls(t, g.NGAddr()) == 0 && len(mustSessions(t, g)) == 0 })
+			testutil.WaitFor(t, "the call and its sessions to go", 5*time.Second, func() bool { return numCalls(t, g.NGAddr()) == 0 && len(mustSessions(t, g)) == 0 })
 			for _, l := range local {
 				c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(l)))
 				if err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/mediaedge/mediaedge/gateway"
 	"github.com/mediaedge/mediaedge/gateway/ng"
 	"github.com/mediaedge/mediaedge/internal/config"
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // TestNGKamailioBaresipCall is the acceptance test of the ng protocol: a
@@ -63,10 +64,10 @@ func TestNGKamailioBaresipCall(t *testing.T) {
 		var s gateway.SessionInfo
 		r := runSIPCall(t, base, g.NGAddr(), func() {
 			var sessions []gateway.SessionInfo
-			waitFor(t, 10*time.Second, func() bool { sessions = mustSessions(t, g); return len(sessions) == 1 })
+			testutil.WaitFor(t, "the call's session", 10*time.Second, func() bool { sessions = mustSessions(t, g); return len(sessions) == 1 })
 			s = sessions[0]
 		}, func() {
-			waitFor(t, 10*time.Second, func() bool { return len(mustSessions(t, g)) == 0 && numCalls(t, g.NGAddr()) == 0 })
+			testutil.WaitFor(t, "the call and its session to go after BYE", 10*time.Second, func() bool { return len(mustSessions(t, g)) == 0 && numCalls(t, g.NGAddr()) == 0 })
 			for _, l := range []string{s.Internal.Local, s.Internal.LocalRTCP, s.Cloud.Local, s.Cloud.LocalRTCP} {
 				c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(l)))
 				if err != nil {
@@ -103,7 +104,7 @@ func TestNGKamailioBaresipCall(t *testing.T) {
 		rtpe := startProc(t, t.TempDir(), "rtpengine", "--config-file=none", "--table=-1", "--foreground", "--log-stderr",
 			"--interface=127.0.0.1", "--listen-ng="+ngAddr.String(), fmt.Sprintf("--port-min=%d", base), fmt.Sprintf("--port-max=%d", base+99),
 			"--delete-delay=0")
-		waitFor(t, 10*time.Second, func() bool { return ngPing(ngAddr) })
+		testutil.WaitFor(t, "the ng listener to answer ping", 10*time.Second, func() bool { return ngPing(ngAddr) })
 		_ = rtpe
 		r := runSIPCall(t, base, ngAddr, func() {}, func() {})
 		if r.addrGA.Port() < uint16(base) || r.addrGA.Port() > uint16(base+99) || r.addrGB.Port() < uint16(base) || r.addrGB.Port() > uint16(base+99) {
@@ -137,13 +138,13 @@ func runSIPCall(t *testing.T, base int, ngAddr netip.AddrPort, during, after fun
 
 	kam := startProc(t, dir, "kamailio", "-f", "../../gateway/testdata/kamailio.cfg", "-DD", "-E", "-Y", dir,
 		"-A", "LISTEN=udp:"+sip[0].String(), "-A", fmt.Sprintf("NGSOCK=\"udp:%s\"", ngAddr))
-	waitFor(t, 15*time.Second, func() bool { return strings.Contains(kam.out(), "support for it enabled") })
+	testutil.WaitFor(t, "Kamailio's rtpengine module to start", 15*time.Second, func() bool { return strings.Contains(kam.out(), "support for it enabled") })
 
 	pcap := filepath.Join(dir, "call.pcap")
 	filter := fmt.Sprintf("udp and (port %d or port %d or port %d or portrange %d-%d)",
 		sip[0].Port(), sip[1].Port(), sip[2].Port(), base, base+199)
 	dump := startProc(t, dir, "tcpdump", "-i", "lo", "-U", "-w", pcap, filter)
-	waitFor(t, 10*time.Second, func() bool { return strings.Contains(dump.out(), "listening on") })
+	testutil.WaitFor(t, "tcpdump to listen", 10*time.Second, func() bool { return strings.Contains(dump.out(), "listening on") })
 
 	ua := func(name string, sipAddr netip.AddrPort, rtp int, account string) string {
 		d := filepath.Join(dir, name)
@@ -172,7 +173,7 @@ func runSIPCall(t *testing.T, base int, ngAddr netip.AddrPort, during, after fun
 	callee := ua("callee", sip[2], uaRTP[1], fmt.Sprintf("<sip:bob@%s>;regint=0;mediaenc=srtp-mand;audio_codecs=PCMU;answermode=auto", sip[2]))
 	caller := ua("caller", sip[1], uaRTP[0], fmt.Sprintf("<sip:alice@%s>;regint=0;mediaenc=srtp-mand;audio_codecs=PCMU;outbound=\"sip:%s\"", sip[1], sip[0]))
 	b := startProc(t, dir, "baresip", "-f", callee, "-t", "30")
-	waitFor(t, 10*time.Second, func() bool { return strings.Contains(b.out(), "baresip is ready") })
+	testutil.WaitFor(t, "baresip to be ready", 10*time.Second, func() bool { return strings.Contains(b.out(), "baresip is ready") })
 	// The caller hangs up (BYE) when it quits after 6 seconds.
 	a := startProc(t, dir, "baresip", "-f", caller, "-t", "6", "-e", fmt.Sprintf("/dial sip:bob@%s", sip[2]))
 	during()
