@@ -720,5 +720,5 @@ func TestNGViaBranchForks(t *testing.T) {
 	if n := g.ng.numCalls(); n != 0 {
 		t.Fatalf("%d calls after deleting the call", n)
 	}
-	waitFor(t, 5*time.Second, func() bool { return len(mustSessions(t, g)) == 0 })
+	testutil.WaitFor(t, "every branch's sessions to go", 5*time.Second, func() bool { return len(mustSessions(t, g)) == 0 })
 }
