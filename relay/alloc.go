@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mediaedge/mediaedge/relay/fastpath"
 )
 
 // alloc is the relay's view of one allocation: its relay socket, the
@@ -56,6 +58,7 @@ type alloc struct {
 	perms []netip.Addr
 	five  fiveKey // set by OnAllocationCreated
 	ended bool
+	fast  []fastpath.Entry // channels the kernel forwards (see syncFastLocked)
 }
 
 // route is the client side of an allocation.
@@ -165,6 +168,7 @@ func (s *Server) finish(a *alloc) {
 		return
 	}
 	a.ended = true
+	a.syncFastLocked(emptyTable) // the kernel stops forwarding; counters join ours
 	five := a.five
 	r := a.route.Load()
 	a.mu.Unlock()

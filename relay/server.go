@@ -35,6 +35,7 @@ import (
 
 	"github.com/mediaedge/mediaedge/internal/component"
 	"github.com/mediaedge/mediaedge/internal/udpbatch"
+	"github.com/mediaedge/mediaedge/relay/fastpath"
 )
 
 // Server is the relay component. The daemon owns it: New builds it, Start
@@ -87,6 +88,7 @@ type Server struct {
 	bind          [2]netip.Addr
 	adv           [2]netip.Addr
 	sock          sockOpts
+	fast          *fastpath.Forwarder // nil unless fast_path is auto or on and it started
 	wg            sync.WaitGroup
 	done          chan struct{}
 
@@ -326,6 +328,12 @@ func (s *Server) closeAll() error {
 		w.Close()
 	}
 	s.wg.Wait()
+	if s.fast != nil {
+		// Every allocation has removed its entries; detach and free.
+		if ferr := s.fast.Close(); ferr != nil {
+			s.log.Warn("closing the in-kernel fast path failed", "err", ferr)
+		}
+	}
 	if s.turn != nil {
 		// pion's per-allocation readers exit once their sockets are
 		// closed; give them a moment so callers see a quiet process.

@@ -84,20 +84,30 @@ func (f *Forwarder) Add(e Entry) error {
 	return nil
 }
 
-// Remove stops forwarding e in the kernel; later packets reach user space.
-// Removing an entry that is not there is not an error.
-func (f *Forwarder) Remove(e Entry) error {
+// Remove stops forwarding e in the kernel (later packets reach user space)
+// and returns what it forwarded since Add: each half is read and deleted in
+// one step, so no packet is forwarded without being counted. Removing an
+// entry that is not there is not an error and returns zero counters.
+func (f *Forwarder) Remove(e Entry) (Counters, error) {
+	var c Counters
 	if !e.ipv4() {
-		return nil
+		return c, nil
 	}
-	err1 := f.objs.C2p.Delete(e.c2pKey())
-	err2 := f.objs.P2c.Delete(e.p2cKey())
-	for _, err := range []error{err1, err2} {
-		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("fastpath: removing entry: %w", err)
-		}
+	var v turnfwdFwdVal
+	// The client->peer half goes first, the reverse of Add.
+	switch err := f.objs.C2p.LookupAndDelete(e.c2pKey(), &v); {
+	case err == nil:
+		c.ToPeerPackets, c.ToPeerBytes = v.Packets, v.Bytes
+	case !errors.Is(err, ebpf.ErrKeyNotExist):
+		return c, fmt.Errorf("fastpath: removing client entry: %w", err)
 	}
-	return nil
+	switch err := f.objs.P2c.LookupAndDelete(e.p2cKey(), &v); {
+	case err == nil:
+		c.ToClientPackets, c.ToClientBytes = v.Packets, v.Bytes
+	case !errors.Is(err, ebpf.ErrKeyNotExist):
+		return c, fmt.Errorf("fastpath: removing peer entry: %w", err)
+	}
+	return c, nil
 }
 
 // Counters reads what the kernel forwarded for e since it was added.

@@ -189,11 +189,11 @@ func TestForwarderRoundTrips(t *testing.T) {
 
 		// Remove one entry: its next ChannelData reaches user space unchanged.
 		l := legs[0]
-		if err := f.Remove(l.e); err != nil {
-			t.Fatalf("Remove: %v", err)
+		if c, err := f.Remove(l.e); err != nil || c.ToPeerPackets != rounds || c.ToClientPackets != rounds {
+			t.Fatalf("Remove = %+v, %v; want %d packets each way", c, err, rounds)
 		}
-		if err := f.Remove(l.e); err != nil {
-			t.Fatalf("second Remove: %v", err)
+		if c, err := f.Remove(l.e); err != nil || c != (Counters{}) {
+			t.Fatalf("second Remove = %+v, %v; want zero counters, no error", c, err)
 		}
 		msg := channelData(l.e.Channel, []byte("after removal"))
 		if _, err := l.client.WriteToUDPAddrPort(msg, l.e.Listener); err != nil {

@@ -16,7 +16,7 @@ func (f *Forwarder) Attach(int) error { return ErrUnsupported }
 func (f *Forwarder) Add(Entry) error { return ErrUnsupported }
 
 // Remove does nothing.
-func (f *Forwarder) Remove(Entry) error { return nil }
+func (f *Forwarder) Remove(Entry) (Counters, error) { return Counters{}, nil }
 
 // Counters returns ErrUnsupported.
 func (f *Forwarder) Counters(Entry) (Counters, error) { return Counters{}, ErrUnsupported }
