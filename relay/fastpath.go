@@ -17,7 +17,11 @@ func (s *Server) startFastPath() error {
 	if mode == "" || mode == FastPathOff {
 		return nil
 	}
-	f, n, err := attachFastPath(s.fastPathAddrs())
+	attach := s.attachFast
+	if attach == nil {
+		attach = attachFastPath
+	}
+	f, n, err := attach(s.fastPathAddrs())
 	if err != nil {
 		if mode == FastPathOn {
 			return fmt.Errorf("relay: fast_path is on but the in-kernel fast path cannot start: %w", err)

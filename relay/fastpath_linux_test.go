@@ -1,7 +1,9 @@
 package relay
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -9,6 +11,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -16,7 +19,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/mediaedge/mediaedge/internal/config"
 	"github.com/mediaedge/mediaedge/internal/testutil"
+	"github.com/mediaedge/mediaedge/relay/fastpath"
 )
 
 const netnsChildEnv = "MEDIAEDGE_TEST_IN_NETNS"
@@ -209,6 +214,41 @@ func TestFastPathRelay(t *testing.T) {
 			peerGot.toPeerPackets-warmPackets, peerGot.toPeerBytes-warmBytes, want, sentBytes)
 	}
 
+	// A reload whose policy denies the peers takes every entry out of the
+	// kernel at once; user space then refuses the peers' traffic. Allowing
+	// them again puts the entries back.
+	deny := cfg
+	deny.DeniedPeers = []config.Prefix{{Prefix: netip.MustParsePrefix("127.0.0.1/32")}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Reload(ctx, deny); err != nil {
+		t.Fatalf("reload denying the peers: %v", err)
+	}
+	if n := r.fastEntries(); n != 0 {
+		t.Fatalf("%d entries left in the kernel after the policy denied every peer", n)
+	}
+	var beforeDeny uint64
+	for _, e := range echoes {
+		beforeDeny += e.packets.Load()
+	}
+	for _, l := range legs {
+		_, _ = l.conn.WriteTo([]byte("denied"), echoes[0].conn.LocalAddr())
+	}
+	time.Sleep(300 * time.Millisecond)
+	var afterDeny uint64
+	for _, e := range echoes {
+		afterDeny += e.packets.Load()
+	}
+	if afterDeny != beforeDeny {
+		t.Fatalf("denied peers got %d datagrams", afterDeny-beforeDeny)
+	}
+	if err := r.Reload(ctx, cfg); err != nil {
+		t.Fatalf("reload allowing the peers: %v", err)
+	}
+	if n := r.fastEntries(); n != clients*peers {
+		t.Fatalf("%d entries in the kernel after the peers were allowed again, want %d", n, clients*peers)
+	}
+
 	// Delete the allocations: the entries go and the kernel forwards nothing
 	// more. A hand-made ChannelData on an old channel must not reach a peer.
 	r.mu.Lock()
@@ -299,4 +339,45 @@ func (c *Counters4) add(a, b, d, e uint64) {
 	c.toPeerBytes += b
 	c.toClientPackets += d
 	c.toClientBytes += e
+}
+
+// TestFastPathUnavailable: with the kernel refusing (no CAP_BPF, no BPF),
+// auto relays in user space and says so once; on fails the start clearly.
+func TestFastPathUnavailable(t *testing.T) {
+	refuse := func(s *Server) {
+		s.attachFast = func([]netip.Addr) (*fastpath.Forwarder, int, error) {
+			return nil, 0, fmt.Errorf("%w: loading program: operation not permitted", fastpath.ErrUnsupported)
+		}
+	}
+	cfg := baseConfig(t)
+	cfg.FastPath = FastPathAuto
+	r := startRelayWith(t, cfg, refuse)
+	if r.fast != nil {
+		t.Fatal("auto kept a fast path the kernel refused")
+	}
+	if n := strings.Count(r.logs.String(), "in-kernel fast path unavailable"); n != 1 {
+		t.Errorf("auto logged the fallback %d times, want once:\n%s", n, r.logs.String())
+	}
+	peer := echoPeer(t, "udp4", "127.0.0.1:0")
+	c := udpClient(t, r.udp, testUser, testPass)
+	rc, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	roundTrip(t, rc, peer.LocalAddr(), []byte("user space"))
+
+	cfg.FastPath = FastPathOn
+	s, err := New(cfg, testDeps())
+	if err != nil {
+		t.Fatal(err)
+	}
+	refuse(s)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = s.Start(ctx)
+	_ = s.Close()
+	if !errors.Is(err, fastpath.ErrUnsupported) || !strings.Contains(err.Error(), "fast_path is on") {
+		t.Fatalf("Start with fast_path: on and no BPF = %v, want a clear error wrapping fastpath.ErrUnsupported", err)
+	}
 }

@@ -89,8 +89,11 @@ type Server struct {
 	adv           [2]netip.Addr
 	sock          sockOpts
 	fast          *fastpath.Forwarder // nil unless fast_path is auto or on and it started
-	wg            sync.WaitGroup
-	done          chan struct{}
+	// attachFast loads and attaches the fast path (attachFastPath; tests
+	// stand in a refusal). Set before Start, never changed.
+	attachFast func(addrs []netip.Addr) (*fastpath.Forwarder, int, error)
+	wg         sync.WaitGroup
+	done       chan struct{}
 
 	mu      sync.Mutex
 	state   string
@@ -191,6 +194,11 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	if err := s.start(ctx); err != nil {
 		s.closeAll()
+		// closeAll ran: a later Close must not run it again (it would
+		// close s.done twice).
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
 		return err
 	}
 	s.mu.Lock()
