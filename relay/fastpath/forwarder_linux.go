@@ -13,16 +13,22 @@ import (
 // TC ingress attachments. It is safe for concurrent use; Close detaches and
 // frees everything and is idempotent.
 //
-// Ownership: attachments are TCX links held only by this process's file
+// Ownership: attachments are tcx links held only by this process's file
 // descriptors and never pinned, so when the process ends for any reason,
 // SIGKILL included, the kernel detaches the program and frees the maps; a
-// restart therefore always finds exactly its own set.
+// restart therefore always finds exactly its own set. On kernels without
+// tcx the clsact fallback's filter outlives the process, and the next
+// Attach replaces it (fixed priority and handle).
 type Forwarder struct {
 	// set in New, never changed
 	objs turnfwdObjects
 
-	mu     sync.Mutex // guards the following
-	links  map[int]link.Link
+	// attachTCX is link.AttachTCX; tests stand in a refusal to exercise
+	// the clsact fallback. Set in New, never changed.
+	attachTCX func(link.TCXOptions) (link.Link, error)
+
+	mu     sync.Mutex           // guards the following
+	detach map[int]func() error // by ifindex
 	closed bool
 }
 
@@ -37,32 +43,39 @@ func New() (*Forwarder, error) {
 		}
 		return nil, fmt.Errorf("fastpath: loading program: %w", err)
 	}
-	return &Forwarder{objs: objs, links: make(map[int]link.Link)}, nil
+	return &Forwarder{objs: objs, attachTCX: link.AttachTCX, detach: make(map[int]func() error)}, nil
 }
 
 // Attach hooks the program to TC ingress of the interface with index
-// ifindex (tcx, Linux 6.6 and later). Attaching twice is a no-op.
+// ifindex: a tcx link on Linux 6.6 and later, otherwise a clsact filter
+// that replaces any stale one of an earlier run. Attaching twice is a no-op.
 func (f *Forwarder) Attach(ifindex int) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
 		return errClosed
 	}
-	if _, ok := f.links[ifindex]; ok {
+	if _, ok := f.detach[ifindex]; ok {
 		return nil
 	}
-	l, err := link.AttachTCX(link.TCXOptions{
+	l, err := f.attachTCX(link.TCXOptions{
 		Interface: ifindex,
 		Program:   f.objs.TurnfwdIngress,
 		Attach:    ebpf.AttachTCXIngress,
 	})
-	if err != nil {
-		if errors.Is(err, ebpf.ErrNotSupported) {
-			return fmt.Errorf("%w: attaching tcx to ifindex %d: %w", ErrUnsupported, ifindex, err)
-		}
+	switch {
+	case err == nil:
+		f.detach[ifindex] = l.Close
+		return nil
+	case !errors.Is(err, ebpf.ErrNotSupported):
 		return fmt.Errorf("fastpath: attaching tcx to ifindex %d: %w", ifindex, err)
 	}
-	f.links[ifindex] = l
+	// No tcx (kernel before 6.6): fall back to a clsact filter.
+	d, err := attachClsact(ifindex, f.objs.TurnfwdIngress)
+	if err != nil {
+		return fmt.Errorf("fastpath: attaching to ifindex %d (clsact, no tcx): %w", ifindex, err)
+	}
+	f.detach[ifindex] = d
 	return nil
 }
 
@@ -137,12 +150,12 @@ func (f *Forwarder) Close() error {
 	}
 	f.closed = true
 	var errs []error
-	for ifindex, l := range f.links {
-		if err := l.Close(); err != nil {
+	for ifindex, d := range f.detach {
+		if err := d(); err != nil {
 			errs = append(errs, fmt.Errorf("fastpath: detaching from ifindex %d: %w", ifindex, err))
 		}
 	}
-	f.links = nil
+	f.detach = nil
 	errs = append(errs, f.objs.Close())
 	return errors.Join(errs...)
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"go.uber.org/goleak"
@@ -92,7 +94,17 @@ func echo(c *net.UDPConn, done chan<- struct{}) {
 // program at lo ingress to UDP echo peers and checks every reply (payload,
 // order, no loss), the per-entry counters, and that a removed entry sends
 // traffic back to user space at once.
+// It runs once attached with tcx and once with the clsact fallback.
 func TestForwarderRoundTrips(t *testing.T) {
+	for _, mode := range []string{"tcx", "clsact"} {
+		t.Run(mode, func(t *testing.T) { testRoundTrips(t, mode == "clsact") })
+	}
+}
+
+// refuseTCX stands in for a kernel without tcx.
+func refuseTCX(link.TCXOptions) (link.Link, error) { return nil, ebpf.ErrNotSupported }
+
+func testRoundTrips(t *testing.T, clsact bool) {
 	defer goleak.VerifyNone(t)
 	inFreshNetns(t, func() {
 		f, err := New()
@@ -100,6 +112,9 @@ func TestForwarderRoundTrips(t *testing.T) {
 			t.Fatalf("New: %v", err)
 		}
 		defer f.Close()
+		if clsact {
+			f.attachTCX = refuseTCX
+		}
 		lo, _ := netlink.LinkByName("lo")
 		if err := f.Attach(lo.Attrs().Index); err != nil {
 			t.Fatalf("Attach: %v", err)
@@ -234,4 +249,64 @@ func TestForwarderRoundTrips(t *testing.T) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// ourFilters lists the clsact filters at our priority on lo ingress.
+func ourFilters(t *testing.T) []*netlink.BpfFilter {
+	t.Helper()
+	lo, _ := netlink.LinkByName("lo")
+	fs, err := netlink.FilterList(lo, netlink.HANDLE_MIN_INGRESS)
+	if err != nil {
+		t.Fatalf("FilterList: %v", err)
+	}
+	var out []*netlink.BpfFilter
+	for _, f := range fs {
+		if bf, ok := f.(*netlink.BpfFilter); ok && bf.Priority == clsactPrio {
+			out = append(out, bf)
+		}
+	}
+	return out
+}
+
+// TestClsactReplacesStale: without tcx, a second run's Attach replaces the
+// filter a first (killed) run left, leaving exactly one, and the first
+// run's late Close does not remove the second's.
+func TestClsactReplacesStale(t *testing.T) {
+	inFreshNetns(t, func() {
+		lo, _ := netlink.LinkByName("lo")
+		var fs [2]*Forwarder
+		for i := range fs {
+			f, err := New()
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			defer f.Close()
+			f.attachTCX = refuseTCX
+			if err := f.Attach(lo.Attrs().Index); err != nil {
+				t.Fatalf("Attach %d: %v", i, err)
+			}
+			fs[i] = f
+		}
+		info, err := fs[1].objs.TurnfwdIngress.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := info.ID()
+		got := ourFilters(t)
+		if len(got) != 1 || got[0].Id != int(id) {
+			t.Fatalf("filters after the second Attach: %+v, want exactly one running program %d", got, id)
+		}
+		if err := fs[0].Close(); err != nil {
+			t.Fatalf("first Close: %v", err)
+		}
+		if got := ourFilters(t); len(got) != 1 || got[0].Id != int(id) {
+			t.Fatalf("the first run's Close removed the second's filter: %+v", got)
+		}
+		if err := fs[1].Close(); err != nil {
+			t.Fatalf("second Close: %v", err)
+		}
+		if got := ourFilters(t); len(got) != 0 {
+			t.Fatalf("filters left after Close: %+v", got)
+		}
+	})
 }
