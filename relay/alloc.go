@@ -5,8 +5,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/mediaedge/mediaedge/relay/fastpath"
 )
 
 // alloc is the relay's view of one allocation: its relay socket, the
@@ -58,7 +56,7 @@ type alloc struct {
 	perms []netip.Addr
 	five  fiveKey // set by OnAllocationCreated
 	ended bool
-	fast  []fastpath.Entry // channels the kernel forwards (see syncFastLocked)
+	fast  []fastEntry // channels the kernel forwards (see syncFastLocked)
 }
 
 // route is the client side of an allocation.

@@ -127,9 +127,56 @@ func (a *alloc) fastWantLocked(t *chanTable) []fastpath.Entry {
 	return want
 }
 
+// fastEntry is a channel in the kernel and the part of its counters
+// already added to the allocation's and the relay's.
+type fastEntry struct {
+	e    fastpath.Entry
+	seen fastpath.Counters
+}
+
+// addFastLocked adds what the kernel forwarded for fe since the last call
+// (c: its counters now) to the allocation's and the relay's counters. The
+// caller holds a.mu.
+func (a *alloc) addFastLocked(fe *fastEntry, c fastpath.Counters) {
+	st := &a.srv.stats
+	add := func(d int, p, b uint64) {
+		a.packets[d].Add(p)
+		a.bytes[d].Add(b)
+		st.packets[d].Add(p)
+		st.bytes[d].Add(b)
+	}
+	add(dirToPeer, c.ToPeerPackets-fe.seen.ToPeerPackets, c.ToPeerBytes-fe.seen.ToPeerBytes)
+	add(dirToClient, c.ToClientPackets-fe.seen.ToClientPackets, c.ToClientBytes-fe.seen.ToClientBytes)
+	fe.seen = c
+}
+
+// foldFast adds what the kernel forwarded since the last fold to every
+// allocation's counters, so that /v1/relay/allocations and the metrics
+// include kernel traffic within a housekeeping period (a second).
+func (s *Server) foldFast() {
+	if s.fast == nil {
+		return
+	}
+	s.mu.Lock()
+	as := make([]*alloc, 0, len(s.allocs))
+	for _, a := range s.allocs {
+		as = append(as, a)
+	}
+	s.mu.Unlock()
+	for _, a := range as {
+		a.mu.Lock()
+		for i := range a.fast {
+			if c, err := s.fast.Counters(a.fast[i].e); err == nil {
+				a.addFastLocked(&a.fast[i], c)
+			}
+		}
+		a.mu.Unlock()
+	}
+}
+
 // syncFastLocked makes the kernel's entries for a match t: entries no
-// longer wanted are removed first (their counters join the allocation's),
-// then new ones are added. The caller holds a.mu.
+// longer wanted are removed first (their last counters join the
+// allocation's), then new ones are added. The caller holds a.mu.
 func (a *alloc) syncFastLocked(t *chanTable) {
 	s := a.srv
 	if s.fast == nil {
@@ -137,23 +184,21 @@ func (a *alloc) syncFastLocked(t *chanTable) {
 	}
 	want := a.fastWantLocked(t)
 	kept := a.fast[:0:0]
-	for _, e := range a.fast {
-		if slices.Contains(want, e) {
-			kept = append(kept, e)
+	for _, fe := range a.fast {
+		if slices.Contains(want, fe.e) {
+			kept = append(kept, fe)
 			continue
 		}
-		c, err := s.fast.Remove(e)
+		c, err := s.fast.Remove(fe.e)
 		if err != nil {
 			s.log.Warn("removing a fast-path entry failed", "relay", a.advAddr.String(), "err", err)
-			kept = append(kept, e) // retried at the next rebuild
+			kept = append(kept, fe) // retried at the next rebuild
+			continue
 		}
-		a.packets[dirToPeer].Add(c.ToPeerPackets)
-		a.bytes[dirToPeer].Add(c.ToPeerBytes)
-		a.packets[dirToClient].Add(c.ToClientPackets)
-		a.bytes[dirToClient].Add(c.ToClientBytes)
+		a.addFastLocked(&fe, c)
 	}
 	for _, e := range want {
-		if slices.Contains(kept, e) {
+		if slices.ContainsFunc(kept, func(fe fastEntry) bool { return fe.e == e }) {
 			continue
 		}
 		if err := s.fast.Add(e); err != nil {
@@ -161,7 +206,7 @@ func (a *alloc) syncFastLocked(t *chanTable) {
 			s.log.Warn("adding a fast-path entry failed", "relay", a.advAddr.String(), "err", err)
 			continue
 		}
-		kept = append(kept, e)
+		kept = append(kept, fastEntry{e: e})
 	}
 	a.fast = kept
 }

@@ -112,7 +112,7 @@ func (r *testRelay) fastEntries() int {
 }
 
 // TestFastPathRelay runs pion/turn clients through the relay with
-// fast_path: on: 4 allocations x 8 echo peers = 32 channels, per-packet
+// fast_path: on: 10 allocations x 10 echo peers = 100 channels, per-packet
 // integrity (payload, order, no loss), the kernel counters against what the
 // peers received, the accounting line, and forwarding stopping in the kernel
 // once the allocations are deleted.
@@ -126,7 +126,7 @@ func TestFastPathRelay(t *testing.T) {
 	if r.fast == nil {
 		t.Fatal("fast_path: on started without the fast path")
 	}
-	const clients, peers, rounds = 4, 8, 25
+	const clients, peers, rounds = 10, 10, 20
 	echoes := make([]*countingEcho, peers)
 	for i := range echoes {
 		echoes[i] = newCountingEcho(t)
@@ -213,6 +213,17 @@ func TestFastPathRelay(t *testing.T) {
 		t.Errorf("peers got %d packets / %d bytes after warm-up, want %d / %d",
 			peerGot.toPeerPackets-warmPackets, peerGot.toPeerBytes-warmBytes, want, sentBytes)
 	}
+
+	// Within a housekeeping period, /v1/relay/allocations and the metrics
+	// count what the peers got, kernel traffic included.
+	testutil.WaitFor(t, "kernel counters in the API and metrics", 5*time.Second, func() bool {
+		var api uint64
+		for _, a := range r.Allocations() {
+			api += a.PacketsToPeer
+		}
+		return api == peerGot.toPeerPackets &&
+			uint64(r.metric(t, "mediaedge_relay_packets_total", "direction", "to_peer")) == peerGot.toPeerPackets
+	})
 
 	// A reload whose policy denies the peers takes every entry out of the
 	// kernel at once; user space then refuses the peers' traffic. Allowing
@@ -317,8 +328,8 @@ func fastCounters(t *testing.T, r *testRelay) Counters4 {
 	r.mu.Unlock()
 	for _, a := range as {
 		a.mu.Lock()
-		for _, e := range a.fast {
-			c, err := r.fast.Counters(e)
+		for _, fe := range a.fast {
+			c, err := r.fast.Counters(fe.e)
 			if err != nil {
 				t.Fatal(err)
 			}
