@@ -170,7 +170,9 @@ static __always_inline int client_to_peer(struct __sk_buff *skb, struct iphdr *i
 		return TC_ACT_SHOT;
 	if (bpf_skb_adjust_room(skb, -4, BPF_ADJ_ROOM_NET, 0))
 		return TC_ACT_SHOT;
-	if (extra && bpf_skb_change_tail(skb, L4_OFF + 8 + dlen, 0))
+	/* Drop the padding, and any link-layer trailer (Ethernet pads short
+	 * frames to 60 bytes; at TC ingress it is still there). */
+	if (skb->len != L4_OFF + 8 + dlen && bpf_skb_change_tail(skb, L4_OFF + 8 + dlen, 0))
 		return TC_ACT_SHOT;
 	bpf_csum_level(skb, BPF_CSUM_LEVEL_RESET);
 	skb->mark = v->mark;
@@ -195,12 +197,17 @@ static __always_inline int peer_to_client(struct __sk_buff *skb, struct iphdr *i
 	v = bpf_map_lookup_elem(&p2c, &k);
 	if (!v)
 		return TC_ACT_OK;
-	if (ulen < 8 || ulen + sizeof(*ip) != bpf_ntohs(ip->tot_len) || ulen > 0xffff - 4 - sizeof(*ip))
+	if (ulen < 8 || ulen + sizeof(*ip) != bpf_ntohs(ip->tot_len) || ulen > 0xffff - 4 - sizeof(*ip) ||
+	    L4_OFF + ulen > skb->len)
 		return TC_ACT_OK;
 	__u16 dlen = ulen - 8;
 	cd_hdr = bpf_htonl(((__u32)v->channel << 16) | dlen);
 	__u16 new_len = bpf_htons(ulen + 4);
 
+	/* A link-layer trailer (Ethernet pads short frames to 60 bytes; at TC
+	 * ingress it is still there) would trail the new datagram: cut it. */
+	if (skb->len > L4_OFF + ulen && bpf_skb_change_tail(skb, L4_OFF + ulen, 0))
+		return TC_ACT_OK;
 	if (bpf_skb_adjust_room(skb, 4, BPF_ADJ_ROOM_NET, 0))
 		return TC_ACT_OK;
 	/* Now: IP | 4 new bytes | old UDP header | data. Copy the old UDP
@@ -238,7 +245,7 @@ int turnfwd_ingress(struct __sk_buff *skb)
 	/* Copies, not packet pointers: the helpers below invalidate those. */
 	if (bpf_skb_load_bytes(skb, IP_OFF, &ip, sizeof(ip)))
 		return TC_ACT_OK;
-	if (ip.ihl != 5 || ip.protocol != IPPROTO_UDP || (ip.frag_off & bpf_htons(0x3fff)))
+	if (ip.version != 4 || ip.ihl != 5 || ip.protocol != IPPROTO_UDP || (ip.frag_off & bpf_htons(0x3fff)))
 		return TC_ACT_OK;
 	if (bpf_skb_load_bytes(skb, L4_OFF, &u, sizeof(u)))
 		return TC_ACT_OK;
