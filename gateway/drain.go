@@ -1,8 +1,9 @@
 package gateway
 
 // Drain stops the gateway from accepting new sessions: Create returns
-// ErrDraining (HTTP 503 on the control API). Live sessions keep relaying
-// and can still be updated, re-keyed and deleted. It is safe for
+// ErrDraining (HTTP 503 on the control API) and an ng offer of a new call
+// gets an error reply. Live sessions keep relaying and can still be
+// updated, re-keyed, re-offered and deleted. It is safe for
 // concurrent use and idempotent; only a restart undoes it.
 func (g *Gateway) Drain() {
 	if g.draining.Swap(true) {

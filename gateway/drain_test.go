@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mediaedge/mediaedge/gateway/ng"
 	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
@@ -52,5 +53,28 @@ func TestDrainAPIAnswers503(t *testing.T) {
 	code, out := do(t, srv, "POST", "/v1/sessions", string(body))
 	if code != 503 || errCode(t, out) != "unavailable" || !strings.Contains(string(out), "draining") {
 		t.Fatalf("answer %d %s, want 503 unavailable with the reason", code, out)
+	}
+}
+
+// TestDrainRefusesNewNGCalls: while draining, an ng offer for a new call
+// gets an error reply, and a re-offer of a live call still works.
+func TestDrainRefusesNewNGCalls(t *testing.T) {
+	g := startGateway(t, ngConfig())
+	conn := ngDial(t, g)
+	offer := func(cookie, callID string) ng.Dict {
+		return replyDict(t, ngRaw(t, conn, ngMessage(t, cookie, map[string]any{"command": "offer", "call-id": callID, "from-tag": "a1", "sdp": testOfferSDP}), 2*time.Second))
+	}
+	if d := offer("d1", "live@test"); d.Str("result") != "ok" {
+		t.Fatalf("offer before the drain: %v", d)
+	}
+	g.Drain()
+	if d := offer("d2", "new@test"); d.Str("result") != "error" || !strings.Contains(d.Str("error-reason"), "draining") {
+		t.Errorf("offer of a new call while draining: %v, want an error saying draining", d)
+	}
+	if d := offer("d3", "live@test"); d.Str("result") != "ok" {
+		t.Errorf("re-offer of a live call while draining: %v", d)
+	}
+	if n := g.ng.numCalls(); n != 1 {
+		t.Errorf("%d calls, want the live one", n)
 	}
 }

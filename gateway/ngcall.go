@@ -126,6 +126,12 @@ func (s *ngServer) offerAnswer(cmd string, req ng.Dict, now time.Time) map[strin
 	c := s.calls[callID]
 	var out []byte
 	switch {
+	case cmd == "offer" && c == nil && s.g.draining.Load():
+		// A new call while draining (mediaedge drain): the proxy should
+		// send it to another media node. Re-offers and answers of live
+		// calls go on.
+		s.g.metrics.refused.WithLabelValues("draining").Inc()
+		return ng.ErrorReply("draining: new calls are refused")
 	case cmd == "offer" && c == nil:
 		c, out, err = s.newOffer(callID, fromTag, req.Str("via-branch"), flags, body, now)
 		if err == nil {

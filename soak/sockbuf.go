@@ -5,7 +5,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
+
+	"github.com/mediaedge/mediaedge/internal/sockopt"
 )
 
 // soakBuffer is the receive buffer of the soak's own sockets: large enough
@@ -17,15 +18,10 @@ const soakBuffer = 8 << 20
 // net.core.rmem_max), otherwise as far as rmem_max allows.
 func bigBuffer(c *net.UDPConn) {
 	if rc, err := c.SyscallConn(); err == nil {
-		var serr error
 		_ = rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, soakBuffer)
+			_ = sockopt.Options{RecvBuffer: soakBuffer}.ApplyFD(int(fd))
 		})
-		if serr == nil {
-			return
-		}
 	}
-	_ = c.SetReadBuffer(soakBuffer)
 }
 
 // udpRcvbufErrors returns the UDP RcvbufErrors counter of the network

@@ -45,6 +45,12 @@ func transact(c *net.UDPConn, to *net.UDPAddr, m *stun.Message) (*stun.Message, 
 	return nil, errNoAnswer
 }
 
+// idleLifetime is the lifetime the idle allocations ask for. pion grants a
+// requested lifetime only when it is below its one-hour maximum; a request
+// of exactly one hour gets the relay's default (10 minutes), and the
+// allocations would expire between two refreshes.
+const idleLifetime = 50 * time.Minute
+
 func lifetimeAttr(d time.Duration) stun.RawAttribute {
 	v := make([]byte, 4)
 	binary.BigEndian.PutUint32(v, uint32(d/time.Second))
@@ -92,19 +98,40 @@ func allocateIdle(d *daemon, to *net.UDPAddr) (*idleAlloc, error) {
 		return nil, err
 	}
 	a := &idleAlloc{conn: c}
-	if _, err := a.signed(d, to, stun.MethodAllocate,
+	res, err := a.signed(d, to, stun.MethodAllocate,
 		stun.RawAttribute{Type: stun.AttrRequestedTransport, Value: []byte{17, 0, 0, 0}},
-		lifetimeAttr(time.Hour)); err != nil {
+		lifetimeAttr(idleLifetime))
+	if err != nil {
 		c.Close()
+		return nil, err
+	}
+	if err := checkLifetime(res); err != nil {
+		a.release(d, to)
 		return nil, err
 	}
 	return a, nil
 }
 
-// refresh renews the allocation for another hour.
+// refresh renews the allocation for another idleLifetime.
 func (a *idleAlloc) refresh(d *daemon, to *net.UDPAddr) error {
-	_, err := a.signed(d, to, stun.MethodRefresh, lifetimeAttr(time.Hour))
-	return err
+	res, err := a.signed(d, to, stun.MethodRefresh, lifetimeAttr(idleLifetime))
+	if err != nil {
+		return err
+	}
+	return checkLifetime(res)
+}
+
+// checkLifetime fails when the relay granted less than idleLifetime: the
+// allocation would expire before the round-robin refresh comes back to it.
+func checkLifetime(res *stun.Message) error {
+	v, err := res.Get(stun.AttrLifetime)
+	if err != nil || len(v) != 4 {
+		return errors.New("soak: no LIFETIME in the relay's answer")
+	}
+	if got := time.Duration(binary.BigEndian.Uint32(v)) * time.Second; got < idleLifetime {
+		return fmt.Errorf("soak: the relay granted a lifetime of %s, asked for %s", got, idleLifetime)
+	}
+	return nil
 }
 
 // release deletes the allocation (Refresh with LIFETIME 0) and closes the

@@ -100,6 +100,20 @@ func (rc *receiver) handle(b []byte, from netip.AddrPort, now int64) {
 // stream.
 const pendingMax = 512
 
+// settlePending retries, once the receivers have ended, the packets each
+// stream still holds for want of a key: the stream can end before a
+// packet under a re-key's new key triggers the switch, when the control
+// request that returns the key outlasts it (a busy machine).
+func (rc *receiver) settlePending() {
+	for _, st := range rc.s.bySSRC {
+		pend := st.pending
+		st.pending = nil
+		for _, p := range pend {
+			rc.media(st, p.data, p.at, false)
+		}
+	}
+}
+
 type pendingPkt struct {
 	at   int64
 	data []byte

@@ -336,6 +336,9 @@ func (r *srtpRun) run(ctx context.Context) (*report.Report, error) {
 		after, sutErr = readProc(r.opt.PID)
 	}
 	r.close()
+	for _, rc := range r.recvs {
+		rc.settlePending()
+	}
 
 	for _, d := range r.dirs {
 		rep.Directions = append(rep.Directions, r.directionResult(d))

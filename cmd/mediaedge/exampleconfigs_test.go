@@ -15,8 +15,8 @@ func TestExamplesPassConfigCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) < 2 {
-		t.Fatalf("found %d example configurations, want at least 2", len(files))
+	if len(files) < 3 {
+		t.Fatalf("found %d example configurations, want at least 3", len(files))
 	}
 	for _, f := range files {
 		name := filepath.Base(filepath.Dir(f))

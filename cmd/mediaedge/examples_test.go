@@ -39,7 +39,11 @@ import (
 // bin/mediaedge (as in a checkout), with the built binary first on PATH. As root, the daemon and every example run in
 // a network namespace of their own (the embedded default binds fixed
 // loopback ports other tests on this machine use) and as user nobody, as a
-// newcomer would run them; otherwise as the calling user.
+// newcomer would run them; otherwise as the calling user. As root, too, the
+// --help examples written with sudo run as root in that namespace (it has
+// the uplink wan0 of systemd/mediaedge.yaml), and those that use
+// /etc/mediaedge run as root in a mount namespace whose /etc carries, as an
+// overlay, the tree `make install` makes; the host's /etc is not touched.
 
 // example is one command a user can copy.
 type example struct {
@@ -47,6 +51,7 @@ type example struct {
 	cmd    string
 	skip   string // why it does not run here; empty: it runs
 	root   bool   // "sudo ...": runs as root, in the daemon's namespace only
+	etc    bool   // uses /etc/mediaedge: runs as root over a private /etc
 }
 
 var exampleSkipRE = regexp.MustCompile(`^<!--\s*example:\s*skip\s+(.*?)\s*-->\s*$`)
@@ -126,6 +131,7 @@ var helpSkips = []struct{ prefix, reason string }{
 	{"mediaedge policy check 52.112.0.10 --udp 3478 --from 10.20.0.10 --iif lan0", "needs the interface lan0 (the demo's edge, docs/demo.md)"},
 	{"mediaedge policy import-m365 endpoints.json", "needs Microsoft's endpoints.json"},
 	{"curl ", "fetches from the internet"},
+	{"mediaedge bench turn --server 127.0.0.1:3478 --user alice --secret-file", "the trial relay has no REST shared secret (relay.auth.secret_files)"},
 	{"mediaedge drain", "stops the daemon: TestDrainWithLiveMedia and TestDrainDeadline run it with live media"},
 	{"mediaedge turn kill", "needs live allocations: TestTurnKillAndStatusCLI runs it"},
 	{"mediaedge config import-coturn turnserver.conf", "needs a coturn turnserver.conf: TestImportCoturnDebian and TestImportCoturnProduction run it"},
@@ -150,10 +156,7 @@ func helpExamples(root *cobra.Command) []example {
 			pending = ""
 			ex := example{source: "--help of " + c.CommandPath(), cmd: cmd}
 			ex.root = strings.HasPrefix(cmd, "sudo ")
-			switch {
-			case strings.Contains(cmd, "/etc/mediaedge/") || strings.Contains(cmd, "/var/lib/mediaedge/"):
-				ex.skip = "uses an installed configuration under /etc/mediaedge (TestInstallReadableByService checks an installed tree)"
-			}
+			ex.etc = strings.Contains(cmd, "/etc/mediaedge/")
 			for _, s := range helpSkips {
 				if ex.skip == "" && strings.HasPrefix(cmd, s.prefix) {
 					ex.skip = s.reason
@@ -178,9 +181,61 @@ type trialDaemon struct {
 	env    []string // the examples' environment
 	asUser bool     // root: in the daemon's network namespace, as nobody
 	bin    string   // the built mediaedge
+	repo   string   // the checkout, for systemd/mediaedge.yaml
 }
 
 const nobody = 65534
+
+// etcDirs are the upper and work directories of the overlay that the
+// examples using /etc/mediaedge see as /etc.
+func (d *trialDaemon) etcDirs() (upper, work string) {
+	return filepath.Join(d.dir, "etc-upper"), filepath.Join(d.dir, "etc-work")
+}
+
+// resetEtc puts the installed tree into the overlay: the example
+// configuration `make install` puts there and the REST secret it names; or,
+// bare, an empty /etc/mediaedge (a coturn host about to migrate, where
+// import-coturn writes both).
+func (d *trialDaemon) resetEtc(t *testing.T, bare bool) {
+	t.Helper()
+	upper, work := d.etcDirs()
+	for _, p := range []string{upper, work} {
+		if err := os.RemoveAll(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(upper, "mediaedge"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(work, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if bare {
+		return
+	}
+	cfg, err := os.ReadFile(filepath.Join(d.repo, "systemd/mediaedge.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(upper, "mediaedge/mediaedge.yaml"), cfg, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(upper, "mediaedge/turn-secret"), []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// etcCommand returns a shell running line as root in the daemon's network
+// namespace and a mount namespace of its own, where /etc is the host's
+// with the overlay of resetEtc on top: the host's /etc is not touched.
+func (d *trialDaemon) etcCommand(ctx context.Context, line string) *exec.Cmd {
+	upper, work := d.etcDirs()
+	c := exec.CommandContext(ctx, "nsenter", "--net=/proc/"+strconv.Itoa(d.cmd.Process.Pid)+"/ns/net",
+		"unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+		`mount -t overlay overlay -o lowerdir=/etc,upperdir=`+upper+`,workdir=`+work+` /etc && exec /bin/sh -c "$0"`, line)
+	c.Dir, c.Env = d.dir, d.env
+	return c
+}
 
 // command returns a shell running line as the examples run; root keeps
 // root's identity (still in the daemon's network namespace).
@@ -255,7 +310,11 @@ func startTrialDaemon(t *testing.T) *trialDaemon {
 	if err := os.Mkdir(filepath.Join(dir, "tmp"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	d := &trialDaemon{dir: dir, bin: bin}
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &trialDaemon{dir: dir, bin: bin, repo: repo}
 	if os.Geteuid() == 0 {
 		_, e1 := exec.LookPath("unshare")
 		_, e2 := exec.LookPath("nsenter")
@@ -280,8 +339,11 @@ func startTrialDaemon(t *testing.T) *trialDaemon {
 		"HOME=" + dir, "TMPDIR=" + filepath.Join(dir, "tmp"), "LANG=C.UTF-8",
 	}
 	if d.asUser {
+		// wan0 is the uplink systemd/mediaedge.yaml names, for the
+		// examples that apply its policy (in this namespace only).
 		d.cmd = exec.Command("unshare", "--net", "--", "/bin/sh", "-c",
-			`ip link set lo up && exec setpriv --reuid=`+strconv.Itoa(nobody)+` --regid=`+strconv.Itoa(nobody)+` --clear-groups "$0" run`, bin)
+			`ip link set lo up && ip link add wan0 type veth peer name wan0p && ip addr add 198.51.100.2/24 dev wan0 && `+
+				`ip link set wan0 up && ip link set wan0p up && ip route add default via 198.51.100.1 && exec setpriv --reuid=`+strconv.Itoa(nobody)+` --regid=`+strconv.Itoa(nobody)+` --clear-groups "$0" run`, bin)
 	} else {
 		d.cmd = exec.Command(bin, "run")
 	}
@@ -424,6 +486,23 @@ kill $p; exit $rc`)
 				d.ensureExampleSession(t)
 			}
 			line := ex.cmd
+			if ex.etc {
+				// Run as the admin would on an installed host (root, or
+				// sudo), over a private copy of /etc/mediaedge.
+				if !d.asUser {
+					t.Skipf("%s\n    uses an installed configuration under /etc/mediaedge: runs as root in a mount namespace of its own", ex.cmd)
+				}
+				d.resetEtc(t, strings.HasPrefix(line, "mediaedge config import-coturn"))
+				line = strings.TrimPrefix(line, "sudo ")
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				defer cancel()
+				out, err := d.etcCommand(ctx, line).CombinedOutput()
+				if err != nil {
+					t.Fatalf("%s\n%v\n%s", ex.cmd, err, out)
+				}
+				t.Logf("%s: ok", ex.cmd)
+				return
+			}
 			if ex.root {
 				// Root changes routing: only in the daemon's own network
 				// namespace, never the host's.
