@@ -132,8 +132,7 @@ func TestFastPathRelay(t *testing.T) {
 		echoes[i] = newCountingEcho(t)
 	}
 	type leg struct {
-		conn net.PacketConn
-		raw  *net.UDPConn // the client's own socket, for hand-made ChannelData
+		conn net.PacketConn // the relayed address's conn: LocalAddr is the relay address
 	}
 	legs := make([]leg, clients)
 	for i := range legs {
@@ -258,6 +257,58 @@ func TestFastPathRelay(t *testing.T) {
 	}
 	if n := r.fastEntries(); n != clients*peers {
 		t.Fatalf("%d entries in the kernel after the peers were allowed again, want %d", n, clients*peers)
+	}
+
+	// Channel expiry and permission expiry, as pion reports them: the
+	// channel's entry (then all the allocation's, whose peers share one IP)
+	// leaves the kernel, and the peer gets nothing more through it.
+	ev := r.events()
+	r.mu.Lock()
+	var two []*alloc
+	for _, a := range r.allocs {
+		if len(two) < 2 {
+			two = append(two, a)
+		}
+	}
+	r.mu.Unlock()
+	two[0].mu.Lock()
+	gone := two[0].fast[0].e
+	two[0].mu.Unlock()
+	relayOf := func(a *alloc) net.Addr { return net.UDPAddrFromAddrPort(a.advAddr) }
+	ev.OnChannelDeleted(nil, nil, "", "", "", relayOf(two[0]), nil, gone.Channel)
+	if n := r.fastEntries(); n != clients*peers-1 {
+		t.Fatalf("%d entries after a channel expired, want %d", n, clients*peers-1)
+	}
+	ev.OnPermissionDeleted(nil, nil, "", "", "", relayOf(two[1]), net.IPv4(127, 0, 0, 1))
+	if n := r.fastEntries(); n != clients*peers-1-peers {
+		t.Fatalf("%d entries after a permission expired, want %d", n, clients*peers-1-peers)
+	}
+	var beforeExp uint64
+	for _, e := range echoes {
+		beforeExp += e.packets.Load()
+	}
+	sent := 0
+	for _, l := range legs {
+		// A leg's relayed address names its allocation.
+		switch l.conn.LocalAddr().String() {
+		case relayOf(two[0]).String():
+			_, _ = l.conn.WriteTo([]byte("expired channel"), net.UDPAddrFromAddrPort(gone.Peer))
+			sent++
+		case relayOf(two[1]).String():
+			_, _ = l.conn.WriteTo([]byte("expired permission"), echoes[0].conn.LocalAddr())
+			sent++
+		}
+	}
+	if sent != 2 {
+		t.Fatalf("found %d of the 2 allocations among the clients' relayed addresses", sent)
+	}
+	time.Sleep(300 * time.Millisecond)
+	var afterExp uint64
+	for _, e := range echoes {
+		afterExp += e.packets.Load()
+	}
+	if afterExp != beforeExp {
+		t.Fatalf("peers got %d datagrams through an expired channel or permission", afterExp-beforeExp)
 	}
 
 	// Delete the allocations: the entries go and the kernel forwards nothing
