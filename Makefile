@@ -16,9 +16,14 @@ FUZZTIME  ?= 20s
 # .golangci.yml says; `go run` builds it from the Go module proxy.
 GOLANGCI  ?= github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
-.PHONY: all build run test lint fuzz bench units install clean demo deb man soak
+.PHONY: bpf all build run test lint fuzz bench units install clean demo deb man soak
 
 all: build
+
+# Regenerates the relay's BPF fast path (object + Go bindings, committed so
+# that building needs no clang). Needs clang and libbpf-dev.
+bpf:
+	$(GO) generate ./relay/fastpath/
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/mediaedge ./cmd/mediaedge

@@ -56,6 +56,7 @@ type alloc struct {
 	perms []netip.Addr
 	five  fiveKey // set by OnAllocationCreated
 	ended bool
+	fast  []fastEntry // channels the kernel forwards (see syncFastLocked)
 }
 
 // route is the client side of an allocation.
@@ -165,6 +166,7 @@ func (s *Server) finish(a *alloc) {
 		return
 	}
 	a.ended = true
+	a.syncFastLocked(emptyTable) // the kernel stops forwarding; counters join ours
 	five := a.five
 	r := a.route.Load()
 	a.mu.Unlock()

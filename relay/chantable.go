@@ -109,6 +109,7 @@ func (a *alloc) rebuildLocked() {
 		}
 	}
 	a.table.Store(t)
+	a.syncFastLocked(t)
 }
 
 // setChanLocked binds channel num to peer; the caller holds a.mu.

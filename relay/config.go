@@ -63,6 +63,12 @@ type Config struct {
 	// that split-tunnel policy routing sends them via the direct uplink. 0
 	// sets none; setting one needs CAP_NET_ADMIN.
 	Mark config.Mark `yaml:"mark"`
+	// FastPath forwards established UDP channels in the kernel (a TC
+	// program): "off" (the default) keeps every datagram in user space,
+	// "auto" uses the kernel when it and the process's capabilities allow
+	// and otherwise says once why not, "on" refuses to start without it.
+	// docs/relay.md ("In-kernel fast path") says what it covers.
+	FastPath string `yaml:"fast_path"`
 	// Auth holds the credentials.
 	Auth AuthConfig `yaml:"auth"`
 	// AllowedPeers opens peer ranges that the built-in policy refuses.
@@ -77,6 +83,13 @@ type Config struct {
 	// Sockets are socket buffer sizes.
 	Sockets SocketsConfig `yaml:"sockets"`
 }
+
+// Values of Config.FastPath.
+const (
+	FastPathOff  = "off"
+	FastPathAuto = "auto"
+	FastPathOn   = "on"
+)
 
 // Transport is how clients reach a listener: TransportUDP, TransportTCP or
 // TransportTLS.
@@ -179,6 +192,7 @@ func DefaultConfig() Config {
 		},
 		UDPShards: 1,
 		Coalesce:  config.Duration(500 * time.Microsecond),
+		FastPath:  FastPathOff,
 		Ports:     config.PortRange{Min: 49152, Max: 65535},
 		Limits: LimitsConfig{
 			MaxAllocations:        10000,
@@ -224,6 +238,11 @@ func (c *Config) Validate() error {
 	}
 	if d := c.Coalesce.D(); d < 0 || d > 2*time.Millisecond {
 		ps.Add("coalesce", "%s is outside 0s to 2ms", c.Coalesce)
+	}
+	switch c.FastPath {
+	case "", FastPathOff, FastPathAuto, FastPathOn:
+	default:
+		ps.Add("fast_path", "%q is not off, auto or on", c.FastPath)
 	}
 	for _, f := range []struct {
 		key, val string

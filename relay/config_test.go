@@ -34,6 +34,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no listener", func(c *Config) { c.Listeners = nil }, "listeners: at least one listener is needed"},
 		{"empty realm", func(c *Config) { c.Realm = "" }, "realm: must not be empty"},
 		{"coalesce too long", func(c *Config) { c.Coalesce = config.Duration(3 * time.Millisecond) }, "coalesce: 3ms is outside 0s to 2ms"},
+		{"fast_path unknown", func(c *Config) { c.FastPath = "always" }, `fast_path: "always" is not off, auto or on`},
 		{"relay_ip of the wrong family", func(c *Config) { c.RelayIP = "::1" }, "relay_ip: ::1 is not an IPv4 address"},
 		{"unspecified advertised address", func(c *Config) { c.RelayAddress = "0.0.0.0" }, "relay_address: an advertised address cannot be unspecified"},
 	} {

@@ -124,6 +124,7 @@ func (s *Server) housekeeping() {
 			return
 		case <-t.C:
 		}
+		s.foldFast()
 		maxD := s.limits.Load().MaxDuration.D()
 		if maxD <= 0 {
 			continue

@@ -14,7 +14,7 @@ import (
 // client policy (also for existing permissions and channels), quotas,
 // lifetimes, bandwidth caps, the coalesce window, and renewed TLS
 // certificates. Changes to listeners, realm, relay addresses, port range,
-// shards, mark or socket buffers need a restart: Reload then returns an
+// shards, mark, fast_path or socket buffers need a restart: Reload then returns an
 // error wrapping ErrRestartNeeded and applies nothing. A cfg that Validate
 // refuses is refused too, and applies nothing.
 func (s *Server) Reload(ctx context.Context, cfg Config) error {
@@ -119,6 +119,7 @@ func restartOnly(a, b *Config) []string {
 		x, y any
 	}{
 		{"udp_shards", a.UDPShards, b.UDPShards},
+		{"fast_path", a.FastPath, b.FastPath},
 		{"relay_ip", a.RelayIP, b.RelayIP},
 		{"relay_address", a.RelayAddress, b.RelayAddress},
 		{"relay_ipv6", a.RelayIPv6, b.RelayIPv6},

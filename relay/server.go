@@ -35,6 +35,7 @@ import (
 
 	"github.com/mediaedge/mediaedge/internal/component"
 	"github.com/mediaedge/mediaedge/internal/udpbatch"
+	"github.com/mediaedge/mediaedge/relay/fastpath"
 )
 
 // Server is the relay component. The daemon owns it: New builds it, Start
@@ -87,8 +88,12 @@ type Server struct {
 	bind          [2]netip.Addr
 	adv           [2]netip.Addr
 	sock          sockOpts
-	wg            sync.WaitGroup
-	done          chan struct{}
+	fast          *fastpath.Forwarder // nil unless fast_path is auto or on and it started
+	// attachFast loads and attaches the fast path (attachFastPath; tests
+	// stand in a refusal). Set before Start, never changed.
+	attachFast func(addrs []netip.Addr) (*fastpath.Forwarder, int, error)
+	wg         sync.WaitGroup
+	done       chan struct{}
 
 	mu      sync.Mutex
 	state   string
@@ -189,6 +194,11 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	if err := s.start(ctx); err != nil {
 		s.closeAll()
+		// closeAll ran: a later Close must not run it again (it would
+		// close s.done twice).
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
 		return err
 	}
 	s.mu.Lock()
@@ -326,6 +336,12 @@ func (s *Server) closeAll() error {
 		w.Close()
 	}
 	s.wg.Wait()
+	if s.fast != nil {
+		// Every allocation has removed its entries; detach and free.
+		if ferr := s.fast.Close(); ferr != nil {
+			s.log.Warn("closing the in-kernel fast path failed", "err", ferr)
+		}
+	}
 	if s.turn != nil {
 		// pion's per-allocation readers exit once their sockets are
 		// closed; give them a moment so callers see a quiet process.

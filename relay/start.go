@@ -30,6 +30,9 @@ func (s *Server) start(ctx context.Context) error {
 		}
 	}
 	s.policy.Store(s.buildPolicy(cfg))
+	if err := s.startFastPath(); err != nil {
+		return err
+	}
 
 	shards := cfg.UDPShards
 	if shards == 0 {

@@ -1,0 +1,212 @@
+package relay
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/mediaedge/mediaedge/relay/fastpath"
+)
+
+// startFastPath loads and attaches the in-kernel forwarder as
+// cfg.FastPath asks. "auto" falls back to user space, saying why once; "on"
+// fails the start. The forwarder is closed by closeAll.
+func (s *Server) startFastPath() error {
+	mode := s.cfg.FastPath
+	if mode == "" || mode == FastPathOff {
+		return nil
+	}
+	attach := s.attachFast
+	if attach == nil {
+		attach = attachFastPath
+	}
+	f, n, err := attach(s.fastPathAddrs())
+	if err != nil {
+		if mode == FastPathOn {
+			return fmt.Errorf("relay: fast_path is on but the in-kernel fast path cannot start: %w", err)
+		}
+		s.log.Warn("in-kernel fast path unavailable; relaying in user space", "err", err)
+		return nil
+	}
+	s.fast = f
+	s.log.Info("in-kernel fast path attached", "interfaces", n)
+	return nil
+}
+
+// fastPathAddrs are the IPv4 addresses clients and peers reach the relay
+// on: UDP listeners and the relay address.
+func (s *Server) fastPathAddrs() []netip.Addr {
+	var out []netip.Addr
+	for _, l := range s.cfg.Listeners {
+		if a := l.Addr.Addr().Unmap(); l.Transport == TransportUDP && a.Is4() {
+			out = append(out, a)
+		}
+	}
+	if s.bind[0].IsValid() {
+		out = append(out, s.bind[0])
+	}
+	return out
+}
+
+// attachFastPath loads the forwarder and attaches it to loopback (where
+// local clients and peers arrive) and to every interface carrying one of
+// addrs (every interface for an unspecified address).
+func attachFastPath(addrs []netip.Addr) (*fastpath.Forwarder, int, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, 0, fmt.Errorf("listing interfaces: %w", err)
+	}
+	var idx []int
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagLoopback != 0 || ifc.Flags&net.FlagUp != 0 && carries(ifc, addrs) {
+			idx = append(idx, ifc.Index)
+		}
+	}
+	f, err := fastpath.New()
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, i := range idx {
+		if err := f.Attach(i); err != nil {
+			_ = f.Close()
+			return nil, 0, err
+		}
+	}
+	return f, len(idx), nil
+}
+
+func carries(ifc net.Interface, addrs []netip.Addr) bool {
+	as, err := ifc.Addrs()
+	if err != nil {
+		return false
+	}
+	for _, want := range addrs {
+		if want.IsUnspecified() {
+			return true
+		}
+		for _, a := range as {
+			if p, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(p.IP); ok && ip.Unmap() == want {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// fastWantLocked returns the channels of t the kernel may forward: a UDP
+// allocation reached over a UDP listener, IPv4 with specific addresses, no
+// bitrate cap (the program does not enforce one), and per channel a
+// permission for its peer that the current policy admits. The caller holds
+// a.mu.
+func (a *alloc) fastWantLocked(t *chanTable) []fastpath.Entry {
+	s := a.srv
+	r := a.route.Load()
+	if a.ended || a.udp == nil || r == nil || r.transport != "udp" {
+		return nil
+	}
+	if lim := s.limits.Load(); lim.BitratePerAllocation != 0 || lim.BitratePerUser != 0 {
+		return nil
+	}
+	if !r.listener.Addr().Is4() || r.listener.Addr().IsUnspecified() ||
+		!a.relayAddr.Addr().Is4() || a.relayAddr.Addr().IsUnspecified() {
+		return nil
+	}
+	var want []fastpath.Entry
+	for _, c := range t.chans {
+		if ok, denied := t.permitted(c.peer.Addr()); c.denied || !ok || denied || !c.peer.Addr().Is4() {
+			continue
+		}
+		want = append(want, fastpath.Entry{
+			Client: r.client, Listener: r.listener, Relay: a.relayAddr, Peer: c.peer,
+			Channel: c.num, Mark: s.sock.mark,
+		})
+	}
+	return want
+}
+
+// fastEntry is a channel in the kernel and the part of its counters
+// already added to the allocation's and the relay's.
+type fastEntry struct {
+	e    fastpath.Entry
+	seen fastpath.Counters
+}
+
+// addFastLocked adds what the kernel forwarded for fe since the last call
+// (c: its counters now) to the allocation's and the relay's counters. The
+// caller holds a.mu.
+func (a *alloc) addFastLocked(fe *fastEntry, c fastpath.Counters) {
+	st := &a.srv.stats
+	add := func(d int, p, b uint64) {
+		a.packets[d].Add(p)
+		a.bytes[d].Add(b)
+		st.packets[d].Add(p)
+		st.bytes[d].Add(b)
+	}
+	add(dirToPeer, c.ToPeerPackets-fe.seen.ToPeerPackets, c.ToPeerBytes-fe.seen.ToPeerBytes)
+	add(dirToClient, c.ToClientPackets-fe.seen.ToClientPackets, c.ToClientBytes-fe.seen.ToClientBytes)
+	fe.seen = c
+}
+
+// foldFast adds what the kernel forwarded since the last fold to every
+// allocation's counters, so that /v1/relay/allocations and the metrics
+// include kernel traffic within a housekeeping period (a second).
+func (s *Server) foldFast() {
+	if s.fast == nil {
+		return
+	}
+	s.mu.Lock()
+	as := make([]*alloc, 0, len(s.allocs))
+	for _, a := range s.allocs {
+		as = append(as, a)
+	}
+	s.mu.Unlock()
+	for _, a := range as {
+		a.mu.Lock()
+		for i := range a.fast {
+			if c, err := s.fast.Counters(a.fast[i].e); err == nil {
+				a.addFastLocked(&a.fast[i], c)
+			}
+		}
+		a.mu.Unlock()
+	}
+}
+
+// syncFastLocked makes the kernel's entries for a match t: entries no
+// longer wanted are removed first (their last counters join the
+// allocation's), then new ones are added. The caller holds a.mu.
+func (a *alloc) syncFastLocked(t *chanTable) {
+	s := a.srv
+	if s.fast == nil {
+		return
+	}
+	want := a.fastWantLocked(t)
+	kept := a.fast[:0:0]
+	for _, fe := range a.fast {
+		if slices.Contains(want, fe.e) {
+			kept = append(kept, fe)
+			continue
+		}
+		c, err := s.fast.Remove(fe.e)
+		if err != nil {
+			s.log.Warn("removing a fast-path entry failed", "relay", a.advAddr.String(), "err", err)
+			kept = append(kept, fe) // retried at the next rebuild
+			continue
+		}
+		a.addFastLocked(&fe, c)
+	}
+	for _, e := range want {
+		if slices.ContainsFunc(kept, func(fe fastEntry) bool { return fe.e == e }) {
+			continue
+		}
+		if err := s.fast.Add(e); err != nil {
+			// Full map or kernel refusal: this channel stays in user space.
+			s.log.Warn("adding a fast-path entry failed", "relay", a.advAddr.String(), "err", err)
+			continue
+		}
+		kept = append(kept, fastEntry{e: e})
+	}
+	a.fast = kept
+}

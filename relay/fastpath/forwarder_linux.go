@@ -1,0 +1,161 @@
+package fastpath
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// Forwarder owns one loaded copy of the turnfwd program, its two maps and the
+// TC ingress attachments. It is safe for concurrent use; Close detaches and
+// frees everything and is idempotent.
+//
+// Ownership: attachments are tcx links held only by this process's file
+// descriptors and never pinned, so when the process ends for any reason,
+// SIGKILL included, the kernel detaches the program and frees the maps; a
+// restart therefore always finds exactly its own set. On kernels without
+// tcx the clsact fallback's filter outlives the process, and the next
+// Attach replaces it (fixed priority and handle).
+type Forwarder struct {
+	// set in New, never changed
+	objs turnfwdObjects
+
+	// attachTCX is link.AttachTCX; tests stand in a refusal to exercise
+	// the clsact fallback. Set in New, never changed.
+	attachTCX func(link.TCXOptions) (link.Link, error)
+
+	mu     sync.Mutex           // guards the following
+	detach map[int]func() error // by ifindex
+	closed bool
+}
+
+// New loads the program and its maps into the kernel; it attaches nothing.
+// Without CAP_BPF/CAP_NET_ADMIN, or on a kernel without BPF, the error wraps
+// ErrUnsupported.
+func New() (*Forwarder, error) {
+	var objs turnfwdObjects
+	if err := loadTurnfwdObjects(&objs, nil); err != nil {
+		if errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, errPerm) {
+			return nil, fmt.Errorf("%w: loading program: %w", ErrUnsupported, err)
+		}
+		return nil, fmt.Errorf("fastpath: loading program: %w", err)
+	}
+	return &Forwarder{objs: objs, attachTCX: link.AttachTCX, detach: make(map[int]func() error)}, nil
+}
+
+// Attach hooks the program to TC ingress of the interface with index
+// ifindex: a tcx link on Linux 6.6 and later, otherwise a clsact filter
+// that replaces any stale one of an earlier run. Attaching twice is a no-op.
+func (f *Forwarder) Attach(ifindex int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return errClosed
+	}
+	if _, ok := f.detach[ifindex]; ok {
+		return nil
+	}
+	l, err := f.attachTCX(link.TCXOptions{
+		Interface: ifindex,
+		Program:   f.objs.TurnfwdIngress,
+		Attach:    ebpf.AttachTCXIngress,
+	})
+	switch {
+	case err == nil:
+		f.detach[ifindex] = l.Close
+		return nil
+	case !errors.Is(err, ebpf.ErrNotSupported):
+		return fmt.Errorf("fastpath: attaching tcx to ifindex %d: %w", ifindex, err)
+	}
+	// No tcx (kernel before 6.6): fall back to a clsact filter.
+	d, err := attachClsact(ifindex, f.objs.TurnfwdIngress)
+	if err != nil {
+		return fmt.Errorf("fastpath: attaching to ifindex %d (clsact, no tcx): %w", ifindex, err)
+	}
+	f.detach[ifindex] = d
+	return nil
+}
+
+// Add makes e forwardable in both directions, replacing an entry with the
+// same keys (its counters restart at zero).
+func (f *Forwarder) Add(e Entry) error {
+	if !e.ipv4() {
+		return ErrNotIPv4
+	}
+	// The peer->client half goes in first, so that a reply never finds the
+	// client->peer half without its return path.
+	if err := f.objs.P2c.Update(e.p2cKey(), e.p2cVal(), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("fastpath: adding peer entry: %w", err)
+	}
+	if err := f.objs.C2p.Update(e.c2pKey(), e.c2pVal(), ebpf.UpdateAny); err != nil {
+		_ = f.objs.P2c.Delete(e.p2cKey())
+		return fmt.Errorf("fastpath: adding client entry: %w", err)
+	}
+	return nil
+}
+
+// Remove stops forwarding e in the kernel (later packets reach user space)
+// and returns what it forwarded since Add: each half is read and deleted in
+// one step, so no packet is forwarded without being counted. Removing an
+// entry that is not there is not an error and returns zero counters.
+func (f *Forwarder) Remove(e Entry) (Counters, error) {
+	var c Counters
+	if !e.ipv4() {
+		return c, nil
+	}
+	var v turnfwdFwdVal
+	// The client->peer half goes first, the reverse of Add.
+	switch err := f.objs.C2p.LookupAndDelete(e.c2pKey(), &v); {
+	case err == nil:
+		c.ToPeerPackets, c.ToPeerBytes = v.Packets, v.Bytes
+	case !errors.Is(err, ebpf.ErrKeyNotExist):
+		return c, fmt.Errorf("fastpath: removing client entry: %w", err)
+	}
+	switch err := f.objs.P2c.LookupAndDelete(e.p2cKey(), &v); {
+	case err == nil:
+		c.ToClientPackets, c.ToClientBytes = v.Packets, v.Bytes
+	case !errors.Is(err, ebpf.ErrKeyNotExist):
+		return c, fmt.Errorf("fastpath: removing peer entry: %w", err)
+	}
+	return c, nil
+}
+
+// Counters reads what the kernel forwarded for e since it was added.
+func (f *Forwarder) Counters(e Entry) (Counters, error) {
+	var c Counters
+	if !e.ipv4() {
+		return c, ErrNotIPv4
+	}
+	var v turnfwdFwdVal
+	if err := f.objs.C2p.Lookup(e.c2pKey(), &v); err != nil {
+		return c, fmt.Errorf("fastpath: reading client entry: %w", err)
+	}
+	c.ToPeerPackets, c.ToPeerBytes = v.Packets, v.Bytes
+	if err := f.objs.P2c.Lookup(e.p2cKey(), &v); err != nil {
+		return c, fmt.Errorf("fastpath: reading peer entry: %w", err)
+	}
+	c.ToClientPackets, c.ToClientBytes = v.Packets, v.Bytes
+	return c, nil
+}
+
+// Close detaches the program from every interface and frees it and its maps.
+func (f *Forwarder) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil
+	}
+	f.closed = true
+	var errs []error
+	for ifindex, d := range f.detach {
+		if err := d(); err != nil {
+			errs = append(errs, fmt.Errorf("fastpath: detaching from ifindex %d: %w", ifindex, err))
+		}
+	}
+	f.detach = nil
+	errs = append(errs, f.objs.Close())
+	return errors.Join(errs...)
+}

@@ -1,0 +1,25 @@
+//go:build !linux
+
+package fastpath
+
+// Forwarder is the in-kernel fast path; on this platform it does not exist
+// and New returns ErrUnsupported.
+type Forwarder struct{}
+
+// New returns ErrUnsupported: the fast path needs Linux.
+func New() (*Forwarder, error) { return nil, ErrUnsupported }
+
+// Attach returns ErrUnsupported.
+func (f *Forwarder) Attach(int) error { return ErrUnsupported }
+
+// Add returns ErrUnsupported.
+func (f *Forwarder) Add(Entry) error { return ErrUnsupported }
+
+// Remove does nothing.
+func (f *Forwarder) Remove(Entry) (Counters, error) { return Counters{}, nil }
+
+// Counters returns ErrUnsupported.
+func (f *Forwarder) Counters(Entry) (Counters, error) { return Counters{}, ErrUnsupported }
+
+// Close does nothing.
+func (f *Forwarder) Close() error { return nil }
