@@ -140,6 +140,14 @@ var _ = testutil.ToFloat64 // keep the import for table tests that use it
 // udpClient is a pion/turn client over UDP to r.
 func udpClient(t testing.TB, server netip.AddrPort, user, pass string) *turn.Client {
 	t.Helper()
+	c, _ := udpClientConn(t, server, user, pass)
+	return c
+}
+
+// udpClientConn is udpClient that also returns the client's socket, for
+// tests that write raw datagrams (ChannelData) from the client's address.
+func udpClientConn(t testing.TB, server netip.AddrPort, user, pass string) (*turn.Client, net.PacketConn) {
+	t.Helper()
 	network, laddr := "udp4", "127.0.0.1:0"
 	if server.Addr().Is6() {
 		network, laddr = "udp6", "[::1]:0"
@@ -168,7 +176,7 @@ func udpClient(t testing.TB, server netip.AddrPort, user, pass string) *turn.Cli
 		c.Close()
 		conn.Close()
 	})
-	return c
+	return c, conn
 }
 
 // tcpClient is a pion/turn client over TCP to r.

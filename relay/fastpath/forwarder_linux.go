@@ -3,6 +3,7 @@ package fastpath
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -139,6 +140,33 @@ func (f *Forwarder) Counters(e Entry) (Counters, error) {
 	}
 	c.ToClientPackets, c.ToClientBytes = v.Packets, v.Bytes
 	return c, nil
+}
+
+// Peers lists the peer of every entry in the kernel, from both maps (a
+// peer appears once per map half that names it), for diagnostics and
+// tests: only peers the relay's policy admits may ever be here.
+func (f *Forwarder) Peers() ([]netip.AddrPort, error) {
+	var out []netip.AddrPort
+	var (
+		ck turnfwdC2pKey
+		pk turnfwdP2cKey
+		v  turnfwdFwdVal
+	)
+	it := f.objs.C2p.Iterate()
+	for it.Next(&ck, &v) {
+		out = append(out, netip.AddrPortFrom(addr4(v.DstIp), port(v.DstPort)))
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("fastpath: listing client entries: %w", err)
+	}
+	it = f.objs.P2c.Iterate()
+	for it.Next(&pk, &v) {
+		out = append(out, netip.AddrPortFrom(addr4(pk.PeerIp), port(pk.PeerPort)))
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("fastpath: listing peer entries: %w", err)
+	}
+	return out, nil
 }
 
 // Close detaches the program from every interface and frees it and its maps.

@@ -2,6 +2,8 @@
 
 package fastpath
 
+import "net/netip"
+
 // Forwarder is the in-kernel fast path; on this platform it does not exist
 // and New returns ErrUnsupported.
 type Forwarder struct{}
@@ -20,6 +22,9 @@ func (f *Forwarder) Remove(Entry) (Counters, error) { return Counters{}, nil }
 
 // Counters returns ErrUnsupported.
 func (f *Forwarder) Counters(Entry) (Counters, error) { return Counters{}, ErrUnsupported }
+
+// Peers returns ErrUnsupported.
+func (f *Forwarder) Peers() ([]netip.AddrPort, error) { return nil, ErrUnsupported }
 
 // Close does nothing.
 func (f *Forwarder) Close() error { return nil }
