@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"context"
-	"errors"
 	"time"
 )
 
@@ -92,24 +90,9 @@ func (g *Gateway) ngStart(c *ngCall, st *ngStream, cfg *Config) (*SessionInfo, e
 
 	ctx, cancel := ngContext()
 	defer cancel()
-	var info SessionInfo
-	var addErr error
-	err := w.do(ctx, func() {
-		if addErr = w.addSession(s); addErr == nil {
-			info = w.snapshot(s, false)
-		}
-	})
-	switch {
-	case errors.Is(err, ErrClosed):
-		g.abandon(s, true)
+	info, err := g.install(ctx, s, false)
+	if err != nil {
 		return nil, err
-	case err != nil:
-		_ = w.do(context.Background(), func() { w.endSession(s, EndDeleted) })
-		g.abandon(s, false)
-		return nil, err
-	case addErr != nil:
-		g.abandon(s, false)
-		return nil, addErr
 	}
 	st.sid = s.id
 	g.mu.Lock()

@@ -66,28 +66,9 @@ func (g *Gateway) Create(ctx context.Context, req CreateRequest) (*SessionInfo, 
 		g.metrics.refused.WithLabelValues("ports").Inc()
 		return nil, err
 	}
-	var info SessionInfo
-	var addErr error
-	err := w.do(ctx, func() {
-		if addErr = w.addSession(s); addErr == nil {
-			info = w.snapshot(s, true)
-		}
-	})
-	switch {
-	case errors.Is(err, ErrClosed):
-		// Never queued: the sockets are still ours.
-		g.abandon(s, true)
+	info, err := g.install(ctx, s, true)
+	if err != nil {
 		return nil, err
-	case err != nil:
-		// Queued but not yet run (the context ended): the end queued
-		// after it undoes it, sockets included.
-		_ = w.do(context.Background(), func() { w.endSession(s, EndDeleted) })
-		g.abandon(s, false)
-		return nil, err
-	case addErr != nil:
-		// addSession closed the sockets when it failed.
-		g.abandon(s, false)
-		return nil, addErr
 	}
 	g.mu.Lock()
 	n := len(g.sessions)
@@ -97,6 +78,37 @@ func (g *Gateway) Create(ctx context.Context, req CreateRequest) (*SessionInfo, 
 	g.events.add(Event{Type: EventCreated, Session: id}, nil)
 	g.log.Debug("session created", "session", id, "internal", info.Internal.Local, "cloud", info.Cloud.Local)
 	return &info, nil
+}
+
+// install hands a built session to its worker (s.w) and returns its
+// snapshot (with keys when withKeys). On failure the session is undone and
+// its id freed; the sockets are closed by whoever owns them by then.
+func (g *Gateway) install(ctx context.Context, s *session, withKeys bool) (SessionInfo, error) {
+	w := s.w
+	var info SessionInfo
+	var addErr error
+	err := w.do(ctx, func() {
+		if addErr = w.addSession(s); addErr == nil {
+			info = w.snapshot(s, withKeys)
+		}
+	})
+	switch {
+	case errors.Is(err, ErrClosed):
+		// Never queued: the sockets are still ours.
+		g.abandon(s, true)
+		return SessionInfo{}, err
+	case err != nil:
+		// Queued but not yet run (the context ended): the end queued
+		// after it undoes it, sockets included.
+		_ = w.do(context.Background(), func() { w.endSession(s, EndDeleted) })
+		g.abandon(s, false)
+		return SessionInfo{}, err
+	case addErr != nil:
+		// addSession closed the sockets when it failed.
+		g.abandon(s, false)
+		return SessionInfo{}, addErr
+	}
+	return info, nil
 }
 
 // abandon undoes a session that never reached its worker: it frees the

@@ -196,3 +196,26 @@ func writeTestCert(t *testing.T, dir string) (string, string) {
 	writeFile(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})), 0o600)
 	return certFile, keyFile
 }
+
+// TestImportCoturnRefusesExistingOutputFirst: when the output exists (as
+// after make install) and --force is not given, the import refuses before
+// it writes a users or secret file, so nothing is left half done.
+func TestImportCoturnRefusesExistingOutputFirst(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "turnserver.conf")
+	writeFile(t, src, "realm=example.org\nuse-auth-secret\nstatic-auth-secret=not-a-real-secret-0123456789\nuser=alice:secret-password\n", 0o600)
+	out := filepath.Join(dir, "mediaedge.yaml")
+	writeFile(t, out, "# an existing configuration\n", 0o640)
+	_, _, err := opsCLI(t, "config", "import-coturn", src, "-o", out)
+	if err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("import over an existing output: %v, want a refusal", err)
+	}
+	for _, name := range []string{coturnUsersName, coturnSecretName} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			t.Errorf("the refused import wrote %s", name)
+		}
+	}
+	if b, _ := os.ReadFile(out); string(b) != "# an existing configuration\n" {
+		t.Errorf("the refused import changed %s: %q", out, b)
+	}
+}

@@ -88,6 +88,13 @@ configuration refers to. Check the result with 'mediaedge config check'.`,
 			for _, n := range imp.Notes {
 				fmt.Fprintf(stderr, "%s: note: %s\n", args[0], n)
 			}
+			// Refuse before writing anything, so that a refusal never
+			// leaves secret files without the configuration naming them.
+			if output != "" && !force {
+				if _, err := os.Stat(output); err == nil {
+					return fmt.Errorf("import-coturn: %s exists (--force overwrites it)", output)
+				}
+			}
 			for _, f := range []struct {
 				name string
 				data []byte
@@ -105,11 +112,6 @@ configuration refers to. Check the result with 'mediaedge config check'.`,
 			if output == "" {
 				_, err := io.WriteString(cmd.OutOrStdout(), out)
 				return err
-			}
-			if !force {
-				if _, err := os.Stat(output); err == nil {
-					return fmt.Errorf("import-coturn: %s exists (--force overwrites it)", output)
-				}
 			}
 			if err := writeAtomic(output, []byte(out)); err != nil {
 				return fmt.Errorf("import-coturn: %w", err)

@@ -6,6 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/mediaedge/mediaedge/internal/config"
 )
 
 // strictTree makes every command of the tree refuse what it does not know:
@@ -64,7 +66,7 @@ func flagError(cmd *cobra.Command, err error) error {
 		if f.Hidden {
 			return
 		}
-		score := 2 * editDistance(name, f.Name)
+		score := 2 * config.EditDistance(name, f.Name)
 		if !isSubsequence(name, f.Name) {
 			score++
 		}
@@ -96,25 +98,4 @@ func quoteAll(s []string) []string {
 		out[i] = fmt.Sprintf("%q", v)
 	}
 	return out
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := prev[j-1]
-			if a[i-1] != b[j-1] {
-				c++
-			}
-			cur[j] = min(c, prev[j]+1, cur[j-1]+1)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -436,7 +436,7 @@ func syntaxProblem(err error) Problem {
 func suggest(k string, fields map[string]fieldInfo) string {
 	best, bestD := "", 3
 	for name := range fields {
-		if d := editDistance(k, name); d < bestD || (d == bestD && name < best && best != "") {
+		if d := EditDistance(k, name); d < bestD || (d == bestD && name < best && best != "") {
 			best, bestD = name, d
 		}
 	}
@@ -446,7 +446,9 @@ func suggest(k string, fields map[string]fieldInfo) string {
 	return best
 }
 
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance between a and b: what the
+// did-you-mean suggestions of the configuration and the CLI rank by.
+func EditDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
