@@ -167,10 +167,11 @@ func tickLabel(v float64) string {
 		return fmt.Sprintf("%gM", v/1e6)
 	case v >= 1e4:
 		return fmt.Sprintf("%gk", v/1e3)
-	case v == math.Trunc(v):
+	case v == math.Trunc(v), v >= 100:
 		return fmt.Sprintf("%.0f", v)
 	}
-	return fmt.Sprintf("%.2g", v)
+	// %g rather than %.2g: 62.5 stays 62.5, never 6.2e+01.
+	return fmt.Sprintf("%.3g", v)
 }
 
 // PlotPanel is one chart of WritePanelsSVG: lines over a linear x axis.

@@ -42,3 +42,14 @@ func TestPlotLabelsAndLegend(t *testing.T) {
 		}
 	}
 }
+
+func TestTickLabel(t *testing.T) {
+	for _, c := range []struct {
+		v    float64
+		want string
+	}{{0, "0"}, {62.5, "62.5"}, {187.5, "188"}, {250, "250"}, {0.25, "0.25"}, {2.5e4, "25k"}, {1.5e6, "1.5M"}} {
+		if got := tickLabel(c.v); got != c.want {
+			t.Errorf("tickLabel(%v) = %q, want %q", c.v, got, c.want)
+		}
+	}
+}
