@@ -49,6 +49,7 @@ test: build
 # What CI enforces before the tests (.ci/run). gofmt -l also covers the
 # files built only on other systems, which golangci-lint does not load here.
 lint:
+	./.ci/subjects
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(GOLANGCI) run ./...
