@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // BenchmarkNGOfferAnswerDelete measures ng round trips over the real
@@ -32,7 +34,7 @@ func benchNG(b *testing.B, live, rate int) {
 	// Two sockets per live call, four for the call being set up, and
 	// room for the gateway's own.
 	dedicated := live
-	if lim := raiseNoFile(uint64(2*live + 1024)); lim < uint64(2*live+1024) {
+	if lim := testutil.RaiseNoFile(uint64(2*live + 1024)); lim < uint64(2*live+1024) {
 		dedicated = int(max(lim, 1024)-1024) / 2
 	}
 	cfg := ngConfig()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mediaedge/mediaedge/bench/srtpcheck"
 	"github.com/mediaedge/mediaedge/bench/sut"
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // BenchmarkNGRoundTrips compares ng offer+answer+delete round trips of
@@ -32,7 +33,7 @@ func BenchmarkNGRoundTrips(b *testing.B) { benchBoth(b, 0, 0) }
 //	go test -run '^$' -bench NGRoundTripsLoaded -benchtime 2000x ./e2e/ngcall/
 func BenchmarkNGRoundTripsLoaded(b *testing.B) {
 	const live = 4000
-	if lim := raiseNoFile(4*live + 2048); lim < 4*live+2048 {
+	if lim := testutil.RaiseNoFile(4*live + 2048); lim < 4*live+2048 {
 		b.Skipf("%d live calls need %d open files; the limit is %d", live, 4*live+2048, lim)
 	}
 	benchBoth(b, live, 200)
