@@ -24,35 +24,37 @@ type Counters struct {
 	ToClientPackets, ToClientBytes uint64
 }
 
-func (e Entry) ipv4() bool {
+// valid reports whether the program can forward e: all four addresses of
+// one family (IPv4, or IPv4-mapped IPv6 taken as IPv4; or IPv6), since
+// the program rewrites addresses in place and never changes the IP
+// version, and a channel number in the ChannelData range.
+func (e Entry) valid() bool {
+	v4 := e.Client.Addr().Unmap().Is4()
 	for _, ap := range [...]netip.AddrPort{e.Client, e.Listener, e.Relay, e.Peer} {
-		if !ap.Addr().Unmap().Is4() {
+		a := ap.Addr().Unmap()
+		if !a.IsValid() || a.Is4() != v4 {
 			return false
 		}
 	}
 	return e.Channel >= 0x4000 && e.Channel <= 0x7fff
 }
 
-// be32 and be16 return the value whose in-memory bytes are the address or
-// port in network order, as the BPF program compares them.
-func be32(a netip.Addr) uint32 {
-	b := a.Unmap().As4()
-	return binary.NativeEndian.Uint32(b[:])
-}
+// addr16 is a as the program's maps hold it: 16 bytes, IPv4 as
+// ::ffff:a.b.c.d (in network order, as on the wire).
+func addr16(a netip.Addr) [16]byte { return a.Unmap().As16() }
 
-// addr4 and port undo be32 and be16.
-func addr4(v uint32) netip.Addr {
-	var b [4]byte
-	binary.NativeEndian.PutUint32(b[:], v)
-	return netip.AddrFrom4(b)
-}
+// addrOf undoes addr16.
+func addrOf(b [16]byte) netip.Addr { return netip.AddrFrom16(b).Unmap() }
 
+// port undoes be16.
 func port(v uint16) uint16 {
 	var b [2]byte
 	binary.NativeEndian.PutUint16(b[:], v)
 	return binary.BigEndian.Uint16(b[:])
 }
 
+// be16 returns the value whose in-memory bytes are p in network order, as
+// the BPF program compares ports.
 func be16(p uint16) uint16 {
 	var b [2]byte
 	binary.BigEndian.PutUint16(b[:], p)
@@ -61,7 +63,7 @@ func be16(p uint16) uint16 {
 
 func (e Entry) c2pKey() turnfwdC2pKey {
 	return turnfwdC2pKey{
-		ClientIp: be32(e.Client.Addr()), ListenIp: be32(e.Listener.Addr()),
+		ClientIp: addr16(e.Client.Addr()), ListenIp: addr16(e.Listener.Addr()),
 		ClientPort: be16(e.Client.Port()), ListenPort: be16(e.Listener.Port()),
 		Channel: e.Channel,
 	}
@@ -69,7 +71,7 @@ func (e Entry) c2pKey() turnfwdC2pKey {
 
 func (e Entry) c2pVal() turnfwdFwdVal {
 	return turnfwdFwdVal{
-		SrcIp: be32(e.Relay.Addr()), DstIp: be32(e.Peer.Addr()),
+		SrcIp: addr16(e.Relay.Addr()), DstIp: addr16(e.Peer.Addr()),
 		SrcPort: be16(e.Relay.Port()), DstPort: be16(e.Peer.Port()),
 		Mark: e.Mark,
 	}
@@ -77,14 +79,14 @@ func (e Entry) c2pVal() turnfwdFwdVal {
 
 func (e Entry) p2cKey() turnfwdP2cKey {
 	return turnfwdP2cKey{
-		PeerIp: be32(e.Peer.Addr()), RelayIp: be32(e.Relay.Addr()),
+		PeerIp: addr16(e.Peer.Addr()), RelayIp: addr16(e.Relay.Addr()),
 		PeerPort: be16(e.Peer.Port()), RelayPort: be16(e.Relay.Port()),
 	}
 }
 
 func (e Entry) p2cVal() turnfwdFwdVal {
 	return turnfwdFwdVal{
-		SrcIp: be32(e.Listener.Addr()), DstIp: be32(e.Client.Addr()),
+		SrcIp: addr16(e.Listener.Addr()), DstIp: addr16(e.Client.Addr()),
 		SrcPort: be16(e.Listener.Port()), DstPort: be16(e.Client.Port()),
 		Channel: e.Channel, Mark: e.Mark,
 	}

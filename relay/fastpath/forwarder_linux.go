@@ -83,8 +83,8 @@ func (f *Forwarder) Attach(ifindex int) error {
 // Add makes e forwardable in both directions, replacing an entry with the
 // same keys (its counters restart at zero).
 func (f *Forwarder) Add(e Entry) error {
-	if !e.ipv4() {
-		return ErrNotIPv4
+	if !e.valid() {
+		return ErrInvalidEntry
 	}
 	// The peer->client half goes in first, so that a reply never finds the
 	// client->peer half without its return path.
@@ -104,7 +104,7 @@ func (f *Forwarder) Add(e Entry) error {
 // entry that is not there is not an error and returns zero counters.
 func (f *Forwarder) Remove(e Entry) (Counters, error) {
 	var c Counters
-	if !e.ipv4() {
+	if !e.valid() {
 		return c, nil
 	}
 	var v turnfwdFwdVal
@@ -127,8 +127,8 @@ func (f *Forwarder) Remove(e Entry) (Counters, error) {
 // Counters reads what the kernel forwarded for e since it was added.
 func (f *Forwarder) Counters(e Entry) (Counters, error) {
 	var c Counters
-	if !e.ipv4() {
-		return c, ErrNotIPv4
+	if !e.valid() {
+		return c, ErrInvalidEntry
 	}
 	var v turnfwdFwdVal
 	if err := f.objs.C2p.Lookup(e.c2pKey(), &v); err != nil {
@@ -154,14 +154,14 @@ func (f *Forwarder) Peers() ([]netip.AddrPort, error) {
 	)
 	it := f.objs.C2p.Iterate()
 	for it.Next(&ck, &v) {
-		out = append(out, netip.AddrPortFrom(addr4(v.DstIp), port(v.DstPort)))
+		out = append(out, netip.AddrPortFrom(addrOf(v.DstIp), port(v.DstPort)))
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("fastpath: listing client entries: %w", err)
 	}
 	it = f.objs.P2c.Iterate()
 	for it.Next(&pk, &v) {
-		out = append(out, netip.AddrPortFrom(addr4(pk.PeerIp), port(pk.PeerPort)))
+		out = append(out, netip.AddrPortFrom(addrOf(pk.PeerIp), port(pk.PeerPort)))
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("fastpath: listing peer entries: %w", err)

@@ -15,8 +15,8 @@ import (
 
 type turnfwdC2pKey struct {
 	_          structs.HostLayout
-	ClientIp   uint32
-	ListenIp   uint32
+	ClientIp   [16]uint8
+	ListenIp   [16]uint8
 	ClientPort uint16
 	ListenPort uint16
 	Channel    uint16
@@ -25,8 +25,8 @@ type turnfwdC2pKey struct {
 
 type turnfwdFwdVal struct {
 	_       structs.HostLayout
-	SrcIp   uint32
-	DstIp   uint32
+	SrcIp   [16]uint8
+	DstIp   [16]uint8
 	SrcPort uint16
 	DstPort uint16
 	Channel uint16
@@ -39,8 +39,8 @@ type turnfwdFwdVal struct {
 
 type turnfwdP2cKey struct {
 	_         structs.HostLayout
-	PeerIp    uint32
-	RelayIp   uint32
+	PeerIp    [16]uint8
+	RelayIp   [16]uint8
 	PeerPort  uint16
 	RelayPort uint16
 }
@@ -51,6 +51,7 @@ type turnfwdP2cKey struct {
 const (
 	turnfwdMapC2p             = "c2p"
 	turnfwdMapP2c             = "p2c"
+	turnfwdMapScratch         = "scratch"
 	turnfwdProgTurnfwdIngress = "turnfwd_ingress"
 )
 
@@ -103,8 +104,9 @@ type turnfwdProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type turnfwdMapSpecs struct {
-	C2p *ebpf.MapSpec `ebpf:"c2p"`
-	P2c *ebpf.MapSpec `ebpf:"p2c"`
+	C2p     *ebpf.MapSpec `ebpf:"c2p"`
+	P2c     *ebpf.MapSpec `ebpf:"p2c"`
+	Scratch *ebpf.MapSpec `ebpf:"scratch"`
 }
 
 // turnfwdVariableSpecs contains global variables before they are loaded into the kernel.
@@ -133,14 +135,16 @@ func (o *turnfwdObjects) Close() error {
 //
 // It can be passed to loadTurnfwdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type turnfwdMaps struct {
-	C2p *ebpf.Map `ebpf:"c2p"`
-	P2c *ebpf.Map `ebpf:"p2c"`
+	C2p     *ebpf.Map `ebpf:"c2p"`
+	P2c     *ebpf.Map `ebpf:"p2c"`
+	Scratch *ebpf.Map `ebpf:"scratch"`
 }
 
 func (m *turnfwdMaps) Close() error {
 	return _TurnfwdClose(
 		m.C2p,
 		m.P2c,
+		m.Scratch,
 	)
 }
 
