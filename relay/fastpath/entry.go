@@ -69,8 +69,8 @@ func (e Entry) c2pKey() turnfwdC2pKey {
 	}
 }
 
-func (e Entry) c2pVal() turnfwdFwdVal {
-	return turnfwdFwdVal{
+func (e Entry) c2pVal(oif uint32) turnfwdFwdVal {
+	return turnfwdFwdVal{Oif: oif,
 		SrcIp: addr16(e.Relay.Addr()), DstIp: addr16(e.Peer.Addr()),
 		SrcPort: be16(e.Relay.Port()), DstPort: be16(e.Peer.Port()),
 		Mark: e.Mark,
@@ -84,8 +84,8 @@ func (e Entry) p2cKey() turnfwdP2cKey {
 	}
 }
 
-func (e Entry) p2cVal() turnfwdFwdVal {
-	return turnfwdFwdVal{
+func (e Entry) p2cVal(oif uint32) turnfwdFwdVal {
+	return turnfwdFwdVal{Oif: oif,
 		SrcIp: addr16(e.Listener.Addr()), DstIp: addr16(e.Client.Addr()),
 		SrcPort: be16(e.Listener.Port()), DstPort: be16(e.Client.Port()),
 		Channel: e.Channel, Mark: e.Mark,

@@ -8,6 +8,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Forwarder owns one loaded copy of the turnfwd program, its two maps and the
@@ -27,6 +29,11 @@ type Forwarder struct {
 	// attachTCX is link.AttachTCX; tests stand in a refusal to exercise
 	// the clsact fallback. Set in New, never changed.
 	attachTCX func(link.TCXOptions) (link.Link, error)
+	// egress resolves the interface a datagram from src to dst with
+	// mark leaves by (routeEgress on a netlink handle in the namespace
+	// New ran in); tests that never attach stand in a fixed answer.
+	egress func(dst, src netip.Addr, mark uint32) (uint32, error)
+	nl     *netlink.Handle
 
 	mu     sync.Mutex           // guards the following
 	detach map[int]func() error // by ifindex
@@ -44,8 +51,47 @@ func New() (*Forwarder, error) {
 		}
 		return nil, fmt.Errorf("fastpath: loading program: %w", err)
 	}
-	return &Forwarder{objs: objs, attachTCX: link.AttachTCX, detach: make(map[int]func() error)}, nil
+	// The handle's sockets live in this thread's network namespace: routes
+	// are looked up where the program is attached, whichever thread adds.
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		_ = objs.Close()
+		return nil, fmt.Errorf("fastpath: opening netlink: %w", err)
+	}
+	f := &Forwarder{objs: objs, attachTCX: link.AttachTCX, nl: nl, detach: make(map[int]func() error)}
+	f.egress = func(dst, src netip.Addr, mark uint32) (uint32, error) { return routeEgress(nl, dst, src, mark) }
+	return f, nil
 }
+
+// routeEgress asks the kernel's routing (`ip route get DST from SRC mark
+// MARK`, policy rules included) which interface a datagram leaves by:
+// loopback's index for a local destination.
+func routeEgress(h *netlink.Handle, dst, src netip.Addr, mark uint32) (uint32, error) {
+	rs, err := h.RouteGetWithOptions(dst.Unmap().AsSlice(), &netlink.RouteGetOptions{SrcAddr: src.Unmap().AsSlice(), Mark: mark})
+	if err != nil {
+		return 0, fmt.Errorf("fastpath: route to %s from %s: %w", dst, src, err)
+	}
+	if len(rs) == 0 {
+		return 0, fmt.Errorf("fastpath: route to %s from %s: none", dst, src)
+	}
+	switch r := rs[0]; r.Type {
+	case unix.RTN_LOCAL:
+		return loopbackIfindex, nil
+	case unix.RTN_UNICAST:
+		if r.LinkIndex <= 0 {
+			return 0, fmt.Errorf("fastpath: route to %s from %s: no interface", dst, src)
+		}
+		return uint32(r.LinkIndex), nil
+	default:
+		// Blackhole, unreachable, prohibit: user space meets the same
+		// refusal when it sends.
+		return 0, fmt.Errorf("fastpath: route to %s from %s: type %d", dst, src, r.Type)
+	}
+}
+
+// loopbackIfindex is loopback's interface index in every namespace
+// (LOOPBACK_IFINDEX in the kernel).
+const loopbackIfindex = 1
 
 // Attach hooks the program to TC ingress of the interface with index
 // ifindex: a tcx link on Linux 6.6 and later, otherwise a clsact filter
@@ -81,17 +127,30 @@ func (f *Forwarder) Attach(ifindex int) error {
 }
 
 // Add makes e forwardable in both directions, replacing an entry with the
-// same keys (its counters restart at zero).
+// same keys (its counters restart at zero). The interface each direction
+// leaves by is resolved now, from the routing tables with e.Mark; an
+// entry whose destination has no route is refused (user space meets the
+// same error when it sends).
 func (f *Forwarder) Add(e Entry) error {
 	if !e.valid() {
 		return ErrInvalidEntry
 	}
+	// The egress of each direction is resolved now, with the mark, so
+	// that policy routing (split tunnelling) picks it as for user space.
+	toPeer, err := f.egress(e.Peer.Addr(), e.Relay.Addr(), e.Mark)
+	if err != nil {
+		return err
+	}
+	toClient, err := f.egress(e.Client.Addr(), e.Listener.Addr(), e.Mark)
+	if err != nil {
+		return err
+	}
 	// The peer->client half goes in first, so that a reply never finds the
 	// client->peer half without its return path.
-	if err := f.objs.P2c.Update(e.p2cKey(), e.p2cVal(), ebpf.UpdateAny); err != nil {
+	if err := f.objs.P2c.Update(e.p2cKey(), e.p2cVal(toClient), ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("fastpath: adding peer entry: %w", err)
 	}
-	if err := f.objs.C2p.Update(e.c2pKey(), e.c2pVal(), ebpf.UpdateAny); err != nil {
+	if err := f.objs.C2p.Update(e.c2pKey(), e.c2pVal(toPeer), ebpf.UpdateAny); err != nil {
 		_ = f.objs.P2c.Delete(e.p2cKey())
 		return fmt.Errorf("fastpath: adding client entry: %w", err)
 	}
@@ -184,6 +243,7 @@ func (f *Forwarder) Close() error {
 		}
 	}
 	f.detach = nil
+	f.nl.Close()
 	errs = append(errs, f.objs.Close())
 	return errors.Join(errs...)
 }

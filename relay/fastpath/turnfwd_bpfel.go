@@ -32,7 +32,7 @@ type turnfwdFwdVal struct {
 	Channel uint16
 	Pad     uint16
 	Mark    uint32
-	Pad2    uint32
+	Oif     uint32
 	Packets uint64
 	Bytes   uint64
 }

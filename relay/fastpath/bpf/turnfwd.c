@@ -46,8 +46,6 @@
  * datagrams than MAX_DATA (jumbo frames included) stay in user space. */
 #define CHUNK 2048
 #define MAX_DATA 9216
-#define AF_INET_ 2
-#define AF_INET6_ 10
 
 struct c2p_key {
 	__u8 client_ip[16];
@@ -74,7 +72,9 @@ struct fwd_val {
 	__u16 channel; /* host order; p2c only */
 	__u16 pad;
 	__u32 mark;
-	__u32 pad2;
+	/* The interface to send on, resolved by user space with the mark
+	 * (policy routing): LOOPBACK_IFINDEX for a local destination. */
+	__u32 oif;
 	__u64 packets; /* forwarded datagrams, updated atomically */
 	__u64 bytes;   /* forwarded application bytes (no headers) */
 };
@@ -112,34 +112,20 @@ struct pkt {
 	__u32 v6;
 };
 
-/* hands the rewritten packet on: to the uplink the FIB picks (a packet with
- * a local source address would be a martian on input); a local destination
- * that arrived on another interface goes through loopback's egress, where
- * a local source is fine; loopback's own go back to the stack. */
-static __always_inline int hand_on(struct __sk_buff *skb, struct pkt *p, struct fwd_val *v)
+/* hands the rewritten packet on. To another host: out of the interface
+ * user space resolved, by bpf_redirect_neigh, whose own route lookup uses
+ * skb->mark and fills in the neighbour. bpf_fib_lookup is not used: it
+ * answers BPF_FIB_LKUP_RET_FWD_DISABLED on hosts that do not forward,
+ * which a relay need not. To a local destination: back to the stack when
+ * the packet came in on loopback; otherwise through loopback's egress, since
+ * on any other interface a packet from a local address is a martian. */
+static __always_inline int hand_on(struct __sk_buff *skb, struct fwd_val *v)
 {
-	struct bpf_fib_lookup f = {};
-	long rc;
-
-	f.l4_protocol = IPPROTO_UDP;
-	f.tot_len = skb->len - ETH_HLEN_;
-	f.ifindex = skb->ingress_ifindex;
-	if (p->v6) {
-		f.family = AF_INET6_;
-		__builtin_memcpy(f.ipv6_src, v->src_ip, 16);
-		__builtin_memcpy(f.ipv6_dst, v->dst_ip, 16);
-	} else {
-		f.family = AF_INET_;
-		__builtin_memcpy(&f.ipv4_src, v->src_ip + 12, 4);
-		__builtin_memcpy(&f.ipv4_dst, v->dst_ip + 12, 4);
-	}
-	rc = bpf_fib_lookup(skb, &f, sizeof(f), BPF_FIB_LOOKUP_OUTPUT | BPF_FIB_LOOKUP_SKIP_NEIGH);
-	if ((rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH) &&
-	    f.ifindex != LOOPBACK_IFINDEX)
-		return bpf_redirect_neigh(f.ifindex, NULL, 0, 0);
-	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED && skb->ingress_ifindex != LOOPBACK_IFINDEX)
-		return bpf_redirect(LOOPBACK_IFINDEX, 0);
-	return TC_ACT_OK;
+	if (v->oif != LOOPBACK_IFINDEX)
+		return bpf_redirect_neigh(v->oif, NULL, 0, 0);
+	if (skb->ingress_ifindex == LOOPBACK_IFINDEX)
+		return TC_ACT_OK;
+	return bpf_redirect(LOOPBACK_IFINDEX, 0);
 }
 
 /* move copies len bytes at from to to (4 bytes apart, either way) through
@@ -326,7 +312,7 @@ static __always_inline int client_to_peer(struct __sk_buff *skb, struct pkt *p,
 	skb->mark = v->mark;
 	__sync_fetch_and_add(&v->packets, 1);
 	__sync_fetch_and_add(&v->bytes, dlen);
-	return hand_on(skb, p, v);
+	return hand_on(skb, v);
 }
 
 static __always_inline int peer_to_client(struct __sk_buff *skb, struct pkt *p,
@@ -378,7 +364,7 @@ static __always_inline int peer_to_client(struct __sk_buff *skb, struct pkt *p,
 	skb->mark = v->mark;
 	__sync_fetch_and_add(&v->packets, 1);
 	__sync_fetch_and_add(&v->bytes, dlen);
-	return hand_on(skb, p, v);
+	return hand_on(skb, v);
 }
 
 /* parse fills p from the IP header, or returns -1 for anything but a
