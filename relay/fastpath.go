@@ -34,17 +34,19 @@ func (s *Server) startFastPath() error {
 	return nil
 }
 
-// fastPathAddrs are the IPv4 addresses clients and peers reach the relay
-// on: UDP listeners and the relay address.
+// fastPathAddrs are the addresses clients and peers reach the relay on:
+// UDP listeners and the relay addresses, IPv4 and IPv6.
 func (s *Server) fastPathAddrs() []netip.Addr {
 	var out []netip.Addr
 	for _, l := range s.cfg.Listeners {
-		if a := l.Addr.Addr().Unmap(); l.Transport == TransportUDP && a.Is4() {
-			out = append(out, a)
+		if l.Transport == TransportUDP {
+			out = append(out, l.Addr.Addr().Unmap())
 		}
 	}
-	if s.bind[0].IsValid() {
-		out = append(out, s.bind[0])
+	for _, b := range s.bind {
+		if b.IsValid() {
+			out = append(out, b)
+		}
 	}
 	return out
 }
@@ -97,10 +99,12 @@ func carries(ifc net.Interface, addrs []netip.Addr) bool {
 }
 
 // fastWantLocked returns the channels of t the kernel may forward: a UDP
-// allocation reached over a UDP listener, IPv4 with specific addresses, no
-// bitrate cap (the program does not enforce one), and per channel a
-// permission for its peer that the current policy admits. The caller holds
-// a.mu.
+// allocation reached over a UDP listener, specific (not wildcard)
+// listener and relay addresses, client, listener, relay address and peer
+// all IPv4 or all IPv6 (the program never changes the IP version, so an
+// RFC 6156 cross-family allocation stays in user space), no bitrate cap
+// (the program does not enforce one), and per channel a permission for its
+// peer that the current policy admits. The caller holds a.mu.
 func (a *alloc) fastWantLocked(t *chanTable) []fastpath.Entry {
 	s := a.srv
 	r := a.route.Load()
@@ -110,13 +114,14 @@ func (a *alloc) fastWantLocked(t *chanTable) []fastpath.Entry {
 	if lim := s.limits.Load(); lim.BitratePerAllocation != 0 || lim.BitratePerUser != 0 {
 		return nil
 	}
-	if !r.listener.Addr().Is4() || r.listener.Addr().IsUnspecified() ||
-		!a.relayAddr.Addr().Is4() || a.relayAddr.Addr().IsUnspecified() {
+	v4 := r.listener.Addr().Unmap().Is4()
+	if r.listener.Addr().IsUnspecified() || a.relayAddr.Addr().IsUnspecified() ||
+		r.client.Addr().Unmap().Is4() != v4 || a.relayAddr.Addr().Unmap().Is4() != v4 {
 		return nil
 	}
 	var want []fastpath.Entry
 	for _, c := range t.chans {
-		if ok, denied := t.permitted(c.peer.Addr()); c.denied || !ok || denied || !c.peer.Addr().Is4() {
+		if ok, denied := t.permitted(c.peer.Addr()); c.denied || !ok || denied || c.peer.Addr().Unmap().Is4() != v4 {
 			continue
 		}
 		want = append(want, fastpath.Entry{
