@@ -410,7 +410,8 @@ func contains(s []string, x string) bool {
 
 // roundTrips sends ChannelData from four clients over four channels to
 // four echo peers and checks every reply.
-func (l *lab) roundTrips(t *testing.T, fw *Forwarder, fam int, wire bool) {
+// It returns how many datagrams went each way.
+func (l *lab) roundTrips(t *testing.T, fw *Forwarder, fam int, wire bool) uint64 {
 	const legs, rounds = 4, 40
 	network := [2]string{"udp4", "udp6"}[fam]
 	open := func(ns netns.NsHandle, a netip.Addr) *net.UDPConn {
@@ -531,7 +532,7 @@ func (l *lab) roundTrips(t *testing.T, fw *Forwarder, fam int, wire bool) {
 		t.Errorf("the peer's kernel counted %d UDP checksum errors", n)
 	}
 	if !wire {
-		return
+		return sent
 	}
 	for i, name := range []string{"p0", "c0"} {
 		st := checksumStatus(t, stops[i](int(sent)))
@@ -539,6 +540,7 @@ func (l *lab) roundTrips(t *testing.T, fw *Forwarder, fam int, wire bool) {
 			t.Errorf("tshark on %s: checksum verdicts %v, want %d good (\"1\") and nothing else", name, st, sent)
 		}
 	}
+	return sent
 }
 
 // countingConn echoes datagrams and counts them; packets is read only
@@ -558,5 +560,115 @@ func (c *countingConn) echo(done chan<- struct{}) {
 		}
 		c.packets.Add(1)
 		_, _ = c.conn.WriteToUDPAddrPort(buf[:n], from)
+	}
+}
+
+// TestForwarderFollowsMark is split tunnelling through the fast path: in
+// the relay's namespace the main table blackholes the peer, and only
+// packets carrying the relay's mark (0x42) find it, through a rule to a
+// table that sends it out of a second link [r2] <-> [p2]. An entry with
+// the mark is forwarded that way, both ways, IPv4 and IPv6 (user space
+// resolved the egress with the mark, and bpf_redirect_neigh's own route
+// lookup used skb->mark); an entry without it is refused, as user space
+// would be refused sending there.
+func TestForwarderFollowsMark(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("fastpath: kernel test needs root (netns, veth, CAP_BPF)")
+	}
+	defer goleak.VerifyNone(t)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	lab := newLab(t)
+	via := [2]netip.Addr{netip.MustParseAddr("203.0.113.2"), netip.MustParseAddr("2001:db8:3::2")}
+	mine := [2]netip.Addr{netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("2001:db8:3::1")}
+	lab.in(lab.relay)
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "r2"}, PeerName: "p2", PeerNamespace: netlink.NsFd(lab.peer)}); err != nil {
+		t.Fatalf("adding veth r2/p2: %v", err)
+	}
+	for _, side := range []struct {
+		ns   netns.NsHandle
+		link string
+		a    [2]netip.Addr
+	}{{lab.relay, "r2", mine}, {lab.peer, "p2", via}} {
+		lab.in(side.ns)
+		lk, err := netlink.LinkByName(side.link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range side.a {
+			bits := map[bool]int{true: 24, false: 64}[a.Is4()]
+			ad := &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(bits, a.BitLen())}, Flags: unix.IFA_F_NODAD}
+			if err := netlink.AddrAdd(lk, ad); err != nil {
+				t.Fatalf("adding %s: %v", a, err)
+			}
+		}
+		if err := netlink.LinkSetUp(lk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The peer takes datagrams for its p0 address on p2 too (strict
+	// reverse-path filtering would drop them).
+	lab.in(lab.peer)
+	for _, f := range []string{"all", "default", "p2"} {
+		// /proc/sys/net is the namespace of the thread that opens it.
+		if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+f+"/rp_filter", []byte("0"), 0); err != nil {
+			t.Fatalf("rp_filter: %v", err)
+		}
+	}
+	lab.in(lab.relay)
+	r2 := lab.ifindex("r2")
+	for fam, peer := range lab.peerIP {
+		family := map[bool]int{true: unix.AF_INET, false: unix.AF_INET6}[peer.Is4()]
+		rule := netlink.NewRule()
+		rule.Family, rule.Mark, rule.Table = family, 0x42, 100
+		if err := netlink.RuleAdd(rule); err != nil {
+			t.Fatalf("ip rule fwmark 0x42 lookup 100: %v", err)
+		}
+		host := &net.IPNet{IP: peer.AsSlice(), Mask: net.CIDRMask(peer.BitLen(), peer.BitLen())}
+		if err := netlink.RouteAdd(&netlink.Route{Dst: host, Gw: via[fam].AsSlice(), LinkIndex: r2, Table: 100}); err != nil {
+			t.Fatalf("route to %s via %s in table 100: %v", peer, via[fam], err)
+		}
+		if err := netlink.RouteAdd(&netlink.Route{Dst: host, Type: unix.RTN_BLACKHOLE}); err != nil {
+			t.Fatalf("blackhole %s: %v", peer, err)
+		}
+	}
+	fw, err := New()
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer fw.Close()
+	for _, name := range []string{"lo", "r0", "r1", "r2"} {
+		if err := fw.Attach(lab.ifindex(name)); err != nil {
+			t.Fatalf("Attach %s: %v", name, err)
+		}
+	}
+	p2 := func() uint64 {
+		lab.in(lab.peer)
+		lk, err := netlink.LinkByName("p2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lk.Attrs().Statistics.RxPackets
+	}
+	for fam, famName := range []string{"ipv4", "ipv6"} {
+		t.Run(famName, func(t *testing.T) {
+			outer := lab.t
+			lab.t = t
+			defer func() { lab.t = outer }()
+			before := p2()
+			sent := lab.roundTrips(t, fw, fam, false) // entries carry mark 0x42
+			if got := p2() - before; got < sent {
+				t.Errorf("p2 received %d packets, want at least the %d datagrams to the peer", got, sent)
+			}
+			lab.in(lab.relay)
+			e := Entry{
+				Client: netip.AddrPortFrom(lab.clientIP[fam], 40000), Listener: netip.AddrPortFrom(lab.listenIP[fam], 3478),
+				Relay: netip.AddrPortFrom(lab.relayIP[fam], 50000), Peer: netip.AddrPortFrom(lab.peerIP[fam], 6000),
+				Channel: 0x4000,
+			}
+			if err := fw.Add(e); err == nil {
+				t.Errorf("an entry without the mark toward a peer only the mark routes to was added")
+			}
+		})
 	}
 }
