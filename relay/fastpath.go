@@ -102,16 +102,18 @@ func carries(ifc net.Interface, addrs []netip.Addr) bool {
 // allocation reached over a UDP listener, specific (not wildcard)
 // listener and relay addresses, client, listener, relay address and peer
 // all IPv4 or all IPv6 (the program never changes the IP version, so an
-// RFC 6156 cross-family allocation stays in user space), no bitrate cap
-// (the program does not enforce one), and per channel a permission for its
-// peer that the current policy admits. The caller holds a.mu.
+// RFC 6156 cross-family allocation stays in user space), no per-user
+// bitrate cap (the program enforces bitrate_per_allocation, not the sum
+// over a user's allocations), and per channel a permission for its peer
+// that the current policy admits. The caller holds a.mu.
 func (a *alloc) fastWantLocked(t *chanTable) []fastpath.Entry {
 	s := a.srv
 	r := a.route.Load()
 	if a.ended || a.udp == nil || r == nil || r.transport != "udp" {
 		return nil
 	}
-	if lim := s.limits.Load(); lim.BitratePerAllocation != 0 || lim.BitratePerUser != 0 {
+	lim := s.limits.Load()
+	if lim.BitratePerUser != 0 {
 		return nil
 	}
 	v4 := r.listener.Addr().Unmap().Is4()
@@ -126,7 +128,7 @@ func (a *alloc) fastWantLocked(t *chanTable) []fastpath.Entry {
 		}
 		want = append(want, fastpath.Entry{
 			Client: r.client, Listener: r.listener, Relay: a.relayAddr, Peer: c.peer,
-			Channel: c.num, Mark: s.sock.mark,
+			Channel: c.num, Mark: s.sock.mark, Bitrate: uint64(lim.BitratePerAllocation),
 		})
 	}
 	return want
@@ -152,6 +154,7 @@ func (a *alloc) addFastLocked(fe *fastEntry, c fastpath.Counters) {
 	}
 	add(dirToPeer, c.ToPeerPackets-fe.seen.ToPeerPackets, c.ToPeerBytes-fe.seen.ToPeerBytes)
 	add(dirToClient, c.ToClientPackets-fe.seen.ToClientPackets, c.ToClientBytes-fe.seen.ToClientBytes)
+	st.drops[dropBandwidth].Add(c.ToPeerDropped + c.ToClientDropped - fe.seen.ToPeerDropped - fe.seen.ToClientDropped)
 	fe.seen = c
 }
 

@@ -483,6 +483,84 @@ func TestFastPathRelayIPv6(t *testing.T) {
 	}
 }
 
+// TestFastPathBitrateCap: with bitrate_per_allocation set, channels still
+// enter the kernel and the program holds them to the cap: of a burst of 60
+// 1,000-byte datagrams at 80 kbit/s (16 KiB burst) only the burst and what
+// refills meanwhile reach the peer, the rest is dropped and counted in
+// mediaedge_relay_drops_total{cause="bandwidth"}; received plus dropped is
+// what was sent. A per-user cap, which the program does not enforce, takes
+// the channels back to user space on reload.
+func TestFastPathBitrateCap(t *testing.T) {
+	if !inOwnNetns(t) {
+		return
+	}
+	cfg := baseConfig(t)
+	cfg.FastPath = FastPathOn
+	cfg.Limits.BitratePerAllocation = 80000
+	r := startRelay(t, cfg)
+	if r.fast == nil {
+		t.Fatal("fast_path: on started without the fast path")
+	}
+	peer := newCountingEcho(t)
+	rc, err := udpClient(t, r.udp, testUser, testPass).Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	testutil.WaitFor(t, "the capped channel in the kernel", 10*time.Second, func() bool {
+		roundTrip(t, rc, peer.conn.LocalAddr(), []byte("warm-up"))
+		return r.fastEntries() == 1
+	})
+	before := peer.packets.Load()
+	drops0 := r.metric(t, "mediaedge_relay_drops_total", "cause", "bandwidth")
+	c0, err := r.fast.Counters(r.fastEntryOf(t, peer.conn.LocalAddr().(*net.UDPAddr).AddrPort()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const burst = 60
+	start := time.Now()
+	for range burst {
+		if _, err := rc.WriteTo(make([]byte, 1000), peer.conn.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := time.Since(start)
+	e := r.fastEntryOf(t, peer.conn.LocalAddr().(*net.UDPAddr).AddrPort())
+	var c fastpath.Counters
+	testutil.WaitFor(t, "every datagram forwarded or dropped", 5*time.Second, func() bool {
+		c, err = r.fast.Counters(e)
+		return err == nil && c.ToPeerPackets-c0.ToPeerPackets+c.ToPeerDropped-c0.ToPeerDropped == burst
+	})
+	forwarded, dropped := c.ToPeerPackets-c0.ToPeerPackets, c.ToPeerDropped-c0.ToPeerDropped
+	testutil.WaitFor(t, "the forwarded datagrams at the peer", 5*time.Second, func() bool {
+		return peer.packets.Load()-before >= forwarded
+	})
+	got := peer.packets.Load() - before
+	// 16,384 bytes of burst, the warm-up's few bytes spent, plus 10,000
+	// bytes a second while the burst was being written.
+	most := uint64(16 + 10*took.Seconds() + 1)
+	if got+dropped != burst || got < 15 || got > most || dropped == 0 {
+		t.Fatalf("the peer got %d and the kernel dropped %d of %d datagrams sent in %v; want the sum, 15 to %d through", got, dropped, burst, took, most)
+	}
+	testutil.WaitFor(t, "the kernel's drops in the metrics", 5*time.Second, func() bool {
+		c, _ = r.fast.Counters(e)
+		want := float64(c.ToPeerDropped + c.ToClientDropped - c0.ToPeerDropped - c0.ToClientDropped)
+		return r.metric(t, "mediaedge_relay_drops_total", "cause", "bandwidth")-drops0 == want
+	})
+
+	perUser := cfg
+	perUser.Limits.BitratePerUser = 1000000
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Reload(ctx, perUser); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.fastEntries(); n != 0 {
+		t.Fatalf("%d entries in the kernel with a per-user cap, which only user space enforces", n)
+	}
+	roundTrip(t, rc, peer.conn.LocalAddr(), []byte("user space again"))
+}
+
 // fastCounters sums the kernel's counters over every entry of r.
 func fastCounters(t *testing.T, r *testRelay) Counters4 {
 	t.Helper()

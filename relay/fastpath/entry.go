@@ -7,7 +7,11 @@ import (
 
 // Entry is one forwardable channel: the client reaches the relay at Listener
 // with ChannelData on Channel; the relay sends to Peer from Relay, with Mark
-// as the packets' SO_MARK. Entries are plain values, safe to copy.
+// as the packets' SO_MARK. Bitrate, if not 0, caps each direction of the
+// allocation (every entry with this Relay address shares its two token
+// buckets) in bits per second, as the user-space relay's
+// bitrate_per_allocation does: datagrams over it are dropped and counted.
+// Entries are plain values, safe to copy.
 type Entry struct {
 	Client   netip.AddrPort
 	Listener netip.AddrPort
@@ -15,13 +19,37 @@ type Entry struct {
 	Peer     netip.AddrPort
 	Channel  uint16
 	Mark     uint32
+	Bitrate  uint64
 }
 
 // Counters are what the kernel forwarded for one entry: datagrams and
-// application bytes (ChannelData headers and padding not counted).
+// application bytes (ChannelData headers and padding not counted), and the
+// datagrams it dropped over the bitrate cap.
 type Counters struct {
 	ToPeerPackets, ToPeerBytes     uint64
 	ToClientPackets, ToClientBytes uint64
+	ToPeerDropped, ToClientDropped uint64
+}
+
+// bucketID is the key of the kernel token bucket of the allocation whose
+// relay address is relay, for direction dir (0 toward the peer, 1 toward
+// the client): relay addresses are unique among live allocations, one
+// bind address per family. 0 means no bucket.
+func bucketID(relay netip.AddrPort, dir uint32) uint32 {
+	var v6 uint32
+	if !relay.Addr().Unmap().Is4() {
+		v6 = 1
+	}
+	return 1 + (uint32(relay.Port())<<2 | v6<<1 | dir)
+}
+
+// newBucket is a full kernel bucket for bitrate bits per second, the burst
+// as the user-space relay's: 200 ms of traffic, at least 16 KiB.
+func newBucket(bitrate uint64) turnfwdBucket {
+	rate := max(bitrate/8, 1)
+	burst := max(rate/5, 16<<10)
+	c := burst * 1e9
+	return turnfwdBucket{Rate: rate, Cap: c, FillNs: c/rate + 1, Tokens: c}
 }
 
 // valid reports whether the program can forward e: all four addresses of
@@ -70,7 +98,7 @@ func (e Entry) c2pKey() turnfwdC2pKey {
 }
 
 func (e Entry) c2pVal(oif uint32) turnfwdFwdVal {
-	return turnfwdFwdVal{Oif: oif,
+	return turnfwdFwdVal{Oif: oif, Bucket: e.bucket(0),
 		SrcIp: addr16(e.Relay.Addr()), DstIp: addr16(e.Peer.Addr()),
 		SrcPort: be16(e.Relay.Port()), DstPort: be16(e.Peer.Port()),
 		Mark: e.Mark,
@@ -85,9 +113,17 @@ func (e Entry) p2cKey() turnfwdP2cKey {
 }
 
 func (e Entry) p2cVal(oif uint32) turnfwdFwdVal {
-	return turnfwdFwdVal{Oif: oif,
+	return turnfwdFwdVal{Oif: oif, Bucket: e.bucket(1),
 		SrcIp: addr16(e.Listener.Addr()), DstIp: addr16(e.Client.Addr()),
 		SrcPort: be16(e.Listener.Port()), DstPort: be16(e.Client.Port()),
 		Channel: e.Channel, Mark: e.Mark,
 	}
+}
+
+// bucket is the kernel bucket of e's direction dir, 0 without a cap.
+func (e Entry) bucket(dir uint32) uint32 {
+	if e.Bitrate == 0 {
+		return 0
+	}
+	return bucketID(e.Relay, dir)
 }

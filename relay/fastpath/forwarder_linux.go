@@ -38,6 +38,15 @@ type Forwarder struct {
 	mu     sync.Mutex           // guards the following
 	detach map[int]func() error // by ifindex
 	closed bool
+	// caps counts the entries sharing each capped allocation's buckets
+	// (by relay address) and the bitrate they were made for.
+	caps map[netip.AddrPort]capUse
+}
+
+// capUse is one allocation's pair of kernel buckets.
+type capUse struct {
+	entries int
+	bitrate uint64
 }
 
 // New loads the program and its maps into the kernel; it attaches nothing.
@@ -58,7 +67,7 @@ func New() (*Forwarder, error) {
 		_ = objs.Close()
 		return nil, fmt.Errorf("fastpath: opening netlink: %w", err)
 	}
-	f := &Forwarder{objs: objs, attachTCX: link.AttachTCX, nl: nl, detach: make(map[int]func() error)}
+	f := &Forwarder{objs: objs, attachTCX: link.AttachTCX, nl: nl, detach: make(map[int]func() error), caps: make(map[netip.AddrPort]capUse)}
 	f.egress = func(dst, src netip.Addr, mark uint32) (uint32, error) { return routeEgress(nl, dst, src, mark) }
 	return f, nil
 }
@@ -145,16 +154,65 @@ func (f *Forwarder) Add(e Entry) error {
 	if err != nil {
 		return err
 	}
+	if err := f.holdCap(e); err != nil {
+		return err
+	}
 	// The peer->client half goes in first, so that a reply never finds the
 	// client->peer half without its return path.
 	if err := f.objs.P2c.Update(e.p2cKey(), e.p2cVal(toClient), ebpf.UpdateAny); err != nil {
+		f.releaseCap(e)
 		return fmt.Errorf("fastpath: adding peer entry: %w", err)
 	}
 	if err := f.objs.C2p.Update(e.c2pKey(), e.c2pVal(toPeer), ebpf.UpdateAny); err != nil {
 		_ = f.objs.P2c.Delete(e.p2cKey())
+		f.releaseCap(e)
 		return fmt.Errorf("fastpath: adding client entry: %w", err)
 	}
 	return nil
+}
+
+// holdCap makes sure e's allocation has its two buckets for e.Bitrate and
+// counts e among their users. A new bitrate replaces the buckets with full
+// ones, as the user-space relay does on a reload that changes the cap.
+// Adding an entry twice counts it twice; the relay never does.
+func (f *Forwarder) holdCap(e Entry) error {
+	if e.Bitrate == 0 {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	u := f.caps[e.Relay]
+	if u.entries == 0 || u.bitrate != e.Bitrate {
+		b := newBucket(e.Bitrate)
+		for dir := range uint32(2) {
+			if err := f.objs.Buckets.Update(bucketID(e.Relay, dir), &b, ebpf.UpdateAny); err != nil {
+				return fmt.Errorf("fastpath: adding bucket: %w", err)
+			}
+		}
+		u.bitrate = e.Bitrate
+	}
+	u.entries++
+	f.caps[e.Relay] = u
+	return nil
+}
+
+// releaseCap undoes holdCap; the last entry of an allocation frees its
+// buckets.
+func (f *Forwarder) releaseCap(e Entry) {
+	if e.Bitrate == 0 {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	u := f.caps[e.Relay]
+	if u.entries--; u.entries > 0 {
+		f.caps[e.Relay] = u
+		return
+	}
+	delete(f.caps, e.Relay)
+	for dir := range uint32(2) {
+		_ = f.objs.Buckets.Delete(bucketID(e.Relay, dir))
+	}
 }
 
 // Remove stops forwarding e in the kernel (later packets reach user space)
@@ -168,17 +226,22 @@ func (f *Forwarder) Remove(e Entry) (Counters, error) {
 	}
 	var v turnfwdFwdVal
 	// The client->peer half goes first, the reverse of Add.
+	held := false
 	switch err := f.objs.C2p.LookupAndDelete(e.c2pKey(), &v); {
 	case err == nil:
-		c.ToPeerPackets, c.ToPeerBytes = v.Packets, v.Bytes
+		c.ToPeerPackets, c.ToPeerBytes, c.ToPeerDropped = v.Packets, v.Bytes, v.Dropped
+		held = true
 	case !errors.Is(err, ebpf.ErrKeyNotExist):
 		return c, fmt.Errorf("fastpath: removing client entry: %w", err)
 	}
 	switch err := f.objs.P2c.LookupAndDelete(e.p2cKey(), &v); {
 	case err == nil:
-		c.ToClientPackets, c.ToClientBytes = v.Packets, v.Bytes
+		c.ToClientPackets, c.ToClientBytes, c.ToClientDropped = v.Packets, v.Bytes, v.Dropped
 	case !errors.Is(err, ebpf.ErrKeyNotExist):
 		return c, fmt.Errorf("fastpath: removing peer entry: %w", err)
+	}
+	if held {
+		f.releaseCap(e)
 	}
 	return c, nil
 }
@@ -193,11 +256,11 @@ func (f *Forwarder) Counters(e Entry) (Counters, error) {
 	if err := f.objs.C2p.Lookup(e.c2pKey(), &v); err != nil {
 		return c, fmt.Errorf("fastpath: reading client entry: %w", err)
 	}
-	c.ToPeerPackets, c.ToPeerBytes = v.Packets, v.Bytes
+	c.ToPeerPackets, c.ToPeerBytes, c.ToPeerDropped = v.Packets, v.Bytes, v.Dropped
 	if err := f.objs.P2c.Lookup(e.p2cKey(), &v); err != nil {
 		return c, fmt.Errorf("fastpath: reading peer entry: %w", err)
 	}
-	c.ToClientPackets, c.ToClientBytes = v.Packets, v.Bytes
+	c.ToClientPackets, c.ToClientBytes, c.ToClientDropped = v.Packets, v.Bytes, v.Dropped
 	return c, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 )
@@ -309,5 +310,96 @@ func TestProgramRewrites(t *testing.T) {
 		if err != nil || c != sent[fam] {
 			t.Errorf("%v counters %+v, %v; want %+v", e.Client.Addr(), c, err, sent[fam])
 		}
+	}
+}
+
+// TestProgramEnforcesCap runs capped entries through BPF_PROG_TEST_RUN:
+// at 8 kbit/s (1,000 bytes a second, a 16 KiB burst) sixteen 1,000-byte
+// datagrams pass toward the peer and the seventeenth is dropped and
+// counted; a second channel of the same allocation shares the emptied
+// bucket; the other direction has its own; a second later one more
+// datagram's worth has come back; and the buckets go with the last entry.
+func TestProgramEnforcesCap(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("fastpath: running the BPF program needs root (CAP_BPF)")
+	}
+	fw := loadForTestRun(t)
+	for _, e := range []Entry{fuzzEntry, fuzzEntry6} {
+		t.Run(e.Client.Addr().String(), func(t *testing.T) {
+			a := e
+			a.Bitrate = 8000
+			b := a
+			b.Peer = netip.AddrPortFrom(a.Peer.Addr(), a.Peer.Port()+1)
+			b.Channel = a.Channel - 1
+			for _, x := range []Entry{a, b} {
+				if err := fw.Add(x); err != nil {
+					t.Fatal(err)
+				}
+			}
+			payload := make([]byte, 1000)
+			run := func(frame []byte) bool { // forwarded?
+				t.Helper()
+				opts := ebpf.RunOptions{Data: frame, DataOut: make([]byte, len(frame)+64)}
+				ret, err := fw.objs.TurnfwdIngress.Run(&opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ret != 2 && string(opts.DataOut) == string(frame) {
+					t.Fatalf("verdict %d and the frame unchanged: the entry was not found", ret)
+				}
+				return ret != 2
+			}
+			toPeer := func(x Entry) bool {
+				return run(udpFrame(x.Client, x.Listener, channelData(x.Channel, payload), true))
+			}
+			for i := range 16 {
+				if !toPeer(a) {
+					t.Fatalf("datagram %d of 16 within the burst was dropped", i+1)
+				}
+			}
+			if toPeer(a) {
+				t.Fatal("the 17th datagram passed: 17,000 bytes through a 16 KiB burst")
+			}
+			if toPeer(b) {
+				t.Fatal("the allocation's second channel did not share the emptied bucket")
+			}
+			if !run(udpFrame(a.Peer, a.Relay, payload, true)) {
+				t.Fatal("toward the client the first datagram was dropped: the directions share a bucket")
+			}
+			time.Sleep(1100 * time.Millisecond)
+			if !toPeer(a) {
+				t.Fatal("a second later, 1,000 bytes at 1,000 bytes a second did not pass")
+			}
+			if toPeer(a) {
+				t.Fatal("a second later, 2,000 bytes passed at 1,000 bytes a second")
+			}
+			ca, _ := fw.Counters(a)
+			cb, _ := fw.Counters(b)
+			if ca.ToPeerPackets != 17 || ca.ToPeerDropped != 2 || ca.ToClientPackets != 1 || cb.ToPeerDropped != 1 {
+				t.Errorf("counters %+v and %+v, want 17 forwarded and 2 dropped to the peer, 1 to the client; 1 dropped on the second channel", ca, cb)
+			}
+			buckets := func() int {
+				n := 0
+				var k uint32
+				var v turnfwdBucket
+				it := fw.objs.Buckets.Iterate()
+				for it.Next(&k, &v) {
+					n++
+				}
+				return n
+			}
+			if _, err := fw.Remove(a); err != nil {
+				t.Fatal(err)
+			}
+			if n := buckets(); n != 2 {
+				t.Errorf("%d buckets while a capped entry remains, want 2", n)
+			}
+			if _, err := fw.Remove(b); err != nil {
+				t.Fatal(err)
+			}
+			if n := buckets(); n != 0 {
+				t.Errorf("%d buckets after the last capped entry went, want 0", n)
+			}
+		})
 	}
 }

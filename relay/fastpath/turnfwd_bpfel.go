@@ -13,6 +13,20 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type turnfwdBucket struct {
+	_    structs.HostLayout
+	Lock struct {
+		_   structs.HostLayout
+		Val uint32
+	}
+	Pad    uint32
+	Rate   uint64
+	Cap    uint64
+	FillNs uint64
+	Tokens uint64
+	Last   uint64
+}
+
 type turnfwdC2pKey struct {
 	_          structs.HostLayout
 	ClientIp   [16]uint8
@@ -33,8 +47,11 @@ type turnfwdFwdVal struct {
 	Pad     uint16
 	Mark    uint32
 	Oif     uint32
+	Bucket  uint32
+	Pad3    uint32
 	Packets uint64
 	Bytes   uint64
+	Dropped uint64
 }
 
 type turnfwdP2cKey struct {
@@ -49,6 +66,7 @@ type turnfwdP2cKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	turnfwdMapBuckets         = "buckets"
 	turnfwdMapC2p             = "c2p"
 	turnfwdMapP2c             = "p2c"
 	turnfwdMapScratch         = "scratch"
@@ -104,6 +122,7 @@ type turnfwdProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type turnfwdMapSpecs struct {
+	Buckets *ebpf.MapSpec `ebpf:"buckets"`
 	C2p     *ebpf.MapSpec `ebpf:"c2p"`
 	P2c     *ebpf.MapSpec `ebpf:"p2c"`
 	Scratch *ebpf.MapSpec `ebpf:"scratch"`
@@ -135,6 +154,7 @@ func (o *turnfwdObjects) Close() error {
 //
 // It can be passed to loadTurnfwdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type turnfwdMaps struct {
+	Buckets *ebpf.Map `ebpf:"buckets"`
 	C2p     *ebpf.Map `ebpf:"c2p"`
 	P2c     *ebpf.Map `ebpf:"p2c"`
 	Scratch *ebpf.Map `ebpf:"scratch"`
@@ -142,6 +162,7 @@ type turnfwdMaps struct {
 
 func (m *turnfwdMaps) Close() error {
 	return _TurnfwdClose(
+		m.Buckets,
 		m.C2p,
 		m.P2c,
 		m.Scratch,

@@ -516,7 +516,7 @@ func (l *lab) roundTrips(t *testing.T, fw *Forwarder, fam int, wire bool) uint64
 		got.ToClientBytes += c.ToClientBytes
 		peerGot += peers[i].packets.Load()
 	}
-	if got != (Counters{sent, sentBytes, sent, sentBytes}) || peerGot != sent {
+	if got != (Counters{ToPeerPackets: sent, ToPeerBytes: sentBytes, ToClientPackets: sent, ToClientBytes: sentBytes}) || peerGot != sent {
 		t.Errorf("kernel counters %+v, peers got %d; want %d datagrams and %d bytes each way", got, peerGot, sent, sentBytes)
 	}
 	_ = listener.SetReadDeadline(time.Now().Add(20 * time.Millisecond))

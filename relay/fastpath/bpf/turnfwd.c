@@ -75,8 +75,11 @@ struct fwd_val {
 	/* The interface to send on, resolved by user space with the mark
 	 * (policy routing): LOOPBACK_IFINDEX for a local destination. */
 	__u32 oif;
+	__u32 bucket; /* key in buckets of this direction's cap; 0: none */
+	__u32 pad3;
 	__u64 packets; /* forwarded datagrams, updated atomically */
 	__u64 bytes;   /* forwarded application bytes (no headers) */
+	__u64 dropped; /* datagrams dropped over the cap, updated atomically */
 };
 
 struct {
@@ -92,6 +95,58 @@ struct {
 	__type(key, struct p2c_key);
 	__type(value, struct fwd_val);
 } p2c SEC(".maps");
+
+/* bucket is a token bucket in nanobytes (bytes x 1e9), so that a refill
+ * is one multiplication: tokens += elapsed ns x bytes per second. User
+ * space creates it full with last 0; the entries of one allocation's
+ * direction share it, as the user-space relay's bucket. */
+struct bucket {
+	struct bpf_spin_lock lock;
+	__u32 pad;
+	__u64 rate;    /* bytes per second */
+	__u64 cap;     /* the burst, in nanobytes */
+	__u64 fill_ns; /* time from empty to full: cap / rate */
+	__u64 tokens;  /* nanobytes */
+	__u64 last;    /* bpf_ktime_get_ns of the last refill */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 131072);
+	__type(key, __u32);
+	__type(value, struct bucket);
+} buckets SEC(".maps");
+
+/* within_cap takes n bytes from v's bucket, if it has one: 1 if they fit
+ * (or there is no cap), 0 if the datagram is over the cap. */
+static __always_inline int within_cap(struct fwd_val *v, __u32 n)
+{
+	__u32 id = v->bucket;
+	struct bucket *b;
+	__u64 now, dt, t, need = (__u64)n * 1000000000ULL;
+	int ok;
+
+	if (!id)
+		return 1;
+	b = bpf_map_lookup_elem(&buckets, &id);
+	if (!b)
+		return 0; /* user space adds the bucket before the entry */
+	now = bpf_ktime_get_ns();
+	bpf_spin_lock(&b->lock);
+	dt = now - b->last;
+	if (dt >= b->fill_ns) {
+		b->tokens = b->cap;
+	} else {
+		t = b->tokens + dt * b->rate;
+		b->tokens = t < b->cap ? t : b->cap;
+	}
+	b->last = now;
+	ok = b->tokens >= need;
+	if (ok)
+		b->tokens -= need;
+	bpf_spin_unlock(&b->lock);
+	return ok;
+}
 
 /* scratch is move()'s buffer: the 512-byte BPF stack cannot hold a useful
  * chunk. TC runs in softirq context, so nothing else on this CPU uses the
@@ -266,6 +321,12 @@ static __always_inline int client_to_peer(struct __sk_buff *skb, struct pkt *p,
 	v = bpf_map_lookup_elem(&c2p, &k);
 	if (!v)
 		return NOT_MINE;
+	/* Over the allocation's cap: dropped and counted, as user space
+	 * does. */
+	if (!within_cap(v, dlen)) {
+		__sync_fetch_and_add(&v->dropped, 1);
+		return TC_ACT_SHOT;
+	}
 	__u32 new_ulen = dlen + 8;
 
 	if (extra) {
@@ -336,6 +397,10 @@ static __always_inline int peer_to_client(struct __sk_buff *skb, struct pkt *p,
 	 * stack's to drop. */
 	if (p->v6 && u->check == 0)
 		return TC_ACT_OK;
+	if (!within_cap(v, dlen)) {
+		__sync_fetch_and_add(&v->dropped, 1);
+		return TC_ACT_SHOT;
+	}
 	__u32 new_ulen = p->ulen + 4;
 	cd_hdr = bpf_htonl(((__u32)v->channel << 16) | dlen);
 
