@@ -167,20 +167,21 @@ struct pkt {
 	__u32 v6;
 };
 
-/* hands the rewritten packet on. To another host: out of the interface
- * user space resolved, by bpf_redirect_neigh, whose own route lookup uses
- * skb->mark and fills in the neighbour. bpf_fib_lookup is not used: it
+/* hands the rewritten packet on, out of the interface user space resolved,
+ * by bpf_redirect_neigh: its own route lookup uses skb->mark, attaches
+ * the route and fills in the neighbour. bpf_fib_lookup is not used: it
  * answers BPF_FIB_LKUP_RET_FWD_DISABLED on hosts that do not forward,
- * which a relay need not. To a local destination: back to the stack when
- * the packet came in on loopback; otherwise through loopback's egress, since
- * on any other interface a packet from a local address is a martian. */
+ * which a relay need not. A local destination goes out through loopback
+ * the same way: the attached local route delivers it (plain bpf_redirect
+ * would leave the skb without one, and IPv4 input then drops a packet from
+ * a local address as a martian, see fib_validate_source). Only a packet
+ * that came in on loopback and stays local simply goes back to the stack,
+ * which still holds the local route it came with. */
 static __always_inline int hand_on(struct __sk_buff *skb, struct fwd_val *v)
 {
-	if (v->oif != LOOPBACK_IFINDEX)
-		return bpf_redirect_neigh(v->oif, NULL, 0, 0);
-	if (skb->ingress_ifindex == LOOPBACK_IFINDEX)
+	if (v->oif == LOOPBACK_IFINDEX && skb->ingress_ifindex == LOOPBACK_IFINDEX)
 		return TC_ACT_OK;
-	return bpf_redirect(LOOPBACK_IFINDEX, 0);
+	return bpf_redirect_neigh(v->oif, NULL, 0, 0);
 }
 
 /* move copies len bytes at from to to (4 bytes apart, either way) through
