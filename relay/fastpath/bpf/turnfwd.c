@@ -63,6 +63,11 @@ struct p2c_key {
 	__u16 relay_port;
 };
 
+/* The maps are filled by user space only, so their elements are
+ * allocated on update (BPF_F_NO_PREALLOC) rather than all at load: a
+ * preallocated set would hold about 40 MB whether or not any channel is
+ * in the kernel. */
+
 /* fwd_val describes the datagram the program sends: from src to dst. */
 struct fwd_val {
 	__u8 src_ip[16];
@@ -84,6 +89,7 @@ struct fwd_val {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 65536);
 	__type(key, struct c2p_key);
 	__type(value, struct fwd_val);
@@ -91,6 +97,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 65536);
 	__type(key, struct p2c_key);
 	__type(value, struct fwd_val);
@@ -112,6 +119,7 @@ struct bucket {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 131072);
 	__type(key, __u32);
 	__type(value, struct bucket);
