@@ -97,8 +97,8 @@ func (e Entry) c2pKey() turnfwdC2pKey {
 	}
 }
 
-func (e Entry) c2pVal(oif uint32) turnfwdFwdVal {
-	return turnfwdFwdVal{Oif: oif, Bucket: e.bucket(0),
+func (e Entry) c2pVal(slot uint32) turnfwdFwdVal {
+	return turnfwdFwdVal{Slot: slot, Bucket: e.bucket(0),
 		SrcIp: addr16(e.Relay.Addr()), DstIp: addr16(e.Peer.Addr()),
 		SrcPort: be16(e.Relay.Port()), DstPort: be16(e.Peer.Port()),
 		Mark: e.Mark,
@@ -112,8 +112,8 @@ func (e Entry) p2cKey() turnfwdP2cKey {
 	}
 }
 
-func (e Entry) p2cVal(oif uint32) turnfwdFwdVal {
-	return turnfwdFwdVal{Oif: oif, Bucket: e.bucket(1),
+func (e Entry) p2cVal(slot uint32) turnfwdFwdVal {
+	return turnfwdFwdVal{Slot: slot, Bucket: e.bucket(1),
 		SrcIp: addr16(e.Listener.Addr()), DstIp: addr16(e.Client.Addr()),
 		SrcPort: be16(e.Listener.Port()), DstPort: be16(e.Client.Port()),
 		Channel: e.Channel, Mark: e.Mark,

@@ -41,6 +41,15 @@ type Forwarder struct {
 	// caps counts the entries sharing each capped allocation's buckets
 	// (by relay address) and the bitrate they were made for.
 	caps map[netip.AddrPort]capUse
+	// routes are the egress slots in use, freeSlots those released and
+	// nextSlot the first never used.
+	routes    map[egressKey]*egressSlot
+	freeSlots []uint32
+	nextSlot  uint32
+
+	// done stops watchRoutes, which closes exited when it has. Set in
+	// New, never changed.
+	done, exited chan struct{}
 }
 
 // capUse is one allocation's pair of kernel buckets.
@@ -67,8 +76,20 @@ func New() (*Forwarder, error) {
 		_ = objs.Close()
 		return nil, fmt.Errorf("fastpath: opening netlink: %w", err)
 	}
-	f := &Forwarder{objs: objs, attachTCX: link.AttachTCX, nl: nl, detach: make(map[int]func() error), caps: make(map[netip.AddrPort]capUse)}
+	sub, err := subscribeRoutes()
+	if err != nil {
+		nl.Close()
+		_ = objs.Close()
+		return nil, err
+	}
+	f := &Forwarder{
+		objs: objs, attachTCX: link.AttachTCX, nl: nl,
+		detach: make(map[int]func() error), caps: make(map[netip.AddrPort]capUse),
+		routes: make(map[egressKey]*egressSlot),
+		done:   make(chan struct{}), exited: make(chan struct{}),
+	}
 	f.egress = func(dst, src netip.Addr, mark uint32) (uint32, error) { return routeEgress(nl, dst, src, mark) }
+	go f.watchRoutes(sub, f.done, f.exited)
 	return f, nil
 }
 
@@ -154,33 +175,53 @@ func (f *Forwarder) Add(e Entry) error {
 	if err != nil {
 		return err
 	}
-	if err := f.holdCap(e); err != nil {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return errClosed
+	}
+	peerSlot, err := f.holdEgressLocked(e.toPeer(), toPeer)
+	if err != nil {
+		return err
+	}
+	clientSlot, err := f.holdEgressLocked(e.toClient(), toClient)
+	if err != nil {
+		f.releaseEgressLocked(e.toPeer())
+		return err
+	}
+	undo := func() {
+		f.releaseEgressLocked(e.toPeer())
+		f.releaseEgressLocked(e.toClient())
+	}
+	if err := f.holdCapLocked(e); err != nil {
+		undo()
 		return err
 	}
 	// The peer->client half goes in first, so that a reply never finds the
 	// client->peer half without its return path.
-	if err := f.objs.P2c.Update(e.p2cKey(), e.p2cVal(toClient), ebpf.UpdateAny); err != nil {
-		f.releaseCap(e)
+	if err := f.objs.P2c.Update(e.p2cKey(), e.p2cVal(clientSlot), ebpf.UpdateAny); err != nil {
+		f.releaseCapLocked(e)
+		undo()
 		return fmt.Errorf("fastpath: adding peer entry: %w", err)
 	}
-	if err := f.objs.C2p.Update(e.c2pKey(), e.c2pVal(toPeer), ebpf.UpdateAny); err != nil {
+	if err := f.objs.C2p.Update(e.c2pKey(), e.c2pVal(peerSlot), ebpf.UpdateAny); err != nil {
 		_ = f.objs.P2c.Delete(e.p2cKey())
-		f.releaseCap(e)
+		f.releaseCapLocked(e)
+		undo()
 		return fmt.Errorf("fastpath: adding client entry: %w", err)
 	}
 	return nil
 }
 
-// holdCap makes sure e's allocation has its two buckets for e.Bitrate and
+// holdCapLocked makes sure e's allocation has its two buckets for e.Bitrate and
 // counts e among their users. A new bitrate replaces the buckets with full
 // ones, as the user-space relay does on a reload that changes the cap.
-// Adding an entry twice counts it twice; the relay never does.
-func (f *Forwarder) holdCap(e Entry) error {
+// Adding an entry twice counts it twice; the relay never does. The caller
+// holds f.mu.
+func (f *Forwarder) holdCapLocked(e Entry) error {
 	if e.Bitrate == 0 {
 		return nil
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	u := f.caps[e.Relay]
 	if u.entries == 0 || u.bitrate != e.Bitrate {
 		b := newBucket(e.Bitrate)
@@ -196,14 +237,12 @@ func (f *Forwarder) holdCap(e Entry) error {
 	return nil
 }
 
-// releaseCap undoes holdCap; the last entry of an allocation frees its
-// buckets.
-func (f *Forwarder) releaseCap(e Entry) {
+// releaseCapLocked undoes holdCapLocked; the last entry of an allocation
+// frees its buckets. The caller holds f.mu.
+func (f *Forwarder) releaseCapLocked(e Entry) {
 	if e.Bitrate == 0 {
 		return
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	u := f.caps[e.Relay]
 	if u.entries--; u.entries > 0 {
 		f.caps[e.Relay] = u
@@ -241,7 +280,11 @@ func (f *Forwarder) Remove(e Entry) (Counters, error) {
 		return c, fmt.Errorf("fastpath: removing peer entry: %w", err)
 	}
 	if held {
-		f.releaseCap(e)
+		f.mu.Lock()
+		f.releaseCapLocked(e)
+		f.releaseEgressLocked(e.toPeer())
+		f.releaseEgressLocked(e.toClient())
+		f.mu.Unlock()
 	}
 	return c, nil
 }
@@ -294,11 +337,17 @@ func (f *Forwarder) Peers() ([]netip.AddrPort, error) {
 // Close detaches the program from every interface and frees it and its maps.
 func (f *Forwarder) Close() error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.closed {
+		f.mu.Unlock()
 		return nil
 	}
 	f.closed = true
+	f.mu.Unlock()
+	// The route watcher takes f.mu to reroute: stop it first.
+	close(f.done)
+	<-f.exited
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	var errs []error
 	for ifindex, d := range f.detach {
 		if err := d(); err != nil {

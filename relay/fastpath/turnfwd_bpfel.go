@@ -46,7 +46,7 @@ type turnfwdFwdVal struct {
 	Channel uint16
 	Pad     uint16
 	Mark    uint32
-	Oif     uint32
+	Slot    uint32
 	Bucket  uint32
 	Pad3    uint32
 	Packets uint64
@@ -68,6 +68,7 @@ type turnfwdP2cKey struct {
 const (
 	turnfwdMapBuckets         = "buckets"
 	turnfwdMapC2p             = "c2p"
+	turnfwdMapEgress          = "egress"
 	turnfwdMapP2c             = "p2c"
 	turnfwdMapScratch         = "scratch"
 	turnfwdProgTurnfwdIngress = "turnfwd_ingress"
@@ -124,6 +125,7 @@ type turnfwdProgramSpecs struct {
 type turnfwdMapSpecs struct {
 	Buckets *ebpf.MapSpec `ebpf:"buckets"`
 	C2p     *ebpf.MapSpec `ebpf:"c2p"`
+	Egress  *ebpf.MapSpec `ebpf:"egress"`
 	P2c     *ebpf.MapSpec `ebpf:"p2c"`
 	Scratch *ebpf.MapSpec `ebpf:"scratch"`
 }
@@ -156,6 +158,7 @@ func (o *turnfwdObjects) Close() error {
 type turnfwdMaps struct {
 	Buckets *ebpf.Map `ebpf:"buckets"`
 	C2p     *ebpf.Map `ebpf:"c2p"`
+	Egress  *ebpf.Map `ebpf:"egress"`
 	P2c     *ebpf.Map `ebpf:"p2c"`
 	Scratch *ebpf.Map `ebpf:"scratch"`
 }
@@ -164,6 +167,7 @@ func (m *turnfwdMaps) Close() error {
 	return _TurnfwdClose(
 		m.Buckets,
 		m.C2p,
+		m.Egress,
 		m.P2c,
 		m.Scratch,
 	)

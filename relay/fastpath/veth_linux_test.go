@@ -578,34 +578,25 @@ func (c *countingConn) echo(done chan<- struct{}) {
 	}
 }
 
-// TestForwarderFollowsMark is split tunnelling through the fast path: in
-// the relay's namespace the main table blackholes the peer, and only
-// packets carrying the relay's mark (0x42) find it, through a rule to a
-// table that sends it out of a second link [r2] <-> [p2]. An entry with
-// the mark is forwarded that way, both ways, IPv4 and IPv6 (user space
-// resolved the egress with the mark, and bpf_redirect_neigh's own route
-// lookup used skb->mark); an entry without it is refused, as user space
-// would be refused sending there.
-func TestForwarderFollowsMark(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("fastpath: kernel test needs root (netns, veth, CAP_BPF)")
-	}
-	defer goleak.VerifyNone(t)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	lab := newLab(t)
+// addSecondLink joins the relay and the peer by a second veth pair,
+// [r2] <-> [p2], on which the peer also accepts datagrams for its p0
+// address, and returns p2's addresses (IPv4, IPv6): routes through
+// them reach the peer the other way.
+func (l *lab) addSecondLink() [2]netip.Addr {
+	t := l.t
+	t.Helper()
 	via := [2]netip.Addr{netip.MustParseAddr("203.0.113.2"), netip.MustParseAddr("2001:db8:3::2")}
 	mine := [2]netip.Addr{netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("2001:db8:3::1")}
-	lab.in(lab.relay)
-	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "r2"}, PeerName: "p2", PeerNamespace: netlink.NsFd(lab.peer)}); err != nil {
+	l.in(l.relay)
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "r2"}, PeerName: "p2", PeerNamespace: netlink.NsFd(l.peer)}); err != nil {
 		t.Fatalf("adding veth r2/p2: %v", err)
 	}
 	for _, side := range []struct {
 		ns   netns.NsHandle
 		link string
 		a    [2]netip.Addr
-	}{{lab.relay, "r2", mine}, {lab.peer, "p2", via}} {
-		lab.in(side.ns)
+	}{{l.relay, "r2", mine}, {l.peer, "p2", via}} {
+		l.in(side.ns)
 		lk, err := netlink.LinkByName(side.link)
 		if err != nil {
 			t.Fatal(err)
@@ -623,13 +614,43 @@ func TestForwarderFollowsMark(t *testing.T) {
 	}
 	// The peer takes datagrams for its p0 address on p2 too (strict
 	// reverse-path filtering would drop them).
-	lab.in(lab.peer)
+	l.in(l.peer)
 	for _, f := range []string{"all", "default", "p2"} {
 		// /proc/sys/net is the namespace of the thread that opens it.
 		if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+f+"/rp_filter", []byte("0"), 0); err != nil {
 			t.Fatalf("rp_filter: %v", err)
 		}
 	}
+	return via
+}
+
+// p2Packets reads p2's received packets; only after the flow went quiet.
+func (l *lab) p2Packets() uint64 {
+	l.in(l.peer)
+	lk, err := netlink.LinkByName("p2")
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return lk.Attrs().Statistics.RxPackets
+}
+
+// TestForwarderFollowsMark is split tunnelling through the fast path: in
+// the relay's namespace the main table blackholes the peer, and only
+// packets carrying the relay's mark (0x42) find it, through a rule to a
+// table that sends it out of a second link [r2] <-> [p2]. An entry with
+// the mark is forwarded that way, both ways, IPv4 and IPv6 (user space
+// resolved the egress with the mark, and bpf_redirect_neigh's own route
+// lookup used skb->mark); an entry without it is refused, as user space
+// would be refused sending there.
+func TestForwarderFollowsMark(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("fastpath: kernel test needs root (netns, veth, CAP_BPF)")
+	}
+	defer goleak.VerifyNone(t)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	lab := newLab(t)
+	via := lab.addSecondLink()
 	lab.in(lab.relay)
 	r2 := lab.ifindex("r2")
 	for fam, peer := range lab.peerIP {
@@ -657,22 +678,14 @@ func TestForwarderFollowsMark(t *testing.T) {
 			t.Fatalf("Attach %s: %v", name, err)
 		}
 	}
-	p2 := func() uint64 {
-		lab.in(lab.peer)
-		lk, err := netlink.LinkByName("p2")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return lk.Attrs().Statistics.RxPackets
-	}
 	for fam, famName := range []string{"ipv4", "ipv6"} {
 		t.Run(famName, func(t *testing.T) {
 			outer := lab.t
 			lab.t = t
 			defer func() { lab.t = outer }()
-			before := p2()
+			before := lab.p2Packets()
 			sent := lab.roundTrips(t, fw, fam, false) // entries carry mark 0x42
-			if got := p2() - before; got < sent {
+			if got := lab.p2Packets() - before; got < sent {
 				t.Errorf("p2 received %d packets, want at least the %d datagrams to the peer", got, sent)
 			}
 			lab.in(lab.relay)
@@ -684,6 +697,135 @@ func TestForwarderFollowsMark(t *testing.T) {
 			if err := fw.Add(e); err == nil {
 				t.Errorf("an entry without the mark toward a peer only the mark routes to was added")
 			}
+		})
+	}
+}
+
+// TestForwarderFollowsRouteChanges changes the relay's route to the peer
+// while a channel is in the kernel, and the forwarder follows by itself
+// (it watches routing messages): a host route through the second link
+// moves the datagrams there; a blackhole sends them to user space (the
+// relay's listener gets the ChannelData, the peer nothing); removing it
+// brings the first link back.
+func TestForwarderFollowsRouteChanges(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("fastpath: kernel test needs root (netns, veth, CAP_BPF)")
+	}
+	defer goleak.VerifyNone(t)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	lab := newLab(t)
+	via := lab.addSecondLink()
+	lab.in(lab.relay)
+	fw, err := New()
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer fw.Close()
+	for _, name := range []string{"lo", "r0", "r1", "r2"} {
+		if err := fw.Attach(lab.ifindex(name)); err != nil {
+			t.Fatalf("Attach %s: %v", name, err)
+		}
+	}
+	r1, r2 := uint32(lab.ifindex("r1")), uint32(lab.ifindex("r2"))
+	for fam, famName := range []string{"ipv4", "ipv6"} {
+		t.Run(famName, func(t *testing.T) {
+			outer := lab.t
+			lab.t = t
+			defer func() { lab.t = outer }()
+			open := func(ns netns.NsHandle, a netip.Addr) *net.UDPConn {
+				lab.in(ns)
+				c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, 0)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c
+			}
+			client, listener := open(lab.client, lab.clientIP[fam]), open(lab.relay, lab.listenIP[fam])
+			relay := open(lab.relay, lab.relayIP[fam])
+			peer := &countingConn{conn: open(lab.peer, lab.peerIP[fam])}
+			done := make(chan struct{})
+			go peer.echo(done)
+			defer func() {
+				for _, c := range []*net.UDPConn{client, listener, relay, peer.conn} {
+					c.Close()
+				}
+				<-done
+			}()
+			e := Entry{Client: addrPort(client), Listener: addrPort(listener), Relay: addrPort(relay), Peer: addrPort(peer.conn), Channel: 0x5000}
+			lab.in(lab.relay)
+			if err := fw.Add(e); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _, _ = fw.Remove(e) }()
+			buf := make([]byte, 2048)
+			roundTrip := func(what string) {
+				t.Helper()
+				msg := channelData(e.Channel, []byte(what))
+				if _, err := client.WriteToUDPAddrPort(msg, e.Listener); err != nil {
+					t.Fatal(err)
+				}
+				_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+				n, _, err := client.ReadFromUDPAddrPort(buf)
+				if err != nil || string(buf[4:n]) != what {
+					t.Fatalf("%s: got %q, %v", what, buf[:n], err)
+				}
+			}
+			oif := func() uint32 {
+				fw.mu.Lock()
+				defer fw.mu.Unlock()
+				return fw.routes[e.toPeer()].oif
+			}
+			waitOif := func(want uint32) {
+				t.Helper()
+				if _, ok := testutil.Poll(5*time.Second, func() bool { return oif() == want }); !ok {
+					t.Fatalf("the peer's interface is %d, want %d (a route change not followed)", oif(), want)
+				}
+			}
+			waitOif(r1)
+			roundTrip("via r1")
+
+			host := &net.IPNet{IP: lab.peerIP[fam].AsSlice(), Mask: net.CIDRMask(lab.peerIP[fam].BitLen(), lab.peerIP[fam].BitLen())}
+			viaR2 := &netlink.Route{Dst: host, Gw: via[fam].AsSlice(), LinkIndex: int(r2)}
+			lab.in(lab.relay)
+			if err := netlink.RouteAdd(viaR2); err != nil {
+				t.Fatal(err)
+			}
+			waitOif(r2)
+			before := lab.p2Packets()
+			roundTrip("via r2")
+			if lab.p2Packets() == before {
+				t.Error("the datagram did not come in on p2 after the route moved to r2")
+			}
+
+			lab.in(lab.relay)
+			if err := netlink.RouteDel(viaR2); err != nil {
+				t.Fatal(err)
+			}
+			blackhole := &netlink.Route{Dst: host, Type: unix.RTN_BLACKHOLE}
+			if err := netlink.RouteAdd(blackhole); err != nil {
+				t.Fatal(err)
+			}
+			waitOif(0)
+			got := peer.packets.Load()
+			msg := channelData(e.Channel, []byte("no route"))
+			if _, err := client.WriteToUDPAddrPort(msg, e.Listener); err != nil {
+				t.Fatal(err)
+			}
+			_ = listener.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if n, _, err := listener.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != string(msg) {
+				t.Fatalf("with the peer blackholed the relay's listener got %x, %v; want the ChannelData for user space", buf[:n], err)
+			}
+			if peer.packets.Load() != got {
+				t.Error("the peer got a datagram through a blackhole route")
+			}
+
+			lab.in(lab.relay)
+			if err := netlink.RouteDel(blackhole); err != nil {
+				t.Fatal(err)
+			}
+			waitOif(r1)
+			roundTrip("via r1 again")
 		})
 	}
 }

@@ -77,9 +77,8 @@ struct fwd_val {
 	__u16 channel; /* host order; p2c only */
 	__u16 pad;
 	__u32 mark;
-	/* The interface to send on, resolved by user space with the mark
-	 * (policy routing): LOOPBACK_IFINDEX for a local destination. */
-	__u32 oif;
+	/* Index in egress of the interface to send on. */
+	__u32 slot;
 	__u32 bucket; /* key in buckets of this direction's cap; 0: none */
 	__u32 pad3;
 	__u64 packets; /* forwarded datagrams, updated atomically */
@@ -102,6 +101,27 @@ struct {
 	__type(key, struct p2c_key);
 	__type(value, struct fwd_val);
 } p2c SEC(".maps");
+
+/* egress holds, by slot, the interface user space resolved for one
+ * (destination, source, mark) with the routing tables and rules:
+ * LOOPBACK_IFINDEX for a local destination, 0 for none (no route, or a
+ * blackhole: the datagram goes to user space, which meets the same
+ * refusal). An array of its own, so that a route change rewrites one u32
+ * in place and never the entries with their counters. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 262144);
+	__type(key, __u32);
+	__type(value, __u32);
+} egress SEC(".maps");
+
+/* egress_of returns v's interface, 0 if there is none. */
+static __always_inline __u32 egress_of(struct fwd_val *v)
+{
+	__u32 *oif = bpf_map_lookup_elem(&egress, &v->slot);
+
+	return oif ? *oif : 0;
+}
 
 /* bucket is a token bucket in nanobytes (bytes x 1e9), so that a refill
  * is one multiplication: tokens += elapsed ns x bytes per second. User
@@ -185,11 +205,11 @@ struct pkt {
  * a local address as a martian, see fib_validate_source). Only a packet
  * that came in on loopback and stays local simply goes back to the stack,
  * which still holds the local route it came with. */
-static __always_inline int hand_on(struct __sk_buff *skb, struct fwd_val *v)
+static __always_inline int hand_on(struct __sk_buff *skb, __u32 oif)
 {
-	if (v->oif == LOOPBACK_IFINDEX && skb->ingress_ifindex == LOOPBACK_IFINDEX)
+	if (oif == LOOPBACK_IFINDEX && skb->ingress_ifindex == LOOPBACK_IFINDEX)
 		return TC_ACT_OK;
-	return bpf_redirect_neigh(v->oif, NULL, 0, 0);
+	return bpf_redirect_neigh(oif, NULL, 0, 0);
 }
 
 /* move copies len bytes at from to to (4 bytes apart, either way) through
@@ -305,7 +325,7 @@ static __always_inline int client_to_peer(struct __sk_buff *skb, struct pkt *p,
 	__u32 dlen = bpf_ntohl(cd_hdr) & 0xffff;
 	struct c2p_key k = {};
 	struct fwd_val *v;
-	__u32 extra, rem, pad_old = 0, pad_new;
+	__u32 extra, rem, pad_old = 0, pad_new, oif;
 	struct ports_len nd_from[2] = {}, nd_to[2] = {};
 
 	if (ch < 0x4000 || ch > 0x7fff)
@@ -330,6 +350,9 @@ static __always_inline int client_to_peer(struct __sk_buff *skb, struct pkt *p,
 	v = bpf_map_lookup_elem(&c2p, &k);
 	if (!v)
 		return NOT_MINE;
+	oif = egress_of(v);
+	if (!oif)
+		return TC_ACT_OK; /* no route now: user space relays or refuses */
 	/* Over the allocation's cap: dropped and counted, as user space
 	 * does. */
 	if (!within_cap(v, dlen)) {
@@ -382,7 +405,7 @@ static __always_inline int client_to_peer(struct __sk_buff *skb, struct pkt *p,
 	skb->mark = v->mark;
 	__sync_fetch_and_add(&v->packets, 1);
 	__sync_fetch_and_add(&v->bytes, dlen);
-	return hand_on(skb, v);
+	return hand_on(skb, oif);
 }
 
 static __always_inline int peer_to_client(struct __sk_buff *skb, struct pkt *p,
@@ -391,7 +414,7 @@ static __always_inline int peer_to_client(struct __sk_buff *skb, struct pkt *p,
 	struct p2c_key k = {};
 	struct fwd_val *v;
 	struct ports_len nd_from[2] = {}, nd_to[2] = {};
-	__u32 cd_hdr, dlen = p->ulen - 8;
+	__u32 cd_hdr, dlen = p->ulen - 8, oif;
 
 	__builtin_memcpy(k.peer_ip, p->saddr, 16);
 	__builtin_memcpy(k.relay_ip, p->daddr, 16);
@@ -405,6 +428,9 @@ static __always_inline int peer_to_client(struct __sk_buff *skb, struct pkt *p,
 	/* IPv6 requires the UDP checksum (RFC 8200 8.1): a zero one is the
 	 * stack's to drop. */
 	if (p->v6 && u->check == 0)
+		return TC_ACT_OK;
+	oif = egress_of(v);
+	if (!oif)
 		return TC_ACT_OK;
 	if (!within_cap(v, dlen)) {
 		__sync_fetch_and_add(&v->dropped, 1);
@@ -438,7 +464,7 @@ static __always_inline int peer_to_client(struct __sk_buff *skb, struct pkt *p,
 	skb->mark = v->mark;
 	__sync_fetch_and_add(&v->packets, 1);
 	__sync_fetch_and_add(&v->bytes, dlen);
-	return hand_on(skb, v);
+	return hand_on(skb, oif);
 }
 
 /* parse fills p from the IP header, or returns -1 for anything but a
