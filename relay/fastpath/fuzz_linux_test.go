@@ -184,11 +184,22 @@ func FuzzProgram(f *testing.F) {
 			f.Add(udpFrame(e.Client, e.Listener, []byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42}, csum))
 		}
 	}
+	// A capped channel too, so that the bucket code runs on fuzzed input.
+	capped := fuzzEntry
+	capped.Relay = netip.AddrPortFrom(capped.Relay.Addr(), capped.Relay.Port()+1)
+	capped.Peer = netip.AddrPortFrom(capped.Peer.Addr(), capped.Peer.Port()+1)
+	capped.Channel++
+	capped.Bitrate = 64000
+	f.Add(udpFrame(capped.Client, capped.Listener, channelData(capped.Channel, make([]byte, 900)), true))
+	f.Add(udpFrame(capped.Peer, capped.Relay, make([]byte, 900), true))
 	f.Add([]byte("short"))
 	if os.Geteuid() != 0 {
 		f.Skip("fastpath: running the BPF program needs root (CAP_BPF)")
 	}
 	fw := loadForTestRun(f)
+	if err := fw.Add(capped); err != nil {
+		f.Fatalf("Add: %v", err)
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if len(in) < 14 || len(in) > 3500 {
 			return // the kernel refuses test runs shorter than an Ethernet header or longer than about a page
