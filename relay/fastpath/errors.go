@@ -6,9 +6,9 @@ import "errors"
 // (not Linux, no BPF, no TCX); callers on `auto` fall back to user space.
 var ErrUnsupported = errors.New("fastpath: not supported here")
 
-// ErrInvalidEntry reports an entry the program cannot forward: addresses of
+// errInvalidEntry reports an entry the program cannot forward: addresses of
 // mixed families (an IPv4 client on an IPv6 allocation, RFC 6156) or a
 // channel number outside 0x4000-0x7FFF. Such channels stay in user space.
-var ErrInvalidEntry = errors.New("fastpath: entry mixes address families or has no valid channel")
+var errInvalidEntry = errors.New("fastpath: entry mixes address families or has no valid channel")
 
 var errClosed = errors.New("fastpath: forwarder closed")

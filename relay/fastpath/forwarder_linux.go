@@ -12,9 +12,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Forwarder owns one loaded copy of the turnfwd program, its two maps and the
-// TC ingress attachments. It is safe for concurrent use; Close detaches and
-// frees everything and is idempotent.
+// Forwarder owns one loaded copy of the turnfwd program, its maps (channel
+// entries, egress interfaces, token buckets) and the TC ingress
+// attachments, and one goroutine that follows routing changes in the
+// network namespace New ran in. It is safe for concurrent use; Close stops
+// the goroutine, detaches and frees everything, and is idempotent.
 //
 // Ownership: attachments are tcx links held only by this process's file
 // descriptors and never pinned, so when the process ends for any reason,
@@ -163,7 +165,7 @@ func (f *Forwarder) Attach(ifindex int) error {
 // same error when it sends).
 func (f *Forwarder) Add(e Entry) error {
 	if !e.valid() {
-		return ErrInvalidEntry
+		return errInvalidEntry
 	}
 	// The egress of each direction is resolved now, with the mark, so
 	// that policy routing (split tunnelling) picks it as for user space.
@@ -293,7 +295,7 @@ func (f *Forwarder) Remove(e Entry) (Counters, error) {
 func (f *Forwarder) Counters(e Entry) (Counters, error) {
 	var c Counters
 	if !e.valid() {
-		return c, ErrInvalidEntry
+		return c, errInvalidEntry
 	}
 	var v turnfwdFwdVal
 	if err := f.objs.C2p.Lookup(e.c2pKey(), &v); err != nil {
