@@ -161,7 +161,7 @@ func TestFastPathRelayAcrossVeth(t *testing.T) {
 				roundTrip(t, l.conn, e.conn.LocalAddr(), []byte("warm-up"))
 			}
 		}
-		return r.fastEntries() == len(legs)*peers
+		return r.fastEntries() == len(legs)*peers && r.fastWarm(t)
 	})
 	base := fastCounters(t, r)
 	var warm uint64
