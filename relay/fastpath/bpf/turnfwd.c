@@ -161,14 +161,18 @@ static __always_inline int within_cap(struct fwd_val *v, __u32 n)
 		return 0; /* user space adds the bucket before the entry */
 	now = bpf_ktime_get_ns();
 	bpf_spin_lock(&b->lock);
-	dt = now - b->last;
-	if (dt >= b->fill_ns) {
-		b->tokens = b->cap;
-	} else {
-		t = b->tokens + dt * b->rate;
-		b->tokens = t < b->cap ? t : b->cap;
+	/* Another CPU may have refilled at a later time than our now:
+	 * nothing to add then (now - last would wrap and fill the bucket). */
+	if (now > b->last) {
+		dt = now - b->last;
+		if (dt >= b->fill_ns) {
+			b->tokens = b->cap;
+		} else {
+			t = b->tokens + dt * b->rate;
+			b->tokens = t < b->cap ? t : b->cap;
+		}
+		b->last = now;
 	}
-	b->last = now;
 	ok = b->tokens >= need;
 	if (ok)
 		b->tokens -= need;
