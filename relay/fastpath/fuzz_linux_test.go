@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // fuzzEntry and fuzzEntry6 are the channels the test programs know.
@@ -374,6 +375,24 @@ func TestProgramEnforcesCap(t *testing.T) {
 			if toPeer(b) {
 				t.Fatal("the allocation's second channel did not share the emptied bucket")
 			}
+			// Another CPU refilled a moment after this one read the clock:
+			// its later timestamp must not wrap into a full refill.
+			var bk turnfwdBucket
+			id := bucketID(a.Relay, 0)
+			if err := fw.objs.Buckets.Lookup(id, &bk); err != nil {
+				t.Fatal(err)
+			}
+			var ts unix.Timespec
+			if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+				t.Fatal(err)
+			}
+			bk.Last = uint64(ts.Nano()) + uint64(50*time.Millisecond)
+			if err := fw.objs.Buckets.Update(id, &bk, ebpf.UpdateExist); err != nil {
+				t.Fatal(err)
+			}
+			if toPeer(a) {
+				t.Fatal("a refill stamped later than the program's clock filled the bucket")
+			}
 			if !run(udpFrame(a.Peer, a.Relay, payload, true)) {
 				t.Fatal("toward the client the first datagram was dropped: the directions share a bucket")
 			}
@@ -386,8 +405,8 @@ func TestProgramEnforcesCap(t *testing.T) {
 			}
 			ca, _ := fw.Counters(a)
 			cb, _ := fw.Counters(b)
-			if ca.ToPeerPackets != 17 || ca.ToPeerDropped != 2 || ca.ToClientPackets != 1 || cb.ToPeerDropped != 1 {
-				t.Errorf("counters %+v and %+v, want 17 forwarded and 2 dropped to the peer, 1 to the client; 1 dropped on the second channel", ca, cb)
+			if ca.ToPeerPackets != 17 || ca.ToPeerDropped != 3 || ca.ToClientPackets != 1 || cb.ToPeerDropped != 1 {
+				t.Errorf("counters %+v and %+v, want 17 forwarded and 3 dropped to the peer, 1 to the client; 1 dropped on the second channel", ca, cb)
 			}
 			buckets := func() int {
 				n := 0
