@@ -102,10 +102,10 @@ func carries(ifc net.Interface, addrs []netip.Addr) bool {
 // allocation reached over a UDP listener, specific (not wildcard)
 // listener and relay addresses, client, listener, relay address and peer
 // all IPv4 or all IPv6 (the program never changes the IP version, so an
-// RFC 6156 cross-family allocation stays in user space), no per-user
-// bitrate cap (the program enforces bitrate_per_allocation, not the sum
-// over a user's allocations), and per channel a permission for its peer
-// that the current policy admits. The caller holds a.mu.
+// RFC 6156 cross-family allocation stays in user space), and per channel
+// a permission for its peer that the current policy admits. The entries
+// carry the bitrate caps, which the program enforces. The caller holds
+// a.mu.
 func (a *alloc) fastWantLocked(t *chanTable) []fastpath.Entry {
 	s := a.srv
 	r := a.route.Load()
@@ -113,13 +113,16 @@ func (a *alloc) fastWantLocked(t *chanTable) []fastpath.Entry {
 		return nil
 	}
 	lim := s.limits.Load()
-	if lim.BitratePerUser != 0 {
-		return nil
-	}
 	v4 := r.listener.Addr().Unmap().Is4()
 	if r.listener.Addr().IsUnspecified() || a.relayAddr.Addr().IsUnspecified() ||
 		r.client.Addr().Unmap().Is4() != v4 || a.relayAddr.Addr().Unmap().Is4() != v4 {
 		return nil
+	}
+	// The user's cap applies where the user-space relay applies it.
+	var user string
+	var userBitrate uint64
+	if a.usr != nil {
+		user, userBitrate = a.usr.name, uint64(lim.BitratePerUser)
 	}
 	var want []fastpath.Entry
 	for _, c := range t.chans {
@@ -129,6 +132,7 @@ func (a *alloc) fastWantLocked(t *chanTable) []fastpath.Entry {
 		want = append(want, fastpath.Entry{
 			Client: r.client, Listener: r.listener, Relay: a.relayAddr, Peer: c.peer,
 			Channel: c.num, Mark: s.sock.mark, Bitrate: uint64(lim.BitratePerAllocation),
+			User: user, UserBitrate: userBitrate,
 		})
 	}
 	return want

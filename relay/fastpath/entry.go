@@ -10,16 +10,19 @@ import (
 // as the packets' SO_MARK. Bitrate, if not 0, caps each direction of the
 // allocation (every entry with this Relay address shares its two token
 // buckets) in bits per second, as the user-space relay's
-// bitrate_per_allocation does: datagrams over it are dropped and counted.
-// Entries are plain values, safe to copy.
+// bitrate_per_allocation does; UserBitrate, if not 0, caps each direction
+// of the sum of User's entries, as bitrate_per_user does. Datagrams over a
+// cap are dropped and counted. Entries are plain values, safe to copy.
 type Entry struct {
-	Client   netip.AddrPort
-	Listener netip.AddrPort
-	Relay    netip.AddrPort
-	Peer     netip.AddrPort
-	Channel  uint16
-	Mark     uint32
-	Bitrate  uint64
+	Client      netip.AddrPort
+	Listener    netip.AddrPort
+	Relay       netip.AddrPort
+	Peer        netip.AddrPort
+	Channel     uint16
+	Mark        uint32
+	Bitrate     uint64
+	User        string
+	UserBitrate uint64
 }
 
 // Counters are what the kernel forwarded for one entry: datagrams and
@@ -41,6 +44,19 @@ func bucketID(relay netip.AddrPort, dir uint32) uint32 {
 		v6 = 1
 	}
 	return 1 + (uint32(relay.Port())<<2 | v6<<1 | dir)
+}
+
+// userBucketBase is where users' bucket keys start, above every
+// allocation's (bucketID); user n has base userBucketBase + 2n.
+const userBucketBase = 1 << 20
+
+// userBucket is the key of direction dir of the user bucket pair at base,
+// 0 for none.
+func userBucket(base, dir uint32) uint32 {
+	if base == 0 {
+		return 0
+	}
+	return base + dir
 }
 
 // newBucket is a full kernel bucket for bitrate bits per second, the burst
@@ -97,8 +113,10 @@ func (e Entry) c2pKey() turnfwdC2pKey {
 	}
 }
 
-func (e Entry) c2pVal(slot uint32) turnfwdFwdVal {
-	return turnfwdFwdVal{Slot: slot, Bucket: e.bucket(0),
+// c2pVal and p2cVal are the two directions' values: slot is the egress
+// slot, userBase the user's bucket pair (0: no per-user cap).
+func (e Entry) c2pVal(slot, userBase uint32) turnfwdFwdVal {
+	return turnfwdFwdVal{Slot: slot, Bucket: e.bucket(0), UserBucket: userBucket(userBase, 0),
 		SrcIp: addr16(e.Relay.Addr()), DstIp: addr16(e.Peer.Addr()),
 		SrcPort: be16(e.Relay.Port()), DstPort: be16(e.Peer.Port()),
 		Mark: e.Mark,
@@ -112,8 +130,8 @@ func (e Entry) p2cKey() turnfwdP2cKey {
 	}
 }
 
-func (e Entry) p2cVal(slot uint32) turnfwdFwdVal {
-	return turnfwdFwdVal{Slot: slot, Bucket: e.bucket(1),
+func (e Entry) p2cVal(slot, userBase uint32) turnfwdFwdVal {
+	return turnfwdFwdVal{Slot: slot, Bucket: e.bucket(1), UserBucket: userBucket(userBase, 1),
 		SrcIp: addr16(e.Listener.Addr()), DstIp: addr16(e.Client.Addr()),
 		SrcPort: be16(e.Listener.Port()), DstPort: be16(e.Client.Port()),
 		Channel: e.Channel, Mark: e.Mark,

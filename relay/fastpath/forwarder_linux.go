@@ -41,8 +41,13 @@ type Forwarder struct {
 	detach map[int]func() error // by ifindex
 	closed bool
 	// caps counts the entries sharing each capped allocation's buckets
-	// (by relay address) and the bitrate they were made for.
-	caps map[netip.AddrPort]capUse
+	// (by relay address) and the bitrate they were made for; userCaps
+	// the same for users, whose bucket pairs are numbered (a base of
+	// userBucketBase + 2n, n from freeUsers or nextUser).
+	caps      map[netip.AddrPort]capUse
+	userCaps  map[string]capUse
+	freeUsers []uint32
+	nextUser  uint32
 	// routes are the egress slots in use, freeSlots those released and
 	// nextSlot the first never used.
 	routes    map[egressKey]*egressSlot
@@ -54,10 +59,11 @@ type Forwarder struct {
 	done, exited chan struct{}
 }
 
-// capUse is one allocation's pair of kernel buckets.
+// capUse is one allocation's or user's pair of kernel buckets.
 type capUse struct {
 	entries int
 	bitrate uint64
+	base    uint32 // users only: the pair's first key
 }
 
 // New loads the program and its maps into the kernel; it attaches nothing.
@@ -87,8 +93,9 @@ func New() (*Forwarder, error) {
 	f := &Forwarder{
 		objs: objs, attachTCX: link.AttachTCX, nl: nl,
 		detach: make(map[int]func() error), caps: make(map[netip.AddrPort]capUse),
-		routes: make(map[egressKey]*egressSlot),
-		done:   make(chan struct{}), exited: make(chan struct{}),
+		userCaps: make(map[string]capUse),
+		routes:   make(map[egressKey]*egressSlot),
+		done:     make(chan struct{}), exited: make(chan struct{}),
 	}
 	f.egress = func(dst, src netip.Addr, mark uint32) (uint32, error) { return routeEgress(nl, dst, src, mark) }
 	go f.watchRoutes(sub, f.done, f.exited)
@@ -195,18 +202,19 @@ func (f *Forwarder) Add(e Entry) error {
 		f.releaseEgressLocked(e.toPeer())
 		f.releaseEgressLocked(e.toClient())
 	}
-	if err := f.holdCapLocked(e); err != nil {
+	userBase, err := f.holdCapLocked(e)
+	if err != nil {
 		undo()
 		return err
 	}
 	// The peer->client half goes in first, so that a reply never finds the
 	// client->peer half without its return path.
-	if err := f.objs.P2c.Update(e.p2cKey(), e.p2cVal(clientSlot), ebpf.UpdateAny); err != nil {
+	if err := f.objs.P2c.Update(e.p2cKey(), e.p2cVal(clientSlot, userBase), ebpf.UpdateAny); err != nil {
 		f.releaseCapLocked(e)
 		undo()
 		return fmt.Errorf("fastpath: adding peer entry: %w", err)
 	}
-	if err := f.objs.C2p.Update(e.c2pKey(), e.c2pVal(peerSlot), ebpf.UpdateAny); err != nil {
+	if err := f.objs.C2p.Update(e.c2pKey(), e.c2pVal(peerSlot, userBase), ebpf.UpdateAny); err != nil {
 		_ = f.objs.P2c.Delete(e.p2cKey())
 		f.releaseCapLocked(e)
 		undo()
@@ -215,33 +223,88 @@ func (f *Forwarder) Add(e Entry) error {
 	return nil
 }
 
-// holdCapLocked makes sure e's allocation has its two buckets for e.Bitrate and
-// counts e among their users. A new bitrate replaces the buckets with full
-// ones, as the user-space relay does on a reload that changes the cap.
-// Adding an entry twice counts it twice; the relay never does. The caller
-// holds f.mu.
-func (f *Forwarder) holdCapLocked(e Entry) error {
-	if e.Bitrate == 0 {
-		return nil
-	}
-	u := f.caps[e.Relay]
-	if u.entries == 0 || u.bitrate != e.Bitrate {
-		b := newBucket(e.Bitrate)
-		for dir := range uint32(2) {
-			if err := f.objs.Buckets.Update(bucketID(e.Relay, dir), &b, ebpf.UpdateAny); err != nil {
-				return fmt.Errorf("fastpath: adding bucket: %w", err)
+// holdCapLocked makes sure e's allocation has its two buckets for
+// e.Bitrate, and e.User its two for e.UserBitrate, and counts e among
+// their users; it returns the user's bucket base (0 without a per-user
+// cap). A new bitrate replaces the buckets with full ones, as the
+// user-space relay does on a reload that changes the cap. Adding an entry
+// twice counts it twice; the relay never does. The caller holds f.mu.
+func (f *Forwarder) holdCapLocked(e Entry) (uint32, error) {
+	if e.Bitrate != 0 {
+		u := f.caps[e.Relay]
+		if u.entries == 0 || u.bitrate != e.Bitrate {
+			if err := f.setBuckets(bucketID(e.Relay, 0), e.Bitrate); err != nil {
+				return 0, err
 			}
+			u.bitrate = e.Bitrate
 		}
-		u.bitrate = e.Bitrate
+		u.entries++
+		f.caps[e.Relay] = u
+	}
+	if e.UserBitrate == 0 {
+		return 0, nil
+	}
+	u, ok := f.userCaps[e.User]
+	if !ok {
+		switch {
+		case len(f.freeUsers) > 0:
+			u.base = f.freeUsers[len(f.freeUsers)-1]
+			f.freeUsers = f.freeUsers[:len(f.freeUsers)-1]
+		default:
+			u.base = userBucketBase + 2*f.nextUser
+			f.nextUser++
+		}
+	}
+	if u.entries == 0 || u.bitrate != e.UserBitrate {
+		if err := f.setBuckets(u.base, e.UserBitrate); err != nil {
+			if u.entries == 0 {
+				f.freeUsers = append(f.freeUsers, u.base)
+			}
+			f.releaseAllocCapLocked(e)
+			return 0, err
+		}
+		u.bitrate = e.UserBitrate
 	}
 	u.entries++
-	f.caps[e.Relay] = u
+	f.userCaps[e.User] = u
+	return u.base, nil
+}
+
+// setBuckets writes a full pair of buckets for bitrate at keys base and
+// base+1 (the two directions; bucketID(relay, 0) + 1 is bucketID(relay, 1)).
+func (f *Forwarder) setBuckets(base uint32, bitrate uint64) error {
+	b := newBucket(bitrate)
+	for dir := range uint32(2) {
+		if err := f.objs.Buckets.Update(base+dir, &b, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("fastpath: adding bucket: %w", err)
+		}
+	}
 	return nil
 }
 
 // releaseCapLocked undoes holdCapLocked; the last entry of an allocation
-// frees its buckets. The caller holds f.mu.
+// or a user frees its buckets. The caller holds f.mu.
 func (f *Forwarder) releaseCapLocked(e Entry) {
+	f.releaseAllocCapLocked(e)
+	if e.UserBitrate == 0 {
+		return
+	}
+	u, ok := f.userCaps[e.User]
+	if !ok {
+		return
+	}
+	if u.entries--; u.entries > 0 {
+		f.userCaps[e.User] = u
+		return
+	}
+	delete(f.userCaps, e.User)
+	for dir := range uint32(2) {
+		_ = f.objs.Buckets.Delete(u.base + dir)
+	}
+	f.freeUsers = append(f.freeUsers, u.base)
+}
+
+func (f *Forwarder) releaseAllocCapLocked(e Entry) {
 	if e.Bitrate == 0 {
 		return
 	}

@@ -433,3 +433,77 @@ func TestProgramEnforcesCap(t *testing.T) {
 		})
 	}
 }
+
+// TestProgramEnforcesUserCap: a per-user cap is one bucket pair for all
+// of a user's allocations. At 8 kbit/s for alice, sixteen 1,000-byte
+// datagrams pass through her first allocation, the next is dropped there
+// and on her second allocation, while bob's allocation has its own; her
+// buckets go with her last entry.
+func TestProgramEnforcesUserCap(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("fastpath: running the BPF program needs root (CAP_BPF)")
+	}
+	fw := loadForTestRun(t)
+	alloc := func(i int, user string) Entry {
+		e := fuzzEntry6
+		e.Client = netip.AddrPortFrom(e.Client.Addr(), uint16(41000+i))
+		e.Relay = netip.AddrPortFrom(e.Relay.Addr(), uint16(51000+i))
+		e.Channel = 0x4100
+		e.User, e.UserBitrate = user, 8000
+		if err := fw.Add(e); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	a1, a2, b := alloc(0, "alice"), alloc(1, "alice"), alloc(2, "bob")
+	payload := make([]byte, 1000)
+	toPeer := func(e Entry) bool {
+		t.Helper()
+		frame := udpFrame(e.Client, e.Listener, channelData(e.Channel, payload), true)
+		opts := ebpf.RunOptions{Data: frame, DataOut: make([]byte, len(frame)+64)}
+		ret, err := fw.objs.TurnfwdIngress.Run(&opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ret != 2 && string(opts.DataOut) == string(frame) {
+			t.Fatalf("verdict %d and the frame unchanged: the entry was not found", ret)
+		}
+		return ret != 2
+	}
+	for i := range 16 {
+		if !toPeer(a1) {
+			t.Fatalf("datagram %d of 16 within alice's burst was dropped", i+1)
+		}
+	}
+	if toPeer(a1) || toPeer(a2) {
+		t.Fatal("alice's cap let a 17th datagram through, on one allocation or the other")
+	}
+	if !toPeer(b) {
+		t.Fatal("bob's allocation was held to alice's cap")
+	}
+	c1, _ := fw.Counters(a1)
+	c2, _ := fw.Counters(a2)
+	if c1.ToPeerPackets != 16 || c1.ToPeerDropped != 1 || c2.ToPeerDropped != 1 {
+		t.Errorf("alice's counters %+v and %+v, want 16 forwarded and 1 dropped, and 1 dropped", c1, c2)
+	}
+	buckets := func() int {
+		n := 0
+		var k uint32
+		var v turnfwdBucket
+		for it := fw.objs.Buckets.Iterate(); it.Next(&k, &v); {
+			n++
+		}
+		return n
+	}
+	if n := buckets(); n != 4 {
+		t.Errorf("%d buckets for two users, want 4", n)
+	}
+	for i, e := range []Entry{a1, a2, b} {
+		if _, err := fw.Remove(e); err != nil {
+			t.Fatal(err)
+		}
+		if want := []int{4, 2, 0}[i]; buckets() != want {
+			t.Errorf("after removing entry %d: %d buckets, want %d", i+1, buckets(), want)
+		}
+	}
+}

@@ -38,20 +38,20 @@ type turnfwdC2pKey struct {
 }
 
 type turnfwdFwdVal struct {
-	_       structs.HostLayout
-	SrcIp   [16]uint8
-	DstIp   [16]uint8
-	SrcPort uint16
-	DstPort uint16
-	Channel uint16
-	Pad     uint16
-	Mark    uint32
-	Slot    uint32
-	Bucket  uint32
-	Pad3    uint32
-	Packets uint64
-	Bytes   uint64
-	Dropped uint64
+	_          structs.HostLayout
+	SrcIp      [16]uint8
+	DstIp      [16]uint8
+	SrcPort    uint16
+	DstPort    uint16
+	Channel    uint16
+	Pad        uint16
+	Mark       uint32
+	Slot       uint32
+	Bucket     uint32
+	UserBucket uint32
+	Packets    uint64
+	Bytes      uint64
+	Dropped    uint64
 }
 
 type turnfwdP2cKey struct {

@@ -79,8 +79,8 @@ struct fwd_val {
 	__u32 mark;
 	/* Index in egress of the interface to send on. */
 	__u32 slot;
-	__u32 bucket; /* key in buckets of this direction's cap; 0: none */
-	__u32 pad3;
+	__u32 bucket;      /* key in buckets of the allocation's cap; 0: none */
+	__u32 user_bucket; /* key in buckets of the user's cap; 0: none */
 	__u64 packets; /* forwarded datagrams, updated atomically */
 	__u64 bytes;   /* forwarded application bytes (no headers) */
 	__u64 dropped; /* datagrams dropped over the cap, updated atomically */
@@ -145,13 +145,12 @@ struct {
 	__type(value, struct bucket);
 } buckets SEC(".maps");
 
-/* within_cap takes n bytes from v's bucket, if it has one: 1 if they fit
- * (or there is no cap), 0 if the datagram is over the cap. */
-static __always_inline int within_cap(struct fwd_val *v, __u32 n)
+/* take takes need nanobytes from bucket id: 1 if they fit (or id is 0,
+ * no cap), 0 if not. */
+static __always_inline int take(__u32 id, __u64 need)
 {
-	__u32 id = v->bucket;
 	struct bucket *b;
-	__u64 now, dt, t, need = (__u64)n * 1000000000ULL;
+	__u64 now, dt, t;
 	int ok;
 
 	if (!id)
@@ -178,6 +177,16 @@ static __always_inline int within_cap(struct fwd_val *v, __u32 n)
 		b->tokens -= need;
 	bpf_spin_unlock(&b->lock);
 	return ok;
+}
+
+/* within_cap takes n bytes from v's allocation bucket, then from its
+ * user's, as the user-space relay does (what the first took stays taken
+ * when the second refuses): 1 if the datagram may pass. */
+static __always_inline int within_cap(struct fwd_val *v, __u32 n)
+{
+	__u64 need = (__u64)n * 1000000000ULL;
+
+	return take(v->bucket, need) && take(v->user_bucket, need);
 }
 
 /* scratch is move()'s buffer: the 512-byte BPF stack cannot hold a useful
