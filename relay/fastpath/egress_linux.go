@@ -83,24 +83,39 @@ func (f *Forwarder) releaseEgressLocked(k egressKey) {
 // watchRoutes). A direction that lost its route goes to user space until
 // it has one again. It returns how many interfaces changed.
 func (f *Forwarder) reroute() int {
+	// Resolve without f.mu: thousands of route lookups must not hold up
+	// Add and Remove. A key added meanwhile was resolved by its Add.
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return 0
+	}
+	keys := make([]egressKey, 0, len(f.routes))
+	for k := range f.routes {
+		keys = append(keys, k)
+	}
+	f.mu.Unlock()
+	oifs := make([]uint32, len(keys))
+	for i, k := range keys {
+		if oif, err := f.egress(k.dst, k.src, k.mark); err == nil {
+			oifs[i] = oif
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
 		return 0
 	}
 	n := 0
-	for k, s := range f.routes {
-		oif, err := f.egress(k.dst, k.src, k.mark)
-		if err != nil {
-			oif = 0
-		}
-		if oif == s.oif {
+	for i, k := range keys {
+		s := f.routes[k]
+		if s == nil || s.oif == oifs[i] {
 			continue
 		}
-		if err := f.objs.Egress.Update(s.slot, oif, ebpf.UpdateAny); err != nil {
+		if err := f.objs.Egress.Update(s.slot, oifs[i], ebpf.UpdateAny); err != nil {
 			continue // kept; retried at the next change
 		}
-		s.oif = oif
+		s.oif = oifs[i]
 		n++
 	}
 	return n
