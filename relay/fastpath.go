@@ -164,11 +164,15 @@ func (a *alloc) addFastLocked(fe *fastEntry, c fastpath.Counters) {
 
 // foldFast adds what the kernel forwarded since the last fold to every
 // allocation's counters, so that /v1/relay/allocations and the metrics
-// include kernel traffic within a housekeeping period (a second).
+// include kernel traffic within a housekeeping period (a second), and the
+// program's faults to the relay's drops.
 func (s *Server) foldFast() {
 	if s.fast == nil {
 		return
 	}
+	// Datagrams the program had to drop half way through a rewrite: the
+	// kernel could not send them, as a failed send in user space.
+	s.stats.drops[dropSendError].Add(s.fast.TakeFaults())
 	s.mu.Lock()
 	as := make([]*alloc, 0, len(s.allocs))
 	for _, a := range s.allocs {

@@ -192,3 +192,42 @@ func TestProgramEnforcesUserCap(t *testing.T) {
 		}
 	}
 }
+
+// TestTakeFaults: the per-CPU fault counters are added up and handed out
+// once each (the relay adds them to its send_error drops).
+func TestTakeFaults(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("fastpath: loading the BPF program needs root (CAP_BPF)")
+	}
+	fw := loadForTestRun(t)
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := func(v uint64) {
+		t.Helper()
+		per := make([]uint64, cpus)
+		per[0], per[cpus-1] = v, v
+		if err := fw.objs.Faults.Put(uint32(0), per); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := fw.TakeFaults(); n != 0 {
+		t.Fatalf("%d faults before any", n)
+	}
+	set(3)
+	want := uint64(6)
+	if cpus == 1 {
+		want = 3
+	}
+	if n := fw.TakeFaults(); n != want {
+		t.Fatalf("TakeFaults = %d, want %d", n, want)
+	}
+	if n := fw.TakeFaults(); n != 0 {
+		t.Fatalf("TakeFaults handed the same faults out twice: %d", n)
+	}
+	set(5)
+	if n := fw.TakeFaults(); n != want/3*2 {
+		t.Fatalf("TakeFaults = %d after two more per CPU, want %d", n, want/3*2)
+	}
+}

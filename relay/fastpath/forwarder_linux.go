@@ -53,6 +53,8 @@ type Forwarder struct {
 	routes    map[egressKey]*egressSlot
 	freeSlots []uint32
 	nextSlot  uint32
+	// faultsSeen is the program's fault count at the last TakeFaults.
+	faultsSeen uint64
 
 	// done stops watchRoutes, which closes exited when it has. Set in
 	// New, never changed.
@@ -294,6 +296,28 @@ func (f *Forwarder) Peers() ([]netip.AddrPort, error) {
 		return nil, fmt.Errorf("fastpath: listing peer entries: %w", err)
 	}
 	return out, nil
+}
+
+// TakeFaults returns how many datagrams the program dropped since the last
+// call because a helper failed half way through a rewrite (the kernel had
+// no memory to make the packet writable or to resize it).
+func (f *Forwarder) TakeFaults() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return 0
+	}
+	var perCPU []uint64
+	if err := f.objs.Faults.Lookup(uint32(0), &perCPU); err != nil {
+		return 0
+	}
+	var n uint64
+	for _, v := range perCPU {
+		n += v
+	}
+	d := n - f.faultsSeen
+	f.faultsSeen = n
+	return d
 }
 
 // Close detaches the program from every interface and frees it and its maps.

@@ -69,6 +69,7 @@ const (
 	turnfwdMapBuckets         = "buckets"
 	turnfwdMapC2p             = "c2p"
 	turnfwdMapEgress          = "egress"
+	turnfwdMapFaults          = "faults"
 	turnfwdMapP2c             = "p2c"
 	turnfwdMapScratch         = "scratch"
 	turnfwdProgTurnfwdIngress = "turnfwd_ingress"
@@ -126,6 +127,7 @@ type turnfwdMapSpecs struct {
 	Buckets *ebpf.MapSpec `ebpf:"buckets"`
 	C2p     *ebpf.MapSpec `ebpf:"c2p"`
 	Egress  *ebpf.MapSpec `ebpf:"egress"`
+	Faults  *ebpf.MapSpec `ebpf:"faults"`
 	P2c     *ebpf.MapSpec `ebpf:"p2c"`
 	Scratch *ebpf.MapSpec `ebpf:"scratch"`
 }
@@ -159,6 +161,7 @@ type turnfwdMaps struct {
 	Buckets *ebpf.Map `ebpf:"buckets"`
 	C2p     *ebpf.Map `ebpf:"c2p"`
 	Egress  *ebpf.Map `ebpf:"egress"`
+	Faults  *ebpf.Map `ebpf:"faults"`
 	P2c     *ebpf.Map `ebpf:"p2c"`
 	Scratch *ebpf.Map `ebpf:"scratch"`
 }
@@ -168,6 +171,7 @@ func (m *turnfwdMaps) Close() error {
 		m.Buckets,
 		m.C2p,
 		m.Egress,
+		m.Faults,
 		m.P2c,
 		m.Scratch,
 	)

@@ -199,6 +199,27 @@ struct {
 	__type(value, __u8[CHUNK]);
 } scratch SEC(".maps");
 
+/* faults counts the datagrams dropped because a helper failed half way
+ * through a rewrite (no memory to make the skb writable or to resize it):
+ * the packet is no longer what arrived, so it cannot go to user space.
+ * Per CPU, so a plain increment suffices; user space adds the CPUs up. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} faults SEC(".maps");
+
+static __always_inline int fault(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&faults, &zero);
+
+	if (n)
+		*n += 1;
+	return TC_ACT_SHOT;
+}
+
 /* pkt is what the entry point learnt of the IP header. */
 struct pkt {
 	__u32 saddr[4]; /* IPv4 as ::ffff:a.b.c.d */
@@ -378,7 +399,7 @@ static __always_inline int client_to_peer(struct __sk_buff *skb, struct pkt *p,
 		__u8 w[4];
 
 		if (bpf_skb_load_bytes(skb, p->l4 + 12 + dlen - rem, w, 4))
-			return TC_ACT_SHOT;
+			return TC_ACT_OK; /* untouched yet: user space */
 		__builtin_memcpy(&pad_old, w, 4);
 		/* w[0, rem) is data, w[rem, 4) padding; rem is 1 to 3. */
 		w[3] = 0;
@@ -401,19 +422,19 @@ static __always_inline int client_to_peer(struct __sk_buff *skb, struct pkt *p,
 	nd_to[0].len = bpf_htons(new_ulen);
 	__builtin_memcpy(&nd_to[1].len, &pad_new, 4);
 	if (fix_l4(skb, p, v, new_ulen, (__u32 *)nd_from, (__u32 *)nd_to))
-		return TC_ACT_SHOT;
+		return fault();
 	if (bpf_skb_store_bytes(skb, p->l4, &nd_to[0], 6, 0))
-		return TC_ACT_SHOT;
+		return fault();
 	if (move(skb, p->l4 + 12, p->l4 + 8, dlen))
-		return TC_ACT_SHOT;
+		return fault();
 	/* Drop the old last 4 bytes, the padding and any link-layer trailer
 	 * (Ethernet pads short frames to 60 bytes; at TC ingress it is still
 	 * there). The length always shrinks, so a CHECKSUM_COMPLETE skb
 	 * becomes CHECKSUM_NONE here (__skb_trim_rcsum). */
 	if (bpf_skb_change_tail(skb, p->l4 + new_ulen, 0))
-		return TC_ACT_SHOT;
+		return fault();
 	if (set_ip(skb, p, v, new_ulen))
-		return TC_ACT_SHOT;
+		return fault();
 	bpf_csum_level(skb, BPF_CSUM_LEVEL_RESET);
 	skb->mark = v->mark;
 	__sync_fetch_and_add(&v->packets, 1);
@@ -465,14 +486,14 @@ static __always_inline int peer_to_client(struct __sk_buff *skb, struct pkt *p,
 	nd_to[0].len = bpf_htons(new_ulen);
 	__builtin_memcpy(&nd_to[1], &cd_hdr, 4);
 	if (fix_l4(skb, p, v, new_ulen, (__u32 *)nd_from, (__u32 *)nd_to))
-		return TC_ACT_SHOT;
+		return fault();
 	if (move(skb, p->l4 + 8, p->l4 + 12, dlen))
-		return TC_ACT_SHOT;
+		return fault();
 	if (bpf_skb_store_bytes(skb, p->l4, &nd_to[0], 6, 0) ||
 	    bpf_skb_store_bytes(skb, p->l4 + 8, &cd_hdr, 4, 0))
-		return TC_ACT_SHOT;
+		return fault();
 	if (set_ip(skb, p, v, new_ulen))
-		return TC_ACT_SHOT;
+		return fault();
 	bpf_csum_level(skb, BPF_CSUM_LEVEL_RESET);
 	skb->mark = v->mark;
 	__sync_fetch_and_add(&v->packets, 1);
