@@ -58,6 +58,12 @@ type leg struct {
 	remote, remoteRTCP netip.AddrPort // invalid until given or latched
 	latched            bool           // remote learned from a packet
 	ice                *iceCreds      // ICE-lite on the leg's dedicated sockets (ng); nil: none
+	// BUNDLE (ngbundle.go): via is the transport leg a bundled leg sends
+	// through (nil: its own); bundle routes the transport leg's inbound
+	// packets to the bundled legs (nil: no bundle). Set before the
+	// session is installed, never changed.
+	via    *leg
+	bundle *bundle
 
 	// in holds the peer's keys, newest first; keys past their grace
 	// period are dropped lazily. inHint is the key that authenticated the
