@@ -52,6 +52,10 @@ func (w *worker) handle(s *sock, src netip.AddrPort, buf []byte, n int) (*sock, 
 	if s.owner != nil && s.owner.ice != nil && isSTUN(buf[:n]) {
 		return w.stunCheck(s, src, buf, n) // ice.go
 	}
+	if s.owner != nil && s.owner.dtls != nil && n > 0 && classify(buf[:n]) == kindDTLS {
+		w.dtlsIntake(s.owner, src, buf[:n]) // dtlsworker.go
+		return nil, nil, netip.AddrPort{}, 0
+	}
 	if n < 2 || n > maxPacket || buf[0]>>6 != 2 {
 		w.dropOn(s, reasonMalformed)
 		return nil, nil, netip.AddrPort{}, 0
@@ -114,6 +118,9 @@ func (w *worker) open(l *leg, pkt []byte, rtcp bool, trial bool) ([]byte, reason
 	}
 	w.expireInbound(l)
 	if len(l.in) == 0 {
+		if l.dtls != nil {
+			return nil, reasonNoKey, false // the handshake has not keyed the leg yet
+		}
 		return nil, reasonAuth, false
 	}
 	// Candidate keys: the key that worked last, then the others; a key
@@ -249,6 +256,10 @@ func (w *worker) forward(o *leg, plain []byte, rtcp bool) (*sock, *leg, netip.Ad
 	}
 	out := plain
 	if !o.plain {
+		if t.out == nil {
+			w.drop(o, reasonNoKey) // a DTLS leg before its handshake
+			return nil, nil, netip.AddrPort{}, 0
+		}
 		k := w.outKey(t)
 		if k == nil {
 			w.drop(o, reasonKeyExhausted)
