@@ -2,6 +2,11 @@ package gateway
 
 import (
 	"encoding/binary"
+	"net/netip"
+	"slices"
+	"strconv"
+
+	"github.com/mediaedge/mediaedge/gateway/ng"
 )
 
 // BUNDLE (RFC 8843) puts the m= lines of a call toward a browser on one
@@ -113,4 +118,97 @@ func (l *leg) transport() *leg {
 		return l.via
 	}
 	return l
+}
+
+// bundleSide puts the streams of c whose m= lines are in side's BUNDLE
+// (the offerer's group, or every DTLS stream toward a DTLS answerer) on
+// the transport of the first of them: the others' sockets on side's leg
+// are closed, and they take the first one's port, ICE credentials and
+// DTLS state in every SDP toward side. in reports whether stream i is in
+// the bundle; mid its a=mid, or "" to generate one. Locked: s.mu is held.
+func (s *ngServer) bundleSide(c *ngCall, side int, in func(i int) bool, mid func(i int) string) {
+	var first *ngStream
+	var mids []string
+	taken := map[string]bool{}
+	for i := range c.streams {
+		if m := mid(i); m != "" {
+			taken[m] = true
+		}
+	}
+	for i, st := range c.streams {
+		if st.disabled || !st.dtls[side] || !in(i) {
+			continue
+		}
+		m := mid(i)
+		if m == "" {
+			// JSEP (RFC 8829 section 5.2.1) wants an a=mid on every m=
+			// line a browser receives.
+			m = strconv.Itoa(i)
+			for taken[m] {
+				m = "m" + m
+			}
+			taken[m] = true
+			st.mid[side] = m
+		}
+		mids = append(mids, m)
+		if first == nil {
+			first = st
+			continue
+		}
+		st.via[side] = first
+		st.ice[side] = nil
+		lid := c.legs[side]
+		so := st.socks[lid]
+		if so.rtp != nil {
+			s.g.closeSock(so.rtp)
+		}
+		if so.rtcp != nil && so.rtcp != so.rtp {
+			s.g.closeSock(so.rtcp)
+		}
+		st.socks[lid] = ngSocks{}
+	}
+	c.bundle[side] = mids
+}
+
+// bundlePlans gives the bundled streams' m= lines toward side to the
+// transport's port, ICE credentials and DTLS attributes.
+func (c *ngCall) bundlePlans(plans []ng.MediaPlan, to int) {
+	for _, st := range c.streams {
+		v := st.via[to]
+		if v == nil || st.disabled || st.index >= len(plans) || v.index >= len(plans) {
+			continue
+		}
+		p, t := &plans[st.index], plans[v.index]
+		if p.Port == 0 {
+			continue
+		}
+		p.Addr, p.Port, p.RTCPPort, p.Mux, p.MuxOnly = t.Addr, t.Port, t.RTCPPort, true, true
+		p.ICEUfrag, p.ICEPwd, p.Fingerprint, p.Setup = t.ICEUfrag, t.ICEPwd, t.Fingerprint, t.Setup
+	}
+}
+
+// options are the SDP-wide rewriting options toward side to.
+func (c *ngCall) options(f *ngFlags, to int) ng.Options {
+	return ng.Options{ReplaceOrigin: f.replaceOrigin, Bundle: c.bundle[to]}
+}
+
+// unionPTs adds b's payload types to a's.
+func unionPTs(a, b []uint8) []uint8 {
+	for _, pt := range b {
+		if !slices.Contains(a, pt) {
+			a = append(a, pt)
+		}
+	}
+	return a
+}
+
+// remoteOf is where side's m= line says it receives RTP and RTCP. None
+// (latched later) for an unspecified address (a browser's c=IN IP4
+// 0.0.0.0 before ICE), and for a DTLS side the gateway is an ICE-lite
+// agent toward: its remote is the nominated candidate pair's (ice.go).
+func remoteOf(st *ngStream, side int, m ng.Media) (rtp, rtcp netip.AddrPort) {
+	if m.Addr.IsUnspecified() || (st.dtls[side] && st.ice[side] != nil) {
+		return netip.AddrPort{}, netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(m.Addr, uint16(m.Port)), netip.AddrPortFrom(m.Addr, uint16(m.RTCPPort))
 }
