@@ -291,14 +291,16 @@ func (s *ngServer) offerStream(c *ngCall, cfg *Config, i int, m ng.Media, f *ngF
 	}
 	st.proto[0] = m.Proto
 	st.pts = m.PTs
+	st.mid[0] = m.Mid // an answer echoes the offer's mids (RFC 5888)
 	st.pref = dtlsPref(cfg, f)
 	switch {
-	case m.DTLS && !f.dtlsOff:
+	case m.DTLS && (!f.dtlsOff || len(m.Crypto) == 0):
+		// As rtpengine: DTLS off on an offer is about the SDP toward the
+		// answerer; the offerer's own DTLS is refused only when it also
+		// offers a=crypto to fall back on.
 		if err := st.takeDTLS(cfg, 0, m); err != nil {
 			return st, ng.MediaPlan{}, err
 		}
-	case m.DTLS && len(m.Crypto) == 0:
-		return st, ng.MediaPlan{}, refuse("m= line %d: the offerer keys SRTP with DTLS only, and the DTLS flag is off", n)
 	case ng.Secure(m.Proto) || len(m.Crypto) > 0:
 		for _, line := range m.Crypto {
 			cr, err := ParseCrypto(line)
@@ -480,6 +482,14 @@ func (st *ngStream) plan(c *ngCall, to int, proto string, info *SessionInfo) ng.
 	// offer's flags with the answer too) may switch feedback (AVP/AVPF)
 	// but never whether the side was negotiated with SRTP.
 	if proto != "" && ng.Secure(proto) == !st.plain[to] {
+		// Nor whether it is keyed by DTLS: Kamailio configurations say
+		// RTP/SAVPF toward browsers too.
+		switch {
+		case st.dtls[to] && !ng.OverDTLS(proto):
+			proto = "UDP/TLS/" + proto
+		case !st.dtls[to] && ng.OverDTLS(proto):
+			proto = strings.TrimPrefix(proto, "UDP/TLS/")
+		}
 		p.Proto = proto
 	}
 	fp := c.fp
