@@ -44,10 +44,10 @@ type webPeer struct {
 	done   chan struct{}
 	wg     sync.WaitGroup
 
-	dc            *dtls.Conn
-	enc, dec      *srtp.Context
-	encKey, decKey[]byte // the exported master keys (key || salt)
-	profile       dtls.SRTPProtectionProfile
+	dc             *dtls.Conn
+	enc, dec       *srtp.Context
+	encKey, decKey []byte // the exported master keys (key || salt)
+	profile        dtls.SRTPProtectionProfile
 }
 
 func newWebPeer(t *testing.T) *webPeer {
@@ -255,7 +255,7 @@ func (p *webPeer) handshake(t *testing.T, to netip.AddrPort, client bool, gwFP s
 		t.Fatal(err)
 	}
 	p.encKey = append(append([]byte(nil), k.LocalMasterKey...), k.LocalMasterSalt...)
-	p.decKey= append(append([]byte(nil), k.RemoteMasterKey...), k.RemoteMasterSalt...)
+	p.decKey = append(append([]byte(nil), k.RemoteMasterKey...), k.RemoteMasterSalt...)
 }
 
 // webDTLSConn is the DTLS records of the peer's socket as a PacketConn
