@@ -193,7 +193,10 @@ func (p *webPeer) handshake(t *testing.T, to netip.AddrPort, client bool, gwFP s
 		_ = p.dc.Close()
 		p.dc = nil
 	}
-	pc := &webDTLSConn{p: p, to: to}
+	for len(p.srtpIn) > 0 {
+		<-p.srtpIn // what the old keys protected
+	}
+	pc := &webDTLSConn{p: p, to: to, closed: make(chan struct{})}
 	cfg := &dtls.Config{
 		Certificates:           []tls.Certificate{p.cert},
 		SRTPProtectionProfiles: []dtls.SRTPProtectionProfile{dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80},
@@ -265,6 +268,8 @@ type webDTLSConn struct {
 	to       netip.AddrPort
 	mu       sync.Mutex
 	deadline time.Time
+	closed   chan struct{}
+	once     sync.Once
 }
 
 func (c *webDTLSConn) ReadFrom(b []byte) (int, net.Addr, error) {
@@ -279,9 +284,22 @@ func (c *webDTLSConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	}
 	select {
 	case r := <-c.p.dtlsIn:
+		select {
+		case <-c.closed:
+			// A handshake that was replaced: the record is the next
+			// one's.
+			select {
+			case c.p.dtlsIn <- r:
+			default:
+			}
+			return 0, nil, net.ErrClosed
+		default:
+		}
 		return copy(b, r), net.UDPAddrFromAddrPort(c.to), nil
 	case <-timeout:
 		return 0, nil, os.ErrDeadlineExceeded
+	case <-c.closed:
+		return 0, nil, net.ErrClosed
 	case <-c.p.done:
 		return 0, nil, net.ErrClosed
 	}
@@ -290,7 +308,7 @@ func (c *webDTLSConn) ReadFrom(b []byte) (int, net.Addr, error) {
 func (c *webDTLSConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 	return c.p.conn.WriteToUDPAddrPort(b, c.to)
 }
-func (c *webDTLSConn) Close() error                  { return nil }
+func (c *webDTLSConn) Close() error                  { c.once.Do(func() { close(c.closed) }); return nil }
 func (c *webDTLSConn) LocalAddr() net.Addr           { return c.p.conn.LocalAddr() }
 func (c *webDTLSConn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t) }
 func (c *webDTLSConn) SetReadDeadline(t time.Time) error {

@@ -276,3 +276,138 @@ func TestNGWebRTCOfferToSIP(t *testing.T) {
 	ngDo(t, c, map[string]any{"command": "delete", "call-id": id})
 	testutil.WaitFor(t, "the call's sessions to go", 5*time.Second, func() bool { return len(mustSessions(t, g)) == 0 })
 }
+
+// browserAnswer is a browser's answer to a bundled audio + video offer:
+// its certificate, a=setup, ICE credentials and mids 0 and 1.
+func (p *webPeer) browserAnswer(setup string) string {
+	a := p.addr()
+	lines := []string{"v=0", "o=- 4611731400430051336 2 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=group:BUNDLE 0 1",
+		"a=msid-semantic: WMS stream"}
+	for i, m := range []string{"audio %d UDP/TLS/RTP/SAVPF 111 0", "video %d UDP/TLS/RTP/SAVPF 96"} {
+		lines = append(lines, "m="+fmt.Sprintf(m, a.Port()), "c=IN IP4 "+a.Addr().String(), "a=rtcp:9 IN IP4 0.0.0.0",
+			"a=ice-ufrag:"+p.ufrag, "a=ice-pwd:"+p.pwd, "a=ice-options:trickle", "a=fingerprint:"+p.fp, "a=setup:"+setup,
+			fmt.Sprintf("a=mid:%d", i), "a=sendrecv", "a=rtcp-mux")
+		if i == 0 {
+			lines = append(lines, "a=rtpmap:111 opus/48000/2", "a=rtcp-fb:111 transport-cc", "a=rtpmap:0 PCMU/8000",
+				fmt.Sprintf("a=ssrc:%d cname:web", chromeAudioSSRC))
+		} else {
+			lines = append(lines, "a=rtpmap:96 VP8/90000", "a=rtcp-fb:96 nack pli", fmt.Sprintf("a=ssrc:%d cname:web", chromeVideoSSRC))
+		}
+	}
+	return strings.Join(lines, "\r\n") + "\r\n"
+}
+
+// waitHandshakes waits until the DTLS legs have completed n handshakes.
+func waitHandshakes(t *testing.T, g *Gateway, n uint32) {
+	t.Helper()
+	testutil.WaitFor(t, fmt.Sprintf("handshake %d on the DTLS legs", n), 5*time.Second, func() bool {
+		for _, s := range mustSessions(t, g) {
+			for _, l := range []LegInfo{s.Internal, s.Cloud} {
+				if l.DTLS != nil && (l.DTLS.Handshakes < n || l.DTLS.State != DTLSStateConnected) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+// TestNGSIPOfferToWebRTC: a SIP endpoint pair offers audio + video with
+// SDES toward a browser. The browser is offered one DTLS transport
+// (BUNDLE, mids the gateway adds, a=setup:actpass, ICE-lite) and
+// answers a=setup:active, so the gateway is passive. Media flows both
+// ways. Then the browser re-offers with a new certificate, then with an
+// ICE restart: each is a new handshake on the browser's side (and for
+// the ICE restart new ICE credentials of the gateway's), while the
+// gateway's SDES keys toward SIP stay as they were.
+func TestNGSIPOfferToWebRTC(t *testing.T) {
+	g := startGateway(t, ngConfig())
+	c, err := dialNG(g.NGAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	web := newWebPeer(t)
+	sipA, sipV := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80"), newNGEnd(t, "AES_CM_128_HMAC_SHA1_32")
+	const id = "sip-to-webrtc@test"
+	toWebFlags := map[string]any{"transport-protocol": "UDP/TLS/RTP/SAVPF", "ICE": "force", "rtcp-mux": []any{"require"},
+		"SDES": []any{"off"}, "DTLS": "passive"}
+	toSIPFlags := map[string]any{"transport-protocol": "RTP/SAVP", "DTLS": "off", "ICE": "remove", "rtcp-mux": []any{"demux"}}
+	msg := func(cmd, from, to, sdp string, flags map[string]any) map[string]any {
+		m := map[string]any{"command": cmd, "call-id": id, "from-tag": from, "sdp": sdp, "replace": []any{"origin"}}
+		if to != "" {
+			m["to-tag"] = to
+		}
+		for k, v := range flags {
+			m[k] = v
+		}
+		return m
+	}
+	sipOffer := sipAnswerAV(sipA, sipV, false)
+	offer := ngDo(t, c, msg("offer", "sip", "", sipOffer, toWebFlags))
+	toWeb := checkTowardBrowser(t, g, offer.Str("sdp"), web, "actpass")
+	ans := ngDo(t, c, msg("answer", "sip", "web", web.browserAnswer("active"), toSIPFlags))
+	toSIP := checkTowardSIP(t, ans.Str("sdp"))
+	gwA, gwV := keyOf(t, toSIP.Media[0]), keyOf(t, toSIP.Media[1])
+	if gwA.Suite.Name != "AES_CM_128_HMAC_SHA1_80" || gwV.Suite.Name != "AES_CM_128_HMAC_SHA1_32" {
+		t.Errorf("the gateway answers SIP with %s and %s", gwA.Suite.Name, gwV.Suite.Name)
+	}
+	gw := addrOf(toWeb.Media[0])
+	web.nominate(t, gw, toWeb.Media[0].ICEUfrag, toWeb.Media[0].ICEPwd)
+	web.handshake(t, gw, true, toWeb.Media[0].Fingerprint)
+	waitHandshakes(t, g, 1)
+	decA, _ := gwA.Context()
+	decV, _ := gwV.Context()
+	toA, toV := addrOf(toSIP.Media[0]), addrOf(toSIP.Media[1])
+	flowAV(t, web, gw, sipA, sipV, toA, toV, decA, decV, 1, 5)
+	first := [2][]byte{web.encKey, web.decKey}
+	distinctKeys(t, map[string][]byte{"SIP audio endpoint's key": sipA.key.Master, "SIP video endpoint's key": sipV.key.Master,
+		"gateway's audio key toward SIP": gwA.Master, "gateway's video key toward SIP": gwV.Master,
+		"browser's DTLS key": web.encKey, "gateway's DTLS key toward the browser": web.decKey})
+
+	// A re-offer from the browser with a new certificate.
+	reinvite := func(step string, seq uint16) ng.Media {
+		t.Helper()
+		re := ngDo(t, c, msg("offer", "web", "sip", web.browserAnswer("actpass"), toSIPFlags))
+		s := checkTowardSIP(t, re.Str("sdp"))
+		if k := keyOf(t, s.Media[0]); !bytes.Equal(k.Master, gwA.Master) {
+			t.Errorf("%s: the gateway's audio key toward SIP changed", step)
+		}
+		if k := keyOf(t, s.Media[1]); !bytes.Equal(k.Master, gwV.Master) {
+			t.Errorf("%s: the gateway's video key toward SIP changed", step)
+		}
+		if addrOf(s.Media[0]) != toA || addrOf(s.Media[1]) != toV {
+			t.Errorf("%s: the SIP side's ports moved", step)
+		}
+		back := ngDo(t, c, msg("answer", "web", "sip", sipOffer, toWebFlags))
+		w := checkTowardBrowser(t, g, back.Str("sdp"), web, "passive")
+		if addrOf(w.Media[0]) != gw {
+			t.Errorf("%s: the browser's transport moved to %s from %s", step, addrOf(w.Media[0]), gw)
+		}
+		return w.Media[0]
+	}
+	web.newCert(t)
+	m := reinvite("new fingerprint", 6)
+	if m.ICEUfrag != toWeb.Media[0].ICEUfrag {
+		t.Errorf("new fingerprint: the gateway's ICE credentials changed without an ICE restart")
+	}
+	web.handshake(t, gw, true, m.Fingerprint)
+	waitHandshakes(t, g, 2)
+	flowAV(t, web, gw, sipA, sipV, toA, toV, decA, decV, 6, 5)
+
+	// An ICE restart: new credentials on both sides, a new handshake.
+	web.ufrag, web.pwd = "r3st", "restartrestartrestart0123"
+	m = reinvite("ICE restart", 11)
+	if m.ICEUfrag == toWeb.Media[0].ICEUfrag || m.ICEPwd == toWeb.Media[0].ICEPwd {
+		t.Errorf("ICE restart: the gateway kept its ICE credentials")
+	}
+	web.nominate(t, gw, m.ICEUfrag, m.ICEPwd)
+	web.handshake(t, gw, true, m.Fingerprint)
+	waitHandshakes(t, g, 3)
+	flowAV(t, web, gw, sipA, sipV, toA, toV, decA, decV, 11, 5)
+	if bytes.Equal(web.encKey, first[0]) || bytes.Equal(web.decKey, first[1]) {
+		t.Error("a new handshake exported the same keys")
+	}
+	ngDo(t, c, map[string]any{"command": "delete", "call-id": id})
+	testutil.WaitFor(t, "the call's sessions to go", 5*time.Second, func() bool { return len(mustSessions(t, g)) == 0 })
+}

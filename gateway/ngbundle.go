@@ -179,9 +179,6 @@ func (c *ngCall) bundlePlans(plans []ng.MediaPlan, to int) {
 			continue
 		}
 		p, t := &plans[st.index], plans[v.index]
-		if p.Port == 0 {
-			continue
-		}
 		p.Addr, p.Port, p.RTCPPort, p.Mux, p.MuxOnly = t.Addr, t.Port, t.RTCPPort, true, true
 		p.ICEUfrag, p.ICEPwd, p.Fingerprint, p.Setup = t.ICEUfrag, t.ICEPwd, t.Fingerprint, t.Setup
 	}
