@@ -404,3 +404,57 @@ func sdpOf(t *testing.T, d ng.Dict) *ng.SDP {
 	}
 	return s
 }
+
+// docWebRTCFlags returns the flags of the Kamailio calls in docs/ng.md's
+// WebRTC example, in order (browser → SIP offer and answer, SIP →
+// browser offer and answer), as the ng dictionaries Kamailio's rtpengine
+// module sends for them.
+func docWebRTCFlags(t *testing.T) []map[string]any {
+	t.Helper()
+	doc, err := os.ReadFile("../docs/ng.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(doc), "```kamailio-webrtc\n")
+	if !ok {
+		t.Fatal("docs/ng.md has no ```kamailio-webrtc block")
+	}
+	block, _, _ = strings.Cut(block, "```")
+	var out []map[string]any
+	for _, m := range regexp.MustCompile(`rtpengine_(?:offer|answer)\("([^"]*)"\)`).FindAllStringSubmatch(block, -1) {
+		out = append(out, kamailioFlags(t, m[1]))
+	}
+	if len(out) != 4 {
+		t.Fatalf("%d rtpengine calls in the WebRTC example, want 4", len(out))
+	}
+	return out
+}
+
+// kamailioFlags turns a Kamailio rtpengine flags string into the ng
+// dictionary entries the module sends for it (the tokens the example
+// uses).
+func kamailioFlags(t *testing.T, s string) map[string]any {
+	t.Helper()
+	d := map[string]any{}
+	add := func(k, v string) {
+		l, _ := d[k].([]any)
+		d[k] = append(l, v)
+	}
+	for _, tok := range strings.Fields(s) {
+		switch k, v, kv := strings.Cut(tok, "="); {
+		case ng.ValidProto(tok):
+			d["transport-protocol"] = tok
+		case kv:
+			d[k] = v
+		case strings.HasPrefix(tok, "rtcp-mux-"):
+			add("rtcp-mux", strings.TrimPrefix(tok, "rtcp-mux-"))
+		case strings.HasPrefix(tok, "SDES-"):
+			add("SDES", strings.TrimPrefix(tok, "SDES-"))
+		case strings.HasPrefix(tok, "replace-"):
+			add("replace", strings.TrimPrefix(tok, "replace-"))
+		default:
+			t.Fatalf("flag %q: not one the example should use", tok)
+		}
+	}
+	return d
+}

@@ -196,20 +196,22 @@ func TestNGWebRTCOfferToSIP(t *testing.T) {
 	web := newWebPeer(t)
 	sipA, sipV := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80"), newNGEnd(t, "AES_CM_128_HMAC_SHA1_80")
 	const id = "webrtc-to-sip@test"
-	// Kamailio: rtpengine_offer("RTP/SAVP DTLS=off ICE=remove rtcp-mux-demux replace-origin replace-session-connection")
-	offer := ngDo(t, c, map[string]any{"command": "offer", "call-id": id, "from-tag": "web", "sdp": web.chromeOffer(t),
-		"transport-protocol": "RTP/SAVP", "DTLS": "off", "ICE": "remove", "rtcp-mux": []any{"demux"},
-		"replace": []any{"origin", "session-connection"}})
+	flags := docWebRTCFlags(t)
+	msg := func(m, flags map[string]any) map[string]any {
+		for k, v := range flags {
+			m[k] = v
+		}
+		return m
+	}
+	offer := ngDo(t, c, msg(map[string]any{"command": "offer", "call-id": id, "from-tag": "web", "sdp": web.chromeOffer(t)}, flags[0]))
 	toSIP := checkTowardSIP(t, offer.Str("sdp"))
 	if !strings.Contains(offer.Str("sdp"), "a=mid:0\r\n") || !strings.Contains(offer.Str("sdp"), "a=ssrc:770103454 cname:") {
 		t.Errorf("a=mid or a=ssrc did not pass through toward SIP:\n%s", offer.Str("sdp"))
 	}
 	gwA, gwV := gwKey(t, toSIP.Media[0], "AES_CM_128_HMAC_SHA1_80"), gwKey(t, toSIP.Media[1], "AES_CM_128_HMAC_SHA1_80")
 	sipA.key.Tag, sipV.key.Tag = gwA.Tag, gwV.Tag
-	// Kamailio: rtpengine_answer("UDP/TLS/RTP/SAVPF ICE=force rtcp-mux-require SDES-off DTLS=passive")
-	ans := ngDo(t, c, map[string]any{"command": "answer", "call-id": id, "from-tag": "web", "to-tag": "sip",
-		"sdp": sipAnswerAV(sipA, sipV, false), "transport-protocol": "UDP/TLS/RTP/SAVPF", "ICE": "force",
-		"rtcp-mux": []any{"require"}, "SDES": []any{"off"}, "DTLS": "passive"})
+	ans := ngDo(t, c, msg(map[string]any{"command": "answer", "call-id": id, "from-tag": "web", "to-tag": "sip",
+		"sdp": sipAnswerAV(sipA, sipV, false)}, flags[1]))
 	toWeb := checkTowardBrowser(t, g, ans.Str("sdp"), web, "passive")
 	if !strings.Contains(ans.Str("sdp"), "a=rtpmap:111 opus/48000/2\r\n") {
 		t.Errorf("codecs did not pass through toward the browser:\n%s", ans.Str("sdp"))
@@ -330,11 +332,12 @@ func TestNGSIPOfferToWebRTC(t *testing.T) {
 	web := newWebPeer(t)
 	sipA, sipV := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80"), newNGEnd(t, "AES_CM_128_HMAC_SHA1_32")
 	const id = "sip-to-webrtc@test"
-	toWebFlags := map[string]any{"transport-protocol": "UDP/TLS/RTP/SAVPF", "ICE": "force", "rtcp-mux": []any{"require"},
-		"SDES": []any{"off"}, "DTLS": "passive"}
-	toSIPFlags := map[string]any{"transport-protocol": "RTP/SAVP", "DTLS": "off", "ICE": "remove", "rtcp-mux": []any{"demux"}}
+	// The example's flags in docs/ng.md: the offer toward the browser,
+	// the answer toward SIP (and the same for the browser's re-INVITEs).
+	doc := docWebRTCFlags(t)
+	toWebFlags, toSIPFlags := doc[2], doc[3]
 	msg := func(cmd, from, to, sdp string, flags map[string]any) map[string]any {
-		m := map[string]any{"command": cmd, "call-id": id, "from-tag": from, "sdp": sdp, "replace": []any{"origin"}}
+		m := map[string]any{"command": cmd, "call-id": id, "from-tag": from, "sdp": sdp}
 		if to != "" {
 			m["to-tag"] = to
 		}

@@ -25,9 +25,10 @@ import (
 //     requires it when the mid header extension is not used), the one
 //     property of a packet that is always there and in the clear. The
 //     mid header extension would need the negotiated extension ID and a
-//     header-extension parse per packet, and it is absent from packets
-//     after the first ones in Chrome; a=ssrc lines are optional
-//     (Firefox leaves them out, and they do not cover RTX or simulcast).
+//     header-extension parse per packet, and a sender may stop sending
+//     it once the receiver knows its SSRCs (RFC 8843 section 9.2); a=ssrc
+//     lines are optional (Firefox leaves them out, and they do not cover
+//     RTX or simulcast).
 //   - RTCP by source: the sender SSRC when an m= line's RTP came from it,
 //     else the first report block's or the feedback's media SSRC when an
 //     m= line sent it; else the first m= line.
