@@ -156,8 +156,8 @@ func distinctKeys(t *testing.T, keys map[string][]byte) {
 	}
 }
 
-// waitDTLS waits until every DTLS leg of every session is in state.
-func waitDTLS(t *testing.T, g *Gateway, state string) {
+// waitNGDTLS waits until every DTLS leg of every session is in state.
+func waitNGDTLS(t *testing.T, g *Gateway, state string) {
 	t.Helper()
 	testutil.WaitFor(t, "the DTLS legs to be "+state, 5*time.Second, func() bool {
 		for _, s := range mustSessions(t, g) {
@@ -219,7 +219,7 @@ func TestNGWebRTCOfferToSIP(t *testing.T) {
 	gw := addrOf(toWeb.Media[0])
 	web.nominate(t, gw, toWeb.Media[0].ICEUfrag, toWeb.Media[0].ICEPwd)
 	web.handshake(t, gw, true, toWeb.Media[0].Fingerprint)
-	waitDTLS(t, g, DTLSStateConnected)
+	waitNGDTLS(t, g, DTLSStateConnected)
 
 	decA, err := gwA.Context()
 	if err != nil {
