@@ -78,3 +78,53 @@ func TestNGWebRTCRefused(t *testing.T) {
 		t.Errorf("%d sessions after refused requests", n)
 	}
 }
+
+// TestNGWebRTCWrongCertificate: a browser that presents another
+// certificate than the one its SDP's fingerprint names does not get
+// through the handshake; the leg's state says failed, in query too, and
+// the SIP side's leg is untouched.
+func TestNGWebRTCWrongCertificate(t *testing.T) {
+	g := startGateway(t, ngConfig())
+	c, err := dialNG(g.NGAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	web := newWebPeer(t)
+	sipA, sipV := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80"), newNGEnd(t, "AES_CM_128_HMAC_SHA1_80")
+	flags := docWebRTCFlags(t)
+	with := func(m, f map[string]any) map[string]any {
+		for k, v := range f {
+			m[k] = v
+		}
+		return m
+	}
+	const id = "wrong-cert@test"
+	offer := ngDo(t, c, with(map[string]any{"command": "offer", "call-id": id, "from-tag": "web", "sdp": web.chromeOffer(t)}, flags[0]))
+	toSIP := sdpOf(t, offer)
+	sipA.key.Tag, sipV.key.Tag = gwKey(t, toSIP.Media[0], "AES_CM_128_HMAC_SHA1_80").Tag, gwKey(t, toSIP.Media[1], "AES_CM_128_HMAC_SHA1_80").Tag
+	ans := ngDo(t, c, with(map[string]any{"command": "answer", "call-id": id, "from-tag": "web", "to-tag": "sip",
+		"sdp": sipAnswerAV(sipA, sipV, false)}, flags[1]))
+	toWeb := sdpOf(t, ans).Media[0]
+	gw := addrOf(toWeb)
+	web.nominate(t, gw, toWeb.ICEUfrag, toWeb.ICEPwd)
+	web.newCert(t) // not the one the offer announced
+	if err := web.tryHandshake(t, gw, true, toWeb.Fingerprint); err == nil {
+		t.Fatal("the handshake with a certificate the SDP did not announce completed")
+	}
+	waitNGDTLS(t, g, DTLSStateFailed)
+	q := ngDo(t, c, map[string]any{"command": "query", "call-id": id})
+	s := q["tags"].(map[string]any)["web"].(map[string]any)["medias"].([]any)[0].(map[string]any)["streams"].([]any)[0].(map[string]any)
+	if d, _ := s["dtls"].(map[string]any); d == nil || d["state"] != DTLSStateFailed {
+		t.Errorf("query: the browser's stream %v", s)
+	}
+	for _, ss := range mustSessions(t, g) {
+		sipLeg := legOf(ss, "cloud")
+		if ss.NG.OffererLeg == "cloud" {
+			sipLeg = legOf(ss, "internal")
+		}
+		if sipLeg.Keying != KeyingSDES || sipLeg.Suite != "AES_CM_128_HMAC_SHA1_80" {
+			t.Errorf("the SIP leg changed: %+v", sipLeg)
+		}
+	}
+}

@@ -189,6 +189,14 @@ func (p *webPeer) nominate(t *testing.T, to netip.AddrPort, ufrag, pwd string) {
 // SRTP contexts from the exported keys.
 func (p *webPeer) handshake(t *testing.T, to netip.AddrPort, client bool, gwFP string) {
 	t.Helper()
+	if err := p.tryHandshake(t, to, client, gwFP); err != nil {
+		t.Fatalf("DTLS handshake: %v", err)
+	}
+}
+
+// tryHandshake is handshake, returning the handshake's error.
+func (p *webPeer) tryHandshake(t *testing.T, to netip.AddrPort, client bool, gwFP string) error {
+	t.Helper()
 	if p.dc != nil {
 		_ = p.dc.Close()
 		p.dc = nil
@@ -229,12 +237,13 @@ func (p *webPeer) handshake(t *testing.T, to netip.AddrPort, client bool, gwFP s
 		dc, err = dtls.Server(pc, net.UDPAddrFromAddrPort(to), cfg)
 	}
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := dc.HandshakeContext(ctx); err != nil {
-		t.Fatalf("DTLS handshake: %v", err)
+		_ = dc.Close()
+		return err
 	}
 	p.dc = dc
 	prof, ok := dc.SelectedSRTPProtectionProfile()
@@ -259,6 +268,7 @@ func (p *webPeer) handshake(t *testing.T, to netip.AddrPort, client bool, gwFP s
 	}
 	p.encKey = append(append([]byte(nil), k.LocalMasterKey...), k.LocalMasterSalt...)
 	p.decKey = append(append([]byte(nil), k.RemoteMasterKey...), k.RemoteMasterSalt...)
+	return nil
 }
 
 // webDTLSConn is the DTLS records of the peer's socket as a PacketConn
