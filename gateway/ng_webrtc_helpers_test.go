@@ -183,6 +183,30 @@ func (p *webPeer) nominate(t *testing.T, to netip.AddrPort, ufrag, pwd string) {
 	t.Fatal("no answer to the ICE check")
 }
 
+// checkRefused sends a connectivity check under ufrag and pwd and wants
+// an error response (the credentials are not the gateway's).
+func (p *webPeer) checkRefused(t *testing.T, to netip.AddrPort, ufrag, pwd string) {
+	t.Helper()
+	m, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.NewUsername(ufrag+":"+p.ufrag),
+		rawAttr(stun.AttrICEControlling, make([]byte, 8)), rawAttr(stun.AttrUseCandidate, nil),
+		stun.NewShortTermIntegrity(pwd), stun.Fingerprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.conn.WriteToUDPAddrPort(m.Raw, to); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-p.stunIn:
+		r := &stun.Message{Raw: b}
+		if err := r.Decode(); err != nil || r.Type != stun.BindingError {
+			t.Fatalf("a check with stale credentials got %v (%v), want an error response", r.Type, err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("no answer to a check with stale credentials")
+	}
+}
+
 // handshake runs DTLS with the gateway at to: as the client when client
 // is set, else as the server. It checks the gateway's certificate
 // against gwFP (the a=fingerprint of the gateway's SDP) and derives the

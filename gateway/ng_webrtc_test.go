@@ -404,6 +404,7 @@ func TestNGSIPOfferToWebRTC(t *testing.T) {
 	if m.ICEUfrag == toWeb.Media[0].ICEUfrag || m.ICEPwd == toWeb.Media[0].ICEPwd {
 		t.Errorf("ICE restart: the gateway kept its ICE credentials")
 	}
+	web.checkRefused(t, gw, toWeb.Media[0].ICEUfrag, toWeb.Media[0].ICEPwd)
 	web.nominate(t, gw, m.ICEUfrag, m.ICEPwd)
 	web.handshake(t, gw, true, m.Fingerprint)
 	waitHandshakes(t, g, 3)
