@@ -252,6 +252,10 @@ func TestNGWebRTCOfferToSIP(t *testing.T) {
 			}
 		}
 	}
+	l := ngDo(t, c, map[string]any{"command": "list"})
+	if k, _ := l["keying"].(map[string]any)[id].(map[string]any); k == nil || k["web"] != "dtls" || k["sip"] != "sdes" {
+		t.Errorf("list: keying %v", l["keying"])
+	}
 	ss := mustSessions(t, g)
 	if len(ss) != 2 {
 		t.Fatalf("%d sessions, want one per m= line", len(ss))

@@ -3,6 +3,7 @@ package gateway
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/mediaedge/mediaedge/gateway/ng"
@@ -203,7 +204,29 @@ func (s *ngServer) list(req ng.Dict) map[string]any {
 	if int64(len(ids)) > limit {
 		ids = ids[:limit]
 	}
-	return map[string]any{"result": "ok", "calls": ids}
+	// mediaedge's own, beside rtpengine's list: per call-id and tag the
+	// keying of that side's streams (sdes, dtls, plain; joined with "+"
+	// when its m= lines differ). The DTLS state is in query.
+	keying := make(map[string]any, len(ids))
+	for _, id := range ids {
+		tags := map[string]any{}
+		for _, c := range s.branches(id) {
+			for side := 0; side < 2; side++ {
+				if c.tags[side] == "" {
+					continue
+				}
+				var ks []string
+				for _, st := range c.streams {
+					if k := st.keying(side); !st.disabled && !slices.Contains(ks, k) {
+						ks = append(ks, k)
+					}
+				}
+				tags[c.tags[side]] = strings.Join(ks, "+")
+			}
+		}
+		keying[id] = tags
+	}
+	return map[string]any{"result": "ok", "calls": ids, "keying": keying}
 }
 
 // statistics answers with the counters rtpengine's statistics command
