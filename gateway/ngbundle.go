@@ -152,6 +152,7 @@ func (s *ngServer) bundleSide(c *ngCall, side int, in func(i int) bool, mid func
 			st.mid[side] = m
 		}
 		mids = append(mids, m)
+		st.bundled[side], st.bmid[side] = true, m
 		if first == nil {
 			first = st
 			continue
@@ -185,9 +186,41 @@ func (c *ngCall) bundlePlans(plans []ng.MediaPlan, to int) {
 	}
 }
 
-// options are the SDP-wide rewriting options toward side to.
+// options are the SDP-wide rewriting options toward side to: the
+// BUNDLE group of the m= lines still in it (a rejected one leaves it,
+// RFC 8843 section 7.3.3).
 func (c *ngCall) options(f *ngFlags, to int) ng.Options {
-	return ng.Options{ReplaceOrigin: f.replaceOrigin, Bundle: c.bundle[to]}
+	o := ng.Options{ReplaceOrigin: f.replaceOrigin}
+	if c.bundle[to] != nil {
+		for _, st := range c.streams {
+			if st.bundled[to] && !st.disabled {
+				o.Bundle = append(o.Bundle, st.bmid[to])
+			}
+		}
+	}
+	return o
+}
+
+// promoteBundle hands stream t's transport on side (its socket there) to
+// the first of the streams bundled behind it, when the answerer rejects
+// t's m= line but not theirs: the others follow the new transport.
+// Called before t is freed, in stream order, so the new transport's
+// ICE credentials are made as for any transport.
+func (c *ngCall) promoteBundle(t *ngStream, side int) {
+	var nt *ngStream
+	for _, st := range c.streams {
+		if st.via[side] != t || st.disabled {
+			continue
+		}
+		if nt == nil {
+			nt = st
+			lid := c.legs[side]
+			nt.socks[lid], t.socks[lid] = t.socks[lid], ngSocks{}
+			nt.via[side] = nil
+			continue
+		}
+		st.via[side] = nt
+	}
 }
 
 // unionPTs adds b's payload types to a's.
