@@ -73,6 +73,7 @@ type ngStream struct {
 	peerFP    [2]string
 	peerSetup [2]string
 	peerUfrag [2]string
+	peerTLSID [2]string
 	role      [2]DTLSRole
 	pref      DTLSRole
 	// BUNDLE (ngbundle.go) by side: via is the stream whose transport

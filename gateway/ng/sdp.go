@@ -77,6 +77,9 @@ type Media struct {
 	// ICEUfrag and ICEPwd are the peer's ICE credentials (m= line or
 	// session level); ICEPwd is secret.
 	ICEUfrag, ICEPwd string
+	// TLSID is the peer's a=tls-id (RFC 8842): a new value asks for a new
+	// DTLS association.
+	TLSID string
 	// Mid is the a=mid identification tag (RFC 5888); Bundled reports that
 	// it is in the session's a=group:BUNDLE (RFC 8843).
 	Mid     string
