@@ -57,3 +57,33 @@ func TestBundleRoute(t *testing.T) {
 		t.Errorf("a packet for an ended session went to it")
 	}
 }
+
+// BenchmarkBundleRoute: the per-packet cost BUNDLE adds to a transport's
+// inbound packets, which must allocate nothing.
+func BenchmarkBundleRoute(b *testing.B) {
+	sa, sv := &session{id: "a", added: true}, &session{id: "v", added: true}
+	a, v := &sa.legs[0], &sv.legs[0]
+	a.s, v.s, v.via = sa, sv, a
+	a.inSSRC.note(1111, 1, 16)
+	v.inSSRC.note(2222, 1, 16)
+	v.outSSRC.note(4444, 1, 16)
+	bu := newBundle([]*leg{a, v}, [][]uint8{{111, 0}, {96, 97}})
+	rtpPkt := make([]byte, 172)
+	rtpPkt[0], rtpPkt[1] = 0x80, 96
+	pli, _ := (&rtcp.PictureLossIndication{SenderSSRC: 1, MediaSSRC: 4444}).Marshal()
+	for _, bc := range []struct {
+		name string
+		pkt  []byte
+		rtcp bool
+	}{{"rtp", rtpPkt, false}, {"rtcp-pli", pli, true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bc.pkt)))
+			for i := 0; i < b.N; i++ {
+				if bu.route(a, bc.pkt, bc.rtcp) != v {
+					b.Fatal("misrouted")
+				}
+			}
+		})
+	}
+}
