@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -562,4 +563,50 @@ func TestNGWebRTCTLSID(t *testing.T) {
 	web.handshake(t, gw, true, m.Fingerprint)
 	waitHandshakes(t, g, 2)
 	flowAV(t, web, gw, sipA, sipV, toA, toV, decA, decV, 7, 3)
+}
+
+// TestNGWebRTCBundleOnly: an offer whose video line is a=bundle-only
+// (port 0, no transport attributes of its own, RFC 8843 section 6) is
+// bundled on the audio line's transport, and toward SIP it is an
+// ordinary m= line with its own port.
+func TestNGWebRTCBundleOnly(t *testing.T) {
+	g := startGateway(t, ngConfig())
+	c, err := dialNG(g.NGAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	web := newWebPeer(t)
+	sipA, sipV := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80"), newNGEnd(t, "AES_CM_128_HMAC_SHA1_80")
+	flags := docWebRTCFlags(t)
+	with := func(m, f map[string]any) map[string]any {
+		for k, v := range f {
+			m[k] = v
+		}
+		return m
+	}
+	offerSDP := web.chromeOffer(t)
+	head, video, _ := strings.Cut(offerSDP, "m=video ")
+	video = regexp.MustCompile(`^\d+ `).ReplaceAllString(video, "0 ")
+	video = regexp.MustCompile(`(?m)^a=(fingerprint|setup|ice-ufrag|ice-pwd|ice-options|rtcp-mux|rtcp):.*\r\n`).ReplaceAllString(video, "")
+	video = strings.Replace(video, "a=mid:1\r\n", "a=mid:1\r\na=bundle-only\r\n", 1)
+	offerSDP = head + "m=video " + video
+	const id = "bundle-only@test"
+	offer := ngDo(t, c, with(map[string]any{"command": "offer", "call-id": id, "from-tag": "web", "sdp": offerSDP}, flags[0]))
+	toSIP := checkTowardSIP(t, offer.Str("sdp"))
+	if strings.Contains(offer.Str("sdp"), "bundle-only") {
+		t.Errorf("a=bundle-only went toward SIP:\n%s", offer.Str("sdp"))
+	}
+	gwA, gwV := gwKey(t, toSIP.Media[0], "AES_CM_128_HMAC_SHA1_80"), gwKey(t, toSIP.Media[1], "AES_CM_128_HMAC_SHA1_80")
+	sipA.key.Tag, sipV.key.Tag = gwA.Tag, gwV.Tag
+	ans := ngDo(t, c, with(map[string]any{"command": "answer", "call-id": id, "from-tag": "web", "to-tag": "sip",
+		"sdp": sipAnswerAV(sipA, sipV, false)}, flags[1]))
+	toWeb := checkTowardBrowser(t, g, ans.Str("sdp"), web, "passive")
+	gw := addrOf(toWeb.Media[0])
+	web.nominate(t, gw, toWeb.Media[0].ICEUfrag, toWeb.Media[0].ICEPwd)
+	web.handshake(t, gw, true, toWeb.Media[0].Fingerprint)
+	waitNGDTLS(t, g, DTLSStateConnected)
+	decA, _ := gwA.Context()
+	decV, _ := gwV.Context()
+	flowAV(t, web, gw, sipA, sipV, addrOf(toSIP.Media[0]), addrOf(toSIP.Media[1]), decA, decV, 1, 3)
 }

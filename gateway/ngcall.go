@@ -284,7 +284,7 @@ func (s *ngServer) checkRoomLocked(cfg *Config, streams int) error {
 // offerStream plans one m= line of a first offer.
 func (s *ngServer) offerStream(c *ngCall, cfg *Config, i int, m ng.Media, f *ngFlags) (*ngStream, ng.MediaPlan, error) {
 	st := &ngStream{index: i, typ: m.Type}
-	if m.Port == 0 {
+	if m.Port == 0 && !m.BundleOnly {
 		st.disabled = true
 		return st, ng.MediaPlan{}, nil
 	}

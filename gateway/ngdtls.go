@@ -26,10 +26,12 @@ func dtlsPref(cfg *Config, f *ngFlags) DTLSRole {
 // fingerprint, a=setup and ICE ufrag.
 func (st *ngStream) takeDTLS(cfg *Config, side int, m ng.Media) error {
 	n := st.index + 1
+	// A bundled m= line may leave the transport's attributes to the
+	// bundle's first (RFC 8843 section 7.1.3; a=bundle-only lines do).
 	switch {
-	case m.Fingerprint == "":
+	case m.Fingerprint == "" && !m.Bundled:
 		return refuse("m= line %d: DTLS-SRTP without a=fingerprint", n)
-	case !m.Mux:
+	case !m.Mux && !m.Bundled:
 		return refuse("m= line %d: DTLS-SRTP needs a=rtcp-mux (one handshake per transport)", n)
 	case m.Setup == "holdconn":
 		return refuse("m= line %d: a=setup:holdconn is not supported", n)

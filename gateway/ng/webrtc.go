@@ -135,6 +135,8 @@ func mediaWebRTC(m *Media, md *sdp.MediaDescription, sess *webrtcSession) error 
 			m.ICEPwd = a.Value
 		case "tls-id":
 			m.TLSID = a.Value
+		case "bundle-only":
+			m.BundleOnly = true
 		case "mid":
 			if a.Value == "" || strings.ContainsAny(a.Value, " \t") {
 				return errors.New("a=mid: want a token")
@@ -166,6 +168,7 @@ func mediaWebRTC(m *Media, md *sdp.MediaDescription, sess *webrtcSession) error 
 			m.Bundled = true
 		}
 	}
+	m.BundleOnly = m.BundleOnly && m.Bundled && m.Port == 0
 	return nil
 }
 
