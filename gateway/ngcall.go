@@ -155,6 +155,7 @@ func (s *ngServer) offerAnswer(cmd string, req ng.Dict, now time.Time) map[strin
 	if err != nil {
 		return ng.ErrorReply(err.Error())
 	}
+	inheritBundle(body)
 	via := req.Str("via-branch")
 	c := s.branch(callID, via)
 	key := callID

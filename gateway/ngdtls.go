@@ -26,12 +26,10 @@ func dtlsPref(cfg *Config, f *ngFlags) DTLSRole {
 // fingerprint, a=setup and ICE ufrag.
 func (st *ngStream) takeDTLS(cfg *Config, side int, m ng.Media) error {
 	n := st.index + 1
-	// A bundled m= line may leave the transport's attributes to the
-	// bundle's first (RFC 8843 section 7.1.3; a=bundle-only lines do).
 	switch {
-	case m.Fingerprint == "" && !m.Bundled:
+	case m.Fingerprint == "":
 		return refuse("m= line %d: DTLS-SRTP without a=fingerprint", n)
-	case !m.Mux && !m.Bundled:
+	case !m.Mux:
 		return refuse("m= line %d: DTLS-SRTP needs a=rtcp-mux (one handshake per transport)", n)
 	case m.Setup == "holdconn":
 		return refuse("m= line %d: a=setup:holdconn is not supported", n)
@@ -134,4 +132,31 @@ func (s *ngServer) updateDTLS(st *ngStream, sender int, lid legID, m ng.Media) e
 		st.ice[sender] = ic
 	}
 	return nil
+}
+
+// inheritBundle gives the bundled m= lines of an offer that leave the
+// transport's attributes out (RFC 8843 section 7.1.3; a=bundle-only
+// lines do) those of the bundle's first usable m= line: fingerprint,
+// setup, ICE credentials, tls-id and rtcp-mux.
+func inheritBundle(body *ng.SDP) {
+	var t *ng.Media
+	for i := range body.Media {
+		m := &body.Media[i]
+		if !m.Bundled {
+			continue
+		}
+		if t == nil {
+			if m.Port != 0 {
+				t = m
+			}
+			continue
+		}
+		if m.Fingerprint == "" && m.Setup == "" {
+			m.Fingerprint, m.Setup, m.TLSID, m.DTLS = t.Fingerprint, t.Setup, t.TLSID, m.DTLS || t.DTLS
+		}
+		if m.ICEUfrag == "" {
+			m.ICEUfrag, m.ICEPwd = t.ICEUfrag, t.ICEPwd
+		}
+		m.Mux = m.Mux || t.Mux
+	}
 }
