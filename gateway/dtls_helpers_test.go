@@ -13,6 +13,7 @@ import (
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/srtp/v3"
+	"github.com/pion/transport/v5/deadline"
 )
 
 // dtlsPeer is a WebRTC-like endpoint for tests: one UDP socket on which
@@ -100,34 +101,25 @@ func (p *dtlsPeer) recvMedia(timeout time.Duration) []byte {
 type peerConn struct {
 	p      *dtlsPeer
 	remote *net.UDPAddr
-	mu     sync.Mutex
-	dl     time.Time
+	rd     *deadline.Deadline
+	deaf   bool
 	closed chan struct{}
 	once   sync.Once
 }
 
 func (c *peerConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	c.mu.Lock()
-	dl := c.dl
-	c.mu.Unlock()
-	var timeout <-chan time.Time
-	if !dl.IsZero() {
-		d := time.Until(dl)
-		if d <= 0 {
-			return 0, nil, os.ErrDeadlineExceeded
-		}
-		tm := time.NewTimer(d)
-		defer tm.Stop()
-		timeout = tm.C
+	q := c.p.dtlsq
+	if c.deaf {
+		q = nil
 	}
 	select {
-	case x := <-c.p.dtlsq:
+	case x := <-q:
 		return copy(b, x), c.remote, nil
 	case <-c.closed:
 		return 0, nil, net.ErrClosed
 	case <-c.p.done:
 		return 0, nil, net.ErrClosed
-	case <-timeout:
+	case <-c.rd.Done():
 		return 0, nil, os.ErrDeadlineExceeded
 	}
 }
@@ -135,22 +127,20 @@ func (c *peerConn) ReadFrom(b []byte) (int, net.Addr, error) {
 func (c *peerConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 	return c.p.conn.WriteToUDP(b, c.remote)
 }
-func (c *peerConn) Close() error                  { c.once.Do(func() { close(c.closed) }); return nil }
-func (c *peerConn) LocalAddr() net.Addr           { return c.p.conn.LocalAddr() }
-func (c *peerConn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t) }
-func (c *peerConn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.dl = t
-	c.mu.Unlock()
-	return nil
-}
-func (c *peerConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *peerConn) Close() error                      { c.once.Do(func() { close(c.closed) }); return nil }
+func (c *peerConn) LocalAddr() net.Addr               { return c.p.conn.LocalAddr() }
+func (c *peerConn) SetDeadline(t time.Time) error     { return c.SetReadDeadline(t) }
+func (c *peerConn) SetReadDeadline(t time.Time) error { c.rd.Set(t); return nil }
+func (c *peerConn) SetWriteDeadline(time.Time) error  { return nil }
 
 // dtlsPeerOpts tweak the peer's handshake for the bad-input tests.
 type dtlsPeerOpts struct {
 	profiles []dtls.SRTPProtectionProfile // nil: every profile; empty non-nil: no use_srtp
 	noSRTP   bool
 	timeout  time.Duration
+	// deaf: the peer never reads the gateway's records (a handshake
+	// that never finishes).
+	deaf bool
 }
 
 // handshake runs a DTLS handshake with the gateway at remote (client:
@@ -182,7 +172,7 @@ func (p *dtlsPeer) handshake(remote string, client bool, gwFP Fingerprint, o dtl
 			return nil
 		},
 	}
-	pc := &peerConn{p: p, remote: ra, closed: make(chan struct{})}
+	pc := &peerConn{p: p, remote: ra, rd: deadline.New(), deaf: o.deaf, closed: make(chan struct{})}
 	var c *dtls.Conn
 	if client {
 		c, err = dtls.Client(pc, ra, cfg)

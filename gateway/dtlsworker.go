@@ -96,12 +96,10 @@ func (w *worker) dtlsIntake(l *leg, src netip.AddrPort, pkt []byte) {
 				w.drop(l, reasonDTLSRefused)
 				return
 			case helloNoSRTP:
-				w.dtlsFail(t, dtlsNoSRTP)
-				w.drop(l, reasonDTLSRefused)
+				w.dtlsRefuse(l, t, src, dtlsNoSRTP, alertHandshakeFailure)
 				return
 			case helloNoProfile:
-				w.dtlsFail(t, dtlsProfileRefused)
-				w.drop(l, reasonDTLSRefused)
+				w.dtlsRefuse(l, t, src, dtlsProfileRefused, alertInsufficientSecurity)
 				return
 			}
 		}
@@ -128,6 +126,16 @@ func (w *worker) dtlsIntake(l *leg, src netip.AddrPort, pkt []byte) {
 	default:
 		w.drop(l, reasonDTLSQueue)
 	}
+}
+
+// dtlsRefuse refuses a ClientHello: the leg's handshake fails with why,
+// and the peer gets a fatal alert (RFC 5246 section 7.2) so that it does
+// not wait for its own timeout.
+func (w *worker) dtlsRefuse(l *leg, t *dtlsTransport, src netip.AddrPort, why string, desc byte) {
+	w.dtlsFail(t, why)
+	w.drop(l, reasonDTLSRefused)
+	rec := fatalAlert(desc)
+	_ = sendDatagram(l.rtp, rec[:], src)
 }
 
 // dtlsSend sends a record t's handshake wrote.

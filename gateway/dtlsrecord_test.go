@@ -1,0 +1,124 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/dtls/v3"
+)
+
+// captureConn records the first datagram a DTLS client writes.
+type captureConn struct {
+	once  sync.Once
+	first chan []byte
+	done  chan struct{}
+}
+
+func (c *captureConn) ReadFrom([]byte) (int, net.Addr, error) { <-c.done; return 0, nil, net.ErrClosed }
+func (c *captureConn) WriteTo(b []byte, _ net.Addr) (int, error) {
+	c.once.Do(func() { c.first <- append([]byte(nil), b...) })
+	return len(b), nil
+}
+func (c *captureConn) Close() error                     { return nil }
+func (c *captureConn) LocalAddr() net.Addr              { return &net.UDPAddr{} }
+func (c *captureConn) SetDeadline(time.Time) error      { return nil }
+func (c *captureConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *captureConn) SetWriteDeadline(time.Time) error { return nil }
+
+// clientHello returns the first flight of a pion/dtls client offering
+// profiles (none: no use_srtp).
+func clientHello(t testing.TB, profiles ...dtls.SRTPProtectionProfile) []byte {
+	t.Helper()
+	cert, err := generateDTLSCert()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := &captureConn{first: make(chan []byte, 1), done: make(chan struct{})}
+	c, err := dtls.Client(cc, &net.UDPAddr{}, &dtls.Config{Certificates: []tls.Certificate{cert.cert},
+		SRTPProtectionProfiles: profiles, InsecureSkipVerify: true, LoggerFactory: discardLogs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- c.HandshakeContext(ctx) }()
+	b := <-cc.first
+	cancel()
+	close(cc.done)
+	<-errc
+	_ = c.Close()
+	return b
+}
+
+func TestCheckClientHello(t *testing.T) {
+	gcm := []*dtlsProfile{lookupDTLSProfile("SRTP_AEAD_AES_128_GCM")}
+	sha := []*dtlsProfile{lookupDTLSProfile("SRTP_AES128_CM_SHA1_80")}
+	hello := clientHello(t, dtls.SRTP_AEAD_AES_128_GCM)
+	bare := clientHello(t)
+	tests := []struct {
+		name     string
+		in       []byte
+		profiles []*dtlsProfile
+		want     helloCheck
+	}{
+		{"offered profile", hello, gcm, helloOK},
+		{"profile not allowed", hello, sha, helloNoProfile},
+		{"no use_srtp", bare, gcm, helloNoSRTP},
+		{"truncated record", hello[:40], gcm, helloNotHello},
+		{"fragment", fragmentOf(hello), gcm, helloPartial},
+		{"application data", append([]byte{23}, hello[1:]...), gcm, helloNotHello},
+		{"empty", nil, gcm, helloNotHello},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := checkClientHello(tc.in, tc.profiles); got != tc.want {
+				t.Fatalf("checkClientHello = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// fragmentOf marks the hello as the first fragment of a longer message.
+func fragmentOf(hello []byte) []byte {
+	b := append([]byte(nil), hello...)
+	b[dtlsRecordHeader+3]++ // message length one more than the fragment
+	return b
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		b    byte
+		want packetKind
+	}{{0, kindSTUN}, {3, kindSTUN}, {4, kindOther}, {19, kindOther}, {20, kindDTLS}, {63, kindDTLS},
+		{64, kindOther}, {127, kindOther}, {128, kindRTP}, {191, kindRTP}, {192, kindOther}, {255, kindOther}}
+	for _, tc := range tests {
+		if got := classify([]byte{tc.b}); got != tc.want {
+			t.Errorf("classify(%d) = %d, want %d", tc.b, got, tc.want)
+		}
+	}
+}
+
+// FuzzDTLSDemux feeds datagrams to the first-byte demultiplexer and to
+// the ClientHello check of DTLS record intake: never a panic, and only a
+// well-formed ClientHello record that offers an allowed profile passes.
+func FuzzDTLSDemux(f *testing.F) {
+	f.Add(clientHello(f, dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80))
+	f.Add(clientHello(f))
+	f.Add([]byte{0x80, 0, 0, 1})
+	f.Add([]byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42})
+	all := dtlsProfiles
+	f.Fuzz(func(t *testing.T, b []byte) {
+		k := classify(b)
+		r := checkClientHello(b, all)
+		if r != helloNotHello && k != kindDTLS {
+			t.Fatalf("kind %d datagram taken for a ClientHello (%d)", k, r)
+		}
+		if r == helloOK && (len(b) < dtlsRecordHeader+dtlsHandshakeHeader || b[0] != dtlsContentHandshake || b[dtlsRecordHeader] != dtlsClientHello) {
+			t.Fatal("a datagram that is no ClientHello record passed")
+		}
+	})
+}
