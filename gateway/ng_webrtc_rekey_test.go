@@ -84,3 +84,40 @@ func TestNGWebRTCTLSID(t *testing.T) {
 	waitHandshakes(t, g, 2)
 	flowAV(t, web, gw, sipA, sipV, toA, toV, decA, decV, 7, 3)
 }
+
+// TestNGWebRTCGatewayActive: with DTLS=active on the answer the gateway
+// takes the client role toward the browser's actpass: its answer says
+// a=setup:active, it sends the ClientHello once the browser's
+// nomination gave it an address, and media flows.
+func TestNGWebRTCGatewayActive(t *testing.T) {
+	g := startGateway(t, ngConfig())
+	c, err := dialNG(g.NGAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	web := newWebPeer(t)
+	sipA, sipV := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80"), newNGEnd(t, "AES_CM_128_HMAC_SHA1_80")
+	flags := docWebRTCFlags(t)
+	const id = "active@test"
+	m := map[string]any{"command": "offer", "call-id": id, "from-tag": "web", "sdp": web.chromeOffer(t)}
+	for k, v := range flags[0] {
+		m[k] = v
+	}
+	toSIP := checkTowardSIP(t, ngDo(t, c, m).Str("sdp"))
+	gwA, gwV := gwKey(t, toSIP.Media[0], "AES_CM_128_HMAC_SHA1_80"), gwKey(t, toSIP.Media[1], "AES_CM_128_HMAC_SHA1_80")
+	sipA.key.Tag, sipV.key.Tag = gwA.Tag, gwV.Tag
+	m = map[string]any{"command": "answer", "call-id": id, "from-tag": "web", "to-tag": "sip", "sdp": sipAnswerAV(sipA, sipV, false)}
+	for k, v := range flags[1] {
+		m[k] = v
+	}
+	m["DTLS"] = "active"
+	toWeb := checkTowardBrowser(t, g, ngDo(t, c, m).Str("sdp"), web, "active")
+	gw := addrOf(toWeb.Media[0])
+	web.nominate(t, gw, toWeb.Media[0].ICEUfrag, toWeb.Media[0].ICEPwd)
+	web.handshake(t, gw, false, toWeb.Media[0].Fingerprint) // the browser is the DTLS server
+	waitNGDTLS(t, g, DTLSStateConnected)
+	decA, _ := gwA.Context()
+	decV, _ := gwV.Context()
+	flowAV(t, web, gw, sipA, sipV, addrOf(toSIP.Media[0]), addrOf(toSIP.Media[1]), decA, decV, 1, 3)
+}
