@@ -252,6 +252,25 @@ func TestNGWebRTCOfferToSIP(t *testing.T) {
 			}
 		}
 	}
+	// The SIP side re-INVITEs with the same keys: toward the browser the
+	// same transport, fingerprint and ICE credentials, a=setup:actpass;
+	// the browser's answer keeps its role, so the association and the
+	// keys stay.
+	re := ngDo(t, c, msg(map[string]any{"command": "offer", "call-id": id, "from-tag": "sip", "to-tag": "web",
+		"sdp": sipAnswerAV(sipA, sipV, false)}, flags[1]))
+	w := checkTowardBrowser(t, g, re.Str("sdp"), web, "actpass")
+	if addrOf(w.Media[0]) != gw || w.Media[0].ICEUfrag != toWeb.Media[0].ICEUfrag {
+		t.Errorf("the SIP re-INVITE moved the browser's transport: %+v", w.Media[0])
+	}
+	back := ngDo(t, c, msg(map[string]any{"command": "answer", "call-id": id, "from-tag": "sip", "to-tag": "web",
+		"sdp": web.browserAnswer("active")}, flags[0]))
+	s2 := checkTowardSIP(t, back.Str("sdp"))
+	if k := keyOf(t, s2.Media[0]); !bytes.Equal(k.Master, gwA.Master) {
+		t.Error("the gateway's audio key toward SIP changed on the SIP side's re-INVITE")
+	}
+	waitHandshakes(t, g, 1)
+	flowAV(t, web, gw, sipA, sipV, addrOf(toSIP.Media[0]), addrOf(toSIP.Media[1]), decA, decV, 11, 3)
+
 	l := ngDo(t, c, map[string]any{"command": "list"})
 	if k, _ := l["keying"].(map[string]any)[id].(map[string]any); k == nil || k["web"] != "dtls" || k["sip"] != "sdes" {
 		t.Errorf("list: keying %v", l["keying"])

@@ -261,6 +261,11 @@ func (s *ngServer) update(c *ngCall, cmd, fromTag, toTag string, f *ngFlags, bod
 			return nil, refuse("m= line %d: the session ended", i+1)
 		}
 		plans[i] = st.plan(c, to, f.proto, info)
+		if cmd == "offer" && st.dtls[to] {
+			// A re-offer toward a DTLS side says actpass too, as
+			// rtpengine: the peer's answer keeps or changes the roles.
+			plans[i].Setup = "actpass"
+		}
 	}
 	c.bundlePlans(plans, to)
 	return body.Rewrite(plans, c.options(f, to))
