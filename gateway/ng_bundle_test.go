@@ -44,7 +44,7 @@ func TestBundleRoute(t *testing.T) {
 		{"opus with the marker bit", rtpPT(0x80 | 111), false, a},
 		{"VP8", rtpPT(96), false, v},
 		{"RTX of VP8", rtpPT(97), false, v},
-		{"an unknown payload type", rtpPT(50), false, a},
+		{"an unknown payload type", rtpPT(50), false, nil},
 		{"RR from the video sender", rtcpOf(&rtcp.ReceiverReport{SSRC: 2222}), true, v},
 		{"RR from an unknown sender about SIP video", rtcpOf(&rtcp.ReceiverReport{SSRC: 1, Reports: []rtcp.ReceptionReport{{SSRC: 4444}}}), true, v},
 		{"SR about SIP audio", rtcpOf(&rtcp.SenderReport{SSRC: 9, Reports: []rtcp.ReceptionReport{{SSRC: 3333}}}), true, a},
@@ -55,13 +55,16 @@ func TestBundleRoute(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := b.route(a, tc.pkt, tc.rtcp); got != tc.want {
-				t.Errorf("routed to session %s, want %s", got.s.id, tc.want.s.id)
+				t.Errorf("routed to %v, want %v", got, tc.want)
 			}
 		})
 	}
 	sv.ended = true
-	if got := b.route(a, rtpPT(96), false); got != a {
-		t.Errorf("a packet for an ended session went to it")
+	if got := b.route(a, rtpPT(96), false); got != nil {
+		t.Errorf("a packet for an ended session was routed (to %v), not dropped", got)
+	}
+	if got := b.route(a, rtpPT(111), false); got != a {
+		t.Errorf("audio on the transport's own m= line went to %v", got)
 	}
 }
 

@@ -252,6 +252,26 @@ func TestNGWebRTCOfferToSIP(t *testing.T) {
 			}
 		}
 	}
+	// A payload type no m= line lists belongs to neither: dropped and
+	// counted (RFC 8843 section 9.2), not sent to the first m= line.
+	unknown := func() (n uint64) {
+		for _, w := range g.workers {
+			for id := range w.stats.drops {
+				n += w.stats.drops[id][reasonUnknownFlow].Load()
+			}
+		}
+		return n
+	}
+	before := unknown()
+	web.sendRTP(t, gw, 50, 0xdead, 1, []byte("no m= line has PT 50"))
+	testutil.WaitFor(t, "the stray payload type to be counted", 5*time.Second, func() bool { return unknown() == before+1 })
+	for _, e := range []*ngEnd{sipA, sipV} {
+		_ = e.conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, _, err := e.conn.ReadFromUDPAddrPort(make([]byte, 2048)); err == nil {
+			t.Errorf("a packet of an unlisted payload type reached %s", e.addr())
+		}
+	}
+
 	// The SIP side re-INVITEs with the same keys: toward the browser the
 	// same transport, fingerprint and ICE credentials, a=setup:actpass;
 	// the browser's answer keeps its role, so the association and the
