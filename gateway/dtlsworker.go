@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/netip"
+	"strconv"
 )
 
 // The worker's side of DTLS legs: record intake, the handshake's sends,
@@ -223,7 +224,9 @@ func (w *worker) dtlsFail(t *dtlsTransport, why string) {
 	for _, l := range t.legs {
 		t.g.events.add(Event{Type: EventDTLSFailed, Session: l.s.id, Leg: l.id.String(), Reason: why}, nil)
 	}
-	w.g.log.Info("DTLS handshake failed", "session", t.legs[0].s.id, "leg", t.legs[0].id.String(), "reason", why)
+	if len(t.legs) > 0 {
+		w.g.log.Info("DTLS handshake failed", "session", t.legs[0].s.id, "leg", t.legs[0].id.String(), "reason", why)
+	}
 	// The goroutine (if any) ends on its own; a failed transport takes
 	// no more records.
 	t.stop()
@@ -292,21 +295,7 @@ func (w *worker) dtlsInfo(l *leg, keys bool) *DTLSInfo {
 // hostCandidate is the a=candidate value of a host candidate on local
 // (RFC 8839), component 1: with rtcp-mux there is no other.
 func hostCandidate(local netip.AddrPort) string {
-	return "1 1 udp 2130706431 " + local.Addr().String() + " " + itoa(int(local.Port())) + " typ host"
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	for n > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return string(b[i:])
+	return "1 1 udp 2130706431 " + local.Addr().String() + " " + strconv.Itoa(int(local.Port())) + " typ host"
 }
 
 // dtlsUpdate re-keys DTLS leg l after a re-offer: a new handshake with
