@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/tls"
 	"net"
 	"net/netip"
 	"sync"
@@ -41,8 +40,11 @@ func clientHello(t testing.TB, profiles ...dtls.SRTPProtectionProfile) []byte {
 		t.Fatal(err)
 	}
 	cc := &captureConn{first: make(chan []byte, 1), done: make(chan struct{})}
-	c, err := dtls.Client(cc, &net.UDPAddr{}, &dtls.Config{Certificates: []tls.Certificate{cert.cert},
-		SRTPProtectionProfiles: profiles, InsecureSkipVerify: true, LoggerFactory: discardLogs})
+	opts := []dtls.ClientOption{dtls.WithCertificates(cert.cert), dtls.WithInsecureSkipVerify(true), dtls.WithLoggerFactory(discardLogs)}
+	if len(profiles) > 0 {
+		opts = append(opts, dtls.WithSRTPProtectionProfiles(profiles...))
+	}
+	c, err := dtls.ClientWithOptions(cc, &net.UDPAddr{}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
