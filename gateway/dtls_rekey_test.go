@@ -177,3 +177,31 @@ func TestDTLSBundleSharesKeys(t *testing.T) {
 		t.Fatalf("after the primary ended, bundled leg state %q", d.State)
 	}
 }
+
+// TestDTLSFingerprintLater: the gateway offers first, so the leg has no
+// peer fingerprint yet: DTLS records are dropped and counted until an
+// update gives it, then the handshake completes.
+func TestDTLSFingerprintLater(t *testing.T) {
+	g := startGateway(t, testConfig())
+	web := newDTLSPeer(t)
+	info := mustCreate(t, g, CreateRequest{
+		Internal: LegRequest{Keying: KeyingDTLS},
+		Cloud:    LegRequest{RTCPMux: true, Crypto: benchKeyLine},
+	})
+	if _, err := web.handshake(info.Internal.Local, true, info.Internal.DTLS.Fingerprint, dtlsPeerOpts{timeout: 300 * time.Millisecond}); err == nil {
+		t.Fatal("a handshake completed before the peer's fingerprint was known")
+	}
+	if c := mustShow(t, g, info.ID).Internal.Counters; c.DTLSDropped == 0 {
+		t.Fatal("records before the fingerprint were not counted")
+	}
+	web.conns = nil
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := g.Update(ctx, info.ID, UpdateRequest{Internal: &LegUpdate{Fingerprint: web.cert.fp.String()}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := web.handshake(info.Internal.Local, true, info.Internal.DTLS.Fingerprint, dtlsPeerOpts{}); err != nil {
+		t.Fatalf("handshake after the update: %v", err)
+	}
+	waitDTLS(t, g, info.ID, true, DTLSStateConnected)
+}

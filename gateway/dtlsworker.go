@@ -79,7 +79,9 @@ func (w *worker) dtlsDest(t *dtlsTransport) netip.AddrPort {
 func (w *worker) dtlsIntake(l *leg, src netip.AddrPort, pkt []byte) {
 	d := l.dtls
 	t := d.t
-	if t == nil || t.stopped || t.state == DTLSStateFailed {
+	if t == nil || t.stopped || t.state == DTLSStateFailed || len(t.plan.peerFP) == 0 {
+		// No handshake: none wanted any more, or the peer's fingerprint
+		// is not known yet (an update brings it).
 		w.drop(l, reasonDTLSRefused)
 		return
 	}
