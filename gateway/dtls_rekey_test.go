@@ -205,3 +205,17 @@ func TestDTLSFingerprintLater(t *testing.T) {
 	}
 	waitDTLS(t, g, info.ID, true, DTLSStateConnected)
 }
+
+// TestDTLSPeerClose: the peer's close_notify after the handshake shows as
+// state closed; the media keys stay until the session ends.
+func TestDTLSPeerClose(t *testing.T) {
+	g := startGateway(t, testConfig())
+	c := newDTLSCall(t, g, DTLSPassive)
+	c.exchange(t, 3, 1)
+	for _, conn := range c.web.conns {
+		_ = conn.Close()
+	}
+	c.web.conns = nil
+	waitDTLS(t, g, c.info.ID, true, DTLSStateClosed)
+	c.exchange(t, 3, 10)
+}

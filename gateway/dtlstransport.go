@@ -208,8 +208,29 @@ func (t *dtlsTransport) run() {
 		return
 	}
 	t.post(res)
+	t.drain(conn)
 	<-t.done
 	_ = conn.Close()
+}
+
+// drain reads the connection until it closes. Application data (none is
+// expected on a DTLS-SRTP association) is discarded, so that pion's
+// reader, which answers the peer's retransmitted flights, never stalls on
+// it. A close by the peer (close_notify or a fatal alert) is reported to
+// the worker; stop ends it too.
+func (t *dtlsTransport) drain(conn *dtls.Conn) {
+	buf := make([]byte, 1<<14+2048) // the largest record
+	for {
+		_, err := conn.Read(buf)
+		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+			break
+		}
+	}
+	select {
+	case <-t.done:
+	default:
+		t.w.post(func() { t.w.dtlsPeerClosed(t) })
+	}
 }
 
 // export derives the SRTP master keys of the finished handshake (RFC

@@ -216,6 +216,15 @@ func (w *worker) installDTLSKeys(l *leg, res *dtlsResult) {
 	l.plain = false
 }
 
+// dtlsPeerClosed records that the peer closed t's association after the
+// handshake (close_notify or a fatal alert). The leg keeps its keys: the
+// session ends by the API, idle timeout or a re-key.
+func (w *worker) dtlsPeerClosed(t *dtlsTransport) {
+	if !t.stopped && t.state == DTLSStateConnected {
+		t.state = DTLSStateClosed
+	}
+}
+
 // dtlsFail marks t's handshake failed, counts it and reports it.
 func (w *worker) dtlsFail(t *dtlsTransport, why string) {
 	if t.state == DTLSStateFailed {
