@@ -189,3 +189,46 @@ func TestDTLSHandshakeLimit(t *testing.T) {
 	waitDTLS(t, g, a.ID, true, DTLSStateFailed)
 	waitDTLS(t, g, b.ID, true, DTLSStateConnected)
 }
+
+// dropsFor sums the workers' drops of one reason on one leg.
+func dropsFor(g *Gateway, id legID, r reason) uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var n uint64
+	for _, w := range g.workers {
+		n += w.stats.drops[id][r].Load()
+	}
+	return n
+}
+
+// TestDTLSQueueFull: records beyond a leg's queue_len while its
+// handshake runs are dropped and counted as dtls_queue_full; the worker
+// never waits for the handshake.
+func TestDTLSQueueFull(t *testing.T) {
+	cfg := testConfig()
+	cfg.DTLS.QueueLen = 4
+	g := startGateway(t, cfg)
+	bystander := sdesBystander(t, g)
+	web := newDTLSPeer(t)
+	info := mustCreate(t, g, CreateRequest{
+		Internal: LegRequest{Keying: KeyingDTLS, Fingerprint: web.cert.fp.String()},
+		Cloud:    LegRequest{RTCPMux: true, Crypto: benchKeyLine},
+	})
+	// A ClientHello starts the handshake; the peer then goes deaf.
+	_, _ = web.handshake(info.Internal.Local, true, info.Internal.DTLS.Fingerprint, dtlsPeerOpts{timeout: 50 * time.Millisecond, deaf: true})
+	waitDTLS(t, g, info.ID, true, DTLSStateConnecting)
+	junk := make([]byte, 300)
+	junk[0] = 23 // application data, epoch 1: pion discards it
+	junk[4] = 1
+	dst := udpAddr(t, info.Internal.Local)
+	for round := 0; round < 50 && dropsFor(g, legInternal, reasonDTLSQueue) == 0; round++ {
+		for i := 0; i < 200; i++ {
+			_, _ = web.conn.WriteToUDP(junk, dst)
+		}
+		bystander(uint16(round + 1))
+	}
+	if dropsFor(g, legInternal, reasonDTLSQueue) == 0 {
+		t.Fatal("no record was dropped as dtls_queue_full")
+	}
+	bystander(1000)
+}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,21 +13,50 @@ import (
 
 // BenchmarkDTLSHandshake measures complete DTLS-SRTP handshakes through
 // the gateway: per iteration a session with a passive DTLS leg is
-// created, a pion/dtls client (on the same machine, so its cost counts
-// too) handshakes with it, and the session is deleted. Several clients
-// run at once. Run it as
+// created, a pion/dtls client (in this process, so that its cost counts
+// too, on the same 2 cores) handshakes with it, and the session is
+// deleted. "burst" starts them as fast as 2 x GOMAXPROCS clients can go;
+// "paced" starts one every 5 ms (200/s, 1,000 in 5 s). Run it as
 //
 //	go test -run '^$' -bench BenchmarkDTLSHandshake -benchtime 1000x -benchmem ./gateway/
+//
+// It also reports the 99th percentile of the transit time of an
+// established SDES session's packets (one every millisecond) through the
+// gateway: p99-idle-µs before the handshakes start, p99-busy-µs while
+// they run.
 func BenchmarkDTLSHandshake(b *testing.B) {
+	for _, pace := range []time.Duration{0, 5 * time.Millisecond} {
+		name := "burst"
+		if pace > 0 {
+			name = "paced"
+		}
+		b.Run(name, func(b *testing.B) { benchHandshakes(b, pace) })
+	}
+}
+
+func benchHandshakes(b *testing.B, pace time.Duration) {
 	cfg := testConfig()
 	g := startGateway(b, cfg)
+	idle := transitP99(b, g, 500*time.Millisecond, nil)
+	stop := make(chan struct{})
+	busy := make(chan time.Duration, 1)
+	go func() { busy <- transitP99(b, g, 0, stop) }()
+	var tick <-chan time.Time
+	if pace > 0 {
+		tk := time.NewTicker(pace)
+		defer tk.Stop()
+		tick = tk.C
+	}
 	var failed atomic.Int64
-	b.SetParallelism(4) // 4 x GOMAXPROCS clients at once
+	b.SetParallelism(1) // GOMAXPROCS clients at once
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		web := newDTLSPeer(b)
 		for pb.Next() {
+			if tick != nil {
+				<-tick
+			}
 			info, err := g.Create(context.Background(), CreateRequest{
 				Internal: LegRequest{Keying: KeyingDTLS, Setup: "active", Fingerprint: web.cert.fp.String()},
 				Cloud:    LegRequest{Remote: "198.51.100.7:40000", RTCPMux: true, Crypto: benchKeyLine},
@@ -46,10 +76,65 @@ func BenchmarkDTLSHandshake(b *testing.B) {
 		}
 	})
 	b.StopTimer()
+	close(stop)
+	p99 := <-busy
 	if n := failed.Load(); n > 0 {
 		b.Fatalf("%d of %d handshakes failed", n, b.N)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "handshakes/s")
+	b.ReportMetric(float64(idle.Microseconds()), "p99-idle-µs")
+	b.ReportMetric(float64(p99.Microseconds()), "p99-busy-µs")
+}
+
+// transitP99 streams SRTP through an SDES-SDES session of g, one packet
+// per millisecond, for d (or until stop is closed), and returns the 99th
+// percentile of the time from send to receipt.
+func transitP99(b *testing.B, g *Gateway, d time.Duration, stop <-chan struct{}) time.Duration {
+	a, z := newPeer(b), newPeer(b)
+	ka := newKeyLine(b, suiteAES128SHA80)
+	info, err := g.Create(context.Background(), CreateRequest{
+		Internal: LegRequest{Remote: a.addr(), RTCPMux: true, Crypto: ka},
+		Cloud:    LegRequest{Remote: z.addr(), RTCPMux: true, Crypto: newKeyLine(b, suiteAES128SHA80)},
+	})
+	if err != nil {
+		b.Error(err)
+		return 0
+	}
+	defer func() { _ = g.Delete(context.Background(), info.ID) }()
+	tx := contextFor(b, ka, false)
+	dst := udpAddr(b, info.Internal.Local)
+	buf := make([]byte, 2048)
+	var lat []time.Duration
+	end := time.Now().Add(d)
+	for seq := uint16(1); ; seq++ {
+		if stop == nil && time.Now().After(end) {
+			break
+		}
+		if stop != nil {
+			select {
+			case <-stop:
+				stop = nil
+				end = time.Time{}
+			default:
+			}
+		}
+		pkt, _ := tx.EncryptRTP(nil, rtpPacket(b, 0x7777, seq, 160), nil)
+		t0 := time.Now()
+		if _, err := a.conn.WriteToUDP(pkt, dst); err != nil {
+			b.Error(err)
+			return 0
+		}
+		_ = z.conn.SetReadDeadline(t0.Add(time.Second))
+		if _, _, err := z.conn.ReadFromUDP(buf); err == nil {
+			lat = append(lat, time.Since(t0))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if len(lat) == 0 {
+		return 0
+	}
+	slices.Sort(lat)
+	return lat[len(lat)*99/100]
 }
 
 // benchKeyLine is a fixed SDES key for benchmarks.

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"net"
@@ -158,26 +157,35 @@ func (p *dtlsPeer) handshake(remote string, client bool, gwFP Fingerprint, o dtl
 	if o.noSRTP {
 		profiles = nil
 	}
-	cfg := &dtls.Config{
-		Certificates:           []tls.Certificate{p.cert.cert},
-		SRTPProtectionProfiles: profiles,
-		InsecureSkipVerify:     true,
-		ClientAuth:             dtls.RequireAnyClientCert,
-		ExtendedMasterSecret:   dtls.RequireExtendedMasterSecret,
-		LoggerFactory:          discardLogs,
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+	opts := []dtls.Option{
+		dtls.WithCertificates(p.cert.cert),
+		dtls.WithInsecureSkipVerify(true),
+		dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
+		dtls.WithLoggerFactory(discardLogs),
+		dtls.WithVerifyPeerCertificate(func(raw [][]byte, _ [][]*x509.Certificate) error {
 			if len(raw) == 0 || !gwFP.matches(raw[0]) {
 				return errors.New("test peer: the gateway's certificate does not match its fingerprint")
 			}
 			return nil
-		},
+		}),
+	}
+	if len(profiles) > 0 {
+		opts = append(opts, dtls.WithSRTPProtectionProfiles(profiles...))
 	}
 	pc := &peerConn{p: p, remote: ra, rd: deadline.New(), deaf: o.deaf, closed: make(chan struct{})}
 	var c *dtls.Conn
 	if client {
-		c, err = dtls.Client(pc, ra, cfg)
+		co := make([]dtls.ClientOption, len(opts))
+		for i, o := range opts {
+			co[i] = o
+		}
+		c, err = dtls.ClientWithOptions(pc, ra, co...)
 	} else {
-		c, err = dtls.Server(pc, ra, cfg)
+		so := []dtls.ServerOption{dtls.WithClientAuth(dtls.RequireAnyClientCert)}
+		for _, o := range opts {
+			so = append(so, o)
+		}
+		c, err = dtls.ServerWithOptions(pc, ra, so...)
 	}
 	if err != nil {
 		return nil, err

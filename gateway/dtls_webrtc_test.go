@@ -46,7 +46,17 @@ func sdpAttr(sdp, name string) string {
 // session info becomes the answer, and audio RTP crosses the gateway both
 // ways byte for byte.
 func TestDTLSWithPionWebRTC(t *testing.T) {
-	g := startGateway(t, testConfig())
+	// passive: pion connects; active: the gateway connects once ICE
+	// nominated the pair (it has no remote before).
+	for _, role := range []DTLSRole{DTLSPassive, DTLSActive} {
+		t.Run(string(role), func(t *testing.T) { testPionWebRTC(t, role) })
+	}
+}
+
+func testPionWebRTC(t *testing.T, role DTLSRole) {
+	cfg := testConfig()
+	cfg.DTLS.Setup = string(role)
+	g := startGateway(t, cfg)
 	sip := newPeer(t)
 	sipKey := newKeyLine(t, suiteAEAD128)
 
@@ -115,7 +125,7 @@ func TestDTLSWithPionWebRTC(t *testing.T) {
 		t.Fatalf("not connected: %s; gateway: %+v", pc.ConnectionState(), mustShow(t, g, info.ID).Internal.DTLS)
 	}
 	d := waitDTLS(t, g, info.ID, true, DTLSStateConnected)
-	if d.Setup != DTLSPassive {
+	if d.Setup != role {
 		t.Fatalf("the gateway took role %s for the offer's actpass", d.Setup)
 	}
 	if li := mustShow(t, g, info.ID).Internal; !li.Latched {

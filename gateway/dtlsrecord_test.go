@@ -2,13 +2,15 @@ package gateway
 
 import (
 	"context"
-	"crypto/tls"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/dtls/v3"
+
+	"github.com/mediaedge/mediaedge/internal/config"
 )
 
 // captureConn records the first datagram a DTLS client writes.
@@ -38,8 +40,11 @@ func clientHello(t testing.TB, profiles ...dtls.SRTPProtectionProfile) []byte {
 		t.Fatal(err)
 	}
 	cc := &captureConn{first: make(chan []byte, 1), done: make(chan struct{})}
-	c, err := dtls.Client(cc, &net.UDPAddr{}, &dtls.Config{Certificates: []tls.Certificate{cert.cert},
-		SRTPProtectionProfiles: profiles, InsecureSkipVerify: true, LoggerFactory: discardLogs})
+	opts := []dtls.ClientOption{dtls.WithCertificates(cert.cert), dtls.WithInsecureSkipVerify(true), dtls.WithLoggerFactory(discardLogs)}
+	if len(profiles) > 0 {
+		opts = append(opts, dtls.WithSRTPProtectionProfiles(profiles...))
+	}
+	c, err := dtls.ClientWithOptions(cc, &net.UDPAddr{}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +124,55 @@ func FuzzDTLSDemux(f *testing.F) {
 		}
 		if r == helloOK && (len(b) < dtlsRecordHeader+dtlsHandshakeHeader || b[0] != dtlsContentHandshake || b[dtlsRecordHeader] != dtlsClientHello) {
 			t.Fatal("a datagram that is no ClientHello record passed")
+		}
+	})
+}
+
+// FuzzDTLSLegIntake feeds datagrams to the worker's packet path on a
+// passive DTLS leg's socket, as if they had arrived from a peer: STUN,
+// DTLS records and SRTP are told apart and each is answered, queued or
+// dropped and counted; never a panic, never a blocked worker, and
+// nothing reaches the other leg before a handshake keyed the leg.
+func FuzzDTLSLegIntake(f *testing.F) {
+	f.Add(clientHello(f, dtls.SRTP_AEAD_AES_128_GCM))
+	f.Add(clientHello(f))
+	f.Add([]byte{0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xde, 0xad})
+	f.Add([]byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
+	f.Add([]byte{23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 1, 0, 2, 0, 0})
+	cfg := testConfig()
+	cfg.Workers = 1
+	cfg.DTLS.HandshakeTimeout = config.Duration(200 * time.Millisecond)
+	g := startGateway(f, cfg)
+	peer, err := generateDTLSCert()
+	if err != nil {
+		f.Fatal(err)
+	}
+	info := mustCreate(f, g, CreateRequest{
+		Internal: LegRequest{Keying: KeyingDTLS, Fingerprint: peer.fp.String()},
+		Cloud:    LegRequest{Remote: "127.0.0.1:9", RTCPMux: true, Crypto: benchKeyLine},
+	})
+	s, err := g.lookup(info.ID)
+	if err != nil {
+		f.Fatal(err)
+	}
+	src := netip.MustParseAddrPort("127.0.0.1:9")
+	buf := make([]byte, bufSize)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > maxPacket {
+			b = b[:maxPacket]
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err := s.w.do(ctx, func() {
+			l := &s.legs[legInternal]
+			n := copy(buf, b)
+			out, o, _, _ := s.w.handle(l.rtp, src, buf, n)
+			if out != nil && o != l {
+				t.Fatalf("a datagram on the DTLS leg went to the %s leg before any handshake", o.id)
+			}
+		})
+		if err != nil {
+			t.Fatalf("the worker did not take the datagram: %v", err)
 		}
 	})
 }

@@ -92,7 +92,12 @@ func newSessionCreateCmd(g *globals) *cobra.Command {
 peer encrypts with) and, if known, its address. The answer lists, per leg,
 where the peer sends media (local, local_rtcp) and the gateway's own
 a=crypto line for the peer: put both into the SDP toward that peer. The two
-legs never share a key.`,
+legs never share a key.
+
+A leg toward a WebRTC endpoint takes --<leg>-keying dtls with the peer's
+a=setup and a=fingerprint instead of a=crypto: the answer then lists the
+gateway's a=fingerprint, a=setup and ICE-lite credentials for that peer's
+SDP, and the keys come from the DTLS handshake (docs/gateway.md, WebRTC).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
@@ -157,7 +162,8 @@ func newSessionListCmd(g *globals) *cobra.Command {
 			fmt.Fprintln(tw, "ID\tAGE\tINTERNAL LOCAL\tINTERNAL REMOTE\tCLOUD LOCAL\tCLOUD REMOTE\tPKTS IN→CLOUD\tPKTS CLOUD→IN\tDROPS\tLAST PACKET\tNG CALL")
 			for _, s := range list.Sessions {
 				drops := s.Counters.AuthFailures + s.Counters.Replays + s.Counters.Malformed + s.Counters.WrongSource +
-					s.Counters.KeyExpired + s.Counters.SSRCLimit + s.Counters.NoRemote + s.Counters.KeyExhausted + s.Counters.SendErrors
+					s.Counters.KeyExpired + s.Counters.SSRCLimit + s.Counters.NoRemote + s.Counters.KeyExhausted + s.Counters.SendErrors +
+					s.Counters.NoKey + s.Counters.DTLSDropped
 				ngCall := "-"
 				if s.NG != nil {
 					ngCall = fmt.Sprintf("%s m=%d %s (%s/%s)", s.NG.CallID, s.NG.Media, s.NG.Type, s.NG.FromTag, s.NG.ToTag)
