@@ -83,7 +83,7 @@ func TestDTLSRefusesBadPeers(t *testing.T) {
 				fp = other.fp
 			}
 			info := mustCreate(t, g, CreateRequest{
-				Internal: LegRequest{Keying: KeyingDTLS, Setup: "active", Fingerprint: fp.String(), Remote: web.addr()},
+				Internal: LegRequest{Keying: KeyingDTLS, NoICE: true, Setup: "active", Fingerprint: fp.String(), Remote: web.addr()},
 				Cloud:    LegRequest{Remote: sip.addr(), RTCPMux: true, Crypto: key},
 			})
 			_, err := web.handshake(info.Internal.Local, true, info.Internal.DTLS.Fingerprint, tc.opts)
@@ -121,7 +121,7 @@ func TestDTLSFloodIsCounted(t *testing.T) {
 	web := newDTLSPeer(t)
 	sip := newPeer(t)
 	info := mustCreate(t, g, CreateRequest{
-		Internal: LegRequest{Keying: KeyingDTLS, Setup: "active", Fingerprint: web.cert.fp.String()},
+		Internal: LegRequest{Keying: KeyingDTLS, NoICE: true, Setup: "active", Fingerprint: web.cert.fp.String()},
 		Cloud:    LegRequest{Remote: sip.addr(), RTCPMux: true, Crypto: newKeyLine(t, suiteAES128SHA80)},
 	})
 	flood := newPeer(t)
@@ -170,7 +170,7 @@ func TestDTLSHandshakeLimit(t *testing.T) {
 	g := startGateway(t, cfg)
 	mk := func(web *dtlsPeer) *SessionInfo {
 		return mustCreate(t, g, CreateRequest{
-			Internal: LegRequest{Keying: KeyingDTLS, Setup: "active", Fingerprint: web.cert.fp.String()},
+			Internal: LegRequest{Keying: KeyingDTLS, NoICE: true, Setup: "active", Fingerprint: web.cert.fp.String()},
 			Cloud:    LegRequest{Remote: newPeer(t).addr(), RTCPMux: true, Crypto: newKeyLine(t, suiteAES128SHA80)},
 		})
 	}
@@ -211,7 +211,7 @@ func TestDTLSQueueFull(t *testing.T) {
 	bystander := sdesBystander(t, g)
 	web := newDTLSPeer(t)
 	info := mustCreate(t, g, CreateRequest{
-		Internal: LegRequest{Keying: KeyingDTLS, Fingerprint: web.cert.fp.String()},
+		Internal: LegRequest{Keying: KeyingDTLS, NoICE: true, Fingerprint: web.cert.fp.String()},
 		Cloud:    LegRequest{RTCPMux: true, Crypto: benchKeyLine},
 	})
 	// A ClientHello starts the handshake; the peer then goes deaf.

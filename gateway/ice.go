@@ -68,6 +68,7 @@ func (w *worker) stunCheck(s *sock, src netip.AddrPort, buf []byte, n int) (*soc
 		w.drop(l, reasonAuth)
 		res, err = stun.Build(stun.NewTransactionIDSetter(m.TransactionID), stun.BindingError, code, stun.Fingerprint)
 	} else {
+		l.noteICE(src)
 		rtcp := s == l.rtcp && l.rtcp != l.rtp
 		if m.Contains(stun.AttrUseCandidate) && l.remoteFor(rtcp) != src {
 			if rtcp {

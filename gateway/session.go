@@ -61,6 +61,11 @@ type leg struct {
 	// dtls is the DTLS-SRTP keying of the leg (dtls.go); nil: SDES or
 	// plain.
 	dtls *dtlsLeg
+	// iceFrom are the last sources whose connectivity check passed
+	// (ICE-lite legs): a DTLS leg without a remote takes DTLS only from
+	// them.
+	iceFrom [4]netip.AddrPort
+	iceNext uint8
 
 	// in holds the peer's keys, newest first; keys past their grace
 	// period are dropped lazily. inHint is the key that authenticated the
@@ -242,6 +247,27 @@ func (l *leg) sockFor(rtcp bool) *sock {
 		return l.rtcp
 	}
 	return l.rtp
+}
+
+// noteICE records src as a source that passed a connectivity check.
+func (l *leg) noteICE(src netip.AddrPort) {
+	for _, a := range l.iceFrom {
+		if a == src {
+			return
+		}
+	}
+	l.iceFrom[l.iceNext%uint8(len(l.iceFrom))] = src
+	l.iceNext++
+}
+
+// iceVerified reports whether src passed a connectivity check on l.
+func (l *leg) iceVerified(src netip.AddrPort) bool {
+	for _, a := range l.iceFrom {
+		if a == src && a.IsValid() {
+			return true
+		}
+	}
+	return false
 }
 
 // peer returns the session's other leg.

@@ -151,6 +151,13 @@ func (g *Gateway) buildLegs(s *session, cfg *Config, plans *[2]legPlan) error {
 			l.remoteRTCP = l.remote
 		}
 		if p.dtls != nil {
+			if !p.noICE {
+				ic, err := newICECreds()
+				if err != nil {
+					return fmt.Errorf("gateway: ICE credentials: %w", err)
+				}
+				l.ice = ic
+			}
 			if err := g.buildDTLSLeg(l, lc, p.dtls); err != nil {
 				return err
 			}
