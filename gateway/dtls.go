@@ -119,8 +119,9 @@ type dtlsPlan struct {
 // newDTLSPlan validates a DTLS leg: peerSetup is the peer's a=setup
 // value, fingerprints its a=fingerprint values, profiles the profile
 // names the leg allows (empty: gateway.dtls.profiles); each must also be
-// in gateway.dtls.profiles. Errors are *RequestError-free: callers name
-// the field.
+// in gateway.dtls.profiles. Errors are *RequestError naming the field
+// (setup, fingerprint or dtls_profiles) without the leg; callers prefix
+// it.
 func newDTLSPlan(cfg *DTLSConfig, peerSetup string, fingerprints []string, profiles []string) (*dtlsPlan, error) {
 	p := &dtlsPlan{}
 	var err error
