@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -64,4 +65,48 @@ func TestDTLSNeedsICECheck(t *testing.T) {
 	if li := mustShow(t, g, info.ID).Internal; li.DTLS.ICE == nil || li.DTLS.ICE.Pwd != "" {
 		t.Fatalf("session info shows ICE %+v: want the ufrag, no password", li.DTLS.ICE)
 	}
+}
+
+// TestDTLSICERestart: an update with ice_restart answers with new ICE
+// credentials; checks with the old ones are refused, the new ones latch,
+// and a new handshake keys the leg.
+func TestDTLSICERestart(t *testing.T) {
+	g := startGateway(t, testConfig())
+	web := newDTLSPeer(t)
+	info := mustCreate(t, g, CreateRequest{
+		Internal: LegRequest{Keying: KeyingDTLS, Setup: "active", Fingerprint: web.cert.fp.String()},
+		Cloud:    LegRequest{RTCPMux: true, Crypto: benchKeyLine},
+	})
+	web.iceCheck(t, &info.Internal, info.Internal.DTLS.ICE.Pwd)
+	if _, err := web.handshake(info.Internal.Local, true, info.Internal.DTLS.Fingerprint, dtlsPeerOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	waitDTLS(t, g, info.ID, true, DTLSStateConnected)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	up, err := g.Update(ctx, info.ID, UpdateRequest{Internal: &LegUpdate{ICERestart: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ice := up.Internal.DTLS.ICE
+	if ice == nil || ice.Pwd == "" || ice.Ufrag == info.Internal.DTLS.ICE.Ufrag {
+		t.Fatalf("ICE after the restart: %+v", ice)
+	}
+	if up.Internal.DTLS.State != DTLSStateNew {
+		t.Fatalf("state after the restart: %s", up.Internal.DTLS.State)
+	}
+	before := mustShow(t, g, info.ID).Internal.Counters.AuthFailures
+	web.iceCheck(t, &info.Internal, info.Internal.DTLS.ICE.Pwd) // old ufrag and password
+	waitCount(t, "refused old check", func() float64 {
+		return float64(mustShow(t, g, info.ID).Internal.Counters.AuthFailures - before)
+	}, 1)
+	for _, c := range web.conns {
+		_ = c.Close()
+	}
+	web.conns = nil
+	web.iceCheck(t, &up.Internal, ice.Pwd)
+	if _, err := web.handshake(info.Internal.Local, true, info.Internal.DTLS.Fingerprint, dtlsPeerOpts{}); err != nil {
+		t.Fatalf("handshake after the ICE restart: %v", err)
+	}
+	waitCount(t, "handshakes", func() float64 { return float64(mustShow(t, g, info.ID).Internal.DTLS.Handshakes) }, 2)
 }

@@ -388,6 +388,13 @@ func (g *Gateway) Update(ctx context.Context, id string, req UpdateRequest) (*Se
 			}
 		}
 		info = w.snapshot(s, false)
+		// An ICE restart answers with the new password, as create does:
+		// the peer's SDP needs it.
+		for i, li := range []*LegInfo{&info.Internal, &info.Cloud} {
+			if c := ch[i]; c != nil && c.iceRestart && li.DTLS != nil && li.DTLS.ICE != nil && s.legs[i].ice != nil {
+				li.DTLS.ICE.Pwd = s.legs[i].ice.pwd
+			}
+		}
 	}); err != nil {
 		return nil, err
 	}
