@@ -232,3 +232,29 @@ func TestDTLSQueueFull(t *testing.T) {
 	}
 	bystander(1000)
 }
+
+// TestDTLSActiveLimitRetries: an active leg whose handshake max_handshakes
+// refused starts it once a slot is free (housekeeping, every second).
+func TestDTLSActiveLimitRetries(t *testing.T) {
+	cfg := testConfig()
+	cfg.DTLS.MaxHandshakes = 1
+	cfg.DTLS.HandshakeTimeout = config.Duration(time.Second)
+	g := startGateway(t, cfg)
+	silent, web := newPeer(t), newDTLSPeer(t)
+	mk := func(remote string, fp Fingerprint) *SessionInfo {
+		return mustCreate(t, g, CreateRequest{
+			Internal: LegRequest{Keying: KeyingDTLS, NoICE: true, Setup: "passive", Fingerprint: fp.String(), Remote: remote},
+			Cloud:    LegRequest{RTCPMux: true, Crypto: benchKeyLine},
+		})
+	}
+	a := mk(silent.addr(), web.cert.fp) // no one answers: holds the slot until its timeout
+	b := mk(web.addr(), web.cert.fp)
+	if _, err := web.handshake(b.Internal.Local, false, b.Internal.DTLS.Fingerprint, dtlsPeerOpts{timeout: 8 * time.Second}); err != nil {
+		t.Fatalf("the refused active handshake never ran: %v", err)
+	}
+	waitDTLS(t, g, a.ID, true, DTLSStateFailed)
+	waitDTLS(t, g, b.ID, true, DTLSStateConnected)
+	if handshakes(g, dtlsLimit) < 1 {
+		t.Fatal("no handshake was refused by max_handshakes")
+	}
+}
