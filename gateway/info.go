@@ -58,6 +58,12 @@ type LegInfo struct {
 	// packets_out packets handed to the kernel for the peer.
 	Counters   legCounters `json:"counters"`
 	LastPacket *time.Time  `json:"last_packet"`
+	// Keying is sdes, dtls, or "" on a plain RTP leg.
+	Keying string `json:"keying"`
+	// DTLS is the DTLS state of a DTLS leg: the gateway's fingerprint,
+	// role and ICE-lite description for its SDP, the handshake's state,
+	// profile and the peer's fingerprint.
+	DTLS *DTLSInfo `json:"dtls,omitempty"`
 }
 
 // StreamInfo is one SSRC seen on a leg.
@@ -81,12 +87,22 @@ func (w *worker) snapshot(s *session, keys bool) SessionInfo {
 			Counters: l.c,
 			Streams:  []StreamInfo{},
 		}
-		if l.rtp != nil {
-			li.Local = l.rtp.local.String()
-			li.LocalRTCP = l.rtcp.local.String()
+		// t is the leg whose socket, remote and keying l uses: a leg
+		// bundled behind another shows its transport's (ngbundle.go).
+		t := l.transport()
+		switch {
+		case t.dtls != nil:
+			li.Keying = KeyingDTLS
+			li.DTLS = w.dtlsInfo(t, keys)
+		case !l.plain:
+			li.Keying = KeyingSDES
 		}
-		li.Remote = addrString(l.remote)
-		li.RemoteRTCP = addrString(l.remoteRTCP)
+		if t.rtp != nil {
+			li.Local = t.rtp.local.String()
+			li.LocalRTCP = t.rtcp.local.String()
+		}
+		li.Remote = addrString(t.remote)
+		li.RemoteRTCP = addrString(t.remoteRTCP)
 		if !li.RTCPMux && l.remoteRTCP == (netip.AddrPort{}) && l.remote.IsValid() {
 			li.RemoteRTCP = netip.AddrPortFrom(l.remote.Addr(), l.remote.Port()+1).String()
 		}

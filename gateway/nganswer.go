@@ -26,17 +26,24 @@ func (s *ngServer) answer(c *ngCall, toTag string, f *ngFlags, body *ng.SDP) ([]
 	cfg := s.g.cfg.Load()
 	c.tags[1] = toTag
 	plans := make([]ng.MediaPlan, len(c.streams))
+	if err := c.checkBundleAnswer(body); err != nil {
+		return nil, err
+	}
 	for i, st := range c.streams {
 		m := body.Media[i]
 		if st.disabled {
 			continue
 		}
 		if m.Port == 0 {
+			c.promoteBundle(st, 0)
 			s.freeStream(st)
 			continue
 		}
-		if err := s.answerStream(c, cfg, st, m); err != nil {
+		if err := s.answerStream(c, cfg, st, m, f); err != nil {
 			return nil, err
+		}
+		if st.via[0] != nil {
+			continue // the bundle's transport has the ICE agent
 		}
 		if f.iceForce || legConfig(cfg, c.legs[0]).ICELite {
 			if cfg.NG.PortMode != PortsDedicated {
@@ -47,28 +54,100 @@ func (s *ngServer) answer(c *ngCall, toTag string, f *ngFlags, body *ng.SDP) ([]
 				return nil, err
 			}
 			st.ice[0] = ic
+			if st.dtls[0] {
+				st.remote[0], st.remoteRTCP[0] = netip.AddrPort{}, netip.AddrPort{} // from ICE
+			}
 		}
 	}
 	c.answered = true
 	s.pending -= len(c.streams)
+	// Every session is built before any is installed: a bundle's routing
+	// table names them all.
 	for i, st := range c.streams {
 		if st.disabled {
 			continue
 		}
-		info, err := s.g.ngStart(c, st, cfg)
+		if _, err := s.g.ngBuild(c, st, cfg); err != nil {
+			return nil, refuse("m= line %d: %v", i+1, err)
+		}
+	}
+	ngLinkBundles(c)
+	for i, st := range c.streams {
+		if st.disabled {
+			continue
+		}
+		info, err := s.g.ngInstall(st, st.sess)
 		if err != nil {
 			return nil, refuse("m= line %d: %v", i+1, err)
 		}
 		plans[i] = st.plan(c, 0, f.proto, info)
 	}
-	return body.Rewrite(plans, ng.Options{ReplaceOrigin: f.replaceOrigin})
+	c.bundlePlans(plans, 0)
+	return body.Rewrite(plans, c.options(f, 0))
+}
+
+// checkBundleAnswer refuses an answer that leaves out of its BUNDLE an
+// m= line the gateway offered bundled: the gateway offered one port for
+// them all and cannot split them afterwards (RFC 8843 section 7.3.3).
+func (c *ngCall) checkBundleAnswer(body *ng.SDP) error {
+	if len(c.bundle[1]) < 2 {
+		return nil
+	}
+	for i, st := range c.streams {
+		if st.disabled || st.via[1] == nil || i >= len(body.Media) || body.Media[i].Port == 0 {
+			continue
+		}
+		if !body.Media[i].Bundled {
+			return refuse("m= line %d: the answer does not accept the offered BUNDLE", i+1)
+		}
+	}
+	for i, st := range c.streams {
+		if i < len(body.Media) && body.Media[i].Port == 0 && !st.disabled && hasMembers(c, st, 1) {
+			return refuse("m= line %d: the answer rejects the BUNDLE's transport m= line", i+1)
+		}
+	}
+	return nil
+}
+
+func hasMembers(c *ngCall, t *ngStream, side int) bool {
+	for _, st := range c.streams {
+		if st.via[side] == t && !st.disabled {
+			return true
+		}
+	}
+	return false
 }
 
 // answerStream takes the answerer's key and address for one stream and
 // picks the offerer's key and the gateway's own toward it.
-func (s *ngServer) answerStream(c *ngCall, cfg *Config, st *ngStream, m ng.Media) error {
+func (s *ngServer) answerStream(c *ngCall, cfg *Config, st *ngStream, m ng.Media, f *ngFlags) error {
 	n := st.index + 1
-	if !st.plain[1] {
+	st.pts = unionPTs(st.pts, m.PTs)
+	pref := st.pref
+	if f.dtlsPassive || f.dtlsActive {
+		pref = dtlsPref(cfg, f)
+	}
+	switch {
+	case st.dtls[1] && st.via[1] != nil:
+		// A bundled m= line: the transport's m= line carries the DTLS
+		// attributes (RFC 8843 section 7.3); a copy here changes nothing.
+		st.mux[1] = true
+	case st.dtls[1]:
+		if m.Fingerprint == "" {
+			return refuse("m= line %d: the gateway offered DTLS-SRTP and the answer has no a=fingerprint", n)
+		}
+		setup := m.Setup
+		if setup == "" {
+			setup = "active" // RFC 5763 section 5: the answerer's default
+		}
+		role, err := answerSetup(setup, pref)
+		if err != nil {
+			return refuse("m= line %d: a=setup %v", n, err)
+		}
+		st.role[1] = role
+		st.peerFP[1], st.peerSetup[1], st.peerUfrag[1], st.peerTLSID[1] = m.Fingerprint, m.Setup, m.ICEUfrag, m.TLSID
+		st.mux[1] = true
+	case !st.plain[1]:
 		lcB := legConfig(cfg, c.legs[1])
 		var pick *ownKey
 		for _, line := range m.Crypto {
@@ -100,10 +179,16 @@ func (s *ngServer) answerStream(c *ngCall, cfg *Config, st *ngStream, m ng.Media
 		}
 		st.offered = nil
 	}
-	st.remote[1] = netip.AddrPortFrom(m.Addr, uint16(m.Port))
-	st.remoteRTCP[1] = netip.AddrPortFrom(m.Addr, uint16(m.RTCPPort))
+	st.remote[1], st.remoteRTCP[1] = remoteOf(st, 1, m)
 	st.mux[1] = st.muxOnly || (st.muxOffered && m.Mux)
-	if !st.plain[0] {
+	if st.dtls[0] && st.via[0] == nil {
+		role, err := answerSetup(st.peerSetup[0], pref)
+		if err != nil {
+			return refuse("m= line %d: the offer's a=setup %v", n, err)
+		}
+		st.role[0] = role
+	}
+	if !st.plain[0] && !st.dtls[0] {
 		// The offerer's line: the suite the answerer chose when the
 		// offerer offered it, else the offerer's first.
 		pick := st.cands[0]
@@ -176,14 +261,24 @@ func (s *ngServer) update(c *ngCall, cmd, fromTag, toTag string, f *ngFlags, bod
 			return nil, refuse("m= line %d: the session ended", i+1)
 		}
 		plans[i] = st.plan(c, to, f.proto, info)
+		if cmd == "offer" && st.dtls[to] {
+			// A re-offer toward a DTLS side says actpass too, as
+			// rtpengine: the peer's answer keeps or changes the roles.
+			plans[i].Setup = "actpass"
+		}
 	}
-	return body.Rewrite(plans, ng.Options{ReplaceOrigin: f.replaceOrigin})
+	c.bundlePlans(plans, to)
+	return body.Rewrite(plans, c.options(f, to))
 }
 
 // updateStream applies a sender's new address and key to its leg.
 func (s *ngServer) updateStream(c *ngCall, cfg *Config, st *ngStream, sender int, m ng.Media) error {
 	n := st.index + 1
 	lid := c.legs[sender]
+	st.pts = unionPTs(st.pts, m.PTs)
+	if st.dtls[sender] {
+		return s.updateDTLS(st, sender, lid, m)
+	}
 	var up LegUpdate
 	remote := netip.AddrPortFrom(m.Addr, uint16(m.Port))
 	if remote != st.remote[sender] {
@@ -265,7 +360,7 @@ func (s *ngServer) reoffer(c *ngCall, f *ngFlags, body *ng.SDP) ([]byte, error) 
 		if st.disabled {
 			continue
 		}
-		if !st.plain[0] {
+		if !st.plain[0] && !st.dtls[0] {
 			var cands []*Crypto
 			for _, line := range m.Crypto {
 				cr, err := ParseCrypto(line)
@@ -281,10 +376,13 @@ func (s *ngServer) reoffer(c *ngCall, f *ngFlags, body *ng.SDP) ([]byte, error) 
 			}
 			st.cands = cands
 		}
-		st.remote[0] = netip.AddrPortFrom(m.Addr, uint16(m.Port))
-		st.remoteRTCP[0] = netip.AddrPortFrom(m.Addr, uint16(m.RTCPPort))
-		st.mux[0] = m.Mux
+		if st.dtls[0] {
+			st.peerFP[0], st.peerSetup[0], st.peerUfrag[0], st.peerTLSID[0] = m.Fingerprint, m.Setup, m.ICEUfrag, m.TLSID
+		}
+		st.remote[0], st.remoteRTCP[0] = remoteOf(st, 0, m)
+		st.mux[0] = m.Mux || st.dtls[0]
 		plans[i] = st.plan(c, 1, "", nil)
 	}
-	return body.Rewrite(plans, ng.Options{ReplaceOrigin: f.replaceOrigin})
+	c.bundlePlans(plans, 1)
+	return body.Rewrite(plans, c.options(f, 1))
 }

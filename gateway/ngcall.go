@@ -26,6 +26,12 @@ type ngCall struct {
 	answered   bool
 	deleteAt   time.Time // a delayed delete; zero: none
 	streams    []*ngStream
+	// fp is the gateway's certificate fingerprint as the first offer
+	// announced it (a=fingerprint value).
+	fp string
+	// bundle are the mids of each side's a=group:BUNDLE (nil: none):
+	// those streams share one transport on that side (ngbundle.go).
+	bundle [2][]string
 }
 
 // ngStream is one m= line of an ng call. Arrays indexed [2] are by side
@@ -57,6 +63,31 @@ type ngStream struct {
 	own     [2]*ownKey
 	// ice are the ICE-lite credentials toward each side (ICE: force).
 	ice [2]*iceCreds
+
+	// DTLS-SRTP (RFC 5763) by side: dtls makes the side's leg keyed by a
+	// handshake instead of a=crypto; peerFP, peerSetup and peerUfrag are
+	// what the side's SDP said (a change re-keys the leg); role is the
+	// gateway's a=setup toward the side once known; pref is the role
+	// taken toward a peer that offers actpass (the DTLS flag).
+	dtls      [2]bool
+	peerFP    [2]string
+	peerSetup [2]string
+	peerUfrag [2]string
+	peerTLSID [2]string
+	role      [2]DTLSRole
+	pref      DTLSRole
+	// BUNDLE (ngbundle.go) by side: via is the stream whose transport
+	// this stream's leg on that side uses (nil: its own); mid the a=mid
+	// written toward the side ("": the sender's); pts the payload types
+	// of the m= line, which route a bundled transport's packets to it.
+	via [2]*ngStream
+	mid [2]string
+	pts []uint8
+	// bundled and bmid: the stream is in side's BUNDLE group, by that mid.
+	bundled [2]bool
+	bmid    [2]string
+	// sess is the gateway session once answered (ngsession.go).
+	sess *session
 }
 
 type ngSocks struct{ rtp, rtcp *sock }
@@ -124,6 +155,7 @@ func (s *ngServer) offerAnswer(cmd string, req ng.Dict, now time.Time) map[strin
 	if err != nil {
 		return ng.ErrorReply(err.Error())
 	}
+	inheritBundle(body)
 	via := req.Str("via-branch")
 	c := s.branch(callID, via)
 	key := callID
@@ -195,7 +227,8 @@ func (s *ngServer) newOffer(callID, fromTag, via string, f *ngFlags, body *ng.SD
 	if err := s.checkRoomLocked(cfg, len(body.Media)); err != nil {
 		return nil, nil, err
 	}
-	c := &ngCall{id: callID, tags: [2]string{fromTag}, viaBranch: via, legs: legs, created: now}
+	c := &ngCall{id: callID, tags: [2]string{fromTag}, viaBranch: via, legs: legs, created: now,
+		fp: s.g.DTLSFingerprint().String()}
 	plans := make([]ng.MediaPlan, len(body.Media))
 	usable := 0
 	for i, m := range body.Media {
@@ -216,7 +249,17 @@ func (s *ngServer) newOffer(callID, fromTag, via string, f *ngFlags, body *ng.SD
 		s.freeCallLocked(c)
 		return nil, nil, refuse("the SDP has no usable media")
 	}
-	out, err := body.Rewrite(plans, ng.Options{ReplaceOrigin: f.replaceOrigin})
+	// BUNDLE: the offerer's group on its side, and every DTLS m= line
+	// toward a DTLS answerer on one transport.
+	s.bundleSide(c, 0, func(i int) bool { return body.Media[i].Bundled }, func(i int) string { return body.Media[i].Mid })
+	s.bundleSide(c, 1, func(int) bool { return true }, func(i int) string { return body.Media[i].Mid })
+	for i, st := range c.streams {
+		if !st.disabled {
+			plans[i] = st.plan(c, 1, "", nil)
+		}
+	}
+	c.bundlePlans(plans, 1)
+	out, err := body.Rewrite(plans, c.options(f, 1))
 	if err != nil {
 		s.freeCallLocked(c)
 		return nil, nil, err
@@ -242,20 +285,28 @@ func (s *ngServer) checkRoomLocked(cfg *Config, streams int) error {
 // offerStream plans one m= line of a first offer.
 func (s *ngServer) offerStream(c *ngCall, cfg *Config, i int, m ng.Media, f *ngFlags) (*ngStream, ng.MediaPlan, error) {
 	st := &ngStream{index: i, typ: m.Type}
-	if m.Port == 0 {
+	if m.Port == 0 && !m.BundleOnly {
 		st.disabled = true
 		return st, ng.MediaPlan{}, nil
 	}
 	n := i + 1
 	lcA, lcB := legConfig(cfg, c.legs[0]), legConfig(cfg, c.legs[1])
 	if !ng.ValidProto(m.Proto) {
-		if m.DTLS {
-			return st, ng.MediaPlan{}, refuse("m= line %d: DTLS-SRTP is not supported (SDES only)", n)
-		}
 		return st, ng.MediaPlan{}, refuse("m= line %d: transport %q is not supported", n, clip(m.Proto))
 	}
 	st.proto[0] = m.Proto
-	if ng.Secure(m.Proto) || len(m.Crypto) > 0 {
+	st.pts = m.PTs
+	st.mid[0] = m.Mid // an answer echoes the offer's mids (RFC 5888)
+	st.pref = dtlsPref(cfg, f)
+	switch {
+	case m.DTLS && (!f.dtlsOff || len(m.Crypto) == 0):
+		// As rtpengine: DTLS off on an offer is about the SDP toward the
+		// answerer; the offerer's own DTLS is refused only when it also
+		// offers a=crypto to fall back on.
+		if err := st.takeDTLS(cfg, 0, m); err != nil {
+			return st, ng.MediaPlan{}, err
+		}
+	case ng.Secure(m.Proto) || len(m.Crypto) > 0:
 		for _, line := range m.Crypto {
 			cr, err := ParseCrypto(line)
 			if err != nil {
@@ -271,7 +322,7 @@ func (s *ngServer) offerStream(c *ngCall, cfg *Config, i int, m ng.Media, f *ngF
 			return st, ng.MediaPlan{}, refuse("m= line %d: no usable a=crypto line (the %s leg allows %s)",
 				n, c.legs[0], strings.Join(lcA.Suites, ", "))
 		}
-	} else {
+	default:
 		if !lcA.AllowPlain {
 			return st, ng.MediaPlan{}, refuse("m= line %d: plain RTP from the offerer, and the %s leg does not allow it", n, c.legs[0])
 		}
@@ -281,11 +332,22 @@ func (s *ngServer) offerStream(c *ngCall, cfg *Config, i int, m ng.Media, f *ngF
 	if f.proto != "" {
 		out = f.proto
 	}
-	if f.sdesOff {
+	if f.dtlsOff {
+		out = strings.TrimPrefix(out, "UDP/TLS/")
+	}
+	if f.sdesOff && !ng.OverDTLS(out) {
 		out = strings.Replace(out, "SAVP", "AVP", 1)
 	}
 	st.proto[1] = out
-	if ng.Secure(out) {
+	switch {
+	case ng.OverDTLS(out):
+		// Toward a DTLS-SRTP answerer: the gateway's fingerprint and
+		// a=setup:actpass, no a=crypto; one port for RTP and RTCP.
+		if cfg.NG.PortMode != PortsDedicated {
+			return st, ng.MediaPlan{}, refuse("m= line %d: DTLS-SRTP needs gateway.ng.port_mode dedicated", n)
+		}
+		st.dtls[1] = true
+	case ng.Secure(out):
 		var order []*Suite
 		for _, cr := range st.cands {
 			if !slices.Contains(order, cr.Suite) {
@@ -310,18 +372,17 @@ func (s *ngServer) offerStream(c *ngCall, cfg *Config, i int, m ng.Media, f *ngF
 		if len(st.offered) == 0 {
 			return st, ng.MediaPlan{}, refuse("m= line %d: no crypto suite left to offer on the %s leg", n, c.legs[1])
 		}
-	} else {
+	default:
 		if !lcB.AllowPlain {
 			return st, ng.MediaPlan{}, refuse("m= line %d: plain RTP toward the answerer, and the %s leg does not allow it", n, c.legs[1])
 		}
 		st.plain[1] = true
 	}
-	st.remote[0] = netip.AddrPortFrom(m.Addr, uint16(m.Port))
-	st.remoteRTCP[0] = netip.AddrPortFrom(m.Addr, uint16(m.RTCPPort))
-	st.mux[0] = m.Mux
+	st.remote[0], st.remoteRTCP[0] = remoteOf(st, 0, m)
+	st.mux[0] = m.Mux || st.dtls[0]
 	st.sdes = ngFlags{sdesPad: f.sdesPad, sdesLifetime: f.sdesLifetime}
-	st.muxOffered = (m.Mux && !f.muxDemux) || f.muxOffer || f.muxRequire
-	st.muxOnly = f.muxRequire
+	st.muxOffered = (m.Mux && !f.muxDemux) || f.muxOffer || f.muxRequire || st.dtls[1]
+	st.muxOnly = f.muxRequire || st.dtls[1]
 	// address-family: the address the answerer is given.
 	if a, err := lcB.bindAddr(); err != nil {
 		return st, ng.MediaPlan{}, err
@@ -379,57 +440,6 @@ func (g *Gateway) pickWorker() (*worker, error) {
 	w := g.workers[g.rr%len(g.workers)]
 	g.rr++
 	return w, nil
-}
-
-// plan is how the stream's m= line reads for side to: the gateway's
-// sockets on to's leg and its key toward to. info holds the sockets once
-// the stream is a session.
-func (st *ngStream) plan(c *ngCall, to int, proto string, info *SessionInfo) ng.MediaPlan {
-	if st.disabled {
-		return ng.MediaPlan{}
-	}
-	lid := c.legs[to]
-	p := ng.MediaPlan{Proto: st.proto[to]}
-	// A transport-protocol flag on a later request (Kamailio sends the
-	// offer's flags with the answer too) may switch feedback (AVP/AVPF)
-	// but never whether the side was negotiated with SRTP.
-	if proto != "" && ng.Secure(proto) == !st.plain[to] {
-		p.Proto = proto
-	}
-	if info != nil {
-		li := &info.Internal
-		if lid == legCloud {
-			li = &info.Cloud
-		}
-		rtp, _ := netip.ParseAddrPort(li.Local)
-		rtcp, _ := netip.ParseAddrPort(li.LocalRTCP)
-		p.Addr, p.Port, p.RTCPPort = rtp.Addr(), int(rtp.Port()), int(rtcp.Port())
-	} else {
-		so := st.socks[lid]
-		p.Addr, p.Port, p.RTCPPort = so.rtp.local.Addr(), int(so.rtp.local.Port()), int(so.rtcp.local.Port())
-	}
-	switch {
-	case !c.answered && to == 1:
-		p.Mux, p.MuxOnly = st.muxOffered, st.muxOnly
-		for _, k := range st.offered {
-			p.Crypto = append(p.Crypto, k.line())
-		}
-		return st.withICE(p, to)
-	case st.mux[to]:
-		p.Mux, p.MuxOnly = true, true
-	}
-	if k := st.own[to]; k != nil {
-		p.Crypto = []string{k.line()}
-	}
-	return st.withICE(p, to)
-}
-
-// withICE adds the ICE-lite credentials toward side to, if any.
-func (st *ngStream) withICE(p ng.MediaPlan, to int) ng.MediaPlan {
-	if ic := st.ice[to]; ic != nil && p.Port != 0 {
-		p.ICEUfrag, p.ICEPwd = ic.ufrag, ic.pwd
-	}
-	return p
 }
 
 // forgetLocked frees c and drops it from the calls.
@@ -494,7 +504,10 @@ func (s *ngServer) freeStream(st *ngStream) {
 		_ = s.g.Delete(ctx, st.sid)
 		cancel()
 		st.sid = ""
+	} else if st.sess != nil {
+		s.g.abandon(st.sess, true) // built, never installed
 	}
+	st.sess = nil
 	for id := range st.socks {
 		so := st.socks[id]
 		if so.rtp != nil && so.rtp.dm == nil {
