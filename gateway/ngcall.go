@@ -26,6 +26,9 @@ type ngCall struct {
 	answered   bool
 	deleteAt   time.Time // a delayed delete; zero: none
 	streams    []*ngStream
+	// others are the to-tags of earlier answers of a forked INVITE that
+	// no longer carry the media (forkAnswer).
+	others []string
 }
 
 // ngStream is one m= line of an ng call. Arrays indexed [2] are by side
@@ -165,6 +168,8 @@ func (s *ngServer) offerAnswer(cmd string, req ng.Dict, now time.Time) map[strin
 		if err != nil {
 			s.forgetLocked(c)
 		}
+	case cmd == "answer" && fromTag == c.tags[0] && toTag != "" && toTag != c.tags[1]:
+		out, err = s.forkAnswer(c, toTag, flags, body)
 	default:
 		out, err = s.update(c, cmd, fromTag, toTag, flags, body)
 	}
