@@ -146,7 +146,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 			}
 		}
 	}
-	if cfg.NG.Listen != "" {
+	if cfg.NG.Listen != "" || cfg.NG.ListenTCP != "" {
 		srv, err := newNGServer(g, &cfg.NG, g.ngm)
 		if err != nil {
 			return fail(err)
@@ -342,6 +342,10 @@ func (g *Gateway) Reload(ctx context.Context, cfg Config) error {
 	if cfg.NG.Listen != old.NG.Listen {
 		g.log.Warn("reload: gateway.ng.listen changes need a restart", "running", old.NG.Listen, "configured", cfg.NG.Listen)
 		cfg.NG.Listen = old.NG.Listen
+	}
+	if cfg.NG.ListenTCP != old.NG.ListenTCP {
+		g.log.Warn("reload: gateway.ng.listen_tcp changes need a restart", "running", old.NG.ListenTCP, "configured", cfg.NG.ListenTCP)
+		cfg.NG.ListenTCP = old.NG.ListenTCP
 	}
 	c := cfg
 	g.cfg.Store(&c)
