@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +40,9 @@ import (
 // the callee's leg kept its keys and its audio reached the caller
 // without a gap across the re-INVITE; and the SDP mediaedge sent back
 // for the re-INVITE carries the same ports and its same key toward the
-// caller (docs/ng.md: the gateway's keys toward both sides stay).
+// caller (docs/ng.md: the gateway's keys toward both sides stay). The
+// same call through rtpengine (userspace) runs as the reference: its
+// figures are logged, not held to mediaedge's keys.
 func TestNGKamailioReInviteReKeys(t *testing.T) {
 	for _, tool := range []string{"kamailio", "baresip", "sipp", "tcpdump"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -51,15 +54,39 @@ func TestNGKamailioReInviteReKeys(t *testing.T) {
 	}
 	// The block of ports TestNGKamailioBaresipCall uses (it runs before or
 	// after this test, never beside it): relay 0-99, the caller's media
-	// 100-101, the callee's 150-189, SIP 190-194.
+	// 100-101, the callee's 150-189, SIP 190-194, rtpengine's ng 197.
 	base := 24000 + 200*(os.Getpid()%20)
-	cfg := ngConfig()
-	cfg.Internal.Ports = config.PortRange{Min: uint16(base), Max: uint16(base + 49)}
-	cfg.Cloud.Ports = config.PortRange{Min: uint16(base + 50), Max: uint16(base + 99)}
-	cfg.Internal.Suites = []string{"AES_CM_128_HMAC_SHA1_80"}
-	cfg.Cloud.Suites = []string{"AES_CM_128_HMAC_SHA1_32"}
-	g := startGateway(t, cfg)
+	t.Run("mediaedge", func(t *testing.T) {
+		cfg := ngConfig()
+		cfg.Internal.Ports = config.PortRange{Min: uint16(base), Max: uint16(base + 49)}
+		cfg.Cloud.Ports = config.PortRange{Min: uint16(base + 50), Max: uint16(base + 99)}
+		cfg.Internal.Suites = []string{"AES_CM_128_HMAC_SHA1_80"}
+		cfg.Cloud.Suites = []string{"AES_CM_128_HMAC_SHA1_32"}
+		g := startGateway(t, cfg)
+		runReInvite(t, base, g.NGAddr(), true, func() {
+			testutil.WaitFor(t, "the call and its session to go after the BYE", 10*time.Second, func() bool {
+				return len(mustSessions(t, g)) == 0 && numCalls(t, g.NGAddr()) == 0
+			})
+		})
+	})
+	t.Run("rtpengine", func(t *testing.T) {
+		if _, err := exec.LookPath("rtpengine"); err != nil {
+			t.Skip("rtpengine is not installed (Debian package rtpengine-daemon)")
+		}
+		ngAddr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(base+197))
+		startProc(t, t.TempDir(), "rtpengine", "--config-file=none", "--table=-1", "--foreground", "--log-stderr",
+			"--interface=127.0.0.1", "--listen-ng="+ngAddr.String(), fmt.Sprintf("--port-min=%d", base), fmt.Sprintf("--port-max=%d", base+99),
+			"--delete-delay=0")
+		testutil.WaitFor(t, "the ng listener to answer ping", 10*time.Second, func() bool { return ngPing(ngAddr) })
+		runReInvite(t, base, ngAddr, false, func() { time.Sleep(500 * time.Millisecond) })
+	})
+}
 
+// runReInvite runs the call of TestNGKamailioReInviteReKeys against the ng
+// server at ngAddr; after runs once SIPp has hung up. strict holds the
+// relay to mediaedge's contract (its keys, no loss); otherwise the
+// figures are logged.
+func runReInvite(t *testing.T, base int, ngAddr netip.AddrPort, strict bool, after func()) {
 	dir := t.TempDir()
 	lo := netip.MustParseAddr("127.0.0.1")
 	media := netip.AddrPortFrom(lo, uint16(base+100))
@@ -67,12 +94,21 @@ func TestNGKamailioReInviteReKeys(t *testing.T) {
 	sip := [3]netip.AddrPort{netip.AddrPortFrom(lo, uint16(base+190)), netip.AddrPortFrom(lo, uint16(base+192)), netip.AddrPortFrom(lo, uint16(base+194))}
 	wav := filepath.Join(dir, "in.wav")
 	pcm := writeULawWAV(t, wav, 8000*12)
+	// check fails a strict run and is a log line in a reference run.
+	check := t.Errorf
+	if !strict {
+		check = t.Logf
+	}
 
 	kam := startProc(t, dir, "kamailio", "-f", "../../gateway/testdata/kamailio.cfg", "-DD", "-E", "-Y", dir,
-		"-A", "LISTEN=udp:"+sip[0].String(), "-A", fmt.Sprintf("NGSOCK=\"udp:%s\"", g.NGAddr()))
+		"-A", "LISTEN=udp:"+sip[0].String(), "-A", fmt.Sprintf("NGSOCK=\"udp:%s\"", ngAddr))
 	testutil.WaitFor(t, "Kamailio's rtpengine module to start", 15*time.Second, func() bool { return strings.Contains(kam.out(), "support for it enabled") })
 	pcap := filepath.Join(dir, "call.pcap")
-	dump := startProc(t, dir, "tcpdump", "-i", "lo", "-U", "--immediate-mode", "-w", pcap, fmt.Sprintf("udp and portrange %d-%d", base, base+199))
+	// A 32 MiB buffer: a busy machine drops no packet of the capture
+	// (the 2 MiB default dropped some at load 10); immediate mode: with
+	// the default buffering the last block (up to a second of packets)
+	// is lost when tcpdump is stopped.
+	dump := startProc(t, dir, "tcpdump", "-i", "lo", "-B", "32768", "-U", "--immediate-mode", "-w", pcap, fmt.Sprintf("udp and portrange %d-%d", base, base+199))
 	testutil.WaitFor(t, "tcpdump to listen", 10*time.Second, func() bool { return strings.Contains(dump.out(), "listening on") })
 
 	callee := filepath.Join(dir, "callee")
@@ -120,7 +156,7 @@ func TestNGKamailioReInviteReKeys(t *testing.T) {
 	a := startProc(t, dir, "sipp", "-sf", scen, "-i", "127.0.0.1", "-p", fmt.Sprint(sip[1].Port()), "-m", "1",
 		"-nostdin", "-timeout", "40s", "-timeout_error", sip[0].String())
 
-	// The caller's media starts with the 200 OK: mediaedge's address and
+	// The caller's media starts with the 200 OK: the relay's address and
 	// key toward the caller are in the SDP Kamailio relayed to SIPp.
 	testutil.WaitFor(t, "the call to be answered", 15*time.Second, func() bool { return fileExists(filepath.Join(dir, "answered")) })
 	var body []byte
@@ -137,9 +173,7 @@ func TestNGKamailioReInviteReKeys(t *testing.T) {
 	if err := a.wait(20 * time.Second); err != nil {
 		t.Fatalf("SIPp: %v\n%s", err, tail(a.out(), 3000))
 	}
-	testutil.WaitFor(t, "the call and its session to go after the BYE", 10*time.Second, func() bool {
-		return len(mustSessions(t, g)) == 0 && numCalls(t, g.NGAddr()) == 0
-	})
+	after()
 	received := m.stop()
 	time.Sleep(300 * time.Millisecond)
 	dump.stop()
@@ -151,30 +185,31 @@ func TestNGKamailioReInviteReKeys(t *testing.T) {
 	// The SDP bodies: the first offer and answer, then the re-INVITE's.
 	kB, addrB := sdpKey(t, sipMsgBody(t, dgs, sip[2], sip[0], "SIP/2.0 200", "1 INVITE"), -1)
 	kGB, addrGB := sdpKey(t, sipMsgBody(t, dgs, sip[0], sip[2], "INVITE ", "1 INVITE"), kB.Tag)
-	kGB2, addrGB2 := sdpKey(t, sipMsgBody(t, dgs, sip[0], sip[2], "INVITE ", "2 INVITE"), kB.Tag)
 	kB2, addrB2 := sdpKey(t, sipMsgBody(t, dgs, sip[2], sip[0], "SIP/2.0 200", "2 INVITE"), -1)
+	kGB2, addrGB2 := sdpKey(t, sipMsgBody(t, dgs, sip[0], sip[2], "INVITE ", "2 INVITE"), kB2.Tag)
 	kGA2, addrGA2 := sdpKey(t, sipMsgBody(t, dgs, sip[0], sip[1], "SIP/2.0 200", "2 INVITE"), -1)
 	if !bytes.Equal(kGA2.Master, kGA.Master) || addrGA2 != addrGA {
-		t.Errorf("the answer to the re-INVITE gives the caller another key or address (%s, was %s)", addrGA2, addrGA)
+		check("the answer to the re-INVITE gives the caller another key or address (%s, was %s)", addrGA2, addrGA)
 	}
 	if !bytes.Equal(kGB2.Master, kGB.Master) || addrGB2 != addrGB {
-		t.Errorf("the re-INVITE toward the callee carries another key or address (%s, was %s)", addrGB2, addrGB)
+		check("the re-INVITE toward the callee carries another key or address (%s, was %s); the callee's new key: %v",
+			addrGB2, addrGB, !bytes.Equal(kB2.Master, kB.Master))
 	}
-	if !bytes.Equal(kB2.Master, kB.Master) || addrB2 != addrB {
+	if strict && (!bytes.Equal(kB2.Master, kB.Master) || addrB2 != addrB) {
 		t.Fatalf("baresip changed its key or address in its answer to the re-INVITE: this test needs it not to")
 	}
 	keys := []srtpcheck.Key{k1, k2, kGA, kB, kGB}
 	for i := range keys {
 		for j := i + 1; j < len(keys); j++ {
 			if bytes.Equal(keys[i].Master, keys[j].Master) {
-				t.Errorf("keys %d and %d are the same", i, j)
+				check("keys %d and %d are the same", i, j)
 			}
 		}
 	}
-	others := func(k srtpcheck.Key) [][]srtpcheck.Key {
+	others := func(k ...srtpcheck.Key) [][]srtpcheck.Key {
 		var o [][]srtpcheck.Key
 		for _, x := range keys {
-			if !bytes.Equal(x.Master, k.Master) {
+			if !slices.ContainsFunc(k, func(k srtpcheck.Key) bool { return bytes.Equal(x.Master, k.Master) }) {
 				o = append(o, []srtpcheck.Key{x})
 			}
 		}
@@ -202,88 +237,58 @@ func TestNGKamailioReInviteReKeys(t *testing.T) {
 	}
 
 	// The callee's side: every packet the caller sent, in order, under
-	// the relay's one key toward the callee.
-	ctx, err := kGB.Context(srtp.SRTPReplayProtection(1024))
-	if err != nil {
-		t.Fatal(err)
+	// the relay's one key toward the callee (a reference relay may switch
+	// to the key of its re-INVITE).
+	toCallee := openLeg(t, legPackets(dgs, addrGB, addrB), kGB, kGB2)
+	if strict && toCallee.foreign(others(kGB)) {
+		t.Errorf("relay to callee: a packet opens with another leg's key")
 	}
-	next := uint16(callerSeq0)
-	for _, p := range legPackets(dgs, addrGB, addrB) {
-		if !capture.LooksLikeRTP(p) {
-			continue
+	next, bad := uint16(callerSeq0), 0
+	for _, p := range toCallee.plain {
+		seq := binary.BigEndian.Uint16(p[2:4])
+		if seq != next || !bytes.Equal(p[12:], callerPayload(seq)) {
+			bad++
+			check("relay to callee: packet %d after %d (the caller sent %d to %d): lost, changed or reordered across the re-key", seq, next-1, callerSeq0, lastSeq)
 		}
-		segs := [][]byte{p}
-		if !srtpcheck.OpensWithAny(p, []srtpcheck.Key{kGB}) {
-			if segs = srtpcheck.SplitGSO(p, []srtpcheck.Key{kGB}); segs == nil {
-				t.Fatalf("relay to callee: a %d-byte datagram does not open with the relay's key toward the callee", len(p))
-			}
-		}
-		for _, seg := range segs {
-			if srtpcheck.OpensWithAny(seg, others(kGB)...) {
-				t.Fatalf("relay to callee: a packet opens with another key")
-			}
-			plain, err := ctx.DecryptRTP(nil, seg, nil)
-			if err != nil {
-				t.Fatalf("relay to callee: %v", err)
-			}
-			seq := binary.BigEndian.Uint16(plain[2:4])
-			if seq != next {
-				t.Fatalf("relay to callee: packet %d after %d (the caller sent %d to %d): lost or reordered across the re-key", seq, next-1, callerSeq0, lastSeq)
-			}
-			if !bytes.Equal(plain[12:], callerPayload(seq)) {
-				t.Fatalf("relay to callee: packet %d's payload differs from what the caller sent", seq)
-			}
-			next++
-		}
+		next = seq + 1
 	}
-	if next != lastSeq+1 {
-		t.Errorf("relay to callee: %d of the caller's packets arrived; it sent %d (%d after the switch)", next-callerSeq0, lastSeq+1-callerSeq0, lastSeq+1-switchSeq)
+	t.Logf("relay to callee: %d of the caller's %d packets (%d after the switch), %d out of place, %d that open with neither of the relay's keys",
+		len(toCallee.plain), lastSeq+1-callerSeq0, lastSeq+1-switchSeq, bad, toCallee.unopened)
+	if len(toCallee.plain) != int(lastSeq+1-callerSeq0) || toCallee.unopened > 0 {
+		got := map[uint16]bool{}
+		for _, p := range toCallee.plain {
+			got[binary.BigEndian.Uint16(p[2:4])] = true
+		}
+		var lost []uint16
+		for seq := uint16(callerSeq0); seq <= lastSeq; seq++ {
+			if !got[seq] {
+				lost = append(lost, seq)
+			}
+		}
+		check("relay to callee: %d of the caller's %d packets arrived; missing %v", len(toCallee.plain), lastSeq+1-callerSeq0, lost)
 	}
 
-	// The callee's audio toward the caller: its key and the relay's did
-	// not change, and what the caller received is what the callee sent,
-	// with no gap across the re-INVITE.
+	// The callee's audio toward the caller: what the caller received is
+	// what the callee sent, with no gap across the re-INVITE.
 	sent := map[uint16]bool{}
-	ctxB, err := kB.Context(srtp.SRTPReplayProtection(1024))
-	if err != nil {
-		t.Fatal(err)
+	for _, p := range openLeg(t, legPackets(dgs, addrB, addrGB), kB, kB2).plain {
+		sent[binary.BigEndian.Uint16(p[2:4])] = true
 	}
-	for _, p := range legPackets(dgs, addrB, addrGB) {
-		if !capture.LooksLikeRTP(p) {
-			continue
-		}
-		plain, err := ctxB.DecryptRTP(nil, p, nil)
-		if err != nil {
-			t.Fatalf("callee to relay: a packet does not open with the callee's key: %v", err)
-		}
-		sent[binary.BigEndian.Uint16(plain[2:4])] = true
-	}
-	ctxGA, err := kGA.Context(srtp.SRTPReplayProtection(1024))
-	if err != nil {
-		t.Fatal(err)
+	toCaller := openLeg(t, received, kGA, kGA2)
+	if strict && toCaller.foreign(others(kGA)) {
+		t.Errorf("relay to caller: a packet opens with another leg's key")
 	}
 	offset, seq0, frames := -1, uint16(0), 0
 	var first, prev uint16
-	for i, p := range received {
-		if srtpcheck.OpensWithAny(p, others(kGA)...) {
-			t.Fatalf("relay to caller: a packet opens with another key")
-		}
-		plain, err := ctxGA.DecryptRTP(nil, p, nil)
-		if err != nil {
-			t.Fatalf("relay to caller: packet %d does not open with the relay's key toward the caller: %v", i, err)
-		}
+	for i, plain := range toCaller.plain {
 		seq := binary.BigEndian.Uint16(plain[2:4])
 		if !sent[seq] {
-			var lo, hi uint16 = 0xffff, 0
-			for s := range sent {
-				lo, hi = min(lo, s), max(hi, s)
-			}
-			t.Fatalf("relay to caller: packet %d (the %dth) was not sent by the callee (%d sent, %d to %d)", seq, i, len(sent), lo, hi)
+			check("relay to caller: packet %d was not sent by the callee", seq)
 		}
 		if i == 0 {
 			first = seq
 		} else if seq != prev+1 {
-			t.Fatalf("relay to caller: packet %d after %d", seq, prev)
+			check("relay to caller: packet %d after %d", seq, prev)
 		}
 		prev = seq
 		if checkFrame(t, plain, pcm, &offset, &seq0) {
@@ -298,13 +303,76 @@ func TestNGKamailioReInviteReKeys(t *testing.T) {
 			missing++
 		}
 	}
-	if missing > 10 || len(received) == 0 {
-		t.Errorf("relay to caller: %d of the callee's %d packets did not arrive", missing, len(sent))
+	t.Logf("relay to caller: %d packets (%d to %d), %d frames equal to the WAV file, %d that open with neither of the relay's keys; the callee sent %d",
+		len(toCaller.plain), first, prev, frames, toCaller.unopened, len(sent))
+	if missing > 10 || len(received) == 0 || toCaller.unopened > 0 {
+		check("relay to caller: %d of the callee's %d packets did not arrive, %d did not open", missing, len(sent), toCaller.unopened)
 	}
-	t.Logf("relay to caller: %d packets (%d to %d), %d frames equal to the WAV file; the callee sent %d", len(received), first, prev, frames, len(sent))
 	if frames < 300 {
-		t.Errorf("relay to caller: %d frames equal to the WAV file; want 300 (6 s)", frames)
+		check("relay to caller: %d frames equal to the WAV file; want 300 (6 s)", frames)
 	}
+}
+
+// openedLeg is what opened of one leg's packets.
+type openedLeg struct {
+	raw      [][]byte // the SRTP packets (GSO messages split) that opened
+	plain    [][]byte
+	unopened int
+}
+
+// openLeg decrypts a leg's packets in order with its key, or from the
+// first packet that needs it on, with its key after a re-INVITE. A
+// message sent with UDP GSO (the capture on loopback holds it whole) is
+// split first.
+func openLeg(t *testing.T, pkts [][]byte, key, next srtpcheck.Key) openedLeg {
+	t.Helper()
+	var out openedLeg
+	var ctxs []*srtp.Context
+	for _, k := range []srtpcheck.Key{key, next} {
+		c, err := k.Context(srtp.SRTPReplayProtection(1024))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctxs = append(ctxs, c)
+	}
+	for _, p := range pkts {
+		if !capture.LooksLikeRTP(p) {
+			continue
+		}
+		segs := [][]byte{p}
+		if !srtpcheck.OpensWithAny(p, []srtpcheck.Key{key}, []srtpcheck.Key{next}) {
+			if segs = srtpcheck.SplitGSO(p, []srtpcheck.Key{key}, []srtpcheck.Key{next}); segs == nil {
+				out.unopened++
+				continue
+			}
+		}
+		for _, seg := range segs {
+			var plain []byte
+			for _, c := range ctxs {
+				if pl, err := c.DecryptRTP(nil, seg, nil); err == nil {
+					plain = pl
+					break
+				}
+			}
+			if plain == nil {
+				out.unopened++
+				continue
+			}
+			out.raw = append(out.raw, seg)
+			out.plain = append(out.plain, plain)
+		}
+	}
+	return out
+}
+
+// foreign reports whether a packet of the leg opens with one of others.
+func (o openedLeg) foreign(others [][]srtpcheck.Key) bool {
+	for _, p := range o.raw {
+		if srtpcheck.OpensWithAny(p, others...) {
+			return true
+		}
+	}
+	return false
 }
 
 // callerSeq0 is the caller's first sequence number.
