@@ -487,17 +487,22 @@ func legPackets(dgs []capture.Datagram, src, dst netip.AddrPort) [][]byte {
 }
 
 // findSIPBody returns the SDP body of the first SIP message from src to
-// dst whose first line starts with start and whose CSeq is cseq, or nil.
+// dst whose first line starts with start and whose CSeq is cseq ("2
+// INVITE"; a method alone matches any number), or nil.
 func findSIPBody(dgs []capture.Datagram, src, dst netip.AddrPort, start, cseq string) []byte {
 	for _, d := range dgs {
 		if !sameHostPort(d.Src, src) || !sameHostPort(d.Dst, dst) || !bytes.HasPrefix(d.Payload, []byte(start)) {
 			continue
 		}
 		head, body, ok := bytes.Cut(d.Payload, []byte("\r\n\r\n"))
-		if !ok || len(body) == 0 || !bytes.Contains(head, []byte("\r\nCSeq: "+cseq)) {
+		if !ok || len(body) == 0 {
 			continue
 		}
-		return body
+		_, v, _ := bytes.Cut(head, []byte("\r\nCSeq: "))
+		v, _, _ = bytes.Cut(v, []byte("\r\n"))
+		if string(v) == cseq || (!strings.Contains(cseq, " ") && bytes.HasSuffix(v, []byte(" "+cseq))) {
+			return body
+		}
 	}
 	return nil
 }
