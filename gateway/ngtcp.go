@@ -118,6 +118,10 @@ func (s *ngServer) serveConn(c *net.TCPConn, src netip.AddrPort) {
 				s.m.drops.WithLabelValues("too_large").Inc()
 				return
 			case l == 0:
+			case !s.allowedSource(src.Addr().Unmap()):
+				// allowed_sources changed on a reload.
+				s.m.drops.WithLabelValues("refused_source").Inc()
+				return
 			default:
 				out := s.handle(buf[:l], src, time.Now())
 				buf = buf[:copy(buf, buf[l:])]

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net"
 	"strings"
@@ -231,5 +232,35 @@ func TestNGTCPOnly(t *testing.T) {
 	}
 	if r := readReplies(t, c, 1)[0]; r.Str("result") != "pong" {
 		t.Fatalf("ping: %v", r)
+	}
+}
+
+// TestNGTCPReload: a reload that drops the connection's source from
+// allowed_sources closes the open connection at its next request,
+// unanswered and counted; listen_tcp needs a restart and is kept.
+func TestNGTCPReload(t *testing.T) {
+	cfg := ngTCPConfig()
+	g := startGateway(t, cfg)
+	c := dialNGTCP(t, g)
+	if _, err := c.Write(ngMessage(t, "p1", map[string]any{"command": "ping"})); err != nil {
+		t.Fatal(err)
+	}
+	if r := readReplies(t, c, 1)[0]; r.Str("result") != "pong" {
+		t.Fatalf("ping: %v", r)
+	}
+	cfg.NG.AllowedSources = []string{"192.0.2.0/24"}
+	cfg.NG.ListenTCP = "127.0.0.1:1"
+	if err := g.Reload(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if g.cfg.Load().NG.ListenTCP != "127.0.0.1:0" {
+		t.Errorf("listen_tcp changed on reload to %s", g.cfg.Load().NG.ListenTCP)
+	}
+	if _, err := c.Write(ngMessage(t, "p2", map[string]any{"command": "ping"})); err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, c)
+	if v := counterValue(t, g.ngm.drops.WithLabelValues("refused_source")); v != 1 {
+		t.Errorf("refused_source drops %v, want 1", v)
 	}
 }
