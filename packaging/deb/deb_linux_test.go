@@ -1,5 +1,3 @@
-//go:build linux
-
 // Package deb_test builds the Debian package and installs it into a
 // throwaway copy of this machine's root file system.
 package deb_test
