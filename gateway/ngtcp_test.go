@@ -173,6 +173,22 @@ func TestNGTCPBadStreams(t *testing.T) {
 			t.Fatalf("replies %v", r)
 		}
 	})
+	t.Run("too many connections", func(t *testing.T) {
+		g := startGateway(t, ngTCPConfig())
+		for i := 0; i < maxNGConns; i++ {
+			c := dialNGTCP(t, g)
+			if _, err := c.Write(ngMessage(t, "p", map[string]any{"command": "ping"})); err != nil {
+				t.Fatal(err)
+			}
+			readReplies(t, c, 1)
+		}
+		c := dialNGTCP(t, g)
+		_, _ = c.Write(ngMessage(t, "p", map[string]any{"command": "ping"}))
+		expectClosed(t, c)
+		if v := counterValue(t, g.ngm.drops.WithLabelValues("too_many_connections")); v != 1 {
+			t.Errorf("too_many_connections drops %v, want 1", v)
+		}
+	})
 	t.Run("open at close", func(t *testing.T) {
 		g := startGateway(t, ngTCPConfig())
 		c := dialNGTCP(t, g)
