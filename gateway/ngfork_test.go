@@ -89,6 +89,9 @@ func TestNGForkedAnswers(t *testing.T) {
 	if len(ss) != 1 {
 		t.Fatalf("%d sessions, want 1", len(ss))
 	}
+	if q := ngDo(t, c, map[string]any{"command": "query", "call-id": id}); q["tags"].(map[string]any)["t2"] == nil {
+		t.Errorf("query does not show the current answerer t2: %v", q["tags"])
+	}
 
 	// The first answerer answers again (its 200 after its 183): the
 	// media goes back to it.
