@@ -50,7 +50,7 @@ type Gateway struct {
 	ports    [2]*portAlloc
 	sessions map[string]*session
 	rr       int       // next worker, round robin
-	ng       *ngServer // nil unless gateway.ng.listen is set
+	ng       *ngServer // nil unless gateway.ng.listen or listen_tcp is set
 	ngm      *ngMetrics
 }
 
