@@ -13,8 +13,8 @@ import (
 // the gateway's ports and keys toward the answerers, so all of them send
 // to the same ports, and those ports can carry one answerer at a time.
 // As rtpengine does with an unseen to-tag (since 13.1; before, a
-// party of its own per to-tag, which the answerers' media never
-// reached), the latest answer wins the media: the leg toward the answerers takes this answerer's address and
+// party of its own per to-tag, on ports the later answerers were never
+// told), the latest answer wins the media: the leg toward the answerers takes this answerer's address and
 // key (the previous answerer's key is still accepted for rekey_grace),
 // the gateway's ports and keys toward both sides stay, and the SDP
 // toward the offerer is the one it already has. The to-tag that carried
