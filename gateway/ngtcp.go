@@ -123,7 +123,10 @@ func (s *ngServer) serveConn(c *net.TCPConn, src netip.AddrPort) {
 				s.m.drops.WithLabelValues("refused_source").Inc()
 				return
 			default:
-				out := s.handle(buf[:l], src, time.Now())
+				// Replies are cached by address without the port: a
+				// client that retransmits on a new connection (after a
+				// reconnect) gets the reply, not a second run.
+				out := s.handle(buf[:l], netip.AddrPortFrom(src.Addr(), 0), time.Now())
 				buf = buf[:copy(buf, buf[l:])]
 				if out == nil {
 					continue

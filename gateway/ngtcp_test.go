@@ -59,8 +59,8 @@ func readReplies(t *testing.T, c *net.TCPConn, n int) []ng.Dict {
 // TestNGTCP: requests over TCP back to back in one write, and one request
 // split into pieces of a few bytes, get their replies in order, framed as
 // rtpengine frames them; a call set up over TCP works as one over UDP,
-// and a repeated cookie is answered from the reply cache without running
-// twice.
+// and a repeated cookie, on the same connection or a new one, is
+// answered from the reply cache without running twice.
 func TestNGTCP(t *testing.T) {
 	g := startGateway(t, ngTCPConfig())
 	c := dialNGTCP(t, g)
@@ -95,6 +95,14 @@ func TestNGTCP(t *testing.T) {
 	}
 	if again := readReplies(t, c, 1)[0]; again.Str("sdp") != first {
 		t.Fatal("the repeated offer got another reply")
+	}
+	// Again on a new connection, as after a reconnect.
+	c2 := dialNGTCP(t, g)
+	if _, err := c2.Write(offer); err != nil {
+		t.Fatal(err)
+	}
+	if again := readReplies(t, c2, 1)[0]; again.Str("sdp") != first {
+		t.Fatal("the offer repeated on a new connection got another reply")
 	}
 	if n := g.ng.numCalls(); n != 1 {
 		t.Fatalf("%d calls, want 1", n)
