@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"container/list"
 	"errors"
 	"fmt"
@@ -153,11 +154,14 @@ func (s *ngServer) serve() {
 		}
 		if out := s.handle(buf[:n], src, time.Now()); out != nil {
 			_, _ = s.conn.WriteToUDPAddrPort(out, src)
+			clear(out)
 		}
 	}
 }
 
-// handle answers one datagram; nil means drop it (counted).
+// handle answers one datagram; nil means drop it (counted). The reply
+// is the caller's copy, not the cached one (which another goroutine may
+// evict and wipe): it holds keys, so the caller wipes it once sent.
 func (s *ngServer) handle(b []byte, src netip.AddrPort, now time.Time) []byte {
 	cfg := &s.g.cfg.Load().NG
 	from := src.Addr().Unmap()
@@ -179,7 +183,7 @@ func (s *ngServer) handle(b []byte, src netip.AddrPort, now time.Time) []byte {
 	key := src.String() + " " + cookie
 	if out := s.cache.get(key, now); out != nil {
 		s.m.request("retransmission", "retransmission")
-		return out
+		return bytes.Clone(out)
 	}
 	if !s.takeToken(from, cfg.RatePerSource, now) {
 		s.m.drops.WithLabelValues("rate_limited").Inc()
@@ -198,7 +202,7 @@ func (s *ngServer) handle(b []byte, src netip.AddrPort, now time.Time) []byte {
 		out, _ = ng.Reply(cookie, ng.ErrorReply("internal error"))
 	}
 	s.cache.put(key, out, now, cfg.ReplyCache.D(), cfg.ReplyCacheSize)
-	return out
+	return bytes.Clone(out)
 }
 
 func (s *ngServer) allowedSource(a netip.Addr) bool {

@@ -132,7 +132,9 @@ func (s *ngServer) serveConn(c *net.TCPConn, src netip.AddrPort) {
 					continue
 				}
 				_ = c.SetWriteDeadline(time.Now().Add(ngWriteTimeout))
-				if _, err := c.Write(out); err != nil {
+				_, err := c.Write(out)
+				clear(out)
+				if err != nil {
 					return
 				}
 				continue

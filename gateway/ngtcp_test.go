@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -286,5 +288,88 @@ func TestNGTCPReload(t *testing.T) {
 	expectClosed(t, c)
 	if v := counterValue(t, g.ngm.drops.WithLabelValues("refused_source")); v != 1 {
 		t.Errorf("refused_source drops %v, want 1", v)
+	}
+}
+
+// TestNGTCPAndUDPTogether: requests over TCP and UDP at once, with a
+// reply cache so small that every reply is evicted (and wiped) soon
+// after it is made: each client still reads every reply whole.
+func TestNGTCPAndUDPTogether(t *testing.T) {
+	cfg := ngTCPConfig()
+	cfg.NG.ReplyCacheSize = 16
+	g := startGateway(t, cfg)
+	const n = 300
+	errs := make(chan error, 2)
+	go func() {
+		c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(g.NGTCPAddr()))
+		if err != nil {
+			errs <- err
+			return
+		}
+		defer c.Close()
+		for i := 0; i < n; i++ {
+			msg, _ := ng.Reply("t"+strconv.Itoa(i), map[string]any{"command": "ping"})
+			if _, err := c.Write(msg); err != nil {
+				errs <- err
+				return
+			}
+		}
+		var buf []byte
+		rd := make([]byte, 4096)
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for i := 0; i < n; {
+			l, err := ng.FrameLen(buf)
+			if err != nil {
+				errs <- fmt.Errorf("tcp reply %d: %w", i, err)
+				return
+			}
+			if l == 0 {
+				m, err := c.Read(rd)
+				if err != nil {
+					errs <- fmt.Errorf("tcp reply %d: %w", i, err)
+					return
+				}
+				buf = append(buf, rd[:m]...)
+				continue
+			}
+			if want := fmt.Sprintf("t%d d6:result4:ponge", i); string(buf[:l]) != want {
+				errs <- fmt.Errorf("tcp reply %q, want %q", buf[:l], want)
+				return
+			}
+			buf, i = buf[l:], i+1
+		}
+		errs <- nil
+	}()
+	go func() {
+		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(g.NGAddr()))
+		if err != nil {
+			errs <- err
+			return
+		}
+		defer c.Close()
+		rd := make([]byte, 4096)
+		for i := 0; i < n; i++ {
+			msg, _ := ng.Reply("u"+strconv.Itoa(i), map[string]any{"command": "ping"})
+			if _, err := c.Write(msg); err != nil {
+				errs <- err
+				return
+			}
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			m, err := c.Read(rd)
+			if err != nil {
+				errs <- fmt.Errorf("udp reply %d: %w", i, err)
+				return
+			}
+			if want := fmt.Sprintf("u%d d6:result4:ponge", i); string(rd[:m]) != want {
+				errs <- fmt.Errorf("udp reply %q, want %q", rd[:m], want)
+				return
+			}
+		}
+		errs <- nil
+	}()
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
