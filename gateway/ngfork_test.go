@@ -164,6 +164,13 @@ func TestNGForkedAnswerRefused(t *testing.T) {
 	if g.ng.numCalls() != 1 {
 		t.Fatalf("%d calls, want 1", g.ng.numCalls())
 	}
+	// The refused answers left nothing behind: the answerer at the
+	// address of the one with the caller's key answers again with a key
+	// of its own, and the media goes to that address.
+	same.key = newNGKey(t, "AES_CM_128_HMAC_SHA1_80", gwB.Tag)
+	ngDo(t, c, map[string]any{"command": "answer", "call-id": "fork-refused@test", "from-tag": "a", "to-tag": "t9", "sdp": same.sdp("RTP/SAVP")})
+	through(t, a, same, a.key, gwB, addrOf(toA), 20, 3)
+	through(t, same, a, same.key, gwA, addrOf(toB), 20, 3)
 }
 
 // sendStale sends one packet under key from src to target and checks
