@@ -57,7 +57,7 @@ type Gateway struct {
 	ports    [2]*portAlloc
 	sessions map[string]*session
 	rr       int       // next worker, round robin
-	ng       *ngServer // nil unless gateway.ng.listen is set
+	ng       *ngServer // nil unless gateway.ng.listen or listen_tcp is set
 	ngm      *ngMetrics
 }
 
@@ -164,7 +164,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 			}
 		}
 	}
-	if cfg.NG.Listen != "" {
+	if cfg.NG.Listen != "" || cfg.NG.ListenTCP != "" {
 		srv, err := newNGServer(g, &cfg.NG, g.ngm)
 		if err != nil {
 			return fail(err)
@@ -360,6 +360,10 @@ func (g *Gateway) Reload(ctx context.Context, cfg Config) error {
 	if cfg.NG.Listen != old.NG.Listen {
 		g.log.Warn("reload: gateway.ng.listen changes need a restart", "running", old.NG.Listen, "configured", cfg.NG.Listen)
 		cfg.NG.Listen = old.NG.Listen
+	}
+	if cfg.NG.ListenTCP != old.NG.ListenTCP {
+		g.log.Warn("reload: gateway.ng.listen_tcp changes need a restart", "running", old.NG.ListenTCP, "configured", cfg.NG.ListenTCP)
+		cfg.NG.ListenTCP = old.NG.ListenTCP
 	}
 	if err := g.reloadDTLSCert(old, &cfg); err != nil {
 		return err

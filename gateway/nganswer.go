@@ -279,49 +279,74 @@ func (s *ngServer) updateStream(c *ngCall, cfg *Config, st *ngStream, sender int
 	if st.dtls[sender] {
 		return s.updateDTLS(st, sender, lid, m)
 	}
+	// Nothing of the stream changes unless the leg takes the update: a
+	// refused request leaves it as the session runs it.
 	var up LegUpdate
 	remote := netip.AddrPortFrom(m.Addr, uint16(m.Port))
+	rtcp := netip.AddrPortFrom(m.Addr, uint16(m.RTCPPort))
 	if remote != st.remote[sender] {
 		up.Remote = remote.String()
-		st.remote[sender] = remote
 	}
-	if !st.mux[sender] {
-		rtcp := netip.AddrPortFrom(m.Addr, uint16(m.RTCPPort))
-		if rtcp != st.remoteRTCP[sender] || up.Remote != "" {
-			up.RemoteRTCP = rtcp.String()
-			st.remoteRTCP[sender] = rtcp
-		}
+	if !st.mux[sender] && (rtcp != st.remoteRTCP[sender] || up.Remote != "") {
+		up.RemoteRTCP = rtcp.String()
 	}
-	var fresh *Crypto
+	var fresh, pick *Crypto
 	if !st.plain[sender] {
 		cur := st.peer[sender]
-		var pick *Crypto
 		for _, line := range m.Crypto {
 			cr, err := ParseCrypto(line)
 			if err != nil || checkPeerCrypto(cr, legConfig(cfg, lid)) != nil {
+				if err == nil {
+					cr.Wipe()
+				}
 				continue
 			}
 			if pick == nil || (cr.Suite == cur.Suite && pick.Suite != cur.Suite) {
+				if pick != nil {
+					pick.Wipe()
+				}
 				pick = cr
+			} else {
+				cr.Wipe()
 			}
 		}
 		if pick == nil {
 			return refuse("m= line %d: no usable a=crypto line", n)
 		}
-		// The answer toward this side carries the tag it offered.
-		if st.own[sender] != nil {
-			st.own[sender].tag = pick.Tag
-		}
 		if !sameKey(pick, cur) || pick.Suite != cur.Suite {
 			other := st.peer[1-sender]
 			if other != nil && sameKey(pick, other) {
+				pick.Wipe()
 				return refuse("m= line %d: the offerer and the answerer use the same master key", n)
 			}
 			up.Crypto = pick.String()
 			fresh = pick
 		}
 	}
+	// commit records what the leg now runs with.
+	commit := func() {
+		if up.Remote != "" {
+			st.remote[sender] = remote
+		}
+		if up.RemoteRTCP != "" {
+			st.remoteRTCP[sender] = rtcp
+		}
+		if pick != nil {
+			// The answer toward this side carries the tag it offered.
+			if st.own[sender] != nil {
+				st.own[sender].tag = pick.Tag
+			}
+			if fresh == nil {
+				pick.Wipe()
+			}
+		}
+		if fresh != nil {
+			st.peer[sender].Wipe()
+			st.peer[sender] = fresh
+		}
+	}
 	if up == (LegUpdate{}) {
+		commit()
 		return nil
 	}
 	req := UpdateRequest{}
@@ -333,16 +358,16 @@ func (s *ngServer) updateStream(c *ngCall, cfg *Config, st *ngStream, sender int
 	ctx, cancel := ngContext()
 	defer cancel()
 	if _, err := s.g.Update(ctx, st.sid, req); err != nil {
+		if pick != nil {
+			pick.Wipe()
+		}
 		var re *RequestError
 		if errors.As(err, &re) {
 			return refuse("m= line %d: %v", n, re.Err)
 		}
 		return refuse("m= line %d: %v", n, err)
 	}
-	if fresh != nil {
-		st.peer[sender].Wipe()
-		st.peer[sender] = fresh
-	}
+	commit()
 	return nil
 }
 

@@ -32,6 +32,9 @@ type ngCall struct {
 	// bundle are the mids of each side's a=group:BUNDLE (nil: none):
 	// those streams share one transport on that side (ngbundle.go).
 	bundle [2][]string
+	// others are the to-tags of earlier answers of a forked INVITE that
+	// no longer carry the media (forkAnswer).
+	others []string
 }
 
 // ngStream is one m= line of an ng call. Arrays indexed [2] are by side
@@ -197,6 +200,8 @@ func (s *ngServer) offerAnswer(cmd string, req ng.Dict, now time.Time) map[strin
 		if err != nil {
 			s.forgetLocked(c)
 		}
+	case cmd == "answer" && fromTag == c.tags[0] && toTag != "" && toTag != c.tags[1]:
+		out, err = s.forkAnswer(c, toTag, flags, body)
 	default:
 		out, err = s.update(c, cmd, fromTag, toTag, flags, body)
 	}

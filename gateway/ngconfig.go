@@ -14,6 +14,10 @@ type NGConfig struct {
 	// Listen is the UDP address of the ng listener ("ip:port"); empty
 	// turns the listener off.
 	Listen string `yaml:"listen"`
+	// ListenTCP is the TCP address of the ng listener over TCP
+	// (rtpengine's listen-tcp-ng: messages back to back on the stream);
+	// empty turns it off. The same sources and limits apply.
+	ListenTCP string `yaml:"listen_tcp"`
 	// AllowedSources are the prefixes requests may come from; ng has no
 	// authentication, so anything else is dropped and counted.
 	AllowedSources []string `yaml:"allowed_sources"`
@@ -67,6 +71,11 @@ func (n *NGConfig) validate(c *Config, needPorts bool) error {
 	if n.Listen != "" {
 		if ap, err := netip.ParseAddrPort(n.Listen); err != nil || (needPorts && ap.Port() == 0) {
 			ps.Add("listen", "%q: want ip:port, or empty (off)", n.Listen)
+		}
+	}
+	if n.ListenTCP != "" {
+		if ap, err := netip.ParseAddrPort(n.ListenTCP); err != nil || (needPorts && ap.Port() == 0) {
+			ps.Add("listen_tcp", "%q: want ip:port, or empty (off)", n.ListenTCP)
 		}
 	}
 	for i, s := range n.AllowedSources {

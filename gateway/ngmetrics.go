@@ -28,7 +28,7 @@ func newNGMetrics(reg prometheus.Registerer) (*ngMetrics, error) {
 		}, []string{"command", "result"}),
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mediaedge_gateway_ng_dropped_total",
-			Help: "ng datagrams dropped unanswered, by reason (refused_source, rate_limited, too_large, no_cookie).",
+			Help: "ng datagrams dropped unanswered, by reason (refused_source, rate_limited, too_large, no_cookie; over TCP also bad_frame and too_many_connections, which close or refuse the connection).",
 		}, []string{"reason"}),
 		calls: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mediaedge_gateway_ng_calls",

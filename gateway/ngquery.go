@@ -25,6 +25,9 @@ func (s *ngServer) deleteCall(req ng.Dict, now time.Time) map[string]any {
 		return ng.ErrorReply("delete-delay: want 0 to 3600 seconds")
 	}
 	s.totals.deletes++
+	if c.dropOther(req.Str("from-tag"), req.Str("to-tag")) {
+		return reply
+	}
 	cs := []*ngCall{c}
 	if req.Str("via-branch") == "" && req.Str("to-tag") == "" {
 		cs = s.branches(c.id) // the whole call: every fork of it too
@@ -59,7 +62,7 @@ func (s *ngServer) findCall(req ng.Dict) (*ngCall, map[string]any) {
 next:
 	for _, c := range cs {
 		for _, tag := range []string{req.Str("from-tag"), req.Str("to-tag")} {
-			if tag != "" && tag != c.tags[0] && tag != c.tags[1] {
+			if tag != "" && !c.hasTag(tag) {
 				continue next
 			}
 		}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"container/list"
 	"errors"
 	"fmt"
@@ -18,14 +19,17 @@ import (
 // goroutine that reads, answers and runs requests one at a time (so a
 // retransmission arriving while its request runs is answered from the
 // reply cache afterwards, never run twice), and a janitor goroutine that
-// frees unanswered offers and delayed deletes. Gateway.Start starts it,
-// Gateway.Close closes it and waits for both goroutines.
+// frees unanswered offers and delayed deletes; with listen_tcp also a
+// TCP listener and a goroutine per connection (ngtcp.go), whose requests
+// run one at a time with the others under mu. Gateway.Start starts it,
+// Gateway.Close closes it and waits for every goroutine.
 type ngServer struct {
 	// set in newNGServer, never changed
 	g       *Gateway
 	log     *slog.Logger
 	m       *ngMetrics
-	conn    *net.UDPConn
+	conn    *net.UDPConn                   // nil when listen is off
+	tcp     *net.TCPListener               // nil when listen_tcp is off
 	allowed atomic.Pointer[[]netip.Prefix] // replaced on reload
 	done    chan struct{}
 	wg      sync.WaitGroup
@@ -39,6 +43,11 @@ type ngServer struct {
 	cache   replyCache
 	buckets map[netip.Addr]*bucket
 	totals  ngTotals
+
+	// connMu guards the TCP connections (ngtcp.go).
+	connMu     sync.Mutex
+	conns      map[*net.TCPConn]struct{}
+	connClosed bool // close ran: no new connection is served
 }
 
 // ngTotals are counters since start, for the statistics command.
@@ -47,16 +56,26 @@ type ngTotals struct {
 }
 
 func newNGServer(g *Gateway, cfg *NGConfig, m *ngMetrics) (*ngServer, error) {
-	ap, err := netip.ParseAddrPort(cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: ng listen %q: %w", cfg.Listen, err)
+	var conn *net.UDPConn
+	if cfg.Listen != "" {
+		ap, err := netip.ParseAddrPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: ng listen %q: %w", cfg.Listen, err)
+		}
+		if conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap)); err != nil {
+			return nil, fmt.Errorf("gateway: ng listen: %w", err)
+		}
 	}
-	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+	tcp, err := listenNGTCP(cfg.ListenTCP)
 	if err != nil {
-		return nil, fmt.Errorf("gateway: ng listen: %w", err)
+		if conn != nil {
+			conn.Close()
+		}
+		return nil, err
 	}
-	s := &ngServer{g: g, log: g.log.With("subsystem", "ng"), m: m, conn: conn, done: make(chan struct{}),
-		calls: map[string]*ngCall{}, forks: map[string][]string{}, buckets: map[netip.Addr]*bucket{}}
+	s := &ngServer{g: g, log: g.log.With("subsystem", "ng"), m: m, conn: conn, tcp: tcp, done: make(chan struct{}),
+		calls: map[string]*ngCall{}, forks: map[string][]string{}, buckets: map[netip.Addr]*bucket{},
+		conns: map[*net.TCPConn]struct{}{}}
 	s.reload(cfg)
 	s.cache.init()
 	return s, nil
@@ -77,19 +96,34 @@ func (s *ngServer) reload(cfg *NGConfig) {
 
 // Addr returns the listener's address.
 func (s *ngServer) addr() netip.AddrPort {
+	if s.conn == nil {
+		return netip.AddrPort{}
+	}
 	return s.conn.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
 func (s *ngServer) start() {
-	s.log.Info("ng listener started", "listen", s.addr().String(), "allowed_sources", len(*s.allowed.Load()))
-	s.wg.Add(2)
-	go s.serve()
+	s.log.Info("ng listener started", "listen", s.addr().String(), "listen_tcp", s.tcpAddr().String(),
+		"allowed_sources", len(*s.allowed.Load()))
+	s.wg.Add(1)
 	go s.janitor()
+	if s.conn != nil {
+		s.wg.Add(1)
+		go s.serve()
+	}
+	if s.tcp != nil {
+		s.wg.Add(1)
+		go s.serveTCP()
+	}
 }
 
-// close stops both goroutines and frees every call.
+// close stops every goroutine (readers, TCP connections, janitor) and
+// frees every call.
 func (s *ngServer) close() {
-	_ = s.conn.Close()
+	if s.conn != nil {
+		_ = s.conn.Close()
+	}
+	s.closeTCP()
 	close(s.done)
 	s.wg.Wait()
 	s.mu.Lock()
@@ -120,11 +154,14 @@ func (s *ngServer) serve() {
 		}
 		if out := s.handle(buf[:n], src, time.Now()); out != nil {
 			_, _ = s.conn.WriteToUDPAddrPort(out, src)
+			clear(out)
 		}
 	}
 }
 
-// handle answers one datagram; nil means drop it (counted).
+// handle answers one datagram; nil means drop it (counted). The reply
+// is the caller's copy, not the cached one (which another goroutine may
+// evict and wipe): it holds keys, so the caller wipes it once sent.
 func (s *ngServer) handle(b []byte, src netip.AddrPort, now time.Time) []byte {
 	cfg := &s.g.cfg.Load().NG
 	from := src.Addr().Unmap()
@@ -146,7 +183,7 @@ func (s *ngServer) handle(b []byte, src netip.AddrPort, now time.Time) []byte {
 	key := src.String() + " " + cookie
 	if out := s.cache.get(key, now); out != nil {
 		s.m.request("retransmission", "retransmission")
-		return out
+		return bytes.Clone(out)
 	}
 	if !s.takeToken(from, cfg.RatePerSource, now) {
 		s.m.drops.WithLabelValues("rate_limited").Inc()
@@ -165,7 +202,7 @@ func (s *ngServer) handle(b []byte, src netip.AddrPort, now time.Time) []byte {
 		out, _ = ng.Reply(cookie, ng.ErrorReply("internal error"))
 	}
 	s.cache.put(key, out, now, cfg.ReplyCache.D(), cfg.ReplyCacheSize)
-	return out
+	return bytes.Clone(out)
 }
 
 func (s *ngServer) allowedSource(a netip.Addr) bool {
