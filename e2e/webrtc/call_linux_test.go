@@ -1,0 +1,129 @@
+package webrtc
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/mediaedge/mediaedge/internal/testutil"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	browserHz = 600  // the browser's fake microphone
+	sdesHz    = 1000 // ffmpeg's sine toward the browser
+	// wantTone is how long each tone must be heard without a break.
+	wantTone = 2 * time.Second
+	// mediaWait bounds the whole wait for ICE, DTLS and both tones: a
+	// busy machine starts Chromium slowly.
+	mediaWait = 90 * time.Second
+)
+
+// call is one call under test: the browser on one side, the SDES peer on
+// the other, and whatever the test puts between them.
+type call struct {
+	sig   *signal
+	peer  *sdesPeer
+	offer string // the browser's
+}
+
+// startCall starts the page's server, the SDES peer's sockets and the
+// browser, and returns once the browser has offered. It skips t when
+// chromium or ffmpeg is missing, before starting anything.
+func startCall(t *testing.T) *call {
+	t.Helper()
+	findChromium(t)
+	findFFmpeg(t)
+	wav := filepath.Join(t.TempDir(), "mic.wav")
+	if err := writeToneWAV(wav, 48000, browserHz, 2); err != nil {
+		t.Fatal(err)
+	}
+	c := &call{sig: serveSignal(t, sdesHz, browserHz), peer: newSDESPeer(t, browserHz, sdesHz)}
+	startChromium(t, c.sig.url, wav)
+	c.offer = c.sig.waitOffer(60 * time.Second)
+	return c
+}
+
+// waitMedia waits for media both ways and checks what each end measured:
+// the SDES receiver decoded the browser's tone and the page heard the
+// SDES sender's, each for wantTone without a break and neither hearing
+// its own tone come back; the browser's transport is DTLS-SRTP over a
+// nominated, succeeded candidate pair; audio packets flowed both ways.
+// more describes the middle of the call for failure messages.
+func (c *call) waitMedia(t *testing.T, more fmt.Stringer) pageStats {
+	t.Helper()
+	var st pageStats
+	var pageHeard, peerHeard toneTrack
+	took, ok := testutil.Poll(mediaWait, func() bool {
+		if c.sig.pageFailed() != nil {
+			return true
+		}
+		st, pageHeard, _ = c.sig.snapshot()
+		peerHeard = c.peer.heardTrack()
+		return st.DTLS == "connected" && pageHeard.longestSecs() >= wantTone.Seconds() &&
+			peerHeard.longestSecs() >= wantTone.Seconds()
+	})
+	if err := c.sig.pageFailed(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("media both ways %v after the answer", took.Round(time.Millisecond))
+	t.Logf("browser stats: %+v pair %+v", st, st.Pair)
+	t.Logf("SDES receiver heard %v", &peerHeard)
+	t.Logf("page heard %v", &pageHeard)
+	t.Logf("SDES peer: %v; %v", c.peer, more)
+	if !ok {
+		t.Errorf("no media both ways within %v", mediaWait)
+	}
+	if got := peerHeard.longestSecs(); got < wantTone.Seconds() {
+		t.Errorf("the SDES receiver heard the browser's %d Hz for %.2fs at most, want %v", browserHz, got, wantTone)
+	}
+	if got := pageHeard.longestSecs(); got < wantTone.Seconds() {
+		t.Errorf("the page heard the SDES side's %d Hz for %.2fs at most, want %v", sdesHz, got, wantTone)
+	}
+	// Neither end hears its own tone: media is crossed, not looped.
+	if peerHeard.otherHits > 0 {
+		t.Errorf("the SDES receiver heard its own side's %d Hz in %d blocks", sdesHz, peerHeard.otherHits)
+	}
+	if pageHeard.otherHits > 0 {
+		t.Errorf("the page heard its own %d Hz in %d blocks", browserHz, pageHeard.otherHits)
+	}
+	if st.DTLS != "connected" || st.SRTPCipher == "" {
+		t.Errorf("browser transport: dtls %q, SRTP cipher %q; want connected with a cipher", st.DTLS, st.SRTPCipher)
+	}
+	if st.ICE != "connected" && st.ICE != "completed" {
+		t.Errorf("browser ICE state %q", st.ICE)
+	}
+	if st.Pair == nil || st.Pair.State != "succeeded" || !st.Pair.Nominated {
+		t.Errorf("browser's selected candidate pair: %+v, want succeeded and nominated", st.Pair)
+	}
+	if st.InPackets == 0 || st.OutPackets == 0 {
+		t.Errorf("browser audio packets: in %d, out %d", st.InPackets, st.OutPackets)
+	}
+	for _, codec := range []string{st.InCodec, st.OutCodec} {
+		if !strings.EqualFold(codec, "audio/PCMU") {
+			t.Errorf("browser codecs in %q, out %q: want audio/PCMU both ways", st.InCodec, st.OutCodec)
+			break
+		}
+	}
+	return st
+}
+
+// TestBrowserThroughStandIn proves the harness with a pion/webrtc stand-in
+// for the gateway: Chromium's offer is answered by pion in this process,
+// which bridges the audio to and from ffmpeg as SDES-keyed SRTP.
+func TestBrowserThroughStandIn(t *testing.T) {
+	c := startCall(t)
+	toPeer := newSDESKey(t)
+	s := newStandIn(t, c.offer, c.peer.Addr(), toPeer, c.peer.TxKey)
+	c.peer.SetRemote(s.SIPAddr())
+	c.peer.Receive(toPeer)
+	c.peer.Send(sdesHz, 0x5de5)
+	c.sig.sendAnswer(s.Answer)
+	c.waitMedia(t, s)
+	c.sig.stopPage(10 * time.Second)
+}
