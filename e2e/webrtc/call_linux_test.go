@@ -127,3 +127,53 @@ func TestBrowserThroughStandIn(t *testing.T) {
 	c.waitMedia(t, s)
 	c.sig.stopPage(10 * time.Second)
 }
+
+// TestStandInWrongKeyIsSilent is the check that the tone checks can
+// fail: one end is given a key its sender does not use, so every packet
+// toward it fails SRTP authentication and it must hear nothing, while
+// the other direction plays.
+func TestStandInWrongKeyIsSilent(t *testing.T) {
+	for _, toBrowser := range []bool{false, true} {
+		name := map[bool]string{false: "toward the SDES receiver", true: "toward the browser"}[toBrowser]
+		t.Run(name, func(t *testing.T) {
+			c := startCall(t)
+			toPeer, rxKey, fromPeer := newSDESKey(t), sdesKey{}, c.peer.TxKey
+			if toBrowser {
+				fromPeer, rxKey = newSDESKey(t), toPeer // the stand-in opens nothing of ffmpeg's
+			} else {
+				rxKey = newSDESKey(t) // ffmpeg opens nothing of the stand-in's
+			}
+			s := newStandIn(t, c.offer, c.peer.Addr(), toPeer, fromPeer)
+			c.peer.SetRemote(s.SIPAddr())
+			c.peer.Receive(rxKey)
+			c.peer.Send(sdesHz, 0x5de5)
+			c.sig.sendAnswer(s.Answer)
+			// The working direction proves the call is up; the broken
+			// one has had as long to be heard.
+			testutil.WaitFor(t, "the working direction's tone and 100 packets the other way", mediaWait, func() bool {
+				_, page, _ := c.sig.snapshot()
+				peer := c.peer.heardTrack()
+				if c.sig.pageFailed() != nil {
+					return true
+				}
+				if toBrowser {
+					return peer.longestSecs() >= wantTone.Seconds() && s.decryptFailed.Load() >= 100
+				}
+				return page.longestSecs() >= wantTone.Seconds() && c.peer.toRx.Load() >= 100
+			})
+			if err := c.sig.pageFailed(); err != nil {
+				t.Fatal(err)
+			}
+			_, page, _ := c.sig.snapshot()
+			peer := c.peer.heardTrack()
+			t.Logf("page heard %v; SDES receiver heard %v; %v; %v", &page, &peer, c.peer, s)
+			if toBrowser && page.hits != 0 {
+				t.Errorf("the page heard the tone the stand-in could not open: %v", &page)
+			}
+			if !toBrowser && peer.hits != 0 {
+				t.Errorf("the SDES receiver heard the tone under the wrong key: %v", &peer)
+			}
+			c.sig.stopPage(10 * time.Second)
+		})
+	}
+}
