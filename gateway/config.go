@@ -86,6 +86,9 @@ type Config struct {
 	Cloud LegConfig `yaml:"cloud"`
 	// NG is the ng control protocol listener (ngconfig.go).
 	NG NGConfig `yaml:"ng"`
+	// DTLS is how DTLS-SRTP legs (WebRTC endpoints) are keyed
+	// (dtlsconfig.go).
+	DTLS DTLSConfig `yaml:"dtls"`
 }
 
 // LegConfig is the configuration of one leg (gateway.internal or
@@ -170,6 +173,7 @@ func DefaultConfig() Config {
 		Internal:    leg(config.PortRange{Min: 40000, Max: 44999}),
 		Cloud:       leg(config.PortRange{Min: 45000, Max: 49999}),
 		NG:          defaultNG(),
+		DTLS:        defaultDTLS(),
 	}
 }
 
@@ -199,6 +203,7 @@ func (c *Config) validate(needPorts bool) error {
 	ps.AddErr("internal", c.Internal.validate(needPorts))
 	ps.AddErr("cloud", c.Cloud.validate(needPorts))
 	ps.AddErr("ng", c.NG.validate(c, needPorts))
+	ps.AddErr("dtls", c.DTLS.validate())
 	// Two "any free port" legs (0-0, see New) never collide.
 	anyPort := c.Internal.Ports.Min == 0 || c.Cloud.Ports.Min == 0
 	if c.Internal.Bind == c.Cloud.Bind && overlap(c.Internal.Ports, c.Cloud.Ports) && (needPorts || !anyPort) {

@@ -23,6 +23,14 @@ const (
 	EventKeySwitched = "key_switched"
 	// EventPeerKey: the peer's key on a leg was replaced through the API.
 	EventPeerKey = "peer_key_changed"
+	// EventDTLSDone: a DTLS leg's handshake completed and keyed the leg;
+	// Reason names the negotiated profile, KeyEpoch counts the leg's
+	// handshakes.
+	EventDTLSDone = "dtls_handshake_done"
+	// EventDTLSFailed: a DTLS leg's handshake failed; Reason says why
+	// (fingerprint_mismatch, no_use_srtp, profile_not_allowed, timeout,
+	// error).
+	EventDTLSFailed = "dtls_handshake_failed"
 )
 
 // Reasons of EventEnded.

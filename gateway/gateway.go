@@ -43,6 +43,13 @@ type Gateway struct {
 	cfg      atomic.Pointer[Config]
 	draining atomic.Bool // Drain was called: Create refuses new sessions
 
+	// DTLS legs (dtls*.go): the certificate in use (replaced by Reload),
+	// the handshakes in progress (bounded by dtls.max_handshakes), and
+	// the handshake goroutines, which Close waits for.
+	dtlsCert   atomic.Pointer[dtlsCert]
+	dtlsActive atomic.Int64
+	dtlsWG     sync.WaitGroup
+
 	// mu guards the following.
 	mu       sync.Mutex
 	state    string // "stopped" (before Start), "running", "closed"
@@ -91,6 +98,11 @@ func New(cfg Config, d component.Deps) (*Gateway, error) {
 		return nil, err
 	}
 	g.ngm = ngm
+	cert, err := loadDTLSCert(&cfg.DTLS)
+	if err != nil {
+		return nil, err
+	}
+	g.dtlsCert.Store(cert)
 	c := cfg
 	g.cfg.Store(&c)
 	if d.Control != nil {
@@ -343,6 +355,9 @@ func (g *Gateway) Reload(ctx context.Context, cfg Config) error {
 		g.log.Warn("reload: gateway.ng.listen changes need a restart", "running", old.NG.Listen, "configured", cfg.NG.Listen)
 		cfg.NG.Listen = old.NG.Listen
 	}
+	if err := g.reloadDTLSCert(old, &cfg); err != nil {
+		return err
+	}
 	c := cfg
 	g.cfg.Store(&c)
 	g.mu.Lock()
@@ -426,6 +441,8 @@ func (g *Gateway) Close() error {
 	for _, w := range workers {
 		<-w.done
 	}
+	// The workers stopped every DTLS transport of their sessions.
+	g.dtlsWG.Wait()
 	g.mu.Lock()
 	g.workers = nil
 	g.mu.Unlock()

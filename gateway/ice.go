@@ -81,6 +81,9 @@ func (w *worker) stunCheck(s *sock, src netip.AddrPort, buf []byte, n int) (*soc
 			l.latched = true
 			w.latched(l, src, rtcp)
 		}
+		if l.dtls != nil && l.dtls.t != nil {
+			w.dtlsStart(l.dtls.t) // an active leg waits for its peer's address
+		}
 		res, err = stun.Build(stun.NewTransactionIDSetter(m.TransactionID), stun.BindingSuccess,
 			&stun.XORMappedAddress{IP: src.Addr().AsSlice(), Port: int(src.Port())}, integrity, stun.Fingerprint)
 	}

@@ -58,6 +58,12 @@ type LegInfo struct {
 	// packets_out packets handed to the kernel for the peer.
 	Counters   legCounters `json:"counters"`
 	LastPacket *time.Time  `json:"last_packet"`
+	// Keying is sdes, dtls, or "" on a plain RTP leg.
+	Keying string `json:"keying"`
+	// DTLS is the DTLS state of a DTLS leg: the gateway's fingerprint,
+	// role and ICE-lite description for its SDP, the handshake's state,
+	// profile and the peer's fingerprint.
+	DTLS *DTLSInfo `json:"dtls,omitempty"`
 }
 
 // StreamInfo is one SSRC seen on a leg.
@@ -80,6 +86,13 @@ func (w *worker) snapshot(s *session, keys bool) SessionInfo {
 			PortMode: legConfig(w.cfg, l.id).PortMode,
 			Counters: l.c,
 			Streams:  []StreamInfo{},
+		}
+		switch {
+		case l.dtls != nil:
+			li.Keying = KeyingDTLS
+			li.DTLS = w.dtlsInfo(l, keys)
+		case !l.plain:
+			li.Keying = KeyingSDES
 		}
 		if l.rtp != nil {
 			li.Local = l.rtp.local.String()

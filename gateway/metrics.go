@@ -43,6 +43,8 @@ type metrics struct {
 	ended    *prometheus.CounterVec
 	rekeys   *prometheus.CounterVec
 	refused  *prometheus.CounterVec
+	// dtlsHandshakes counts DTLS handshakes by result (dtlstransport.go).
+	dtlsHandshakes *prometheus.CounterVec
 
 	mu      sync.Mutex
 	workers []*workerStats
@@ -80,6 +82,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "mediaedge_gateway_session_requests_refused_total",
 			Help: "Session requests refused, by reason (invalid, limit, ports, draining).",
 		}, []string{"reason"}),
+		dtlsHandshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mediaedge_gateway_dtls_handshakes_total",
+			Help: "DTLS-SRTP handshakes of DTLS legs, by result (ok, fingerprint_mismatch, no_use_srtp, profile_not_allowed, timeout, limit, error).",
+		}, []string{"result"}),
 		packetsDesc: prometheus.NewDesc("mediaedge_gateway_packets_total",
 			"Packets (SRTP and SRTCP) authenticated from a leg's peer (direction in) or sent to it (out).",
 			[]string{"leg", "direction"}, nil),
@@ -108,10 +114,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Send mode: gso (UDP_SEGMENT batches per destination) or mmsg (one datagram per message, after the kernel refused GSO); always 1.",
 			[]string{"mode"}, nil),
 	}
-	for _, c := range []prometheus.Collector{m.sessions, m.created, m.ended, m.rekeys, m.refused, m} {
+	for _, c := range []prometheus.Collector{m.sessions, m.created, m.ended, m.rekeys, m.refused, m.dtlsHandshakes, m} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
+	}
+	for _, r := range dtlsResults {
+		m.dtlsHandshakes.WithLabelValues(r)
 	}
 	return m, nil
 }

@@ -178,7 +178,7 @@ func TestNGBadInput(t *testing.T) {
 		{"oversized sdp", ngMessage(t, "c10", offer(testOfferSDP+strings.Repeat("a=x:"+strings.Repeat("y", 60)+"\r\n", 600))), "SDP"},
 		{"no media", ngMessage(t, "c11", offer(noMedia)), "no usable media"},
 		{"only disabled media", ngMessage(t, "c12", offer(disabled)), "no usable media"},
-		{"dtls", ngMessage(t, "c13", offer(dtls)), "DTLS"},
+		{"bad fingerprint", ngMessage(t, "c13", offer(dtls)), "fingerprint"},
 		{"plain not allowed", ngMessage(t, "c14", offer(plain)), "plain RTP"},
 		{"bad key", ngMessage(t, "c15", offer(strings.Replace(testOfferSDP, "inline:WVNf", "inline:!!!", 1))), "a=crypto"},
 		{"answer for unknown call", ngMessage(t, "c16", map[string]any{"command": "answer", "call-id": "nope", "from-tag": "a", "to-tag": "b", "sdp": testOfferSDP}), "unknown call-id"},

@@ -26,6 +26,9 @@ func (s *ngServer) answer(c *ngCall, toTag string, f *ngFlags, body *ng.SDP) ([]
 	cfg := s.g.cfg.Load()
 	c.tags[1] = toTag
 	plans := make([]ng.MediaPlan, len(c.streams))
+	if err := c.checkBundleAnswer(body); err != nil {
+		return nil, err
+	}
 	for i, st := range c.streams {
 		m := body.Media[i]
 		if st.disabled {
@@ -35,8 +38,11 @@ func (s *ngServer) answer(c *ngCall, toTag string, f *ngFlags, body *ng.SDP) ([]
 			s.freeStream(st)
 			continue
 		}
-		if err := s.answerStream(c, cfg, st, m); err != nil {
+		if err := s.answerStream(c, cfg, st, m, f); err != nil {
 			return nil, err
+		}
+		if st.via[0] != nil {
+			continue // the bundle's transport has the ICE agent
 		}
 		if f.iceForce || legConfig(cfg, c.legs[0]).ICELite {
 			if cfg.NG.PortMode != PortsDedicated {
@@ -47,28 +53,100 @@ func (s *ngServer) answer(c *ngCall, toTag string, f *ngFlags, body *ng.SDP) ([]
 				return nil, err
 			}
 			st.ice[0] = ic
+			if st.dtls[0] {
+				st.remote[0], st.remoteRTCP[0] = netip.AddrPort{}, netip.AddrPort{} // from ICE
+			}
 		}
 	}
 	c.answered = true
 	s.pending -= len(c.streams)
+	// Every session is built before any is installed: a bundle's routing
+	// table names them all.
 	for i, st := range c.streams {
 		if st.disabled {
 			continue
 		}
-		info, err := s.g.ngStart(c, st, cfg)
+		if _, err := s.g.ngBuild(c, st, cfg); err != nil {
+			return nil, refuse("m= line %d: %v", i+1, err)
+		}
+	}
+	ngLinkBundles(c)
+	for i, st := range c.streams {
+		if st.disabled {
+			continue
+		}
+		info, err := s.g.ngInstall(st, st.sess)
 		if err != nil {
 			return nil, refuse("m= line %d: %v", i+1, err)
 		}
 		plans[i] = st.plan(c, 0, f.proto, info)
 	}
-	return body.Rewrite(plans, ng.Options{ReplaceOrigin: f.replaceOrigin})
+	c.bundlePlans(plans, 0)
+	return body.Rewrite(plans, c.options(f, 0))
+}
+
+// checkBundleAnswer refuses an answer that leaves out of its BUNDLE an
+// m= line the gateway offered bundled: the gateway offered one port for
+// them all and cannot split them afterwards (RFC 8843 section 7.3.3).
+func (c *ngCall) checkBundleAnswer(body *ng.SDP) error {
+	if len(c.bundle[1]) < 2 {
+		return nil
+	}
+	for i, st := range c.streams {
+		if st.disabled || st.via[1] == nil || i >= len(body.Media) || body.Media[i].Port == 0 {
+			continue
+		}
+		if !body.Media[i].Bundled {
+			return refuse("m= line %d: the answer does not accept the offered BUNDLE", i+1)
+		}
+	}
+	for i, st := range c.streams {
+		if i < len(body.Media) && body.Media[i].Port == 0 && !st.disabled && hasMembers(c, st, 1) {
+			return refuse("m= line %d: the answer rejects the BUNDLE's transport m= line", i+1)
+		}
+	}
+	return nil
+}
+
+func hasMembers(c *ngCall, t *ngStream, side int) bool {
+	for _, st := range c.streams {
+		if st.via[side] == t && !st.disabled {
+			return true
+		}
+	}
+	return false
 }
 
 // answerStream takes the answerer's key and address for one stream and
 // picks the offerer's key and the gateway's own toward it.
-func (s *ngServer) answerStream(c *ngCall, cfg *Config, st *ngStream, m ng.Media) error {
+func (s *ngServer) answerStream(c *ngCall, cfg *Config, st *ngStream, m ng.Media, f *ngFlags) error {
 	n := st.index + 1
-	if !st.plain[1] {
+	st.pts = unionPTs(st.pts, m.PTs)
+	pref := st.pref
+	if f.dtlsPassive || f.dtlsActive {
+		pref = dtlsPref(cfg, f)
+	}
+	switch {
+	case st.dtls[1] && st.via[1] != nil:
+		// A bundled m= line: the transport's m= line carries the DTLS
+		// attributes (RFC 8843 section 7.3); a copy here changes nothing.
+		st.mux[1] = true
+	case st.dtls[1]:
+		if m.Fingerprint == "" {
+			return refuse("m= line %d: the gateway offered DTLS-SRTP and the answer has no a=fingerprint", n)
+		}
+		setup := m.Setup
+		if setup == "" {
+			setup = "active" // RFC 5763 section 5: the answerer's default
+		}
+		role, err := answerSetup(setup, pref)
+		if err != nil {
+			return refuse("m= line %d: a=setup %v", n, err)
+		}
+		st.role[1] = role
+		st.peerFP[1], st.peerSetup[1], st.peerUfrag[1] = m.Fingerprint, m.Setup, m.ICEUfrag
+		st.mux[1] = true
+	case !st.plain[1]:
 		lcB := legConfig(cfg, c.legs[1])
 		var pick *ownKey
 		for _, line := range m.Crypto {
@@ -100,10 +178,16 @@ func (s *ngServer) answerStream(c *ngCall, cfg *Config, st *ngStream, m ng.Media
 		}
 		st.offered = nil
 	}
-	st.remote[1] = netip.AddrPortFrom(m.Addr, uint16(m.Port))
-	st.remoteRTCP[1] = netip.AddrPortFrom(m.Addr, uint16(m.RTCPPort))
+	st.remote[1], st.remoteRTCP[1] = remoteOf(st, 1, m)
 	st.mux[1] = st.muxOnly || (st.muxOffered && m.Mux)
-	if !st.plain[0] {
+	if st.dtls[0] && st.via[0] == nil {
+		role, err := answerSetup(st.peerSetup[0], pref)
+		if err != nil {
+			return refuse("m= line %d: the offer's a=setup %v", n, err)
+		}
+		st.role[0] = role
+	}
+	if !st.plain[0] && !st.dtls[0] {
 		// The offerer's line: the suite the answerer chose when the
 		// offerer offered it, else the offerer's first.
 		pick := st.cands[0]
@@ -177,13 +261,18 @@ func (s *ngServer) update(c *ngCall, cmd, fromTag, toTag string, f *ngFlags, bod
 		}
 		plans[i] = st.plan(c, to, f.proto, info)
 	}
-	return body.Rewrite(plans, ng.Options{ReplaceOrigin: f.replaceOrigin})
+	c.bundlePlans(plans, to)
+	return body.Rewrite(plans, c.options(f, to))
 }
 
 // updateStream applies a sender's new address and key to its leg.
 func (s *ngServer) updateStream(c *ngCall, cfg *Config, st *ngStream, sender int, m ng.Media) error {
 	n := st.index + 1
 	lid := c.legs[sender]
+	st.pts = unionPTs(st.pts, m.PTs)
+	if st.dtls[sender] {
+		return s.updateDTLS(st, sender, lid, m)
+	}
 	var up LegUpdate
 	remote := netip.AddrPortFrom(m.Addr, uint16(m.Port))
 	if remote != st.remote[sender] {
@@ -265,7 +354,7 @@ func (s *ngServer) reoffer(c *ngCall, f *ngFlags, body *ng.SDP) ([]byte, error) 
 		if st.disabled {
 			continue
 		}
-		if !st.plain[0] {
+		if !st.plain[0] && !st.dtls[0] {
 			var cands []*Crypto
 			for _, line := range m.Crypto {
 				cr, err := ParseCrypto(line)
@@ -281,10 +370,92 @@ func (s *ngServer) reoffer(c *ngCall, f *ngFlags, body *ng.SDP) ([]byte, error) 
 			}
 			st.cands = cands
 		}
-		st.remote[0] = netip.AddrPortFrom(m.Addr, uint16(m.Port))
-		st.remoteRTCP[0] = netip.AddrPortFrom(m.Addr, uint16(m.RTCPPort))
-		st.mux[0] = m.Mux
+		if st.dtls[0] {
+			st.peerFP[0], st.peerSetup[0], st.peerUfrag[0] = m.Fingerprint, m.Setup, m.ICEUfrag
+		}
+		st.remote[0], st.remoteRTCP[0] = remoteOf(st, 0, m)
+		st.mux[0] = m.Mux || st.dtls[0]
 		plans[i] = st.plan(c, 1, "", nil)
 	}
-	return body.Rewrite(plans, ng.Options{ReplaceOrigin: f.replaceOrigin})
+	c.bundlePlans(plans, 1)
+	return body.Rewrite(plans, c.options(f, 1))
+}
+
+// updateDTLS applies a DTLS side's re-offer or re-answer: a changed
+// fingerprint, an ICE restart (new ice-ufrag) or a role the gateway must
+// switch to starts a new handshake on the side's transport (the keys of
+// the last one stay in use until it completes); the other side's keys
+// and schedule are not touched. An ICE restart gives the gateway new ICE
+// credentials too (RFC 8839 section 4.4.1.1.2). A bundled stream has
+// nothing of its own to update: its transport's stream does it.
+func (s *ngServer) updateDTLS(st *ngStream, sender int, lid legID, m ng.Media) error {
+	n := st.index + 1
+	if st.via[sender] != nil {
+		return nil
+	}
+	if !m.DTLS || m.Fingerprint == "" {
+		return refuse("m= line %d: switching a DTLS-SRTP leg to another keying is not supported", n)
+	}
+	fp, setup := "", ""
+	if m.Fingerprint != st.peerFP[sender] {
+		fp = m.Fingerprint
+	}
+	restart := m.ICEUfrag != st.peerUfrag[sender] && st.ice[sender] != nil
+	role := st.role[sender]
+	switch {
+	case m.Setup == "active" && role != DTLSPassive, m.Setup == "passive" && role != DTLSActive:
+		setup = m.Setup
+	case m.Setup == "holdconn":
+		return refuse("m= line %d: a=setup:holdconn is not supported", n)
+	}
+	remote, _ := remoteOf(st, sender, m)
+	if fp == "" && setup == "" && !restart && (!remote.IsValid() || remote == st.remote[sender]) {
+		return nil
+	}
+	if fp == "" && (setup != "" || restart) {
+		fp = m.Fingerprint // a new handshake under the same fingerprint
+	}
+	sess := st.sess
+	if sess == nil {
+		return refuse("m= line %d: the session ended", n)
+	}
+	w := sess.w
+	var ic *iceCreds
+	var newRole DTLSRole
+	var opErr error
+	ctx, cancel := ngContext()
+	defer cancel()
+	err := w.do(ctx, func() {
+		if sess.ended {
+			opErr = ErrNotFound
+			return
+		}
+		l := &sess.legs[lid]
+		if l.dtls == nil {
+			opErr = errors.New("not a DTLS leg")
+			return
+		}
+		if remote.IsValid() && remote != l.remote {
+			l.remote, l.remoteRTCP = remote, remote
+		}
+		if fp != "" {
+			opErr = w.dtlsUpdate(l, fp, setup, restart)
+		}
+		ic, newRole = l.ice, l.dtls.plan.role
+	})
+	if err == nil {
+		err = opErr
+	}
+	if err != nil {
+		return refuse("m= line %d: %v", n, err)
+	}
+	if remote.IsValid() {
+		st.remote[sender], st.remoteRTCP[sender] = remote, remote
+	}
+	st.peerFP[sender], st.peerSetup[sender], st.peerUfrag[sender] = m.Fingerprint, m.Setup, m.ICEUfrag
+	st.role[sender] = newRole
+	if st.ice[sender] != nil {
+		st.ice[sender] = ic
+	}
+	return nil
 }

@@ -26,6 +26,12 @@ type ngCall struct {
 	answered   bool
 	deleteAt   time.Time // a delayed delete; zero: none
 	streams    []*ngStream
+	// fp is the gateway's certificate fingerprint as the first offer
+	// announced it (a=fingerprint value).
+	fp string
+	// bundle are the mids of each side's a=group:BUNDLE (nil: none):
+	// those streams share one transport on that side (ngbundle.go).
+	bundle [2][]string
 }
 
 // ngStream is one m= line of an ng call. Arrays indexed [2] are by side
@@ -57,6 +63,27 @@ type ngStream struct {
 	own     [2]*ownKey
 	// ice are the ICE-lite credentials toward each side (ICE: force).
 	ice [2]*iceCreds
+
+	// DTLS-SRTP (RFC 5763) by side: dtls makes the side's leg keyed by a
+	// handshake instead of a=crypto; peerFP, peerSetup and peerUfrag are
+	// what the side's SDP said (a change re-keys the leg); role is the
+	// gateway's a=setup toward the side once known; pref is the role
+	// taken toward a peer that offers actpass (the DTLS flag).
+	dtls      [2]bool
+	peerFP    [2]string
+	peerSetup [2]string
+	peerUfrag [2]string
+	role      [2]DTLSRole
+	pref      DTLSRole
+	// BUNDLE (ngbundle.go) by side: via is the stream whose transport
+	// this stream's leg on that side uses (nil: its own); mid the a=mid
+	// written toward the side ("": the sender's); pts the payload types
+	// of the m= line, which route a bundled transport's packets to it.
+	via [2]*ngStream
+	mid [2]string
+	pts []uint8
+	// sess is the gateway session once answered (ngsession.go).
+	sess *session
 }
 
 type ngSocks struct{ rtp, rtcp *sock }
@@ -195,7 +222,8 @@ func (s *ngServer) newOffer(callID, fromTag, via string, f *ngFlags, body *ng.SD
 	if err := s.checkRoomLocked(cfg, len(body.Media)); err != nil {
 		return nil, nil, err
 	}
-	c := &ngCall{id: callID, tags: [2]string{fromTag}, viaBranch: via, legs: legs, created: now}
+	c := &ngCall{id: callID, tags: [2]string{fromTag}, viaBranch: via, legs: legs, created: now,
+		fp: s.g.DTLSFingerprint().String()}
 	plans := make([]ng.MediaPlan, len(body.Media))
 	usable := 0
 	for i, m := range body.Media {
@@ -216,7 +244,17 @@ func (s *ngServer) newOffer(callID, fromTag, via string, f *ngFlags, body *ng.SD
 		s.freeCallLocked(c)
 		return nil, nil, refuse("the SDP has no usable media")
 	}
-	out, err := body.Rewrite(plans, ng.Options{ReplaceOrigin: f.replaceOrigin})
+	// BUNDLE: the offerer's group on its side, and every DTLS m= line
+	// toward a DTLS answerer on one transport.
+	s.bundleSide(c, 0, func(i int) bool { return body.Media[i].Bundled }, func(i int) string { return body.Media[i].Mid })
+	s.bundleSide(c, 1, func(int) bool { return true }, func(i int) string { return body.Media[i].Mid })
+	for i, st := range c.streams {
+		if !st.disabled {
+			plans[i] = st.plan(c, 1, "", nil)
+		}
+	}
+	c.bundlePlans(plans, 1)
+	out, err := body.Rewrite(plans, c.options(f, 1))
 	if err != nil {
 		s.freeCallLocked(c)
 		return nil, nil, err
@@ -249,13 +287,19 @@ func (s *ngServer) offerStream(c *ngCall, cfg *Config, i int, m ng.Media, f *ngF
 	n := i + 1
 	lcA, lcB := legConfig(cfg, c.legs[0]), legConfig(cfg, c.legs[1])
 	if !ng.ValidProto(m.Proto) {
-		if m.DTLS {
-			return st, ng.MediaPlan{}, refuse("m= line %d: DTLS-SRTP is not supported (SDES only)", n)
-		}
 		return st, ng.MediaPlan{}, refuse("m= line %d: transport %q is not supported", n, clip(m.Proto))
 	}
 	st.proto[0] = m.Proto
-	if ng.Secure(m.Proto) || len(m.Crypto) > 0 {
+	st.pts = m.PTs
+	st.pref = dtlsPref(cfg, f)
+	switch {
+	case m.DTLS && !f.dtlsOff:
+		if err := st.takeDTLS(cfg, 0, m); err != nil {
+			return st, ng.MediaPlan{}, err
+		}
+	case m.DTLS && len(m.Crypto) == 0:
+		return st, ng.MediaPlan{}, refuse("m= line %d: the offerer keys SRTP with DTLS only, and the DTLS flag is off", n)
+	case ng.Secure(m.Proto) || len(m.Crypto) > 0:
 		for _, line := range m.Crypto {
 			cr, err := ParseCrypto(line)
 			if err != nil {
@@ -271,7 +315,7 @@ func (s *ngServer) offerStream(c *ngCall, cfg *Config, i int, m ng.Media, f *ngF
 			return st, ng.MediaPlan{}, refuse("m= line %d: no usable a=crypto line (the %s leg allows %s)",
 				n, c.legs[0], strings.Join(lcA.Suites, ", "))
 		}
-	} else {
+	default:
 		if !lcA.AllowPlain {
 			return st, ng.MediaPlan{}, refuse("m= line %d: plain RTP from the offerer, and the %s leg does not allow it", n, c.legs[0])
 		}
@@ -281,11 +325,22 @@ func (s *ngServer) offerStream(c *ngCall, cfg *Config, i int, m ng.Media, f *ngF
 	if f.proto != "" {
 		out = f.proto
 	}
-	if f.sdesOff {
+	if f.dtlsOff {
+		out = strings.TrimPrefix(out, "UDP/TLS/")
+	}
+	if f.sdesOff && !ng.OverDTLS(out) {
 		out = strings.Replace(out, "SAVP", "AVP", 1)
 	}
 	st.proto[1] = out
-	if ng.Secure(out) {
+	switch {
+	case ng.OverDTLS(out):
+		// Toward a DTLS-SRTP answerer: the gateway's fingerprint and
+		// a=setup:actpass, no a=crypto; one port for RTP and RTCP.
+		if cfg.NG.PortMode != PortsDedicated {
+			return st, ng.MediaPlan{}, refuse("m= line %d: DTLS-SRTP needs gateway.ng.port_mode dedicated", n)
+		}
+		st.dtls[1] = true
+	case ng.Secure(out):
 		var order []*Suite
 		for _, cr := range st.cands {
 			if !slices.Contains(order, cr.Suite) {
@@ -310,18 +365,17 @@ func (s *ngServer) offerStream(c *ngCall, cfg *Config, i int, m ng.Media, f *ngF
 		if len(st.offered) == 0 {
 			return st, ng.MediaPlan{}, refuse("m= line %d: no crypto suite left to offer on the %s leg", n, c.legs[1])
 		}
-	} else {
+	default:
 		if !lcB.AllowPlain {
 			return st, ng.MediaPlan{}, refuse("m= line %d: plain RTP toward the answerer, and the %s leg does not allow it", n, c.legs[1])
 		}
 		st.plain[1] = true
 	}
-	st.remote[0] = netip.AddrPortFrom(m.Addr, uint16(m.Port))
-	st.remoteRTCP[0] = netip.AddrPortFrom(m.Addr, uint16(m.RTCPPort))
-	st.mux[0] = m.Mux
+	st.remote[0], st.remoteRTCP[0] = remoteOf(st, 0, m)
+	st.mux[0] = m.Mux || st.dtls[0]
 	st.sdes = ngFlags{sdesPad: f.sdesPad, sdesLifetime: f.sdesLifetime}
-	st.muxOffered = (m.Mux && !f.muxDemux) || f.muxOffer || f.muxRequire
-	st.muxOnly = f.muxRequire
+	st.muxOffered = (m.Mux && !f.muxDemux) || f.muxOffer || f.muxRequire || st.dtls[1]
+	st.muxOnly = f.muxRequire || st.dtls[1]
 	// address-family: the address the answerer is given.
 	if a, err := lcB.bindAddr(); err != nil {
 		return st, ng.MediaPlan{}, err
@@ -342,6 +396,38 @@ func (s *ngServer) offerStream(c *ngCall, cfg *Config, i int, m ng.Media, f *ngF
 		return st, ng.MediaPlan{}, refuse("m= line %d: %v", n, err)
 	}
 	return st, st.plan(c, 1, "", nil), nil
+}
+
+// dtlsPref is the gateway's role toward a peer that offers actpass: the
+// DTLS flag's, else gateway.dtls.setup.
+func dtlsPref(cfg *Config, f *ngFlags) DTLSRole {
+	switch {
+	case f.dtlsPassive:
+		return DTLSPassive
+	case f.dtlsActive:
+		return DTLSActive
+	}
+	return DTLSRole(cfg.DTLS.Setup)
+}
+
+// takeDTLS makes side's leg a DTLS leg from the side's m= line: its
+// fingerprint, a=setup and ICE ufrag.
+func (st *ngStream) takeDTLS(cfg *Config, side int, m ng.Media) error {
+	n := st.index + 1
+	switch {
+	case m.Fingerprint == "":
+		return refuse("m= line %d: DTLS-SRTP without a=fingerprint", n)
+	case !m.Mux:
+		return refuse("m= line %d: DTLS-SRTP needs a=rtcp-mux (one handshake per transport)", n)
+	case m.Setup == "holdconn":
+		return refuse("m= line %d: a=setup:holdconn is not supported", n)
+	case cfg.NG.PortMode != PortsDedicated:
+		return refuse("m= line %d: DTLS-SRTP needs gateway.ng.port_mode dedicated", n)
+	}
+	st.dtls[side] = true
+	st.peerFP[side], st.peerSetup[side], st.peerUfrag[side] = m.Fingerprint, m.Setup, m.ICEUfrag
+	st.mux[side] = true
+	return nil
 }
 
 // bindStream gives a stream its sockets on both legs: a dedicated pair
@@ -396,6 +482,7 @@ func (st *ngStream) plan(c *ngCall, to int, proto string, info *SessionInfo) ng.
 	if proto != "" && ng.Secure(proto) == !st.plain[to] {
 		p.Proto = proto
 	}
+	fp := c.fp
 	if info != nil {
 		li := &info.Internal
 		if lid == legCloud {
@@ -404,12 +491,26 @@ func (st *ngStream) plan(c *ngCall, to int, proto string, info *SessionInfo) ng.
 		rtp, _ := netip.ParseAddrPort(li.Local)
 		rtcp, _ := netip.ParseAddrPort(li.LocalRTCP)
 		p.Addr, p.Port, p.RTCPPort = rtp.Addr(), int(rtp.Port()), int(rtcp.Port())
-	} else {
-		so := st.socks[lid]
+		if li.DTLS != nil {
+			fp = li.DTLS.Fingerprint.String() // the certificate the transport uses
+		}
+	} else if so := st.socks[lid]; so.rtp != nil {
 		p.Addr, p.Port, p.RTCPPort = so.rtp.local.Addr(), int(so.rtp.local.Port()), int(so.rtcp.local.Port())
 	}
+	p.Mid = st.mid[to]
+	offer := !c.answered && to == 1
+	if st.dtls[to] {
+		// DTLS-SRTP: the gateway's own certificate, never the other
+		// side's fingerprint; actpass in an offer (RFC 5763 section 5).
+		p.Mux, p.MuxOnly = true, true
+		p.Fingerprint, p.Setup = fp, string(st.role[to])
+		if offer {
+			p.Setup = "actpass"
+		}
+		return st.withICE(p, to)
+	}
 	switch {
-	case !c.answered && to == 1:
+	case offer:
 		p.Mux, p.MuxOnly = st.muxOffered, st.muxOnly
 		for _, k := range st.offered {
 			p.Crypto = append(p.Crypto, k.line())
@@ -494,7 +595,10 @@ func (s *ngServer) freeStream(st *ngStream) {
 		_ = s.g.Delete(ctx, st.sid)
 		cancel()
 		st.sid = ""
+	} else if st.sess != nil {
+		s.g.abandon(st.sess, true) // built, never installed
 	}
+	st.sess = nil
 	for id := range st.socks {
 		so := st.socks[id]
 		if so.rtp != nil && so.rtp.dm == nil {

@@ -15,6 +15,10 @@ type ngFlags struct {
 	proto         string // transport-protocol; "": the sender's
 	replaceOrigin bool
 	iceForce      bool // ICE: force, mediaedge is an ICE-lite agent toward the recipient
+	// DTLS: off refuses DTLS-SRTP (offered or answered: SDES or plain
+	// only); passive and active pick the gateway's role toward a peer
+	// that offered actpass (default: active, as rtpengine).
+	dtlsOff, dtlsPassive, dtlsActive bool
 	// SDES
 	sdesOff, sdesPad, sdesLifetime bool
 	sdesNo, sdesOnly               map[*Suite]bool
@@ -39,7 +43,7 @@ func parseNGFlags(req ng.Dict) (*ngFlags, error) {
 	f := &ngFlags{direction: req.Strs("direction"), sdesNo: map[*Suite]bool{}, sdesOnly: map[*Suite]bool{}}
 	if p := req.Str("transport-protocol"); p != "" {
 		if !ng.ValidProto(p) {
-			return nil, fmt.Errorf("transport-protocol %q is not supported (RTP/AVP, RTP/SAVP, RTP/AVPF, RTP/SAVPF)", clip(p))
+			return nil, fmt.Errorf("transport-protocol %q is not supported (RTP/AVP, RTP/SAVP, RTP/AVPF, RTP/SAVPF, UDP/TLS/RTP/SAVP, UDP/TLS/RTP/SAVPF)", clip(p))
 		}
 		f.proto = p
 	}
@@ -65,9 +69,23 @@ func parseNGFlags(req ng.Dict) (*ngFlags, error) {
 		return nil, fmt.Errorf("ICE %q is not supported (remove or force)", clip(ice))
 	}
 	switch dtls := req.Str("DTLS"); dtls {
-	case "", "off", "no", "disable":
+	case "":
+	case "off", "no", "disable":
+		f.dtlsOff = true
+	case "passive":
+		f.dtlsPassive = true
+	case "active":
+		f.dtlsActive = true
 	default:
-		return nil, fmt.Errorf("DTLS %q is not supported: mediaedge keys SRTP with SDES only", clip(dtls))
+		return nil, fmt.Errorf("DTLS %q is not supported (off, passive, active)", clip(dtls))
+	}
+	if f.dtlsOff && ng.OverDTLS(f.proto) {
+		return nil, fmt.Errorf("DTLS off contradicts transport-protocol %s", f.proto)
+	}
+	switch h := req.Str("DTLS-fingerprint"); strings.ToLower(h) {
+	case "", "sha-256":
+	default:
+		return nil, fmt.Errorf("DTLS-fingerprint %q is not supported: the gateway's fingerprint is sha-256", clip(h))
 	}
 	for _, s := range req.Strs("SDES") {
 		if err := f.sdes(s); err != nil {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"time"
 )
 
@@ -18,13 +19,17 @@ type NGInfo struct {
 	// OffererLeg is the leg of the side that sent the first offer
 	// (internal or cloud), by the direction flag.
 	OffererLeg string `json:"offerer_leg"`
+	// BundledWith names, per leg, the session whose transport (socket,
+	// ICE, DTLS) the leg shares by BUNDLE; absent: its own.
+	BundledWith map[string]string `json:"bundled_with,omitempty"`
 }
 
-// ngStart turns an answered stream into a gateway session: the sockets
-// the stream holds, the endpoints' keys as they sent them and the
-// gateway's own keys as it announced them. The session owns the sockets
-// from then on.
-func (g *Gateway) ngStart(c *ngCall, st *ngStream, cfg *Config) (*SessionInfo, error) {
+// ngBuild turns an answered stream into a gateway session, not yet
+// installed: the sockets the stream holds, the endpoints' keys as they
+// sent them and the gateway's own keys as it announced them, or the DTLS
+// keying of a DTLS side. A bundled stream's leg takes no socket: it goes
+// through its transport stream's leg (built before it, in stream order).
+func (g *Gateway) ngBuild(c *ngCall, st *ngStream, cfg *Config) (*session, error) {
 	s := &session{id: "ng-" + newID(), created: time.Now(), ng: &NGInfo{CallID: c.id, FromTag: c.tags[0], ToTag: c.tags[1],
 		ViaBranch: c.viaBranch, Media: st.index + 1, Type: st.typ, OffererLeg: c.legs[0].String()}}
 	for side := 0; side < 2; side++ {
@@ -38,6 +43,20 @@ func (g *Gateway) ngStart(c *ngCall, st *ngStream, cfg *Config) (*SessionInfo, e
 			l.remoteRTCP = l.remote
 		}
 		l.ice = st.ice[side]
+		if v := st.via[side]; v != nil {
+			// BUNDLE: the transport stream's leg owns the socket, the ICE
+			// agent, the handshake and the keys.
+			if v.sess == nil {
+				return nil, fmt.Errorf("m= line %d: its BUNDLE transport (m= line %d) has no session", st.index+1, v.index+1)
+			}
+			l.via = &v.sess.legs[lid]
+			l.mux, l.plain, l.ice = true, false, nil
+			if s.ng.BundledWith == nil {
+				s.ng.BundledWith = map[string]string{}
+			}
+			s.ng.BundledWith[lid.String()] = v.sess.id
+			continue
+		}
 		so := st.socks[lid]
 		switch {
 		case so.rtp.dm != nil: // shared
@@ -56,6 +75,22 @@ func (g *Gateway) ngStart(c *ngCall, st *ngStream, cfg *Config) (*SessionInfo, e
 			so.rtp.owner, so.rtcp.owner = l, l
 			l.rtp, l.rtcp = so.rtp, so.rtcp
 		}
+		if st.dtls[side] {
+			// The role as announced: newDTLSPlan takes the peer's setup,
+			// so hand it the opposite of the gateway's.
+			peer := string(DTLSActive)
+			if st.role[side] == DTLSActive {
+				peer = string(DTLSPassive)
+			}
+			plan, err := newDTLSPlan(&cfg.DTLS, peer, []string{st.peerFP[side]}, nil)
+			if err != nil {
+				return nil, fmt.Errorf("m= line %d: %w", st.index+1, err)
+			}
+			l.dtls = &dtlsLeg{plan: plan}
+			l.mux, l.plain = true, false
+			l.remoteRTCP = l.remote
+			continue
+		}
 		if l.plain {
 			continue
 		}
@@ -72,19 +107,59 @@ func (g *Gateway) ngStart(c *ngCall, st *ngStream, cfg *Config) (*SessionInfo, e
 	}
 	// From here on the session owns the sockets.
 	st.socks = [2]ngSocks{}
+	st.sess = s
+	return s, nil
+}
 
+// ngLinkBundles gives each transport leg of c the routing table of its
+// bundle. Called once every stream's session is built, before any is
+// installed.
+func ngLinkBundles(c *ngCall) {
+	for side := 0; side < 2; side++ {
+		for _, t := range c.streams {
+			if t.sess == nil || t.via[side] != nil {
+				continue
+			}
+			lid := c.legs[side]
+			legs := []*leg{&t.sess.legs[lid]}
+			pts := [][]uint8{t.pts}
+			for _, st := range c.streams {
+				if st.via[side] == t && st.sess != nil {
+					legs = append(legs, &st.sess.legs[lid])
+					pts = append(pts, st.pts)
+				}
+			}
+			if len(legs) > 1 {
+				t.sess.legs[lid].bundle = newBundle(legs, pts)
+			}
+		}
+	}
+}
+
+// ngInstall hands a built session to a worker (its bundle transport's,
+// or the next) and returns its snapshot. On failure the session is
+// undone; its sockets are closed.
+func (g *Gateway) ngInstall(st *ngStream, s *session) (*SessionInfo, error) {
 	g.mu.Lock()
 	if g.state != "running" {
 		g.mu.Unlock()
 		g.abandon(s, true)
+		st.sess = nil
 		return nil, ErrClosed
 	}
-	w := st.w
-	if w == nil {
-		w = g.workers[g.rr%len(g.workers)]
-		g.rr++
+	for id := range s.legs {
+		if v := s.legs[id].via; v != nil {
+			s.w = v.s.w // the bundle's transport's worker, installed first
+		}
 	}
-	s.w = w
+	if s.w == nil {
+		w := st.w
+		if w == nil {
+			w = g.workers[g.rr%len(g.workers)]
+			g.rr++
+		}
+		s.w = w
+	}
 	g.sessions[s.id] = s
 	g.mu.Unlock()
 
@@ -92,6 +167,7 @@ func (g *Gateway) ngStart(c *ngCall, st *ngStream, cfg *Config) (*SessionInfo, e
 	defer cancel()
 	info, err := g.install(ctx, s, false)
 	if err != nil {
+		st.sess = nil
 		return nil, err
 	}
 	st.sid = s.id

@@ -52,6 +52,10 @@ func (w *worker) handle(s *sock, src netip.AddrPort, buf []byte, n int) (*sock, 
 	if s.owner != nil && s.owner.ice != nil && isSTUN(buf[:n]) {
 		return w.stunCheck(s, src, buf, n) // ice.go
 	}
+	if s.owner != nil && s.owner.dtls != nil && n > 0 && classify(buf[:n]) == kindDTLS {
+		w.dtlsIntake(s.owner, src, buf[:n]) // dtlsworker.go
+		return nil, nil, netip.AddrPort{}, 0
+	}
 	if n < 2 || n > maxPacket || buf[0]>>6 != 2 {
 		w.dropOn(s, reasonMalformed)
 		return nil, nil, netip.AddrPort{}, 0
@@ -86,6 +90,9 @@ func (w *worker) handle(s *sock, src netip.AddrPort, buf []byte, n int) (*sock, 
 		w.drop(l, r)
 		return nil, nil, netip.AddrPort{}, 0
 	}
+	if l.bundle != nil {
+		l = l.bundle.route(l, plain, rtcp) // ngbundle.go
+	}
 	w.accepted(l, s, src, pkt, rtcp)
 	return w.forward(l.peer(), plain, rtcp)
 }
@@ -111,6 +118,9 @@ func (w *worker) open(l *leg, pkt []byte, rtcp bool, trial bool) ([]byte, reason
 	}
 	w.expireInbound(l)
 	if len(l.in) == 0 {
+		if l.dtls != nil {
+			return nil, reasonNoKey, false // the handshake has not keyed the leg yet
+		}
 		return nil, reasonAuth, false
 	}
 	// Candidate keys: the key that worked last, then the others; a key
@@ -202,6 +212,12 @@ func (w *worker) accepted(l *leg, s *sock, src netip.AddrPort, pkt []byte, rtcp 
 	l.lastPacket = w.wall
 	ssrc := ssrcOf(pkt, rtcp)
 	l.inSSRC.note(ssrc, binary.BigEndian.Uint16(pkt[2:4]), w.cfg.MaxSSRCs)
+	if l.via != nil {
+		// A bundled leg: the transport leg latches, and stays alive as
+		// long as any m= line of the bundle carries packets.
+		l = l.via
+		l.s.lastAuth = w.now
+	}
 	if !l.remoteFor(rtcp).IsValid() {
 		if rtcp && !l.mux {
 			l.remoteRTCP = src
@@ -221,7 +237,14 @@ func (w *worker) accepted(l *leg, s *sock, src netip.AddrPort, pkt []byte, rtcp 
 
 // forward re-encrypts plain for leg o and returns where to send it.
 func (w *worker) forward(o *leg, plain []byte, rtcp bool) (*sock, *leg, netip.AddrPort, int) {
-	dst := o.remoteFor(rtcp)
+	// t is where o's packets leave from and the keys they take: o's own,
+	// or with BUNDLE its transport leg's (ngbundle.go).
+	t := o.transport()
+	if t != o && !live(t) {
+		w.drop(o, reasonNoRemote) // the bundle's transport ended
+		return nil, nil, netip.AddrPort{}, 0
+	}
+	dst := t.remoteFor(rtcp)
 	if !dst.IsValid() && rtcp && !o.mux && o.remote.IsValid() {
 		// No RTCP address given or learned yet: RFC 3550's convention,
 		// the RTP port plus one.
@@ -233,7 +256,11 @@ func (w *worker) forward(o *leg, plain []byte, rtcp bool) (*sock, *leg, netip.Ad
 	}
 	out := plain
 	if !o.plain {
-		k := w.outKey(o)
+		if t.out == nil {
+			w.drop(o, reasonNoKey) // a DTLS leg before its handshake
+			return nil, nil, netip.AddrPort{}, 0
+		}
+		k := w.outKey(t)
 		if k == nil {
 			w.drop(o, reasonKeyExhausted)
 			return nil, nil, netip.AddrPort{}, 0
@@ -260,7 +287,7 @@ func (w *worker) forward(o *leg, plain []byte, rtcp bool) (*sock, *leg, netip.Ad
 			k.rtp++
 			o.outSSRC.note(w.hdr.SSRC, w.hdr.SequenceNumber, w.cfg.MaxSSRCs)
 		}
-		w.afterProtect(o, k)
+		w.afterProtect(t, k)
 	} else if !rtcp {
 		o.outSSRC.note(ssrcOf(plain, false), binary.BigEndian.Uint16(plain[2:4]), w.cfg.MaxSSRCs)
 	}
@@ -271,7 +298,7 @@ func (w *worker) forward(o *leg, plain []byte, rtcp bool) (*sock, *leg, netip.Ad
 	}
 	o.c.BytesOut += uint64(len(out))
 	w.stats.out(o.id, len(out))
-	return o.sockFor(rtcp), o, dst, len(out)
+	return t.sockFor(rtcp), o, dst, len(out)
 }
 
 // drop counts a dropped packet on leg l.

@@ -46,7 +46,7 @@ func newBench(tb testing.TB, inSuite, outSuite *Suite, mki bool) *bench {
 		{Crypto: b.intLine, RTCPMux: true},
 		{Crypto: peerCloud, RTCPMux: true, Remote: "198.51.100.7:40000", MKI: mki},
 	} {
-		p, err := planLeg(legID(id).String(), r, legConfig(&cfg, legID(id)))
+		p, err := planLeg(legID(id).String(), r, legConfig(&cfg, legID(id)), &cfg.DTLS)
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -16,6 +16,7 @@ type legPlan struct {
 	suite              *Suite
 	lifetime           uint64
 	mki                bool
+	dtls               *dtlsPlan // nil: SDES or plain
 }
 
 const maxIDLen = 64
@@ -39,7 +40,7 @@ func newID() string {
 }
 
 // planLeg validates one leg of a request against the leg's configuration.
-func planLeg(name string, r *LegRequest, lc *LegConfig) (legPlan, error) {
+func planLeg(name string, r *LegRequest, lc *LegConfig, dc *DTLSConfig) (legPlan, error) {
 	var p legPlan
 	var err error
 	bad := func(field string, err error) (legPlan, error) {
@@ -55,8 +56,35 @@ func planLeg(name string, r *LegRequest, lc *LegConfig) (legPlan, error) {
 		return bad("remote_rtcp", err)
 	}
 	p.mux = r.RTCPMux
+	switch r.Keying {
+	case "", KeyingSDES:
+		if r.Setup != "" || r.Fingerprint != "" || len(r.DTLSProfiles) > 0 {
+			return bad("keying", errors.New("setup, fingerprint and dtls_profiles need \"keying\": \"dtls\""))
+		}
+	case KeyingDTLS:
+		// DTLS-SRTP legs multiplex everything on one port (RFC 8843,
+		// RFC 7983).
+		p.mux = true
+	default:
+		return bad("keying", fmt.Errorf("%q: want sdes or dtls", clip(r.Keying)))
+	}
 	if p.mux && p.remoteRTCP.IsValid() && p.remoteRTCP != p.remote {
 		return bad("remote_rtcp", errors.New("must be empty or equal remote with rtcp_mux"))
+	}
+	if r.Keying == KeyingDTLS {
+		if r.Crypto != "" || r.Suite != "" || r.MKI || r.KeyLifetime != 0 {
+			return bad("crypto", errors.New("a DTLS leg takes its keys from the handshake: no crypto, suite, mki or key_lifetime"))
+		}
+		dp, err := newDTLSPlan(dc, r.Setup, []string{r.Fingerprint}, r.DTLSProfiles)
+		if err != nil {
+			var re *RequestError
+			if errors.As(err, &re) {
+				return bad(re.Field, re.Err)
+			}
+			return bad("keying", err)
+		}
+		p.dtls = dp
+		return p, nil
 	}
 	if r.Crypto == "" {
 		if !lc.AllowPlain {

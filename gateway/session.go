@@ -58,6 +58,15 @@ type leg struct {
 	remote, remoteRTCP netip.AddrPort // invalid until given or latched
 	latched            bool           // remote learned from a packet
 	ice                *iceCreds      // ICE-lite on the leg's dedicated sockets (ng); nil: none
+	// BUNDLE (ngbundle.go): via is the transport leg a bundled leg sends
+	// through (nil: its own); bundle routes the transport leg's inbound
+	// packets to the bundled legs (nil: no bundle). Set before the
+	// session is installed, never changed.
+	via    *leg
+	bundle *bundle
+	// dtls is the DTLS-SRTP keying of the leg (dtls.go); nil: SDES or
+	// plain.
+	dtls *dtlsLeg
 
 	// in holds the peer's keys, newest first; keys past their grace
 	// period are dropped lazily. inHint is the key that authenticated the
@@ -100,6 +109,10 @@ type legCounters struct {
 	NoRemote     uint64 `json:"no_remote"`
 	KeyExhausted uint64 `json:"key_exhausted"`
 	SendErrors   uint64 `json:"send_errors"`
+	// NoKey counts SRTP that arrived or would leave before a DTLS leg's
+	// handshake gave it keys; DTLSDropped DTLS records dropped.
+	NoKey       uint64 `json:"no_key,omitempty"`
+	DTLSDropped uint64 `json:"dtls_dropped,omitempty"`
 }
 
 func (c *legCounters) add(o legCounters) {
@@ -118,6 +131,8 @@ func (c *legCounters) add(o legCounters) {
 	c.NoRemote += o.NoRemote
 	c.KeyExhausted += o.KeyExhausted
 	c.SendErrors += o.SendErrors
+	c.NoKey += o.NoKey
+	c.DTLSDropped += o.DTLSDropped
 }
 
 // reason is why a packet was dropped; it indexes metrics and counters.
@@ -136,13 +151,17 @@ const (
 	reasonUnknownFlow
 	reasonTrialRefused
 	reasonJunkSource
+	reasonNoKey
+	reasonDTLSRefused
+	reasonDTLSBusy
+	reasonDTLSQueue
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
 	"auth_failure", "replay", "malformed", "wrong_source", "key_expired",
 	"ssrc_limit", "no_remote", "key_exhausted", "send_error", "unknown_flow",
-	"trial_refused", "junk_source",
+	"trial_refused", "junk_source", "no_key", "dtls_refused", "dtls_busy", "dtls_queue_full",
 }
 
 func (r reason) String() string { return reasonNames[r] }
@@ -168,6 +187,10 @@ func (c *legCounters) count(r reason) {
 		c.KeyExhausted++
 	case reasonSendError:
 		c.SendErrors++
+	case reasonNoKey:
+		c.NoKey++
+	case reasonDTLSRefused, reasonDTLSBusy, reasonDTLSQueue:
+		c.DTLSDropped++
 	}
 }
 

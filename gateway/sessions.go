@@ -18,7 +18,7 @@ func (g *Gateway) Create(ctx context.Context, req CreateRequest) (*SessionInfo, 
 	cfg := g.cfg.Load()
 	var plans [2]legPlan
 	for id, r := range []*LegRequest{&req.Internal, &req.Cloud} {
-		p, err := planLeg(legID(id).String(), r, legConfig(cfg, legID(id)))
+		p, err := planLeg(legID(id).String(), r, legConfig(cfg, legID(id)), &cfg.DTLS)
 		if err != nil {
 			plans[0].wipe()
 			g.metrics.refused.WithLabelValues("invalid").Inc()
@@ -150,6 +150,12 @@ func (g *Gateway) buildLegs(s *session, cfg *Config, plans *[2]legPlan) error {
 		if p.mux {
 			l.remoteRTCP = l.remote
 		}
+		if p.dtls != nil {
+			if err := g.buildDTLSLeg(l, lc, p.dtls); err != nil {
+				return err
+			}
+			continue
+		}
 		if lc.PortMode == PortsShared {
 			sh := s.w.shared[id]
 			l.rtp, l.rtcp = sh.rtp, sh.rtcp
@@ -277,6 +283,9 @@ func (g *Gateway) Update(ctx context.Context, id string, req UpdateRequest) (*Se
 	type change struct {
 		remote, remoteRTCP netip.AddrPort
 		peer               *Crypto
+		// rehandshake: a DTLS leg's new fingerprint, setup or ICE restart
+		fingerprint, setup string
+		iceRestart         bool
 	}
 	var ch [2]*change
 	for i, u := range []*LegUpdate{req.Internal, req.Cloud} {
@@ -298,6 +307,12 @@ func (g *Gateway) Update(ctx context.Context, id string, req UpdateRequest) (*Se
 			defer c.peer.Wipe()
 			if err := checkPeerCrypto(c.peer, legConfig(cfg, legID(i))); err != nil {
 				return nil, &RequestError{Field: name + ".crypto", Err: err}
+			}
+		}
+		c.fingerprint, c.setup, c.iceRestart = u.Fingerprint, u.Setup, u.ICERestart
+		if c.fingerprint != "" {
+			if _, err := ParseFingerprint(c.fingerprint); err != nil {
+				return nil, &RequestError{Field: name + ".fingerprint", Err: err}
 			}
 		}
 		ch[i] = c
@@ -324,6 +339,14 @@ func (g *Gateway) Update(ctx context.Context, id string, req UpdateRequest) (*Se
 				opErr = &RequestError{Field: legID(i).String() + ".remote_rtcp", Err: errors.New("the leg uses rtcp-mux")}
 				return
 			}
+			if c.peer != nil && l.dtls != nil {
+				opErr = &RequestError{Field: legID(i).String() + ".crypto", Err: errors.New("a DTLS leg takes its keys from the handshake")}
+				return
+			}
+			if (c.fingerprint != "" || c.setup != "" || c.iceRestart) && l.dtls == nil {
+				opErr = &RequestError{Field: legID(i).String() + ".fingerprint", Err: errors.New("fingerprint, setup and ice_restart are for DTLS legs")}
+				return
+			}
 		}
 		if ch[0] != nil && ch[0].peer != nil && ch[1] != nil && ch[1].peer != nil && sameKey(ch[0].peer, ch[1].peer) {
 			opErr = &RequestError{Field: "cloud.crypto", Err: errors.New("the legs' peer keys are identical")}
@@ -345,6 +368,12 @@ func (g *Gateway) Update(ctx context.Context, id string, req UpdateRequest) (*Se
 			}
 			if c.remoteRTCP.IsValid() {
 				l.remoteRTCP = c.remoteRTCP
+			}
+			if l.dtls != nil && (c.fingerprint != "" || c.setup != "" || c.iceRestart) {
+				if err := w.dtlsUpdate(l, c.fingerprint, c.setup, c.iceRestart); err != nil {
+					opErr = &RequestError{Field: legID(i).String() + ".setup", Err: err}
+					return
+				}
 			}
 			if c.peer != nil {
 				w.setPeerKeys(l, c.peer)
@@ -387,6 +416,10 @@ func (g *Gateway) Rekey(ctx context.Context, id, legName string) (*RekeyResult, 
 		l := &s.legs[lid]
 		if l.plain {
 			opErr = &RequestError{Field: "leg", Err: errors.New("the leg carries plain RTP")}
+			return
+		}
+		if l.dtls != nil {
+			opErr = &RequestError{Field: "leg", Err: errors.New("a DTLS leg is re-keyed by a new handshake: update its fingerprint, setup or ice_restart")}
 			return
 		}
 		k := w.rekeyOut(l, triggerAPI, false)

@@ -31,6 +31,22 @@ type LegRequest struct {
 	// MKI puts a 1-byte MKI in the gateway's key, so that the peer can
 	// tell keys apart during a re-key.
 	MKI bool `json:"mki,omitempty"`
+	// Keying is "sdes" (the default: Crypto carries the peer's key) or
+	// "dtls": the keys come from a DTLS handshake on the leg's port
+	// (DTLS-SRTP, as WebRTC endpoints do). A DTLS leg has a port of its
+	// own in either port mode, rtcp-mux and ICE-lite.
+	Keying string `json:"keying,omitempty"`
+	// Setup is the peer's a=setup on a DTLS leg: active, passive or
+	// actpass (the default: the gateway takes gateway.dtls.setup).
+	Setup string `json:"setup,omitempty"`
+	// Fingerprint is the peer's a=fingerprint on a DTLS leg
+	// ("sha-256 AB:CD:..."), checked against its certificate. Empty: not
+	// known yet (the gateway offers first); give it with an update, no
+	// handshake starts before.
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// DTLSProfiles restricts the leg's DTLS-SRTP profiles to these (each
+	// in gateway.dtls.profiles); empty: gateway.dtls.profiles.
+	DTLSProfiles []string `json:"dtls_profiles,omitempty"`
 }
 
 // UpdateRequest is the body of PATCH /v1/sessions/{id}.
@@ -46,6 +62,14 @@ type LegUpdate struct {
 	// Crypto is the peer's new a=crypto line; its previous key is still
 	// accepted for the leg's rekey_grace.
 	Crypto string `json:"crypto,omitempty"`
+	// Fingerprint and Setup re-key a DTLS leg: a new handshake with the
+	// peer's new certificate fingerprint or a=setup (a re-offer). The
+	// keys of the last handshake stay in use until it completes.
+	Fingerprint string `json:"fingerprint,omitempty"`
+	Setup       string `json:"setup,omitempty"`
+	// ICERestart gives a DTLS leg new ICE credentials (an ICE restart)
+	// and a new handshake.
+	ICERestart bool `json:"ice_restart,omitempty"`
 }
 
 // RekeyRequest is the body of POST /v1/sessions/{id}/rekey.

@@ -149,6 +149,7 @@ func (w *worker) addSession(s *session) error {
 	s.lastAuth = w.now
 	for id := range s.legs {
 		s.legs[id].rekeyedAt = w.now
+		w.dtlsAttach(&s.legs[id])
 	}
 	return nil
 }
@@ -158,6 +159,7 @@ func (w *worker) addSession(s *session) error {
 func (w *worker) removeLegs(s *session) {
 	for id := range s.legs {
 		l := &s.legs[id]
+		w.dtlsDetach(l)
 		for i, so := range []*sock{l.rtp, l.rtcp} {
 			if so == nil || (i == 1 && so == l.rtp) {
 				continue

@@ -295,3 +295,19 @@ func (w *worker) applySockOpts(id legID, lc *LegConfig, clearMark bool) int {
 	}
 	return failed
 }
+
+// sendDatagram sends one datagram from so to dst with sendto(2): the DTLS
+// handshake's few records, which need no batching. Called only by so's
+// worker.
+func sendDatagram(so *sock, b []byte, dst netip.AddrPort) error {
+	var sa unix.Sockaddr
+	if so.v6 {
+		sa = &unix.SockaddrInet6{Port: int(dst.Port()), Addr: netip.AddrFrom16(dst.Addr().As16()).As16()}
+	} else {
+		if !dst.Addr().Unmap().Is4() {
+			return unix.EAFNOSUPPORT
+		}
+		sa = &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().Unmap().As4()}
+	}
+	return unix.Sendto(so.fd, b, 0, sa)
+}

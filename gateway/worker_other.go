@@ -29,3 +29,5 @@ func openSock(addr netip.Addr, port uint16, lc *LegConfig) (*sock, error) { retu
 func closeFD(fd int)                                                      {}
 func isAddrInUse(err error) bool                                          { return false }
 func grantedBuffers(so *sock) (sockopt.Granted, error)                    { return sockopt.Granted{}, ErrUnsupported }
+
+func sendDatagram(*sock, []byte, netip.AddrPort) error { return ErrUnsupported }

@@ -28,19 +28,29 @@ const (
 	ProtoSAVP  = "RTP/SAVP"
 	ProtoAVPF  = "RTP/AVPF"
 	ProtoSAVPF = "RTP/SAVPF"
+	// ProtoTLSSAVP and ProtoTLSSAVPF are DTLS-SRTP (RFC 5764 section 8):
+	// what browsers offer and expect.
+	ProtoTLSSAVP  = "UDP/TLS/RTP/SAVP"
+	ProtoTLSSAVPF = "UDP/TLS/RTP/SAVPF"
 )
 
-// ValidProto reports whether p is one of the four RTP profiles.
+// ValidProto reports whether p is one of the four RTP profiles or one of
+// the two DTLS-SRTP ones.
 func ValidProto(p string) bool {
 	switch p {
-	case ProtoAVP, ProtoSAVP, ProtoAVPF, ProtoSAVPF:
+	case ProtoAVP, ProtoSAVP, ProtoAVPF, ProtoSAVPF, ProtoTLSSAVP, ProtoTLSSAVPF:
 		return true
 	}
 	return false
 }
 
 // Secure reports whether p is an SRTP profile.
-func Secure(p string) bool { return p == ProtoSAVP || p == ProtoSAVPF }
+func Secure(p string) bool {
+	return p == ProtoSAVP || p == ProtoSAVPF || p == ProtoTLSSAVP || p == ProtoTLSSAVPF
+}
+
+// OverDTLS reports whether p keys SRTP with DTLS (UDP/TLS/RTP/SAVP[F]).
+func OverDTLS(p string) bool { return p == ProtoTLSSAVP || p == ProtoTLSSAVPF }
 
 // Media is what the relay needs from one m= line.
 type Media struct {
@@ -56,8 +66,25 @@ type Media struct {
 	Mux bool
 	// Crypto holds the a=crypto values ("<tag> <suite> inline:...").
 	Crypto []string
-	// DTLS is set when the m= line asks for DTLS-SRTP.
+	// DTLS is set when the m= line asks for DTLS-SRTP: a UDP/TLS
+	// transport or an a=fingerprint.
 	DTLS bool
+	// Fingerprint is the peer's certificate fingerprint, normalised
+	// ("sha-256 AB:CD:..."), and Setup its a=setup role (actpass, active,
+	// passive, holdconn; "": none); both from the session level when the
+	// m= line has none (RFC 8122 section 5).
+	Fingerprint, Setup string
+	// ICEUfrag and ICEPwd are the peer's ICE credentials (m= line or
+	// session level); ICEPwd is secret.
+	ICEUfrag, ICEPwd string
+	// Mid is the a=mid identification tag (RFC 5888); Bundled reports that
+	// it is in the session's a=group:BUNDLE (RFC 8843).
+	Mid     string
+	Bundled bool
+	// PTs are the RTP payload types of the m= line's formats; SSRCs the
+	// sources its a=ssrc lines announce (RFC 5576).
+	PTs   []uint8
+	SSRCs []uint32
 }
 
 // SDP is a parsed SDP body with its media lines. Rewrite changes it in
@@ -65,6 +92,8 @@ type Media struct {
 type SDP struct {
 	sd    sdp.SessionDescription
 	Media []Media
+	// Bundle are the mids of the first a=group:BUNDLE, in order.
+	Bundle []string
 }
 
 // ParseSDP parses an SDP body (CRLF or LF line ends) and checks the limits
@@ -100,6 +129,11 @@ func ParseSDP(b []byte) (*SDP, error) {
 		}
 		sessAddr = a
 	}
+	sess, err := sessionWebRTC(&s.sd)
+	if err != nil {
+		return nil, err
+	}
+	s.Bundle = sess.bundle
 	for i, md := range s.sd.MediaDescriptions {
 		m := Media{Type: md.MediaName.Media, Proto: strings.Join(md.MediaName.Protos, "/"), Port: md.MediaName.Port.Value, Addr: sessAddr}
 		if md.MediaName.Port.Range != nil && *md.MediaName.Port.Range != 1 {
@@ -135,11 +169,12 @@ func ParseSDP(b []byte) (*SDP, error) {
 					return nil, fmt.Errorf("%w: m= line %d: more than %d a=crypto lines", ErrSDP, i+1, MaxCrypto)
 				}
 				m.Crypto = append(m.Crypto, a.Value)
-			case "fingerprint":
-				m.DTLS = true
 			}
 		}
-		if strings.HasPrefix(m.Proto, "UDP/TLS/") {
+		if err := mediaWebRTC(&m, md, &sess); err != nil {
+			return nil, fmt.Errorf("%w: m= line %d: %w", ErrSDP, i+1, err)
+		}
+		if strings.HasPrefix(m.Proto, "UDP/TLS/") || m.Fingerprint != "" {
 			m.DTLS = true
 		}
 		s.Media = append(s.Media, m)
@@ -179,6 +214,12 @@ type MediaPlan struct {
 	// this m= line: a=ice-ufrag, a=ice-pwd and one host candidate per
 	// component (RTP, and RTCP unless MuxOnly).
 	ICEUfrag, ICEPwd string
+	// Fingerprint, when set, makes the m= line DTLS-SRTP: the relay's
+	// certificate fingerprint ("sha-256 AB:CD:...") and its a=setup role
+	// (Setup). No a=crypto is written with it unless Crypto is set too.
+	Fingerprint, Setup string
+	// Mid replaces the m= line's a=mid ("": as the sender wrote it).
+	Mid string
 }
 
 // Options are the SDP-wide rewriting options.
@@ -187,6 +228,9 @@ type Options struct {
 	ReplaceOrigin bool
 	// OriginAddr is that address (the first media plan's when invalid).
 	OriginAddr netip.Addr
+	// Bundle are the mids of the a=group:BUNDLE to write (RFC 8843);
+	// nil: none, and the sender's group is removed.
+	Bundle []string
 }
 
 // candidate formats a host candidate (RFC 8445 section 5.1.2.1: type
@@ -232,6 +276,10 @@ func (s *SDP) Rewrite(plans []MediaPlan, o Options) ([]byte, error) {
 		s.sd.ConnectionInformation = conn(first)
 	}
 	s.sd.Attributes = filter(s.sd.Attributes)
+	if len(o.Bundle) > 0 {
+		g := sdp.Attribute{Key: "group", Value: "BUNDLE " + strings.Join(o.Bundle, " ")}
+		s.sd.Attributes = append([]sdp.Attribute{g}, s.sd.Attributes...)
+	}
 	for _, p := range plans {
 		if p.ICEUfrag != "" {
 			s.sd.Attributes = append(s.sd.Attributes, sdp.Attribute{Key: "ice-lite"})
@@ -252,6 +300,9 @@ func (s *SDP) Rewrite(plans []MediaPlan, o Options) ([]byte, error) {
 			md.ConnectionInformation = conn(p.Addr)
 		}
 		md.Attributes = filter(md.Attributes)
+		if p.Mid != "" {
+			md.Attributes = setMid(md.Attributes, p.Mid)
+		}
 		if !p.MuxOnly {
 			md.Attributes = append(md.Attributes, sdp.Attribute{Key: "rtcp", Value: strconv.Itoa(p.RTCPPort)})
 		}
@@ -268,6 +319,11 @@ func (s *SDP) Rewrite(plans []MediaPlan, o Options) ([]byte, error) {
 			if !p.MuxOnly && p.RTCPPort != p.Port {
 				md.Attributes = append(md.Attributes, sdp.Attribute{Key: "candidate", Value: candidate(2, p.Addr, p.RTCPPort)})
 			}
+			md.Attributes = append(md.Attributes, sdp.Attribute{Key: "end-of-candidates"})
+		}
+		if p.Fingerprint != "" {
+			md.Attributes = append(md.Attributes, sdp.Attribute{Key: "fingerprint", Value: p.Fingerprint},
+				sdp.Attribute{Key: "setup", Value: p.Setup})
 		}
 	}
 	b, err := s.sd.Marshal()
@@ -280,7 +336,7 @@ func (s *SDP) Rewrite(plans []MediaPlan, o Options) ([]byte, error) {
 func filter(as []sdp.Attribute) []sdp.Attribute {
 	out := as[:0]
 	for _, a := range as {
-		if !stripped[a.Key] {
+		if !stripped[a.Key] && !isBundleGroup(a) {
 			out = append(out, a)
 		}
 	}

@@ -111,7 +111,14 @@ func TestParseSDPRejects(t *testing.T) {
 func FuzzRewrite(f *testing.F) {
 	f.Add([]byte(offerAV))
 	f.Add([]byte("v=0\no=- 1 1 IN IP6 2001:db8::1\ns=-\nc=IN IP6 2001:db8::1\nt=0 0\nm=audio 4000 RTP/AVP 0\nm=video 0 RTP/AVP 96\n"))
+	// DTLS and BUNDLE: a real browser offer, and a small one with the
+	// fingerprint at session level (as Firefox writes it).
+	f.Add(chromeOffer(f))
+	f.Add([]byte("v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE a v\r\na=fingerprint:sha-1 " +
+		"00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\n" +
+		"a=mid:a\r\na=setup:actpass\r\na=rtcp-mux\r\na=ssrc:1 cname:x\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:v\r\na=setup:actpass\r\n"))
 	relay := netip.MustParseAddr("198.51.100.7")
+	fp := "sha-256 " + strings.Repeat("0A:", 31) + "0B"
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := ParseSDP(b)
 		if err != nil {
@@ -119,17 +126,25 @@ func FuzzRewrite(f *testing.F) {
 		}
 		plans := make([]MediaPlan, len(s.Media))
 		for i, m := range s.Media {
-			if m.Port != 0 {
+			switch {
+			case m.Port != 0 && m.DTLS:
+				// Toward a browser: every bundled m= line on one port.
+				plans[i] = MediaPlan{Addr: relay, Port: 40000, RTCPPort: 40000, MuxOnly: true, Fingerprint: fp, Setup: "actpass",
+					ICEUfrag: "u", ICEPwd: "p", Mid: m.Mid, Crypto: []string{"1 AES_CM_128_HMAC_SHA1_80 inline:K"}}
+			case m.Port != 0:
 				plans[i] = MediaPlan{Addr: relay, Port: 30000 + 2*i, RTCPPort: 30001 + 2*i, Mux: m.Mux, Crypto: []string{"1 AES_CM_128_HMAC_SHA1_80 inline:K"}}
 			}
 		}
-		out, err := s.Rewrite(plans, Options{ReplaceOrigin: true})
+		out, err := s.Rewrite(plans, Options{ReplaceOrigin: true, Bundle: s.Bundle})
 		if err != nil {
 			return
 		}
 		s2, err := ParseSDP(out)
 		if err != nil {
 			t.Fatalf("the rewritten SDP does not parse: %v\n%q", err, out)
+		}
+		if strings.Join(s2.Bundle, " ") != strings.Join(s.Bundle, " ") {
+			t.Fatalf("BUNDLE %v became %v", s.Bundle, s2.Bundle)
 		}
 		if len(s2.Media) != len(plans) {
 			t.Fatalf("%d media after rewriting %d", len(s2.Media), len(plans))
@@ -140,6 +155,9 @@ func FuzzRewrite(f *testing.F) {
 			}
 			if m.Port != plans[i].Port || m.Addr != relay || len(m.Crypto) != 1 {
 				t.Fatalf("m= line %d: %+v", i, m)
+			}
+			if p := plans[i]; p.Fingerprint != "" && (m.Fingerprint != fp || m.Setup != "actpass" || !m.DTLS || m.ICEUfrag != "u") {
+				t.Fatalf("m= line %d lost its DTLS attributes: %+v", i, m)
 			}
 		}
 	})
