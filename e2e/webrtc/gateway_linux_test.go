@@ -1,0 +1,212 @@
+package webrtc
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+
+	"github.com/mediaedge/mediaedge/bench/capture"
+	"github.com/mediaedge/mediaedge/internal/testutil"
+)
+
+// TestBrowserThroughGateway is the real-browser acceptance test of the
+// gateway's DTLS-SRTP legs. Chromium offers; the test drives mediaedge
+// over ng exactly as Kamailio's rtpengine module would for a WebRTC
+// caller and a SIP callee: the offer toward the SIP side asks for SDES
+// (RTP/SAVP, ICE removed, RTCP demuxed), the answer toward the
+// browser for DTLS-SRTP (ICE forced, the gateway DTLS-passive, rtcp-mux
+// required). ffmpeg speaks the SDES side with its own key. Then: each end
+// hears the other's tone, the browser's transport is DTLS-SRTP over a
+// nominated pair, the gateway's session shows the handshake done and
+// packets both ways on both legs, and no packet on the browser leg opens
+// with either SDES key.
+func TestBrowserThroughGateway(t *testing.T) {
+	findChromium(t)
+	findFFmpeg(t)
+	e := startEdge(t)
+	c := startCall(t)
+	callID := fmt.Sprintf("webrtc-%x", rand.Uint64())
+
+	r := e.ngCall(t, map[string]any{
+		"command": "offer", "call-id": callID, "from-tag": "browser", "sdp": c.offer,
+		"transport-protocol": "RTP/SAVP", "ICE": "remove",
+		"rtcp-mux": []any{"demux"}, "SDES": []any{"on"},
+	})
+	sipSDP, _ := r["sdp"].(string)
+	sip, err := parseSDP(sipSDP)
+	if err != nil {
+		t.Fatalf("the offer toward the SIP side: %v\n%s", err, sipSDP)
+	}
+	t.Logf("offer toward the SIP side: %s %s, %d crypto lines, payload types %v", sip.Addr, sip.Proto, len(sip.Crypto), sip.PTs)
+	if sip.Proto != "RTP/SAVP" {
+		t.Errorf("the SIP side's offer is %s, want RTP/SAVP", sip.Proto)
+	}
+	for _, a := range []string{"fingerprint", "setup", "ice-ufrag", "ice-pwd", "candidate", "rtcp-mux"} {
+		if sip.has(a) {
+			t.Errorf("the SIP side's offer has a=%s", a)
+		}
+	}
+	tag, toPeer, err := sip.cryptoFor(sdesSuite)
+	if err != nil {
+		t.Fatalf("the SIP side's offer: %v", err)
+	}
+	c.peer.SetRemote(sip.Addr)
+	c.peer.Receive(toPeer)
+
+	r = e.ngCall(t, map[string]any{
+		"command": "answer", "call-id": callID, "from-tag": "browser", "to-tag": "sdes",
+		"sdp":                sdesAnswer(c.peer.Addr(), tag, c.peer.TxKey),
+		"transport-protocol": "UDP/TLS/RTP/SAVPF", "ICE": "force", "DTLS": "passive",
+		"rtcp-mux": []any{"require"},
+	})
+	webSDP, _ := r["sdp"].(string)
+	web, err := parseSDP(webSDP)
+	if err != nil {
+		t.Fatalf("the answer toward the browser: %v\n%s", err, webSDP)
+	}
+	t.Logf("answer toward the browser: %s %s, setup %s, fingerprint %s", web.Addr, web.Proto, web.attr("setup"), web.attr("fingerprint"))
+	if web.Proto != "UDP/TLS/RTP/SAVPF" || web.attr("setup") != "passive" || !web.has("fingerprint") ||
+		!web.has("ice-ufrag") || !web.has("candidate") || !web.has("rtcp-mux") || len(web.Crypto) != 0 {
+		t.Errorf("the answer toward the browser is not a DTLS-passive ICE-lite answer without SDES:\n%s", webSDP)
+	}
+	if strings.Contains(webSDP, toPeer.inline()) || strings.Contains(webSDP, c.peer.TxKey.inline()) {
+		t.Fatal("an SDES key is in the answer toward the browser")
+	}
+
+	tap := captureLo(t, web.Addr.Port(), sip.Addr.Port())
+	c.peer.Send(sdesHz, 0x5de5)
+	c.sig.sendAnswer(webSDP)
+	st := c.waitMedia(t, sessionString{e, t})
+	if st.DTLSRole != "" && st.DTLSRole != "client" {
+		t.Errorf("the browser is DTLS %s, want client (the gateway answered passive)", st.DTLSRole)
+	}
+
+	// The gateway's view, once both legs have carried media both ways.
+	var s edgeSession
+	testutil.WaitFor(t, "the session's DTLS leg connected with packets both ways on both legs", 20*time.Second, func() bool {
+		ss := e.sessions(t)
+		if len(ss) != 1 {
+			return false
+		}
+		s = ss[0]
+		d, sd, ok := s.legs()
+		return ok && d.DTLS != nil && d.DTLS.State == "connected" &&
+			d.Counters.PacketsIn > 0 && d.Counters.PacketsOut > 0 && sd.Counters.PacketsIn > 0 && sd.Counters.PacketsOut > 0
+	})
+	d, sd, _ := s.legs()
+	t.Logf("gateway: dtls leg %+v %+v; sdes leg %+v", d, *d.DTLS, sd)
+	if d.DTLS.Setup != "passive" || d.DTLS.Profile == "" || d.DTLS.Handshakes != 1 {
+		t.Errorf("the gateway's DTLS leg: %+v, want passive, a profile, one handshake", *d.DTLS)
+	}
+	if sd.Suite != sdesSuite || d.Counters.AuthFailures != 0 || sd.Counters.AuthFailures != 0 {
+		t.Errorf("SDES leg suite %q, auth failures dtls %d sdes %d", sd.Suite, d.Counters.AuthFailures, sd.Counters.AuthFailures)
+	}
+
+	c.sig.stopPage(10 * time.Second)
+	if tap != nil {
+		checkLegKeys(t, tap.stop(), web.Addr.Port(), sip.Addr.Port(), toPeer, c.peer.TxKey)
+	}
+	e.ngCall(t, map[string]any{"command": "delete", "call-id": callID, "from-tag": "browser"})
+	testutil.WaitFor(t, "the session to end after delete", 10*time.Second, func() bool { return len(e.sessions(t)) == 0 })
+}
+
+// checkLegKeys tries every SRTP packet captured on both legs against
+// both SDES keys: on the SDES leg, what the gateway sends opens with the
+// key it offered (toPeer) and what ffmpeg sends with ffmpeg's (fromPeer),
+// and on the browser leg, keyed by its own DTLS handshake, nothing opens
+// with either.
+func checkLegKeys(t *testing.T, dgs []capture.Datagram, webPort, sipPort uint16, toPeer, fromPeer sdesKey) {
+	t.Helper()
+	gwKey, peerKey := toPeer, fromPeer
+	var web, stun, dtls, webOpened, sipOut, sipOutOpened, sipIn, sipInOpened int
+	for _, dg := range dgs {
+		p := dg.Payload
+		switch {
+		case len(p) == 0:
+		case dg.Src.Port() == webPort || dg.Dst.Port() == webPort:
+			switch {
+			case p[0] <= 3: // RFC 7983 first-byte demultiplexing
+				stun++
+			case p[0] >= 20 && p[0] <= 63:
+				dtls++
+			case capture.LooksLikeRTP(p):
+				web++
+				if opens(p, gwKey) || opens(p, peerKey) {
+					webOpened++
+				}
+			}
+		case !capture.LooksLikeRTP(p):
+		case dg.Src.Port() == sipPort:
+			sipOut++
+			if opens(p, gwKey) && !opens(p, peerKey) {
+				sipOutOpened++
+			} else {
+				logPacket(t, "an SDES leg packet out that does not open", dg)
+			}
+		case dg.Dst.Port() == sipPort:
+			sipIn++
+			if opens(p, peerKey) && !opens(p, gwKey) {
+				sipInOpened++
+			} else {
+				logPacket(t, "an SDES leg packet in that does not open", dg)
+			}
+		}
+	}
+	t.Logf("capture: browser leg %d STUN, %d DTLS, %d SRTP (%d open with an SDES key); SDES leg out %d (%d open with the gateway's key), in %d (%d with ffmpeg's)",
+		stun, dtls, web, webOpened, sipOut, sipOutOpened, sipIn, sipInOpened)
+	if web < 100 || dtls == 0 || stun == 0 || sipOut < 100 || sipIn < 100 {
+		t.Errorf("too little captured to judge the keys: want 100+ SRTP packets on each leg, and DTLS and STUN on the browser's")
+	}
+	if webOpened != 0 {
+		t.Errorf("%d of %d SRTP packets on the browser leg open with an SDES key", webOpened, web)
+	}
+	if sipOutOpened != sipOut || sipInOpened != sipIn {
+		t.Errorf("on the SDES leg %d of %d packets out and %d of %d in open with their key alone", sipOutOpened, sipOut, sipInOpened, sipIn)
+	}
+}
+
+// opens reports whether the SRTP packet p authenticates under k, with a
+// fresh context (no replay state) and a rollover counter of 0 or 1: the
+// browser and ffmpeg start at a random sequence number, which may wrap
+// during the call.
+func opens(p []byte, k sdesKey) bool {
+	var h rtp.Header
+	if _, err := h.Unmarshal(p); err != nil {
+		return false
+	}
+	for roc := range uint32(2) {
+		c, err := srtp.CreateContext(k.Key, k.Salt, srtp.ProtectionProfileAes128CmHmacSha1_80)
+		if err != nil {
+			return false
+		}
+		c.SetROC(h.SSRC, roc)
+		if _, err := c.DecryptRTP(nil, p, nil); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// logPacket shows an RTP packet's header; the test's output is bounded
+// by the few packets it can be called for.
+func logPacket(t *testing.T, what string, dg capture.Datagram) {
+	var h rtp.Header
+	h.Unmarshal(dg.Payload)
+	t.Logf("%s: %v -> %v at %s, %d bytes, pt %d seq %d ts %d ssrc %x", what, dg.Src, dg.Dst,
+		dg.Time.Format("15:04:05.000"), len(dg.Payload), h.PayloadType, h.SequenceNumber, h.Timestamp, h.SSRC)
+}
+
+// sessionString shows the gateway's sessions in failure messages.
+type sessionString struct {
+	e *edge
+	t *testing.T
+}
+
+func (s sessionString) String() string {
+	return fmt.Sprintf("gateway sessions: %+v", s.e.sessions(s.t))
+}
