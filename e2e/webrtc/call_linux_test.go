@@ -17,7 +17,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 const (
 	browserHz = 600  // the browser's fake microphone
 	sdesHz    = 1000 // ffmpeg's sine toward the browser
-	// wantTone is how long each tone must be heard without a break.
+	// wantTone is how long each tone must be heard without a break (one
+	// block missed is not a break: see toneTrack).
 	wantTone = 2 * time.Second
 	// mediaWait bounds the whole wait for ICE, DTLS and both tones: a
 	// busy machine starts Chromium slowly.
@@ -40,7 +41,7 @@ func startCall(t *testing.T) *call {
 	findChromium(t)
 	findFFmpeg(t)
 	wav := filepath.Join(t.TempDir(), "mic.wav")
-	if err := writeToneWAV(wav, 48000, browserHz, 2); err != nil {
+	if err := writeToneWAV(wav, 48000, browserHz, 10); err != nil {
 		t.Fatal(err)
 	}
 	c := &call{sig: serveSignal(t, sdesHz, browserHz), peer: newSDESPeer(t, browserHz, sdesHz)}

@@ -24,7 +24,8 @@
 // peer connection's getStats, through a small HTTP signalling endpoint
 // the test serves on 127.0.0.1 (the page POSTs its offer, long-polls for
 // the answer, POSTs reports). Each tone must be heard for 2 s without a
-// break, and neither end may hear its own tone come back. As root, with
+// break (one missed block of 50-100 ms aside), and neither end may hear
+// its own tone come back. As root, with
 // tcpdump, the test also captures both legs and tries every SRTP packet
 // against both SDES keys: none on the browser leg may open.
 //

@@ -73,19 +73,28 @@ func writeToneWAV(path string, rate, freq float64, secs int) error {
 
 // toneTrack follows blocks of audio and says how long a tone was present
 // in them: a block counts when its purity at the tone is at least
-// minPurity and its RMS at least minRMS. It is not safe for concurrent
-// use.
+// minPurity and its RMS at least minRMS. A run of the tone survives one
+// block without it (a lost or concealed packet, a jitter-buffer
+// adjustment on a busy machine: 50-100 ms) but not two; the block
+// missed does not add to the run. It is not safe for concurrent use.
 type toneTrack struct {
 	freq, rate float64
 	blockDur   float64 // seconds per block
 
 	blocks, hits  int // blocks seen, blocks with the tone
-	run, longest  int // current and longest run of hits
+	run, longest  int // current and longest run of hits (see add)
+	misses        int // blocks without the tone since the last hit
 	maxP, sumRMS  float64
 	otherHits     int // blocks where the other frequency dominates
 	other         float64
 	firstHitBlock int
+	// pattern is one character a block, for the log: '#' the tone,
+	// 'o' the other frequency, '.' quiet, '~' something else. It keeps
+	// the first maxPattern blocks.
+	pattern []byte
 }
+
+const maxPattern = 600
 
 const (
 	minPurity = 0.7
@@ -107,18 +116,33 @@ func (t *toneTrack) add(x []float64) {
 func (t *toneTrack) addMeasured(p, rms float64, otherP func() float64) {
 	t.blocks++
 	t.maxP = math.Max(t.maxP, p)
+	mark := byte('~')
+	defer func() {
+		if len(t.pattern) < maxPattern {
+			t.pattern = append(t.pattern, mark)
+		}
+	}()
+	if rms < minRMS {
+		mark = '.'
+	}
 	if p >= minPurity && rms >= minRMS {
+		mark = '#'
+
 		if t.firstHitBlock < 0 {
 			t.firstHitBlock = t.blocks - 1
 		}
 		t.hits++
+		t.misses = 0
 		t.run++
 		t.sumRMS += rms
 		t.longest = max(t.longest, t.run)
 		return
 	}
-	t.run = 0
+	if t.misses++; t.misses > 1 {
+		t.run = 0
+	}
 	if rms >= minRMS && otherP() >= minPurity {
+		mark = 'o'
 		t.otherHits++
 	}
 }
@@ -132,8 +156,8 @@ func (t *toneTrack) String() string {
 	if t.hits > 0 {
 		mean = t.sumRMS / float64(t.hits)
 	}
-	return fmt.Sprintf("%v Hz in %d of %d blocks, longest %.2fs, best purity %.2f, mean RMS %.3f; %v Hz dominant in %d blocks",
-		t.freq, t.hits, t.blocks, t.longestSecs(), t.maxP, mean, t.other, t.otherHits)
+	return fmt.Sprintf("%v Hz in %d of %d blocks, longest %.2fs, best purity %.2f, mean RMS %.3f; %v Hz dominant in %d blocks; blocks %s",
+		t.freq, t.hits, t.blocks, t.longestSecs(), t.maxP, mean, t.other, t.otherHits, t.pattern)
 }
 
 func TestPurityFindsTheTone(t *testing.T) {
@@ -182,8 +206,11 @@ func TestToneTrackCountsRuns(t *testing.T) {
 		tr.add(sine(400, 8000, 600, 0.5))
 	}
 	tr.add(sine(400, 8000, 1000, 0.5))
-	tr.add(sine(400, 8000, 600, 0.001)) // too quiet
-	if tr.hits != 8 || tr.longest != 5 || tr.otherHits != 1 || tr.blocks != 11 {
-		t.Fatalf("track: %v (hits %d longest %d other %d)", tr, tr.hits, tr.longest, tr.otherHits)
+	tr.add(sine(400, 8000, 600, 0.001)) // too quiet: the second miss ends the run
+	for range 7 {
+		tr.add(sine(400, 8000, 600, 0.5))
+	}
+	if tr.hits != 15 || tr.longest != 8 || tr.run != 7 || tr.otherHits != 1 || tr.blocks != 18 {
+		t.Fatalf("track: %v (hits %d longest %d run %d other %d)", tr, tr.hits, tr.longest, tr.run, tr.otherHits)
 	}
 }
