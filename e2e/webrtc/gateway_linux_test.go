@@ -19,101 +19,168 @@ import (
 // gateway's DTLS-SRTP legs. Chromium offers; the test drives mediaedge
 // over ng exactly as Kamailio's rtpengine module would for a WebRTC
 // caller and a SIP callee: the offer toward the SIP side asks for SDES
-// (RTP/SAVP, ICE removed, RTCP demuxed), the answer toward the
-// browser for DTLS-SRTP (ICE forced, the gateway DTLS-passive, rtcp-mux
+// (RTP/SAVP, ICE removed, RTCP demuxed), the answer toward the browser
+// for DTLS-SRTP (ICE forced, the gateway's DTLS role as given, rtcp-mux
 // required). ffmpeg speaks the SDES side with its own key. Then: each end
 // hears the other's tone, the browser's transport is DTLS-SRTP over a
-// nominated pair, the gateway's session shows the handshake done and
-// packets both ways on both legs, and no packet on the browser leg opens
-// with either SDES key.
+// nominated pair in the role the gateway left it, the gateway's session
+// shows the handshake done and packets both ways on both legs, and no
+// packet on the browser leg opens with either SDES key.
 func TestBrowserThroughGateway(t *testing.T) {
 	findChromium(t)
 	findFFmpeg(t)
 	e := startEdge(t)
-	c := startCall(t)
-	callID := fmt.Sprintf("webrtc-%x", rand.Uint64())
+	for _, tc := range []struct{ gateway, browser string }{
+		{"passive", "client"}, // as rtpengine is usually run toward browsers
+		{"active", "server"},
+	} {
+		t.Run("DTLS "+tc.gateway, func(t *testing.T) {
+			c := startCall(t)
+			g := setUpCall(t, e, c, tc.gateway, c.peer.TxKey)
+			st := c.waitMedia(t, sessionString{e, t})
+			if st.DTLSRole != tc.browser {
+				t.Errorf("the browser is DTLS %q, want %s (the gateway answered %s)", st.DTLSRole, tc.browser, tc.gateway)
+			}
 
+			// The gateway's view, once both legs have carried media both ways.
+			var s edgeSession
+			testutil.WaitFor(t, "the session's DTLS leg connected with packets both ways on both legs", 20*time.Second, func() bool {
+				ss := e.sessions(t)
+				if len(ss) != 1 {
+					return false
+				}
+				s = ss[0]
+				d, sd, ok := s.legs()
+				return ok && d.DTLS != nil && d.DTLS.State == "connected" &&
+					d.Counters.PacketsIn > 0 && d.Counters.PacketsOut > 0 && sd.Counters.PacketsIn > 0 && sd.Counters.PacketsOut > 0
+			})
+			d, sd, _ := s.legs()
+			t.Logf("gateway: dtls leg %+v %+v; sdes leg %+v", d, *d.DTLS, sd)
+			if d.DTLS.Setup != tc.gateway || d.DTLS.Profile == "" || d.DTLS.Handshakes != 1 {
+				t.Errorf("the gateway's DTLS leg: %+v, want %s, a profile, one handshake", *d.DTLS, tc.gateway)
+			}
+			if sd.Suite != sdesSuite || d.Counters.AuthFailures != 0 || sd.Counters.AuthFailures != 0 {
+				t.Errorf("SDES leg suite %q, auth failures dtls %d sdes %d", sd.Suite, d.Counters.AuthFailures, sd.Counters.AuthFailures)
+			}
+
+			c.sig.stopPage(10 * time.Second)
+			if g.tap != nil {
+				checkLegKeys(t, g.tap.stop(), g.web.Addr.Port(), g.sip.Addr.Port(), g.toPeer, c.peer.TxKey)
+			}
+			g.delete(t)
+		})
+	}
+}
+
+// TestGatewayWrongSDESKeyIsSilent is the gateway's check that can fail:
+// the SDES side's answer announces a key ffmpeg's sender does not use, so
+// the gateway must refuse (and count) every packet from it and the page
+// must hear nothing, while the browser's audio still reaches ffmpeg.
+func TestGatewayWrongSDESKeyIsSilent(t *testing.T) {
+	findChromium(t)
+	findFFmpeg(t)
+	e := startEdge(t)
+	c := startCall(t)
+	g := setUpCall(t, e, c, "passive", newSDESKey(t))
+	testutil.WaitFor(t, "the browser's tone at ffmpeg and 100 refused packets", mediaWait, func() bool {
+		ss := e.sessions(t)
+		if len(ss) != 1 || c.sig.pageFailed() != nil {
+			return c.sig.pageFailed() != nil
+		}
+		_, sd, ok := ss[0].legs()
+		h := c.peer.heardTrack()
+		return ok && sd.Counters.AuthFailures >= 100 && h.longestSecs() >= wantTone.Seconds()
+	})
+	if err := c.sig.pageFailed(); err != nil {
+		t.Fatal(err)
+	}
+	st, page, _ := c.sig.snapshot()
+	d, sd, _ := e.sessions(t)[0].legs()
+	t.Logf("page heard %v; browser in %d packets; gateway: dtls leg out %d, sdes leg in %d, auth failures %d",
+		&page, st.InPackets, d.Counters.PacketsOut, sd.Counters.PacketsIn, sd.Counters.AuthFailures)
+	if page.hits != 0 || d.Counters.PacketsOut != 0 || sd.Counters.PacketsIn != 0 {
+		t.Errorf("audio under the wrong key went through: page heard %v, dtls leg out %d, sdes leg in %d",
+			&page, d.Counters.PacketsOut, sd.Counters.PacketsIn)
+	}
+	c.sig.stopPage(10 * time.Second)
+	g.delete(t)
+}
+
+// gwCall is one call set up through the gateway over ng.
+type gwCall struct {
+	e        *edge
+	id       string
+	sip, web sdpMedia   // the SDPs toward the SIP side and toward the browser
+	toPeer   sdesKey    // the gateway's SDES key toward ffmpeg
+	tap      *loCapture // both legs, nil when the machine cannot capture
+}
+
+// setUpCall hands the browser's offer to ng offer and the SDES side's
+// answer, announcing answerKey, to ng answer with the gateway's DTLS role
+// dtls; then it starts the SDES side's receiver, a capture of both legs,
+// the SDES side's sender, and gives the browser its answer. It checks
+// that each side's SDP has only its own keying.
+func setUpCall(t *testing.T, e *edge, c *call, dtls string, answerKey sdesKey) *gwCall {
+	t.Helper()
+	g := &gwCall{e: e, id: fmt.Sprintf("webrtc-%x", rand.Uint64())}
 	r := e.ngCall(t, map[string]any{
-		"command": "offer", "call-id": callID, "from-tag": "browser", "sdp": c.offer,
+		"command": "offer", "call-id": g.id, "from-tag": "browser", "sdp": c.offer,
 		"transport-protocol": "RTP/SAVP", "ICE": "remove",
 		"rtcp-mux": []any{"demux"}, "SDES": []any{"on"},
 	})
 	sipSDP, _ := r["sdp"].(string)
-	sip, err := parseSDP(sipSDP)
-	if err != nil {
+	var err error
+	if g.sip, err = parseSDP(sipSDP); err != nil {
 		t.Fatalf("the offer toward the SIP side: %v\n%s", err, sipSDP)
 	}
-	t.Logf("offer toward the SIP side: %s %s, %d crypto lines, payload types %v", sip.Addr, sip.Proto, len(sip.Crypto), sip.PTs)
-	if sip.Proto != "RTP/SAVP" {
-		t.Errorf("the SIP side's offer is %s, want RTP/SAVP", sip.Proto)
+	t.Logf("offer toward the SIP side: %s %s, %d crypto lines, payload types %v", g.sip.Addr, g.sip.Proto, len(g.sip.Crypto), g.sip.PTs)
+	if g.sip.Proto != "RTP/SAVP" {
+		t.Errorf("the SIP side's offer is %s, want RTP/SAVP", g.sip.Proto)
 	}
 	for _, a := range []string{"fingerprint", "setup", "ice-ufrag", "ice-pwd", "candidate", "rtcp-mux"} {
-		if sip.has(a) {
+		if g.sip.has(a) {
 			t.Errorf("the SIP side's offer has a=%s", a)
 		}
 	}
-	tag, toPeer, err := sip.cryptoFor(sdesSuite)
+	tag, toPeer, err := g.sip.cryptoFor(sdesSuite)
 	if err != nil {
 		t.Fatalf("the SIP side's offer: %v", err)
 	}
-	c.peer.SetRemote(sip.Addr)
+	g.toPeer = toPeer
+	c.peer.SetRemote(g.sip.Addr)
 	c.peer.Receive(toPeer)
 
 	r = e.ngCall(t, map[string]any{
-		"command": "answer", "call-id": callID, "from-tag": "browser", "to-tag": "sdes",
-		"sdp":                sdesAnswer(c.peer.Addr(), tag, c.peer.TxKey),
-		"transport-protocol": "UDP/TLS/RTP/SAVPF", "ICE": "force", "DTLS": "passive",
+		"command": "answer", "call-id": g.id, "from-tag": "browser", "to-tag": "sdes",
+		"sdp":                sdesAnswer(c.peer.Addr(), tag, answerKey),
+		"transport-protocol": "UDP/TLS/RTP/SAVPF", "ICE": "force", "DTLS": dtls,
 		"rtcp-mux": []any{"require"},
 	})
 	webSDP, _ := r["sdp"].(string)
-	web, err := parseSDP(webSDP)
-	if err != nil {
+	if g.web, err = parseSDP(webSDP); err != nil {
 		t.Fatalf("the answer toward the browser: %v\n%s", err, webSDP)
 	}
-	t.Logf("answer toward the browser: %s %s, setup %s, fingerprint %s", web.Addr, web.Proto, web.attr("setup"), web.attr("fingerprint"))
-	if web.Proto != "UDP/TLS/RTP/SAVPF" || web.attr("setup") != "passive" || !web.has("fingerprint") ||
-		!web.has("ice-ufrag") || !web.has("candidate") || !web.has("rtcp-mux") || len(web.Crypto) != 0 {
-		t.Errorf("the answer toward the browser is not a DTLS-passive ICE-lite answer without SDES:\n%s", webSDP)
+	t.Logf("answer toward the browser: %s %s, setup %s, fingerprint %s", g.web.Addr, g.web.Proto, g.web.attr("setup"), g.web.attr("fingerprint"))
+	if g.web.Proto != "UDP/TLS/RTP/SAVPF" || g.web.attr("setup") != dtls || !g.web.has("fingerprint") ||
+		!g.web.has("ice-ufrag") || !g.web.has("candidate") || !g.web.has("rtcp-mux") || len(g.web.Crypto) != 0 {
+		t.Errorf("the answer toward the browser is not a DTLS-%s ICE-lite answer without SDES:\n%s", dtls, webSDP)
 	}
-	if strings.Contains(webSDP, toPeer.inline()) || strings.Contains(webSDP, c.peer.TxKey.inline()) {
-		t.Fatal("an SDES key is in the answer toward the browser")
+	for _, k := range []sdesKey{toPeer, answerKey, c.peer.TxKey} {
+		if strings.Contains(webSDP, k.inline()) {
+			t.Fatal("an SDES key is in the answer toward the browser")
+		}
 	}
-
-	tap := captureLo(t, web.Addr.Port(), sip.Addr.Port())
+	g.tap = captureLo(t, g.web.Addr.Port(), g.sip.Addr.Port())
 	c.peer.Send(sdesHz, 0x5de5)
 	c.sig.sendAnswer(webSDP)
-	st := c.waitMedia(t, sessionString{e, t})
-	if st.DTLSRole != "" && st.DTLSRole != "client" {
-		t.Errorf("the browser is DTLS %s, want client (the gateway answered passive)", st.DTLSRole)
-	}
+	return g
+}
 
-	// The gateway's view, once both legs have carried media both ways.
-	var s edgeSession
-	testutil.WaitFor(t, "the session's DTLS leg connected with packets both ways on both legs", 20*time.Second, func() bool {
-		ss := e.sessions(t)
-		if len(ss) != 1 {
-			return false
-		}
-		s = ss[0]
-		d, sd, ok := s.legs()
-		return ok && d.DTLS != nil && d.DTLS.State == "connected" &&
-			d.Counters.PacketsIn > 0 && d.Counters.PacketsOut > 0 && sd.Counters.PacketsIn > 0 && sd.Counters.PacketsOut > 0
-	})
-	d, sd, _ := s.legs()
-	t.Logf("gateway: dtls leg %+v %+v; sdes leg %+v", d, *d.DTLS, sd)
-	if d.DTLS.Setup != "passive" || d.DTLS.Profile == "" || d.DTLS.Handshakes != 1 {
-		t.Errorf("the gateway's DTLS leg: %+v, want passive, a profile, one handshake", *d.DTLS)
-	}
-	if sd.Suite != sdesSuite || d.Counters.AuthFailures != 0 || sd.Counters.AuthFailures != 0 {
-		t.Errorf("SDES leg suite %q, auth failures dtls %d sdes %d", sd.Suite, d.Counters.AuthFailures, sd.Counters.AuthFailures)
-	}
-
-	c.sig.stopPage(10 * time.Second)
-	if tap != nil {
-		checkLegKeys(t, tap.stop(), web.Addr.Port(), sip.Addr.Port(), toPeer, c.peer.TxKey)
-	}
-	e.ngCall(t, map[string]any{"command": "delete", "call-id": callID, "from-tag": "browser"})
-	testutil.WaitFor(t, "the session to end after delete", 10*time.Second, func() bool { return len(e.sessions(t)) == 0 })
+// delete ends the call over ng and waits for its session to go.
+func (g *gwCall) delete(t *testing.T) {
+	t.Helper()
+	g.e.ngCall(t, map[string]any{"command": "delete", "call-id": g.id, "from-tag": "browser"})
+	testutil.WaitFor(t, "the session to end after delete", 10*time.Second, func() bool { return len(g.e.sessions(t)) == 0 })
 }
 
 // checkLegKeys tries every SRTP packet captured on both legs against
