@@ -36,7 +36,11 @@ type call struct {
 // startCall starts the page's server, the SDES peer's sockets and the
 // browser, and returns once the browser has offered. It skips t when
 // chromium or ffmpeg is missing, before starting anything.
-func startCall(t *testing.T) *call {
+func startCall(t *testing.T) *call { t.Helper(); return startCallWith(t, false) }
+
+// startCallWith is startCall; with video the browser sends and receives
+// its camera too, on one transport with the audio (max-bundle).
+func startCallWith(t *testing.T, video bool) *call {
 	t.Helper()
 	findChromium(t)
 	findFFmpeg(t)
@@ -45,7 +49,11 @@ func startCall(t *testing.T) *call {
 		t.Fatal(err)
 	}
 	c := &call{sig: serveSignal(t, sdesHz, browserHz), peer: newSDESPeer(t, browserHz, sdesHz)}
-	startChromium(t, c.sig.url, wav)
+	url := c.sig.url
+	if video {
+		url += "&video=1"
+	}
+	startChromium(t, url, wav)
 	c.offer = c.sig.waitOffer(60 * time.Second)
 	return c
 }

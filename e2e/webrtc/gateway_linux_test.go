@@ -65,7 +65,7 @@ func TestBrowserThroughGateway(t *testing.T) {
 
 			c.sig.stopPage(10 * time.Second)
 			if g.tap != nil {
-				checkLegKeys(t, g.tap.stop(), g.web.Addr.Port(), g.sip.Addr.Port(), g.toPeer, c.peer.TxKey)
+				checkLegKeys(t, g.tap.stop(), g.web.Addr.Port(), sdesLegKeys{g.sip.Addr.Port(), g.toPeer, c.peer.TxKey})
 			}
 			g.delete(t)
 		})
@@ -183,30 +183,51 @@ func (g *gwCall) delete(t *testing.T) {
 	testutil.WaitFor(t, "the session to end after delete", 10*time.Second, func() bool { return len(g.e.sessions(t)) == 0 })
 }
 
-// checkLegKeys tries every SRTP packet captured on both legs against
-// both SDES keys: on the SDES leg, what the gateway sends opens with the
-// key it offered (toPeer) and what ffmpeg sends with ffmpeg's (fromPeer),
-// and on the browser leg, keyed by its own DTLS handshake, nothing opens
-// with either.
-func checkLegKeys(t *testing.T, dgs []capture.Datagram, webPort, sipPort uint16, toPeer, fromPeer sdesKey) {
+// sdesLegKeys are an SDES leg's gateway port and its two keys: the
+// gateway's toward ffmpeg and ffmpeg's own.
+type sdesLegKeys struct {
+	port             uint16
+	toPeer, fromPeer sdesKey
+}
+
+// checkLegKeys tries every SRTP packet captured on the legs against
+// every SDES key: on each SDES leg, what the gateway sends opens with the
+// key it offered there (toPeer) and with no other, and what ffmpeg sends
+// with ffmpeg's (fromPeer) and no other; on the browser leg, keyed by its
+// own DTLS handshake, nothing opens with any of them.
+func checkLegKeys(t *testing.T, dgs []capture.Datagram, webPort uint16, legs ...sdesLegKeys) {
 	t.Helper()
-	gwKey, peerKey := toPeer, fromPeer
-	both := []srtpcheck.Key{checkKey(t, gwKey), checkKey(t, peerKey)}
+	var all []sdesKey
+	var set []srtpcheck.Key
+	for _, l := range legs {
+		all = append(all, l.toPeer, l.fromPeer)
+		set = append(set, checkKey(t, l.toPeer), checkKey(t, l.fromPeer))
+	}
 	// segments splits a UDP GSO message, which the gateway may send and
 	// lo carries (and tcpdump captures) unsegmented, into its datagrams
 	// when they all open with an SDES key; else p is one datagram.
 	segments := func(p []byte) [][]byte {
-		if segs := srtpcheck.SplitGSO(p, both); segs != nil {
+		if segs := srtpcheck.SplitGSO(p, set); segs != nil {
 			return segs
 		}
 		return [][]byte{p}
 	}
+	// onlyWith reports whether p opens with want and with no other key.
+	onlyWith := func(p []byte, want sdesKey) bool {
+		for _, k := range all {
+			if opens(p, k) != (k.inline() == want.inline()) {
+				return false
+			}
+		}
+		return true
+	}
 	var web, stun, dtls, webOpened, sipOut, sipOutOpened, sipIn, sipInOpened int
 	for _, dg := range dgs {
 		p := dg.Payload
-		switch {
-		case len(p) == 0:
-		case dg.Src.Port() == webPort || dg.Dst.Port() == webPort:
+		if len(p) == 0 {
+			continue
+		}
+		if dg.Src.Port() == webPort || dg.Dst.Port() == webPort {
 			switch {
 			case p[0] <= 3: // RFC 7983 first-byte demultiplexing
 				stun++
@@ -214,32 +235,43 @@ func checkLegKeys(t *testing.T, dgs []capture.Datagram, webPort, sipPort uint16,
 				dtls++
 			case capture.LooksLikeRTP(p):
 				web++
-				if opens(p, gwKey) || opens(p, peerKey) || srtpcheck.SplitGSO(p, both) != nil {
+				opened := srtpcheck.SplitGSO(p, set) != nil
+				for _, k := range all {
+					opened = opened || opens(p, k)
+				}
+				if opened {
 					webOpened++
 				}
 			}
-		case !capture.LooksLikeRTP(p):
-		case dg.Src.Port() == sipPort:
-			for _, seg := range segments(p) {
-				sipOut++
-				if opens(seg, gwKey) && !opens(seg, peerKey) {
-					sipOutOpened++
-				} else {
-					logPacket(t, "an SDES leg packet out that does not open", dg)
+			continue
+		}
+		if !capture.LooksLikeRTP(p) {
+			continue
+		}
+		for _, l := range legs {
+			switch {
+			case dg.Src.Port() == l.port:
+				for _, seg := range segments(p) {
+					sipOut++
+					if onlyWith(seg, l.toPeer) {
+						sipOutOpened++
+					} else {
+						logPacket(t, "an SDES leg packet out that does not open with its key alone", dg)
+					}
 				}
-			}
-		case dg.Dst.Port() == sipPort:
-			for _, seg := range segments(p) {
-				sipIn++
-				if opens(seg, peerKey) && !opens(seg, gwKey) {
-					sipInOpened++
-				} else {
-					logPacket(t, "an SDES leg packet in that does not open", dg)
+			case dg.Dst.Port() == l.port:
+				for _, seg := range segments(p) {
+					sipIn++
+					if onlyWith(seg, l.fromPeer) {
+						sipInOpened++
+					} else {
+						logPacket(t, "an SDES leg packet in that does not open with its key alone", dg)
+					}
 				}
 			}
 		}
 	}
-	t.Logf("capture: browser leg %d STUN, %d DTLS, %d SRTP (%d open with an SDES key); SDES leg out %d (%d open with the gateway's key), in %d (%d with ffmpeg's)",
+	t.Logf("capture: browser leg %d STUN, %d DTLS, %d SRTP (%d open with an SDES key); SDES legs out %d (%d open with the gateway's key), in %d (%d with ffmpeg's)",
 		stun, dtls, web, webOpened, sipOut, sipOutOpened, sipIn, sipInOpened)
 	if web < 50 || dtls == 0 || stun == 0 || sipOut < 50 || sipIn < 50 {
 		t.Errorf("too little captured to judge the keys: want 50+ SRTP packets on each leg, and DTLS and STUN on the browser's")
@@ -248,7 +280,7 @@ func checkLegKeys(t *testing.T, dgs []capture.Datagram, webPort, sipPort uint16,
 		t.Errorf("%d of %d SRTP datagrams on the browser leg open with an SDES key", webOpened, web)
 	}
 	if sipOutOpened != sipOut || sipInOpened != sipIn {
-		t.Errorf("on the SDES leg %d of %d packets out and %d of %d in open with their key alone", sipOutOpened, sipOut, sipInOpened, sipIn)
+		t.Errorf("on the SDES legs %d of %d packets out and %d of %d in open with their key alone", sipOutOpened, sipOut, sipInOpened, sipIn)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -237,18 +238,31 @@ func (p *sdesPeer) startProc(name string, args []string, stdout func(io.Reader))
 // tone analysis.
 func (p *sdesPeer) Receive(rxKey sdesKey) {
 	p.t.Helper()
+	p.receive("SDES receiver (ffmpeg)", "audio", "0 PCMU/8000", rxKey, p.analyse,
+		"-f", "s16le", "-ac", "1", "-ar", fmt.Sprint(pcmuRate), "pipe:1")
+}
+
+// receive writes the receiver's SDP for one m= line of kind with one
+// rtpmap ("<pt> <codec>/<rate>") under rxKey, starts ffmpeg on it with
+// output arguments out, and waits until it listens.
+func (p *sdesPeer) receive(name, kind, rtpmap string, rxKey sdesKey, stdout func(io.Reader), out ...string) {
+	p.t.Helper()
+	pt, _, _ := strings.Cut(rtpmap, " ")
 	sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=sdes receiver\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"+
-		"m=audio %d RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=crypto:1 %s inline:%s\r\na=recvonly\r\n",
-		p.rxAddr.Port, sdesSuite, rxKey.inline())
+		"m=%s %d RTP/SAVP %s\r\na=rtpmap:%s\r\na=crypto:1 %s inline:%s\r\na=recvonly\r\n",
+		kind, p.rxAddr.Port, pt, rtpmap, sdesSuite, rxKey.inline())
 	path := filepath.Join(p.dir, "receiver.sdp")
 	if err := os.WriteFile(path, []byte(sdp), 0o600); err != nil {
 		p.t.Fatal(err)
 	}
 	args := []string{"-hide_banner", "-nostdin", "-loglevel", "warning",
-		"-protocol_whitelist", "file,udp,rtp", "-fflags", "nobuffer",
-		"-probesize", "32", "-analyzeduration", "0",
-		"-i", path, "-f", "s16le", "-ac", "1", "-ar", fmt.Sprint(pcmuRate), "pipe:1"}
-	p.startProc("SDES receiver (ffmpeg)", args, p.analyse)
+		"-protocol_whitelist", "file,udp,rtp", "-fflags", "nobuffer"}
+	if kind == "audio" {
+		// PCMU needs no probing; video needs a key frame to know its size.
+		args = append(args, "-probesize", "32", "-analyzeduration", "0")
+	}
+	args = append(append(args, "-i", path), out...)
+	p.startProc(name, args, stdout)
 	// ffmpeg opens its port only once it has read the SDP.
 	testutil.WaitUDPBound(p.t, p.rxAddr.Port, 10*time.Second)
 }

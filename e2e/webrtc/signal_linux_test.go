@@ -41,6 +41,14 @@ type pageStats struct {
 	OutPackets int64  `json:"outPackets"`
 	OutBytes   int64  `json:"outBytes"`
 	OutCodec   string `json:"outCodec"`
+	// Transports counts the transports (one with BUNDLE).
+	Transports     int    `json:"transports"`
+	VideoInFrames  int64  `json:"videoInFrames"`
+	VideoInWidth   int    `json:"videoInWidth"`
+	VideoInHeight  int    `json:"videoInHeight"`
+	VideoInCodec   string `json:"videoInCodec"`
+	VideoOutFrames int64  `json:"videoOutFrames"`
+	VideoOutCodec  string `json:"videoOutCodec"`
 }
 
 // pageBlock is one block of received audio as the page measured it.
