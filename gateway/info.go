@@ -87,19 +87,22 @@ func (w *worker) snapshot(s *session, keys bool) SessionInfo {
 			Counters: l.c,
 			Streams:  []StreamInfo{},
 		}
+		// t is the leg whose socket, remote and keying l uses: a leg
+		// bundled behind another shows its transport's (ngbundle.go).
+		t := l.transport()
 		switch {
-		case l.dtls != nil:
+		case t.dtls != nil:
 			li.Keying = KeyingDTLS
-			li.DTLS = w.dtlsInfo(l, keys)
+			li.DTLS = w.dtlsInfo(t, keys)
 		case !l.plain:
 			li.Keying = KeyingSDES
 		}
-		if l.rtp != nil {
-			li.Local = l.rtp.local.String()
-			li.LocalRTCP = l.rtcp.local.String()
+		if t.rtp != nil {
+			li.Local = t.rtp.local.String()
+			li.LocalRTCP = t.rtcp.local.String()
 		}
-		li.Remote = addrString(l.remote)
-		li.RemoteRTCP = addrString(l.remoteRTCP)
+		li.Remote = addrString(t.remote)
+		li.RemoteRTCP = addrString(t.remoteRTCP)
 		if !li.RTCPMux && l.remoteRTCP == (netip.AddrPort{}) && l.remote.IsValid() {
 			li.RemoteRTCP = netip.AddrPortFrom(l.remote.Addr(), l.remote.Port()+1).String()
 		}

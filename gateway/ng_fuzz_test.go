@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -26,6 +27,18 @@ func FuzzNGRequest(f *testing.F) {
 	f.Add(seed(map[string]any{"command": "delete", "call-id": "x", "delete-delay": int64(3)}))
 	f.Add(seed(map[string]any{"command": "query", "call-id": "x"}))
 	f.Add([]byte("c1 d7:command4:pinge"))
+	// WebRTC: a browser's offer (DTLS, BUNDLE, ICE) toward SIP, and a
+	// SIP offer toward a browser.
+	chrome, err := os.ReadFile("ng/testdata/chrome-offer.sdp")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed(map[string]any{"command": "offer", "call-id": "w", "from-tag": "a", "sdp": string(chrome),
+		"transport-protocol": "RTP/SAVP", "DTLS": "off", "ICE": "remove", "rtcp-mux": []any{"demux"}}))
+	f.Add(seed(map[string]any{"command": "offer", "call-id": "w", "from-tag": "a", "sdp": testOfferSDP,
+		"transport-protocol": "UDP/TLS/RTP/SAVPF", "DTLS": "passive", "ICE": "force", "rtcp-mux": []any{"require"}, "SDES": []any{"off"}}))
+	f.Add(seed(map[string]any{"command": "answer", "call-id": "w", "from-tag": "a", "to-tag": "b", "sdp": string(chrome),
+		"transport-protocol": "UDP/TLS/RTP/SAVPF", "ICE": "force", "DTLS": "active"}))
 	cfg := ngConfig()
 	cfg.NG.RatePerSource = 1_000_000 // the fuzzer is one fast source
 	g := startGateway(f, cfg)

@@ -35,6 +35,7 @@ func (s *ngServer) answer(c *ngCall, toTag string, f *ngFlags, body *ng.SDP) ([]
 			continue
 		}
 		if m.Port == 0 {
+			c.promoteBundle(st, 0)
 			s.freeStream(st)
 			continue
 		}
@@ -379,83 +380,4 @@ func (s *ngServer) reoffer(c *ngCall, f *ngFlags, body *ng.SDP) ([]byte, error) 
 	}
 	c.bundlePlans(plans, 1)
 	return body.Rewrite(plans, c.options(f, 1))
-}
-
-// updateDTLS applies a DTLS side's re-offer or re-answer: a changed
-// fingerprint, an ICE restart (new ice-ufrag) or a role the gateway must
-// switch to starts a new handshake on the side's transport (the keys of
-// the last one stay in use until it completes); the other side's keys
-// and schedule are not touched. An ICE restart gives the gateway new ICE
-// credentials too (RFC 8839 section 4.4.1.1.2). A bundled stream has
-// nothing of its own to update: its transport's stream does it.
-func (s *ngServer) updateDTLS(st *ngStream, sender int, lid legID, m ng.Media) error {
-	n := st.index + 1
-	if st.via[sender] != nil {
-		return nil
-	}
-	if !m.DTLS || m.Fingerprint == "" {
-		return refuse("m= line %d: switching a DTLS-SRTP leg to another keying is not supported", n)
-	}
-	fp, setup := "", ""
-	if m.Fingerprint != st.peerFP[sender] {
-		fp = m.Fingerprint
-	}
-	restart := m.ICEUfrag != st.peerUfrag[sender] && st.ice[sender] != nil
-	role := st.role[sender]
-	switch {
-	case m.Setup == "active" && role != DTLSPassive, m.Setup == "passive" && role != DTLSActive:
-		setup = m.Setup
-	case m.Setup == "holdconn":
-		return refuse("m= line %d: a=setup:holdconn is not supported", n)
-	}
-	remote, _ := remoteOf(st, sender, m)
-	if fp == "" && setup == "" && !restart && (!remote.IsValid() || remote == st.remote[sender]) {
-		return nil
-	}
-	if fp == "" && (setup != "" || restart) {
-		fp = m.Fingerprint // a new handshake under the same fingerprint
-	}
-	sess := st.sess
-	if sess == nil {
-		return refuse("m= line %d: the session ended", n)
-	}
-	w := sess.w
-	var ic *iceCreds
-	var newRole DTLSRole
-	var opErr error
-	ctx, cancel := ngContext()
-	defer cancel()
-	err := w.do(ctx, func() {
-		if sess.ended {
-			opErr = ErrNotFound
-			return
-		}
-		l := &sess.legs[lid]
-		if l.dtls == nil {
-			opErr = errors.New("not a DTLS leg")
-			return
-		}
-		if remote.IsValid() && remote != l.remote {
-			l.remote, l.remoteRTCP = remote, remote
-		}
-		if fp != "" {
-			opErr = w.dtlsUpdate(l, fp, setup, restart)
-		}
-		ic, newRole = l.ice, l.dtls.plan.role
-	})
-	if err == nil {
-		err = opErr
-	}
-	if err != nil {
-		return refuse("m= line %d: %v", n, err)
-	}
-	if remote.IsValid() {
-		st.remote[sender], st.remoteRTCP[sender] = remote, remote
-	}
-	st.peerFP[sender], st.peerSetup[sender], st.peerUfrag[sender] = m.Fingerprint, m.Setup, m.ICEUfrag
-	st.role[sender] = newRole
-	if st.ice[sender] != nil {
-		st.ice[sender] = ic
-	}
-	return nil
 }

@@ -25,9 +25,10 @@ import (
 //     requires it when the mid header extension is not used), the one
 //     property of a packet that is always there and in the clear. The
 //     mid header extension would need the negotiated extension ID and a
-//     header-extension parse per packet, and it is absent from packets
-//     after the first ones in Chrome; a=ssrc lines are optional
-//     (Firefox leaves them out, and they do not cover RTX or simulcast).
+//     header-extension parse per packet, and a sender may stop sending
+//     it once the receiver knows its SSRCs (RFC 8843 section 9.2); a=ssrc
+//     lines are optional (Firefox leaves them out, and they do not cover
+//     RTX or simulcast).
 //   - RTCP by source: the sender SSRC when an m= line's RTP came from it,
 //     else the first report block's or the feedback's media SSRC when an
 //     m= line sent it; else the first m= line.
@@ -151,6 +152,7 @@ func (s *ngServer) bundleSide(c *ngCall, side int, in func(i int) bool, mid func
 			st.mid[side] = m
 		}
 		mids = append(mids, m)
+		st.bundled[side], st.bmid[side] = true, m
 		if first == nil {
 			first = st
 			continue
@@ -179,17 +181,46 @@ func (c *ngCall) bundlePlans(plans []ng.MediaPlan, to int) {
 			continue
 		}
 		p, t := &plans[st.index], plans[v.index]
-		if p.Port == 0 {
-			continue
-		}
 		p.Addr, p.Port, p.RTCPPort, p.Mux, p.MuxOnly = t.Addr, t.Port, t.RTCPPort, true, true
 		p.ICEUfrag, p.ICEPwd, p.Fingerprint, p.Setup = t.ICEUfrag, t.ICEPwd, t.Fingerprint, t.Setup
 	}
 }
 
-// options are the SDP-wide rewriting options toward side to.
+// options are the SDP-wide rewriting options toward side to: the
+// BUNDLE group of the m= lines still in it (a rejected one leaves it,
+// RFC 8843 section 7.3.3).
 func (c *ngCall) options(f *ngFlags, to int) ng.Options {
-	return ng.Options{ReplaceOrigin: f.replaceOrigin, Bundle: c.bundle[to]}
+	o := ng.Options{ReplaceOrigin: f.replaceOrigin}
+	if c.bundle[to] != nil {
+		for _, st := range c.streams {
+			if st.bundled[to] && !st.disabled {
+				o.Bundle = append(o.Bundle, st.bmid[to])
+			}
+		}
+	}
+	return o
+}
+
+// promoteBundle hands stream t's transport on side (its socket there) to
+// the first of the streams bundled behind it, when the answerer rejects
+// t's m= line but not theirs: the others follow the new transport.
+// Called before t is freed, in stream order, so the new transport's
+// ICE credentials are made as for any transport.
+func (c *ngCall) promoteBundle(t *ngStream, side int) {
+	var nt *ngStream
+	for _, st := range c.streams {
+		if st.via[side] != t || st.disabled {
+			continue
+		}
+		if nt == nil {
+			nt = st
+			lid := c.legs[side]
+			nt.socks[lid], t.socks[lid] = t.socks[lid], ngSocks{}
+			nt.via[side] = nil
+			continue
+		}
+		st.via[side] = nt
+	}
 }
 
 // unionPTs adds b's payload types to a's.

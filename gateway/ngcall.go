@@ -82,6 +82,9 @@ type ngStream struct {
 	via [2]*ngStream
 	mid [2]string
 	pts []uint8
+	// bundled and bmid: the stream is in side's BUNDLE group, by that mid.
+	bundled [2]bool
+	bmid    [2]string
 	// sess is the gateway session once answered (ngsession.go).
 	sess *session
 }
@@ -291,14 +294,16 @@ func (s *ngServer) offerStream(c *ngCall, cfg *Config, i int, m ng.Media, f *ngF
 	}
 	st.proto[0] = m.Proto
 	st.pts = m.PTs
+	st.mid[0] = m.Mid // an answer echoes the offer's mids (RFC 5888)
 	st.pref = dtlsPref(cfg, f)
 	switch {
-	case m.DTLS && !f.dtlsOff:
+	case m.DTLS && (!f.dtlsOff || len(m.Crypto) == 0):
+		// As rtpengine: DTLS off on an offer is about the SDP toward the
+		// answerer; the offerer's own DTLS is refused only when it also
+		// offers a=crypto to fall back on.
 		if err := st.takeDTLS(cfg, 0, m); err != nil {
 			return st, ng.MediaPlan{}, err
 		}
-	case m.DTLS && len(m.Crypto) == 0:
-		return st, ng.MediaPlan{}, refuse("m= line %d: the offerer keys SRTP with DTLS only, and the DTLS flag is off", n)
 	case ng.Secure(m.Proto) || len(m.Crypto) > 0:
 		for _, line := range m.Crypto {
 			cr, err := ParseCrypto(line)
@@ -398,38 +403,6 @@ func (s *ngServer) offerStream(c *ngCall, cfg *Config, i int, m ng.Media, f *ngF
 	return st, st.plan(c, 1, "", nil), nil
 }
 
-// dtlsPref is the gateway's role toward a peer that offers actpass: the
-// DTLS flag's, else gateway.dtls.setup.
-func dtlsPref(cfg *Config, f *ngFlags) DTLSRole {
-	switch {
-	case f.dtlsPassive:
-		return DTLSPassive
-	case f.dtlsActive:
-		return DTLSActive
-	}
-	return DTLSRole(cfg.DTLS.Setup)
-}
-
-// takeDTLS makes side's leg a DTLS leg from the side's m= line: its
-// fingerprint, a=setup and ICE ufrag.
-func (st *ngStream) takeDTLS(cfg *Config, side int, m ng.Media) error {
-	n := st.index + 1
-	switch {
-	case m.Fingerprint == "":
-		return refuse("m= line %d: DTLS-SRTP without a=fingerprint", n)
-	case !m.Mux:
-		return refuse("m= line %d: DTLS-SRTP needs a=rtcp-mux (one handshake per transport)", n)
-	case m.Setup == "holdconn":
-		return refuse("m= line %d: a=setup:holdconn is not supported", n)
-	case cfg.NG.PortMode != PortsDedicated:
-		return refuse("m= line %d: DTLS-SRTP needs gateway.ng.port_mode dedicated", n)
-	}
-	st.dtls[side] = true
-	st.peerFP[side], st.peerSetup[side], st.peerUfrag[side] = m.Fingerprint, m.Setup, m.ICEUfrag
-	st.mux[side] = true
-	return nil
-}
-
 // bindStream gives a stream its sockets on both legs: a dedicated pair
 // each, or the shared sockets of a worker.
 func (s *ngServer) bindStream(st *ngStream, c *ngCall, cfg *Config) error {
@@ -465,72 +438,6 @@ func (g *Gateway) pickWorker() (*worker, error) {
 	w := g.workers[g.rr%len(g.workers)]
 	g.rr++
 	return w, nil
-}
-
-// plan is how the stream's m= line reads for side to: the gateway's
-// sockets on to's leg and its key toward to. info holds the sockets once
-// the stream is a session.
-func (st *ngStream) plan(c *ngCall, to int, proto string, info *SessionInfo) ng.MediaPlan {
-	if st.disabled {
-		return ng.MediaPlan{}
-	}
-	lid := c.legs[to]
-	p := ng.MediaPlan{Proto: st.proto[to]}
-	// A transport-protocol flag on a later request (Kamailio sends the
-	// offer's flags with the answer too) may switch feedback (AVP/AVPF)
-	// but never whether the side was negotiated with SRTP.
-	if proto != "" && ng.Secure(proto) == !st.plain[to] {
-		p.Proto = proto
-	}
-	fp := c.fp
-	if info != nil {
-		li := &info.Internal
-		if lid == legCloud {
-			li = &info.Cloud
-		}
-		rtp, _ := netip.ParseAddrPort(li.Local)
-		rtcp, _ := netip.ParseAddrPort(li.LocalRTCP)
-		p.Addr, p.Port, p.RTCPPort = rtp.Addr(), int(rtp.Port()), int(rtcp.Port())
-		if li.DTLS != nil {
-			fp = li.DTLS.Fingerprint.String() // the certificate the transport uses
-		}
-	} else if so := st.socks[lid]; so.rtp != nil {
-		p.Addr, p.Port, p.RTCPPort = so.rtp.local.Addr(), int(so.rtp.local.Port()), int(so.rtcp.local.Port())
-	}
-	p.Mid = st.mid[to]
-	offer := !c.answered && to == 1
-	if st.dtls[to] {
-		// DTLS-SRTP: the gateway's own certificate, never the other
-		// side's fingerprint; actpass in an offer (RFC 5763 section 5).
-		p.Mux, p.MuxOnly = true, true
-		p.Fingerprint, p.Setup = fp, string(st.role[to])
-		if offer {
-			p.Setup = "actpass"
-		}
-		return st.withICE(p, to)
-	}
-	switch {
-	case offer:
-		p.Mux, p.MuxOnly = st.muxOffered, st.muxOnly
-		for _, k := range st.offered {
-			p.Crypto = append(p.Crypto, k.line())
-		}
-		return st.withICE(p, to)
-	case st.mux[to]:
-		p.Mux, p.MuxOnly = true, true
-	}
-	if k := st.own[to]; k != nil {
-		p.Crypto = []string{k.line()}
-	}
-	return st.withICE(p, to)
-}
-
-// withICE adds the ICE-lite credentials toward side to, if any.
-func (st *ngStream) withICE(p ng.MediaPlan, to int) ng.MediaPlan {
-	if ic := st.ice[to]; ic != nil && p.Port != 0 {
-		p.ICEUfrag, p.ICEPwd = ic.ufrag, ic.pwd
-	}
-	return p
 }
 
 // forgetLocked frees c and drops it from the calls.

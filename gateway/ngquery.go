@@ -3,6 +3,7 @@ package gateway
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/mediaedge/mediaedge/gateway/ng"
@@ -115,6 +116,13 @@ func (s *ngServer) callStats(c *ngCall) map[string]any {
 				errs := lc.AuthFailures + lc.Replays + lc.Malformed + lc.WrongSource
 				stream["local port"] = portOf(li.Local)
 				stream["crypto suite"] = li.PeerSuite
+				stream["keying"] = keyingOf(li.Keying)
+				if d := li.DTLS; d != nil {
+					// mediaedge's own: the DTLS state of the leg (of the
+					// BUNDLE's transport for a bundled m= line).
+					stream["dtls"] = map[string]any{"state": d.State, "role": string(d.Setup), "profile": d.Profile,
+						"fingerprint": d.Fingerprint.String(), "handshakes": int64(d.Handshakes)}
+				}
 				stream["stats"] = map[string]any{"packets": lc.PacketsIn, "bytes": lc.BytesIn, "errors": errs}
 				m["interface"] = c.legs[side].String()
 				rtp[0] += lc.PacketsIn
@@ -123,6 +131,12 @@ func (s *ngServer) callStats(c *ngCall) map[string]any {
 				rtcp[0] += lc.RTCPIn
 			} else if so := st.socks[c.legs[side]]; so.rtp != nil {
 				stream["local port"] = int64(so.rtp.local.Port())
+			}
+			if _, ok := stream["keying"]; !ok {
+				stream["keying"] = st.keying(side)
+			}
+			if mid := st.mid[side]; mid != "" {
+				m["mid"] = mid
 			}
 			m["streams"] = []any{stream}
 			medias[side] = append(medias[side], m)
@@ -190,7 +204,29 @@ func (s *ngServer) list(req ng.Dict) map[string]any {
 	if int64(len(ids)) > limit {
 		ids = ids[:limit]
 	}
-	return map[string]any{"result": "ok", "calls": ids}
+	// mediaedge's own, beside rtpengine's list: per call-id and tag the
+	// keying of that side's streams (sdes, dtls, plain; joined with "+"
+	// when its m= lines differ). The DTLS state is in query.
+	keying := make(map[string]any, len(ids))
+	for _, id := range ids {
+		tags := map[string]any{}
+		for _, c := range s.branches(id) {
+			for side := 0; side < 2; side++ {
+				if c.tags[side] == "" {
+					continue
+				}
+				var ks []string
+				for _, st := range c.streams {
+					if k := st.keying(side); !st.disabled && !slices.Contains(ks, k) {
+						ks = append(ks, k)
+					}
+				}
+				tags[c.tags[side]] = strings.Join(ks, "+")
+			}
+		}
+		keying[id] = tags
+	}
+	return map[string]any{"result": "ok", "calls": ids, "keying": keying}
 }
 
 // statistics answers with the counters rtpengine's statistics command
@@ -232,4 +268,25 @@ func (c *ngCall) anyAlive(alive map[string]bool) bool {
 		}
 	}
 	return false
+}
+
+// keyingOf names a LegInfo.Keying in query replies: plain for a leg
+// without SRTP.
+func keyingOf(k string) string {
+	if k == "" {
+		return "plain"
+	}
+	return k
+}
+
+// keying is side's keying as negotiated so far (before the answer: as
+// offered).
+func (st *ngStream) keying(side int) string {
+	switch {
+	case st.dtls[side]:
+		return KeyingDTLS
+	case st.plain[side]:
+		return "plain"
+	}
+	return KeyingSDES
 }
