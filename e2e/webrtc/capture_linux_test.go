@@ -39,8 +39,9 @@ func captureLo(t *testing.T, ports ...uint16) *loCapture {
 	}
 	c := &loCapture{t: t, file: filepath.Join(t.TempDir(), "legs.pcap"), errs: &lockedBuffer{}, done: make(chan struct{})}
 	// --immediate-mode: with TPACKET_V3 blocks a SIGINT would drop the
-	// packets of the last, unfilled block.
-	c.cmd = exec.Command(bin, "-i", "lo", "-n", "-U", "--immediate-mode", "-B", "4096", "-s", "2048",
+	// packets of the last, unfilled block. -s 0: whole packets, for the
+	// gateway's UDP GSO messages cross lo unsegmented, up to 64 KiB.
+	c.cmd = exec.Command(bin, "-i", "lo", "-n", "-U", "--immediate-mode", "-B", "16384", "-s", "0",
 		"-w", c.file, strings.Join(filter, " or "))
 	c.cmd.Stderr = c.errs
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -10,7 +10,13 @@
 // browser's offer goes to ng offer with transport-protocol RTP/SAVP,
 // ICE remove and rtcp-mux demux, the SDES side's answer to ng
 // answer with transport-protocol UDP/TLS/RTP/SAVPF, ICE force, DTLS
-// passive and rtcp-mux require. TestBrowserThroughStandIn runs the same
+// passive (and, in a second run, active) and rtcp-mux require.
+// TestBrowserBundleThroughGateway adds the camera: audio and video on one
+// bundled transport (max-bundle) toward the browser, two SDES m= lines
+// toward ffmpeg (PCMU and VP8), each decoded at the other end.
+// TestGatewayWrongSDESKeyIsSilent gives the gateway an SDES key ffmpeg
+// does not use: the page must hear nothing. TestBrowserThroughStandIn
+// runs the same
 // browser, page and ffmpeg against a pion/webrtc stand-in for the
 // gateway: it proves the harness on its own.
 //

@@ -83,7 +83,7 @@ type sdesPeer struct {
 
 	remote atomic.Pointer[netip.AddrPort] // where media goes; nil until set
 
-	toRx, fromRemote, toRemote, rtcpDropped atomic.Int64
+	toRx, fromRemote, toRemote, rtcpDropped, oversize atomic.Int64
 
 	mu    sync.Mutex
 	heard *toneTrack // the receiver's PCM
@@ -126,11 +126,16 @@ func (p *sdesPeer) SetRemote(a netip.AddrPort) { p.remote.Store(&a) }
 // forwardIn passes what reaches the announced port to the receiver.
 func (p *sdesPeer) forwardIn() {
 	defer p.wg.Done()
-	buf := make([]byte, 1500)
+	buf := make([]byte, 65536)
 	for {
 		n, _, err := p.port.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			return // net.ErrClosed at the end of the test
+		}
+		if n > 1500 {
+			// The kernel splits a UDP GSO message into its datagrams
+			// for a socket without UDP_GRO: this stays 0.
+			p.oversize.Add(1)
 		}
 		p.fromRemote.Add(1)
 		if _, err := p.port.WriteToUDP(buf[:n], p.rxAddr); err == nil {
@@ -255,11 +260,13 @@ func (p *sdesPeer) receive(name, kind, rtpmap string, rxKey sdesKey, stdout func
 	if err := os.WriteFile(path, []byte(sdp), 0o600); err != nil {
 		p.t.Fatal(err)
 	}
-	args := []string{"-hide_banner", "-nostdin", "-loglevel", "warning",
-		"-protocol_whitelist", "file,udp,rtp", "-fflags", "nobuffer"}
+	args := []string{"-hide_banner", "-nostdin", "-loglevel", "warning", "-protocol_whitelist", "file,udp,rtp"}
 	if kind == "audio" {
-		// PCMU needs no probing; video needs a key frame to know its size.
-		args = append(args, "-probesize", "32", "-analyzeduration", "0")
+		// PCMU needs no probing. Video does, and must keep what it
+		// probed (no -fflags nobuffer): the browser sends its one key
+		// frame first and another only when asked (a PLI, which the
+		// receiver does not send).
+		args = append(args, "-fflags", "nobuffer", "-probesize", "32", "-analyzeduration", "0")
 	}
 	args = append(append(args, "-i", path), out...)
 	p.startProc(name, args, stdout)
@@ -308,6 +315,6 @@ func (p *sdesPeer) heardTrack() toneTrack {
 
 // String reports the forwarding counters.
 func (p *sdesPeer) String() string {
-	return fmt.Sprintf("from remote %d (to receiver %d), sender to remote %d, sender RTCP dropped %d",
-		p.fromRemote.Load(), p.toRx.Load(), p.toRemote.Load(), p.rtcpDropped.Load())
+	return fmt.Sprintf("from remote %d (to receiver %d, over 1500 bytes %d), sender to remote %d, sender RTCP dropped %d",
+		p.fromRemote.Load(), p.toRx.Load(), p.oversize.Load(), p.toRemote.Load(), p.rtcpDropped.Load())
 }
