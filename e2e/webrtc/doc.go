@@ -7,18 +7,17 @@
 // TestBrowserThroughGateway builds mediaedge from this tree, starts it
 // with its ng listener on loopback and drives it exactly as Kamailio's
 // rtpengine module would for a WebRTC caller and a SIP callee: the
-// browser's offer goes to ng offer with transport-protocol RTP/SAVP,
-// ICE remove and rtcp-mux demux, the SDES side's answer to ng
-// answer with transport-protocol UDP/TLS/RTP/SAVPF, ICE force, DTLS
-// passive (and, in a second run, active) and rtcp-mux require.
+// browser's offer goes to ng offer with transport-protocol RTP/SAVP, ICE
+// remove and rtcp-mux demux, the SDES side's answer to ng answer with
+// transport-protocol UDP/TLS/RTP/SAVPF, ICE force, DTLS passive (and, in
+// a second run, active) and rtcp-mux require.
 // TestBrowserBundleThroughGateway adds the camera: audio and video on one
 // bundled transport (max-bundle) toward the browser, two SDES m= lines
 // toward ffmpeg (PCMU and VP8), each decoded at the other end.
 // TestGatewayWrongSDESKeyIsSilent gives the gateway an SDES key ffmpeg
 // does not use: the page must hear nothing. TestBrowserThroughStandIn
-// runs the same
-// browser, page and ffmpeg against a pion/webrtc stand-in for the
-// gateway: it proves the harness on its own.
+// runs the same browser, page and ffmpeg against a pion/webrtc stand-in
+// for the gateway: it proves the harness on its own.
 //
 // The browser's microphone is Chromium's fake capture device fed from a
 // WAV file the test writes (a steady 600 Hz sine; without the file the
@@ -31,9 +30,10 @@
 // the test serves on 127.0.0.1 (the page POSTs its offer, long-polls for
 // the answer, POSTs reports). Each tone must be heard for 2 s without a
 // break (one missed block of 50-100 ms aside), and neither end may hear
-// its own tone come back. As root, with
-// tcpdump, the test also captures both legs and tries every SRTP packet
-// against both SDES keys: none on the browser leg may open.
+// its own tone come back. As root, with tcpdump, the gateway tests also
+// capture both legs and try every SRTP packet against every SDES key:
+// none on the browser leg may open, and each on an SDES leg opens with
+// its own key alone.
 //
 // Run it with chromium and ffmpeg installed (Debian: apt-get install
 // chromium ffmpeg tcpdump); as root Chromium runs with --no-sandbox:
@@ -41,5 +41,5 @@
 //	go test -race -count=1 -v ./e2e/webrtc/
 //
 // It skips, saying so, when chromium or ffmpeg is missing. A run takes
-// about 20 s, most of it building mediaedge and starting Chromium.
+// about a minute: six browser calls, and building mediaedge.
 package webrtc
