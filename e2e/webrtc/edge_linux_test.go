@@ -23,6 +23,11 @@ type edge struct {
 	ctl *control.Client
 }
 
+// handshakeTimeout is the gateway's DTLS handshake timeout in the tests:
+// shorter than the default 10 s so that a test can wait past it, long
+// enough for a first handshake on a busy machine.
+const handshakeTimeout = 5 * time.Second
+
 // startEdge builds and starts mediaedge with a gateway whose legs take
 // ports from two random blocks of 100 (several tests may run at once).
 func startEdge(t *testing.T) *edge {
@@ -50,7 +55,9 @@ gateway:
     ports: %d-%d
   ng:
     listen: %s
-`, sock, base, base+99, base+100, base+199, ng)
+  dtls:
+    handshake_timeout: %s
+`, sock, base, base+99, base+100, base+199, ng, handshakeTimeout)
 	path := filepath.Join(dir, "mediaedge.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -67,8 +67,8 @@ type signal struct {
 	url           string
 	toneHz, ownHz float64
 
-	offer  chan string // the page's offer, once
-	answer chan string // the test's answer, once
+	offer  chan string // the page's offers: the first, and one per restart
+	answer chan string // the test's answers
 
 	mu      sync.Mutex
 	heard   *toneTrack // fed by every report
@@ -76,6 +76,7 @@ type signal struct {
 	reports int
 	failure string // the page's uncaught error
 	stop    bool   // tell the page to stop reporting
+	restart bool   // tell the page to restart ICE (once)
 	done    bool   // the page stopped
 }
 
@@ -83,7 +84,7 @@ type signal struct {
 // listens for toneHz and knows its own microphone plays ownHz.
 func serveSignal(t testing.TB, toneHz, ownHz float64) *signal {
 	t.Helper()
-	s := &signal{t: t, toneHz: toneHz, ownHz: ownHz, offer: make(chan string, 1), answer: make(chan string, 1)}
+	s := &signal{t: t, toneHz: toneHz, ownHz: ownHz, offer: make(chan string, 2), answer: make(chan string, 2)}
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +140,7 @@ func (s *signal) handleOffer(w http.ResponseWriter, r *http.Request) {
 	case s.offer <- m.SDP:
 		io.WriteString(w, "{}")
 	default:
-		http.Error(w, "one offer only", http.StatusConflict)
+		http.Error(w, "too many offers", http.StatusConflict)
 	}
 }
 
@@ -174,9 +175,9 @@ func (s *signal) handleReport(w http.ResponseWriter, r *http.Request) {
 	}
 	s.stats = m.Stats
 	s.reports++
-	stop := s.stop
+	reply := map[string]bool{"stop": s.stop, "restart": s.restart}
 	s.mu.Unlock()
-	json.NewEncoder(w).Encode(map[string]bool{"stop": stop})
+	json.NewEncoder(w).Encode(reply)
 }
 
 func (s *signal) handleLog(w http.ResponseWriter, r *http.Request) {
@@ -241,6 +242,14 @@ func (s *signal) snapshot() (pageStats, toneTrack, int) {
 		h = *s.heard
 	}
 	return s.stats, h, s.reports
+}
+
+// restartICE asks the page to restart ICE: its next offer arrives through
+// waitOffer.
+func (s *signal) restartICE() {
+	s.mu.Lock()
+	s.restart = true
+	s.mu.Unlock()
 }
 
 // stopPage tells the page to stop reporting and waits up to d for it to
