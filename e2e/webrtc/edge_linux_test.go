@@ -2,6 +2,7 @@ package webrtc
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -140,6 +141,18 @@ func (e *edge) sessions(t *testing.T) []edgeSession {
 		t.Fatalf("listing sessions: %v", err)
 	}
 	return r.Sessions
+}
+
+// sessionsJSON is the control API's session listing as it comes.
+func (e *edge) sessionsJSON(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var raw json.RawMessage
+	if err := e.ctl.Do(ctx, "GET", "/v1/sessions", nil, &raw); err != nil {
+		t.Fatalf("listing sessions: %v", err)
+	}
+	return string(raw)
 }
 
 // legs returns the session's DTLS leg and its SDES leg, whichever side

@@ -1,6 +1,7 @@
 package webrtc
 
 import (
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -61,6 +62,13 @@ func TestBrowserThroughGateway(t *testing.T) {
 			}
 			if sd.Suite != sdesSuite || d.Counters.AuthFailures != 0 || sd.Counters.AuthFailures != 0 {
 				t.Errorf("SDES leg suite %q, auth failures dtls %d sdes %d", sd.Suite, d.Counters.AuthFailures, sd.Counters.AuthFailures)
+			}
+			// Keys never in a listing: neither SDES key, in base64 or hex.
+			listing := e.sessionsJSON(t)
+			for _, k := range []sdesKey{g.toPeer, c.peer.TxKey} {
+				if strings.Contains(listing, k.inline()) || strings.Contains(strings.ToLower(listing), hex.EncodeToString(k.Key)) {
+					t.Error("an SDES key is in the gateway's session listing")
+				}
 			}
 
 			c.sig.stopPage(10 * time.Second)
