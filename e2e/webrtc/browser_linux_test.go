@@ -53,11 +53,17 @@ func tail(s string, n int) string {
 	return s
 }
 
+// chromium is a browser the test started. exited is closed when its
+// process has ended (its output is logged when the test fails).
+type chromium struct {
+	exited <-chan struct{}
+}
+
 // startChromium opens url in headless Chromium whose fake microphone plays
 // micWAV. The browser runs in its own process group with a throwaway
 // profile; the group is killed and reaped, and the profile removed, when
 // the test ends. Chromium's output is logged if the test failed.
-func startChromium(t testing.TB, url, micWAV string) {
+func startChromium(t testing.TB, url, micWAV string) *chromium {
 	t.Helper()
 	bin := findChromium(t)
 	profile := t.TempDir()
@@ -113,6 +119,7 @@ func startChromium(t testing.TB, url, micWAV string) {
 			t.Logf("chromium output (D-Bus complaints left out):\n%s", tail(withoutDBus(out.String()), 6000))
 		}
 	})
+	return &chromium{exited: exited}
 }
 
 // withoutDBus drops the lines in which headless Chromium, with no session

@@ -53,8 +53,8 @@ func startCallWith(t *testing.T, video bool) *call {
 	if video {
 		url += "&video=1"
 	}
-	startChromium(t, url, wav)
-	c.offer = c.sig.waitOffer(60 * time.Second)
+	b := startChromium(t, url, wav)
+	c.offer = c.sig.waitOffer(60*time.Second, b.exited)
 	return c
 }
 

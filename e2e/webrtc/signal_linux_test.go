@@ -212,8 +212,10 @@ func (s *signal) pageFailed() error {
 	return nil
 }
 
-// waitOffer returns the page's offer, or fails t after d.
-func (s *signal) waitOffer(d time.Duration) string {
+// waitOffer returns the page's offer, or fails t after d, when the page
+// reports a failure, or when gone (the browser's exit; nil: never) is
+// closed.
+func (s *signal) waitOffer(d time.Duration, gone <-chan struct{}) string {
 	s.t.Helper()
 	deadline := time.After(d)
 	for {
@@ -222,6 +224,8 @@ func (s *signal) waitOffer(d time.Duration) string {
 			return o
 		case <-deadline:
 			s.t.Fatalf("no offer from the page within %v (page error: %v)", d, s.pageFailed())
+		case <-gone:
+			s.t.Fatal("the browser exited before the page offered")
 		case <-time.After(100 * time.Millisecond):
 			if err := s.pageFailed(); err != nil {
 				s.t.Fatal(err)
