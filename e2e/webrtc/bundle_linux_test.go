@@ -61,7 +61,7 @@ func TestBrowserBundleThroughGateway(t *testing.T) {
 	vpeer.ReceiveVideo(vToPeer, vp8, &vframes)
 
 	answer := sdpHead(c.peer.Addr()) +
-		sdesMedia("audio", c.peer.Addr(), aTag, c.peer.TxKey, "0 PCMU/8000", "a=ptime:20\r\n") +
+		sdesMedia("audio", c.peer.Addr(), aTag, c.peer.TxKey, c.peer.Codec.rtpmapLine(), "a=ptime:20\r\n") +
 		sdesMedia("video", vpeer.Addr(), vTag, vpeer.TxKey, fmt.Sprintf("%d VP8/90000", vp8), "")
 	r = e.ngCall(t, map[string]any{
 		"command": "answer", "call-id": id, "from-tag": "browser", "to-tag": "sdes", "sdp": answer,

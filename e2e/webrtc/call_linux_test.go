@@ -113,9 +113,10 @@ func (c *call) waitMedia(t *testing.T, more fmt.Stringer) pageStats {
 	if st.InPackets == 0 || st.OutPackets == 0 {
 		t.Errorf("browser audio packets: in %d, out %d", st.InPackets, st.OutPackets)
 	}
+	want := "audio/" + c.peer.Codec.name
 	for _, codec := range []string{st.InCodec, st.OutCodec} {
-		if !strings.EqualFold(codec, "audio/PCMU") {
-			t.Errorf("browser codecs in %q, out %q: want audio/PCMU both ways", st.InCodec, st.OutCodec)
+		if !strings.EqualFold(codec, want) {
+			t.Errorf("browser codecs in %q, out %q: want %s both ways", st.InCodec, st.OutCodec, want)
 			break
 		}
 	}

@@ -31,13 +31,14 @@ func TestBrowserThroughGateway(t *testing.T) {
 	findChromium(t)
 	findFFmpeg(t)
 	e := startEdge(t)
-	for _, tc := range []struct{ gateway, browser string }{
-		{"passive", "client"}, // as rtpengine is usually run toward browsers
-		{"active", "server"},
+	for _, tc := range []struct{ gateway, browser, codec string }{
+		{"passive", "client", "PCMU"}, // as rtpengine is usually run toward browsers
+		{"active", "server", "PCMU"},
+		{"passive", "client", "opus"},
 	} {
-		t.Run("DTLS "+tc.gateway, func(t *testing.T) {
+		t.Run("DTLS "+tc.gateway+" "+tc.codec, func(t *testing.T) {
 			c := startCall(t)
-			g := setUpCall(t, e, c, tc.gateway, c.peer.TxKey)
+			g := setUpCall(t, e, c, tc.gateway, tc.codec, c.peer.TxKey)
 			st := c.waitMedia(t, sessionString{e, t})
 			if st.DTLSRole != tc.browser {
 				t.Errorf("the browser is DTLS %q, want %s (the gateway answered %s)", st.DTLSRole, tc.browser, tc.gateway)
@@ -89,7 +90,7 @@ func TestGatewayWrongSDESKeyIsSilent(t *testing.T) {
 	findFFmpeg(t)
 	e := startEdge(t)
 	c := startCall(t)
-	g := setUpCall(t, e, c, "passive", newSDESKey(t))
+	g := setUpCall(t, e, c, "passive", "PCMU", newSDESKey(t))
 	testutil.WaitFor(t, "the browser's tone at ffmpeg and 100 refused packets", mediaWait, func() bool {
 		ss := e.sessions(t)
 		if len(ss) != 1 || c.sig.pageFailed() != nil {
@@ -124,11 +125,11 @@ type gwCall struct {
 }
 
 // setUpCall hands the browser's offer to ng offer and the SDES side's
-// answer, announcing answerKey, to ng answer with the gateway's DTLS role
-// dtls; then it starts the SDES side's receiver, a capture of both legs,
+// answer, announcing answerKey and codec (PCMU or opus) alone, to ng
+// answer with the gateway's DTLS role dtls; then it starts the SDES side's receiver, a capture of both legs,
 // the SDES side's sender, and gives the browser its answer. It checks
 // that each side's SDP has only its own keying.
-func setUpCall(t *testing.T, e *edge, c *call, dtls string, answerKey sdesKey) *gwCall {
+func setUpCall(t *testing.T, e *edge, c *call, dtls, codec string, answerKey sdesKey) *gwCall {
 	t.Helper()
 	g := &gwCall{e: e, id: fmt.Sprintf("webrtc-%x", rand.Uint64())}
 	r := e.ngCall(t, map[string]any{
@@ -155,12 +156,19 @@ func setUpCall(t *testing.T, e *edge, c *call, dtls string, answerKey sdesKey) *
 		t.Fatalf("the SIP side's offer: %v", err)
 	}
 	g.toPeer = toPeer
+	if codec == "opus" {
+		pt, err := g.sip.rtpmapPT("opus/48000/2")
+		if err != nil {
+			t.Fatalf("the SIP side's offer: %v", err)
+		}
+		c.peer.Codec = opus(pt)
+	}
 	c.peer.SetRemote(g.sip.Addr)
 	c.peer.Receive(toPeer)
 
 	r = e.ngCall(t, map[string]any{
 		"command": "answer", "call-id": g.id, "from-tag": "browser", "to-tag": "sdes",
-		"sdp":                sdesAnswer(c.peer.Addr(), tag, answerKey),
+		"sdp":                sdesAnswer(c.peer.Addr(), tag, answerKey, c.peer.Codec),
 		"transport-protocol": "UDP/TLS/RTP/SAVPF", "ICE": "force", "DTLS": dtls,
 		"rtcp-mux": []any{"require"},
 	})

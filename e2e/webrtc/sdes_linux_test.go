@@ -22,12 +22,38 @@ import (
 	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
-// The SDES side speaks PCMU at 8 kHz, keyed with AES_CM_128_HMAC_SHA1_80.
+// The SDES side keys with AES_CM_128_HMAC_SHA1_80; its receiver decodes
+// to 8 kHz PCM, analysed in 50 ms blocks.
 const (
 	sdesSuite  = "AES_CM_128_HMAC_SHA1_80"
 	pcmuRate   = 8000
-	blockSamps = 400 // 50 ms blocks for the tone analysis
+	blockSamps = 400
 )
+
+// audioCodec is what the SDES side's audio speaks.
+type audioCodec struct {
+	name   string // as in the browser's stats, audio/<name>
+	pt     int
+	rtpmap string   // "<codec>/<rate>[/<channels>]"
+	encode []string // ffmpeg's output options for it
+	rate   int      // the sender's sample rate
+	frame  int      // samples per 20 ms at rate
+}
+
+// pcmu is G.711 µ-law, payload type 0, in 20 ms packets.
+func pcmu() audioCodec {
+	return audioCodec{name: "PCMU", pt: 0, rtpmap: "PCMU/8000", rate: pcmuRate, frame: 160,
+		encode: []string{"-c:a", "pcm_mulaw", "-ar", "8000", "-ac", "1", "-packetsize", "172"}}
+}
+
+// opus is Opus under the browser's payload type pt, 20 ms frames.
+func opus(pt int) audioCodec {
+	return audioCodec{name: "opus", pt: pt, rtpmap: "opus/48000/2", rate: 48000, frame: 960,
+		encode: []string{"-c:a", "libopus", "-b:a", "48k", "-frame_duration", "20", "-ar", "48000", "-ac", "2"}}
+}
+
+// rtpmapLine is the codec's rtpmap value: "<pt> <codec>/<rate>...".
+func (c audioCodec) rtpmapLine() string { return fmt.Sprintf("%d %s", c.pt, c.rtpmap) }
 
 // sdesKey is an SDES master key and salt (AES_CM_128: 16 + 14 bytes).
 type sdesKey struct {
@@ -80,6 +106,7 @@ type sdesPeer struct {
 	fromTx *net.UDPConn // where the sender sends
 	rxAddr *net.UDPAddr // where the receiver listens
 	TxKey  sdesKey      // the sender's key: goes into the peer's SDP
+	Codec  audioCodec   // PCMU unless set before Receive and Send
 
 	remote atomic.Pointer[netip.AddrPort] // where media goes; nil until set
 
@@ -95,7 +122,7 @@ type sdesPeer struct {
 // flows once SetRemote and Receive/Send are called.
 func newSDESPeer(t testing.TB, heardHz, otherHz float64) *sdesPeer {
 	t.Helper()
-	p := &sdesPeer{t: t, ffmpeg: findFFmpeg(t), dir: t.TempDir(), TxKey: newSDESKey(t),
+	p := &sdesPeer{t: t, ffmpeg: findFFmpeg(t), dir: t.TempDir(), TxKey: newSDESKey(t), Codec: pcmu(),
 		heard: newToneTrack(pcmuRate, heardHz, otherHz, float64(blockSamps)/pcmuRate)}
 	var err error
 	lo := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
@@ -243,7 +270,7 @@ func (p *sdesPeer) startProc(name string, args []string, stdout func(io.Reader))
 // tone analysis.
 func (p *sdesPeer) Receive(rxKey sdesKey) {
 	p.t.Helper()
-	p.receive("SDES receiver (ffmpeg)", "audio", "0 PCMU/8000", rxKey, p.analyse,
+	p.receive("SDES receiver (ffmpeg)", "audio", p.Codec.rtpmapLine(), rxKey, p.analyse,
 		"-f", "s16le", "-ac", "1", "-ar", fmt.Sprint(pcmuRate), "pipe:1")
 }
 
@@ -262,7 +289,7 @@ func (p *sdesPeer) receive(name, kind, rtpmap string, rxKey sdesKey, stdout func
 	}
 	args := []string{"-hide_banner", "-nostdin", "-loglevel", "warning", "-protocol_whitelist", "file,udp,rtp"}
 	if kind == "audio" {
-		// PCMU needs no probing. Video does, and must keep what it
+		// Audio needs no probing. Video does, and must keep what it
 		// probed (no -fflags nobuffer): the browser sends its one key
 		// frame first and another only when asked (a PLI, which the
 		// receiver does not send).
@@ -292,17 +319,19 @@ func (p *sdesPeer) analyse(r io.Reader) {
 	}
 }
 
-// Send starts the sender: a sine at hz, PCMU in 20 ms packets, SRTP under
-// TxKey, for at most a minute.
+// Send starts the sender: a sine at hz in the peer's codec, 20 ms
+// packets, SRTP under TxKey, for at most a minute.
 func (p *sdesPeer) Send(hz float64, ssrc uint32) {
 	p.t.Helper()
 	dst := p.fromTx.LocalAddr().(*net.UDPAddr).Port
+	c := p.Codec
 	args := []string{"-hide_banner", "-nostdin", "-loglevel", "warning", "-re",
-		"-f", "lavfi", "-i", fmt.Sprintf("sine=frequency=%v:sample_rate=%d:samples_per_frame=160", hz, pcmuRate),
-		"-t", "60", "-c:a", "pcm_mulaw", "-ar", fmt.Sprint(pcmuRate), "-ac", "1",
-		"-payload_type", "0", "-ssrc", fmt.Sprint(ssrc), "-f", "rtp", "-packetsize", "172",
+		"-f", "lavfi", "-i", fmt.Sprintf("sine=frequency=%v:sample_rate=%d:samples_per_frame=%d", hz, c.rate, c.frame),
+		"-t", "60"}
+	args = append(args, c.encode...)
+	args = append(args, "-payload_type", fmt.Sprint(c.pt), "-ssrc", fmt.Sprint(ssrc), "-f", "rtp",
 		"-srtp_out_suite", sdesSuite, "-srtp_out_params", p.TxKey.inline(),
-		fmt.Sprintf("srtp://127.0.0.1:%d?rtcpport=%d&pkt_size=172", dst, dst)}
+		fmt.Sprintf("srtp://127.0.0.1:%d?rtcpport=%d&pkt_size=1200", dst, dst))
 	p.startProc("SDES sender (ffmpeg)", args, nil)
 }
 

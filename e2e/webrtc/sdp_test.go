@@ -153,10 +153,10 @@ func (m sdpMedia) cryptoFor(suite string) (string, sdesKey, error) {
 	return "", sdesKey{}, fmt.Errorf("no a=crypto line for %s among %d", suite, len(m.Crypto))
 }
 
-// sdesAnswer is the SDES side's answer: PCMU only, its own key under the
+// sdesAnswer is the SDES side's answer: one codec, its own key under the
 // tag of the offer's line of the same suite, RTCP on the next port.
-func sdesAnswer(at netip.AddrPort, tag string, k sdesKey) string {
-	return sdpHead(at) + sdesMedia("audio", at, tag, k, "0 PCMU/8000", "a=ptime:20\r\n")
+func sdesAnswer(at netip.AddrPort, tag string, k sdesKey, c audioCodec) string {
+	return sdpHead(at) + sdesMedia("audio", at, tag, k, c.rtpmapLine(), "a=ptime:20\r\n")
 }
 
 // sdpHead is the session part of the SDES side's SDP.
@@ -176,7 +176,7 @@ func TestParseSDP(t *testing.T) {
 	k := sdesKey{Key: make([]byte, 16), Salt: make([]byte, 14)}
 	k.Key[0] = 7
 	at := netip.MustParseAddrPort("192.0.2.1:4000")
-	m, err := parseSDP(sdesAnswer(at, "3", k))
+	m, err := parseSDP(sdesAnswer(at, "3", k, pcmu()))
 	if err != nil {
 		t.Fatal(err)
 	}
