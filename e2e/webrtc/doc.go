@@ -10,7 +10,8 @@
 // browser's offer goes to ng offer with transport-protocol RTP/SAVP, ICE
 // remove and rtcp-mux demux, the SDES side's answer to ng answer with
 // transport-protocol UDP/TLS/RTP/SAVPF, ICE force, DTLS passive (and, in
-// a second run, active) and rtcp-mux require.
+// a second run, active) and rtcp-mux require; the SDES side answers PCMU
+// (and, in a third run, Opus).
 // TestBrowserBundleThroughGateway adds the camera: audio and video on one
 // bundled transport (max-bundle) toward the browser, two SDES m= lines
 // toward ffmpeg (PCMU and VP8), each decoded at the other end.
@@ -41,5 +42,5 @@
 //	go test -race -count=1 -v ./e2e/webrtc/
 //
 // It skips, saying so, when chromium or ffmpeg is missing. A run takes
-// about a minute: six browser calls, and building mediaedge.
+// about a minute: eight browser calls, and building mediaedge.
 package webrtc
