@@ -217,9 +217,9 @@ type ICEInfo struct {
 }
 
 // buildDTLSLeg gives leg l (its remote addresses set) a dedicated rtcp-mux
-// socket, ICE-lite credentials and DTLS keying under plan. The keys come
-// from the handshake, which starts when the session joins its worker.
-// The internal API for ng: after it, install the session as usual.
+// socket from the leg's range, then sets it up with setupDTLSLeg. The
+// keys come from the handshake, which starts when the session joins its
+// worker.
 func (g *Gateway) buildDTLSLeg(l *leg, lc *LegConfig, plan *dtlsPlan) error {
 	so, err := g.bindPort(lc, l.id, false)
 	if err != nil {
@@ -227,13 +227,28 @@ func (g *Gateway) buildDTLSLeg(l *leg, lc *LegConfig, plan *dtlsPlan) error {
 	}
 	so.owner = l
 	l.rtp, l.rtcp = so, so
+	return setupDTLSLeg(l, plan)
+}
+
+// setupDTLSLeg makes l, whose dedicated socket is set (l.rtp, owned by
+// l), a DTLS leg under plan: rtcp-mux on that socket, ICE-lite (l.ice is
+// kept when set, e.g. the credentials an ng offer announced, else
+// generated), no keys until the handshake. For ng: call it instead of
+// installing SDES keys, before the session is installed.
+func setupDTLSLeg(l *leg, plan *dtlsPlan) error {
+	if l.rtp == nil || l.rtp.dm != nil {
+		return errors.New("gateway: a DTLS leg needs a dedicated socket")
+	}
+	l.rtcp = l.rtp
 	l.mux = true
 	l.remoteRTCP = l.remote
 	l.plain = false
 	if l.ice == nil {
-		if l.ice, err = newICECreds(); err != nil {
+		ic, err := newICECreds()
+		if err != nil {
 			return fmt.Errorf("gateway: ICE credentials: %w", err)
 		}
+		l.ice = ic
 	}
 	l.dtls = &dtlsLeg{plan: plan}
 	return nil

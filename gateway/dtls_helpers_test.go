@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"net"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/srtp/v3"
+	"github.com/pion/transport/v5/deadline"
 )
 
 // dtlsPeer is a WebRTC-like endpoint for tests: one UDP socket on which
@@ -100,34 +100,25 @@ func (p *dtlsPeer) recvMedia(timeout time.Duration) []byte {
 type peerConn struct {
 	p      *dtlsPeer
 	remote *net.UDPAddr
-	mu     sync.Mutex
-	dl     time.Time
+	rd     *deadline.Deadline
+	deaf   bool
 	closed chan struct{}
 	once   sync.Once
 }
 
 func (c *peerConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	c.mu.Lock()
-	dl := c.dl
-	c.mu.Unlock()
-	var timeout <-chan time.Time
-	if !dl.IsZero() {
-		d := time.Until(dl)
-		if d <= 0 {
-			return 0, nil, os.ErrDeadlineExceeded
-		}
-		tm := time.NewTimer(d)
-		defer tm.Stop()
-		timeout = tm.C
+	q := c.p.dtlsq
+	if c.deaf {
+		q = nil
 	}
 	select {
-	case x := <-c.p.dtlsq:
+	case x := <-q:
 		return copy(b, x), c.remote, nil
 	case <-c.closed:
 		return 0, nil, net.ErrClosed
 	case <-c.p.done:
 		return 0, nil, net.ErrClosed
-	case <-timeout:
+	case <-c.rd.Done():
 		return 0, nil, os.ErrDeadlineExceeded
 	}
 }
@@ -135,22 +126,20 @@ func (c *peerConn) ReadFrom(b []byte) (int, net.Addr, error) {
 func (c *peerConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 	return c.p.conn.WriteToUDP(b, c.remote)
 }
-func (c *peerConn) Close() error                  { c.once.Do(func() { close(c.closed) }); return nil }
-func (c *peerConn) LocalAddr() net.Addr           { return c.p.conn.LocalAddr() }
-func (c *peerConn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t) }
-func (c *peerConn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.dl = t
-	c.mu.Unlock()
-	return nil
-}
-func (c *peerConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *peerConn) Close() error                      { c.once.Do(func() { close(c.closed) }); return nil }
+func (c *peerConn) LocalAddr() net.Addr               { return c.p.conn.LocalAddr() }
+func (c *peerConn) SetDeadline(t time.Time) error     { return c.SetReadDeadline(t) }
+func (c *peerConn) SetReadDeadline(t time.Time) error { c.rd.Set(t); return nil }
+func (c *peerConn) SetWriteDeadline(time.Time) error  { return nil }
 
 // dtlsPeerOpts tweak the peer's handshake for the bad-input tests.
 type dtlsPeerOpts struct {
 	profiles []dtls.SRTPProtectionProfile // nil: every profile; empty non-nil: no use_srtp
 	noSRTP   bool
 	timeout  time.Duration
+	// deaf: the peer never reads the gateway's records (a handshake
+	// that never finishes).
+	deaf bool
 }
 
 // handshake runs a DTLS handshake with the gateway at remote (client:
@@ -168,26 +157,35 @@ func (p *dtlsPeer) handshake(remote string, client bool, gwFP Fingerprint, o dtl
 	if o.noSRTP {
 		profiles = nil
 	}
-	cfg := &dtls.Config{
-		Certificates:           []tls.Certificate{p.cert.cert},
-		SRTPProtectionProfiles: profiles,
-		InsecureSkipVerify:     true,
-		ClientAuth:             dtls.RequireAnyClientCert,
-		ExtendedMasterSecret:   dtls.RequireExtendedMasterSecret,
-		LoggerFactory:          discardLogs,
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+	opts := []dtls.Option{
+		dtls.WithCertificates(p.cert.cert),
+		dtls.WithInsecureSkipVerify(true),
+		dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
+		dtls.WithLoggerFactory(discardLogs),
+		dtls.WithVerifyPeerCertificate(func(raw [][]byte, _ [][]*x509.Certificate) error {
 			if len(raw) == 0 || !gwFP.matches(raw[0]) {
 				return errors.New("test peer: the gateway's certificate does not match its fingerprint")
 			}
 			return nil
-		},
+		}),
 	}
-	pc := &peerConn{p: p, remote: ra, closed: make(chan struct{})}
+	if len(profiles) > 0 {
+		opts = append(opts, dtls.WithSRTPProtectionProfiles(profiles...))
+	}
+	pc := &peerConn{p: p, remote: ra, rd: deadline.New(), deaf: o.deaf, closed: make(chan struct{})}
 	var c *dtls.Conn
 	if client {
-		c, err = dtls.Client(pc, ra, cfg)
+		co := make([]dtls.ClientOption, len(opts))
+		for i, o := range opts {
+			co[i] = o
+		}
+		c, err = dtls.ClientWithOptions(pc, ra, co...)
 	} else {
-		c, err = dtls.Server(pc, ra, cfg)
+		so := []dtls.ServerOption{dtls.WithClientAuth(dtls.RequireAnyClientCert)}
+		for _, o := range opts {
+			so = append(so, o)
+		}
+		c, err = dtls.ServerWithOptions(pc, ra, so...)
 	}
 	if err != nil {
 		return nil, err

@@ -106,3 +106,91 @@ func TestDTLSToSDESBothRoles(t *testing.T) {
 		})
 	}
 }
+
+// rawKey is one SRTP master key of a test, for trial decryption.
+type rawKey struct {
+	name      string
+	key, salt []byte
+	profile   srtp.ProtectionProfile
+}
+
+// opens reports whether pkt authenticates under k (a fresh context: no
+// replay state).
+func (k rawKey) opens(t *testing.T, pkt []byte) bool {
+	ctx, err := srtp.CreateContext(k.key, k.salt, k.profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ctx.DecryptRTP(nil, pkt, nil)
+	return err == nil
+}
+
+func cryptoKey(t *testing.T, name, line string) rawKey {
+	c, err := ParseCrypto(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rawKey{name: name, key: c.Keys[0].Key, salt: c.Keys[0].Salt, profile: c.Suite.Profile}
+}
+
+// TestDTLSKeysStayOnTheirLeg captures both legs of a DTLS-SDES call and
+// tries every packet against every key: each authenticates under the key
+// of its own leg and direction only, so nothing derived from the DTLS
+// handshake ever protects the SDES leg, and the reverse.
+func TestDTLSKeysStayOnTheirLeg(t *testing.T) {
+	for _, role := range []DTLSRole{DTLSPassive, DTLSActive} {
+		t.Run(string(role), func(t *testing.T) {
+			g := startGateway(t, testConfig())
+			c := newDTLSCall(t, g, role)
+			conn := c.web.conns[len(c.web.conns)-1]
+			id, _ := conn.SelectedSRTPProtectionProfile()
+			st, _ := conn.ConnectionState()
+			sc := srtp.Config{Profile: srtp.ProtectionProfile(id)}
+			if err := sc.ExtractSessionKeysFromDTLS(&st, role == DTLSPassive); err != nil {
+				t.Fatal(err)
+			}
+			keys := []rawKey{
+				{name: "dtls peer write", key: sc.Keys.LocalMasterKey, salt: sc.Keys.LocalMasterSalt, profile: sc.Profile},
+				{name: "dtls gateway write", key: sc.Keys.RemoteMasterKey, salt: sc.Keys.RemoteMasterSalt, profile: sc.Profile},
+				cryptoKey(t, "sdes peer write", c.sipKeyLine),
+				cryptoKey(t, "sdes gateway write", c.info.Cloud.Crypto),
+			}
+			var captured [4][][]byte // by the index of the key that must open them
+			for i := 0; i < 20; i++ {
+				seq := uint16(100 + i)
+				p1 := encRTP(t, c.webOut, rtpPacket(t, 0x1111, seq, 80))
+				captured[0] = append(captured[0], p1)
+				c.web.conn.WriteToUDP(p1, udpAddr(t, c.info.Internal.Local))
+				b, _ := c.sip.recv(2 * time.Second)
+				if b == nil {
+					t.Fatal("nothing reached the SDES peer")
+				}
+				captured[3] = append(captured[3], b)
+				p2 := encRTP(t, c.sipOut, rtpPacket(t, 0x2222, seq, 80))
+				captured[2] = append(captured[2], p2)
+				c.sip.send(c.info.Cloud.Local, p2)
+				b = c.web.recvMedia(2 * time.Second)
+				if b == nil {
+					t.Fatal("nothing reached the DTLS peer")
+				}
+				captured[1] = append(captured[1], b)
+			}
+			for own, pkts := range captured {
+				for _, pkt := range pkts {
+					for ki, k := range keys {
+						if got := k.opens(t, pkt); got != (ki == own) {
+							t.Fatalf("a packet protected with the %s key: opens under the %s key = %v", keys[own].name, k.name, got)
+						}
+					}
+				}
+			}
+			for i := range keys {
+				for j := range keys {
+					if i != j && bytes.Equal(keys[i].key, keys[j].key) {
+						t.Fatalf("the %s and %s keys are equal", keys[i].name, keys[j].name)
+					}
+				}
+			}
+		})
+	}
+}

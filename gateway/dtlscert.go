@@ -91,6 +91,20 @@ func (f Fingerprint) String() string {
 // MarshalText implements encoding.TextMarshaler (JSON strings).
 func (f Fingerprint) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
 
+// UnmarshalText implements encoding.TextUnmarshaler (clients of the API).
+func (f *Fingerprint) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*f = Fingerprint{}
+		return nil
+	}
+	x, err := ParseFingerprint(string(b))
+	if err != nil {
+		return err
+	}
+	*f = x
+	return nil
+}
+
 // matches reports whether der, a DER certificate, has fingerprint f.
 func (f Fingerprint) matches(der []byte) bool {
 	h := fingerprintHashes[f.Hash]

@@ -138,4 +138,16 @@ func checkClientHello(b []byte, profiles []*dtlsProfile) helloCheck {
 	return helloNoSRTP
 }
 
+// TLS alert descriptions the gateway sends.
+const (
+	alertHandshakeFailure     = 40
+	alertInsufficientSecurity = 71
+)
+
+// fatalAlert returns a plaintext (epoch 0) DTLS 1.2 record carrying a
+// fatal alert with description desc.
+func fatalAlert(desc byte) [dtlsRecordHeader + 2]byte {
+	return [dtlsRecordHeader + 2]byte{21, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, desc}
+}
+
 func uint24(b []byte) int { return int(b[0])<<16 | int(b[1])<<8 | int(b[2]) }

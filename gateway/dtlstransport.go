@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"io"
@@ -106,23 +105,23 @@ func (w *worker) newDTLSTransport(l *leg) *dtlsTransport {
 var discardLogs = &logging.DefaultLoggerFactory{Writer: io.Discard, DefaultLogLevel: logging.LogLevelDisabled,
 	ScopeLevels: map[string]logging.LogLevel{}}
 
-// dtlsConfig returns the pion configuration of t's handshake.
-func (t *dtlsTransport) dtlsConfig() *dtls.Config {
+// dtlsOptions returns the pion options of t's handshake, shared by both
+// roles.
+func (t *dtlsTransport) dtlsOptions() []dtls.Option {
 	ids := make([]dtls.SRTPProtectionProfile, len(t.plan.profiles))
 	for i, p := range t.plan.profiles {
 		ids[i] = p.id
 	}
-	return &dtls.Config{
-		Certificates:           []tls.Certificate{t.cert.cert},
-		SRTPProtectionProfiles: ids,
-		ExtendedMasterSecret:   dtls.RequestExtendedMasterSecret,
+	return []dtls.Option{
+		dtls.WithCertificates(t.cert.cert),
+		dtls.WithSRTPProtectionProfiles(ids...),
+		dtls.WithExtendedMasterSecret(dtls.RequestExtendedMasterSecret),
 		// The certificate is self-signed: what authenticates the peer is
 		// its fingerprint from the signalling (RFC 5763 section 5).
-		InsecureSkipVerify:    true,
-		ClientAuth:            dtls.RequireAnyClientCert,
-		VerifyPeerCertificate: t.verify,
-		LoggerFactory:         discardLogs,
-		MTU:                   1200,
+		dtls.WithInsecureSkipVerify(true),
+		dtls.WithVerifyPeerCertificate(t.verify),
+		dtls.WithLoggerFactory(discardLogs),
+		dtls.WithMTU(1200),
 	}
 }
 
@@ -156,13 +155,22 @@ func (t *dtlsTransport) run() {
 		}
 	}
 	defer release()
-	cfg := t.dtlsConfig()
+	opts := t.dtlsOptions()
 	var conn *dtls.Conn
 	var err error
 	if t.plan.role == DTLSActive {
-		conn, err = dtls.Client(t.pc, t.pc.remote, cfg)
+		co := make([]dtls.ClientOption, len(opts))
+		for i, o := range opts {
+			co[i] = o
+		}
+		conn, err = dtls.ClientWithOptions(t.pc, t.pc.remote, co...)
 	} else {
-		conn, err = dtls.Server(t.pc, t.pc.remote, cfg)
+		so := make([]dtls.ServerOption, 0, len(opts)+1)
+		so = append(so, dtls.WithClientAuth(dtls.RequireAnyClientCert))
+		for _, o := range opts {
+			so = append(so, o)
+		}
+		conn, err = dtls.ServerWithOptions(t.pc, t.pc.remote, so...)
 	}
 	if err != nil {
 		t.post(&dtlsResult{reason: dtlsError})
@@ -200,8 +208,29 @@ func (t *dtlsTransport) run() {
 		return
 	}
 	t.post(res)
+	t.drain(conn)
 	<-t.done
 	_ = conn.Close()
+}
+
+// drain reads the connection until it closes. Application data (none is
+// expected on a DTLS-SRTP association) is discarded, so that pion's
+// reader, which answers the peer's retransmitted flights, never stalls on
+// it. A close by the peer (close_notify or a fatal alert) is reported to
+// the worker; stop ends it too.
+func (t *dtlsTransport) drain(conn *dtls.Conn) {
+	buf := make([]byte, 1<<14+2048) // the largest record
+	for {
+		_, err := conn.Read(buf)
+		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+			break
+		}
+	}
+	select {
+	case <-t.done:
+	default:
+		t.w.post(func() { t.w.dtlsPeerClosed(t) })
+	}
 }
 
 // export derives the SRTP master keys of the finished handshake (RFC

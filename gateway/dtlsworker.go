@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/netip"
+	"strconv"
 )
 
 // The worker's side of DTLS legs: record intake, the handshake's sends,
@@ -78,7 +79,9 @@ func (w *worker) dtlsDest(t *dtlsTransport) netip.AddrPort {
 func (w *worker) dtlsIntake(l *leg, src netip.AddrPort, pkt []byte) {
 	d := l.dtls
 	t := d.t
-	if t == nil || t.stopped || t.state == DTLSStateFailed {
+	if t == nil || t.stopped || t.state == DTLSStateFailed || len(t.plan.peerFP) == 0 {
+		// No handshake: none wanted any more, or the peer's fingerprint
+		// is not known yet (an update brings it).
 		w.drop(l, reasonDTLSRefused)
 		return
 	}
@@ -96,12 +99,10 @@ func (w *worker) dtlsIntake(l *leg, src netip.AddrPort, pkt []byte) {
 				w.drop(l, reasonDTLSRefused)
 				return
 			case helloNoSRTP:
-				w.dtlsFail(t, dtlsNoSRTP)
-				w.drop(l, reasonDTLSRefused)
+				w.dtlsRefuse(l, t, src, dtlsNoSRTP, alertHandshakeFailure)
 				return
 			case helloNoProfile:
-				w.dtlsFail(t, dtlsProfileRefused)
-				w.drop(l, reasonDTLSRefused)
+				w.dtlsRefuse(l, t, src, dtlsProfileRefused, alertInsufficientSecurity)
 				return
 			}
 		}
@@ -128,6 +129,16 @@ func (w *worker) dtlsIntake(l *leg, src netip.AddrPort, pkt []byte) {
 	default:
 		w.drop(l, reasonDTLSQueue)
 	}
+}
+
+// dtlsRefuse refuses a ClientHello: the leg's handshake fails with why,
+// and the peer gets a fatal alert (RFC 5246 section 7.2) so that it does
+// not wait for its own timeout.
+func (w *worker) dtlsRefuse(l *leg, t *dtlsTransport, src netip.AddrPort, why string, desc byte) {
+	w.dtlsFail(t, why)
+	w.drop(l, reasonDTLSRefused)
+	rec := fatalAlert(desc)
+	_ = sendDatagram(l.rtp, rec[:], src)
 }
 
 // dtlsSend sends a record t's handshake wrote.
@@ -205,6 +216,15 @@ func (w *worker) installDTLSKeys(l *leg, res *dtlsResult) {
 	l.plain = false
 }
 
+// dtlsPeerClosed records that the peer closed t's association after the
+// handshake (close_notify or a fatal alert). The leg keeps its keys: the
+// session ends by the API, idle timeout or a re-key.
+func (w *worker) dtlsPeerClosed(t *dtlsTransport) {
+	if !t.stopped && t.state == DTLSStateConnected {
+		t.state = DTLSStateClosed
+	}
+}
+
 // dtlsFail marks t's handshake failed, counts it and reports it.
 func (w *worker) dtlsFail(t *dtlsTransport, why string) {
 	if t.state == DTLSStateFailed {
@@ -215,7 +235,9 @@ func (w *worker) dtlsFail(t *dtlsTransport, why string) {
 	for _, l := range t.legs {
 		t.g.events.add(Event{Type: EventDTLSFailed, Session: l.s.id, Leg: l.id.String(), Reason: why}, nil)
 	}
-	w.g.log.Info("DTLS handshake failed", "session", t.legs[0].s.id, "leg", t.legs[0].id.String(), "reason", why)
+	if len(t.legs) > 0 {
+		w.g.log.Info("DTLS handshake failed", "session", t.legs[0].s.id, "leg", t.legs[0].id.String(), "reason", why)
+	}
 	// The goroutine (if any) ends on its own; a failed transport takes
 	// no more records.
 	t.stop()
@@ -284,21 +306,7 @@ func (w *worker) dtlsInfo(l *leg, keys bool) *DTLSInfo {
 // hostCandidate is the a=candidate value of a host candidate on local
 // (RFC 8839), component 1: with rtcp-mux there is no other.
 func hostCandidate(local netip.AddrPort) string {
-	return "1 1 udp 2130706431 " + local.Addr().String() + " " + itoa(int(local.Port())) + " typ host"
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	for n > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return string(b[i:])
+	return "1 1 udp 2130706431 " + local.Addr().String() + " " + strconv.Itoa(int(local.Port())) + " typ host"
 }
 
 // dtlsUpdate re-keys DTLS leg l after a re-offer: a new handshake with
@@ -329,5 +337,33 @@ func (w *worker) dtlsUpdate(l *leg, fingerprint, setup string, iceRestart bool) 
 		l.ice = ic
 	}
 	w.dtlsRekey(l, plan)
+	return nil
+}
+
+// dtlsBundle makes DTLS leg l share primary's transport (BUNDLE: one
+// DTLS association keys the legs of several m= lines on one 5-tuple).
+// l's own transport, if any, is stopped; from then on every handshake of
+// primary's transport keys l too, with its own SRTP contexts, and if
+// primary is keyed already l gets copies of its current keys now. Both
+// legs must belong to sessions of this worker. Sharing primary's socket
+// (l.rtp = primary.rtp) is the caller's decision: the transport only
+// sends from its first leg's socket.
+func (w *worker) dtlsBundle(primary, l *leg) error {
+	if primary.dtls == nil || primary.dtls.t == nil || l.dtls == nil || primary.s.w != w || l.s.w != w {
+		return errBundle
+	}
+	t := primary.dtls.t
+	if l.dtls.t == t {
+		return nil
+	}
+	w.dtlsDetach(l)
+	l.dtls.t = t
+	l.dtls.plan = t.plan
+	t.legs = append(t.legs, l)
+	if t.state == DTLSStateConnected && primary.out != nil && len(primary.in) > 0 {
+		res := &dtlsResult{profile: t.profile, local: primary.out.mk, peer: primary.in[0].mk}
+		l.dtls.handshakes++
+		w.installDTLSKeys(l, res) // copies; primary's keys stay primary's
+	}
 	return nil
 }

@@ -102,12 +102,14 @@ func (e *eventLog) add(ev Event, c *Crypto) {
 	e.mu.Unlock()
 }
 
-// scrub wipes the keys of session id's events.
+// scrub wipes the keys of session id's events. Most events carry no key,
+// so the cheap test comes first: the scan runs under the log's lock at
+// every session end.
 func (e *eventLog) scrub(id string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for i := range e.ring {
-		if e.ring[i].ev.Session == id && e.ring[i].crypto != nil {
+		if e.ring[i].crypto != nil && e.ring[i].ev.Session == id {
 			wipe(e.ring[i].crypto)
 			e.ring[i].crypto = nil
 		}

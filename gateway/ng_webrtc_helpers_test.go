@@ -229,36 +229,46 @@ func (p *webPeer) tryHandshake(t *testing.T, to netip.AddrPort, client bool, gwF
 		<-p.srtpIn // what the old keys protected
 	}
 	pc := &webDTLSConn{p: p, to: to, closed: make(chan struct{})}
-	cfg := &dtls.Config{
-		Certificates:           []tls.Certificate{p.cert},
-		SRTPProtectionProfiles: []dtls.SRTPProtectionProfile{dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80},
-		InsecureSkipVerify:     true,
-		ExtendedMasterSecret:   dtls.RequireExtendedMasterSecret,
-		ClientAuth:             dtls.RequireAnyClientCert,
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 {
-				return errors.New("no certificate")
-			}
-			x, err := x509.ParseCertificate(raw[0])
-			if err != nil {
-				return err
-			}
-			fp, err := fingerprint.Fingerprint(x, crypto.SHA256)
-			if err != nil {
-				return err
-			}
-			if got := "sha-256 " + strings.ToUpper(fp); got != gwFP {
-				return fmt.Errorf("the gateway's certificate is %s, its SDP said %s", got, gwFP)
-			}
-			return nil
-		},
+	verify := func(raw [][]byte, _ [][]*x509.Certificate) error {
+		if len(raw) == 0 {
+			return errors.New("no certificate")
+		}
+		x, err := x509.ParseCertificate(raw[0])
+		if err != nil {
+			return err
+		}
+		fp, err := fingerprint.Fingerprint(x, crypto.SHA256)
+		if err != nil {
+			return err
+		}
+		if got := "sha-256 " + strings.ToUpper(fp); got != gwFP {
+			return fmt.Errorf("the gateway's certificate is %s, its SDP said %s", got, gwFP)
+		}
+		return nil
+	}
+	// What a browser does: its own self-signed certificate, the peer's
+	// checked against the SDP's fingerprint and nothing else.
+	common := []dtls.Option{
+		dtls.WithCertificates(p.cert),
+		dtls.WithSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80),
+		dtls.WithInsecureSkipVerify(true),
+		dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
+		dtls.WithVerifyPeerCertificate(verify),
 	}
 	var dc *dtls.Conn
 	var err error
 	if client {
-		dc, err = dtls.Client(pc, net.UDPAddrFromAddrPort(to), cfg)
+		opts := make([]dtls.ClientOption, 0, len(common))
+		for _, o := range common {
+			opts = append(opts, o)
+		}
+		dc, err = dtls.ClientWithOptions(pc, net.UDPAddrFromAddrPort(to), opts...)
 	} else {
-		dc, err = dtls.Server(pc, net.UDPAddrFromAddrPort(to), cfg)
+		opts := []dtls.ServerOption{dtls.WithClientAuth(dtls.RequireAnyClientCert)}
+		for _, o := range common {
+			opts = append(opts, o)
+		}
+		dc, err = dtls.ServerWithOptions(pc, net.UDPAddrFromAddrPort(to), opts...)
 	}
 	if err != nil {
 		return err

@@ -252,6 +252,45 @@ func TestNGWebRTCOfferToSIP(t *testing.T) {
 			}
 		}
 	}
+	// A payload type no m= line lists belongs to neither: dropped and
+	// counted (RFC 8843 section 9.2), not sent to the first m= line.
+	unknown := func() (n uint64) {
+		for _, w := range g.workers {
+			for id := range w.stats.drops {
+				n += w.stats.drops[id][reasonUnknownFlow].Load()
+			}
+		}
+		return n
+	}
+	before := unknown()
+	web.sendRTP(t, gw, 50, 0xdead, 1, []byte("no m= line has PT 50"))
+	testutil.WaitFor(t, "the stray payload type to be counted", 5*time.Second, func() bool { return unknown() == before+1 })
+	for _, e := range []*ngEnd{sipA, sipV} {
+		_ = e.conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, _, err := e.conn.ReadFromUDPAddrPort(make([]byte, 2048)); err == nil {
+			t.Errorf("a packet of an unlisted payload type reached %s", e.addr())
+		}
+	}
+
+	// The SIP side re-INVITEs with the same keys: toward the browser the
+	// same transport, fingerprint and ICE credentials, a=setup:actpass;
+	// the browser's answer keeps its role, so the association and the
+	// keys stay.
+	re := ngDo(t, c, msg(map[string]any{"command": "offer", "call-id": id, "from-tag": "sip", "to-tag": "web",
+		"sdp": sipAnswerAV(sipA, sipV, false)}, flags[1]))
+	w := checkTowardBrowser(t, g, re.Str("sdp"), web, "actpass")
+	if addrOf(w.Media[0]) != gw || w.Media[0].ICEUfrag != toWeb.Media[0].ICEUfrag {
+		t.Errorf("the SIP re-INVITE moved the browser's transport: %+v", w.Media[0])
+	}
+	back := ngDo(t, c, msg(map[string]any{"command": "answer", "call-id": id, "from-tag": "sip", "to-tag": "web",
+		"sdp": web.browserAnswer("active")}, flags[0]))
+	s2 := checkTowardSIP(t, back.Str("sdp"))
+	if k := keyOf(t, s2.Media[0]); !bytes.Equal(k.Master, gwA.Master) {
+		t.Error("the gateway's audio key toward SIP changed on the SIP side's re-INVITE")
+	}
+	waitHandshakes(t, g, 1)
+	flowAV(t, web, gw, sipA, sipV, addrOf(toSIP.Media[0]), addrOf(toSIP.Media[1]), decA, decV, 11, 3)
+
 	l := ngDo(t, c, map[string]any{"command": "list"})
 	if k, _ := l["keying"].(map[string]any)[id].(map[string]any); k == nil || k["web"] != "dtls" || k["sip"] != "sdes" {
 		t.Errorf("list: keying %v", l["keying"])
@@ -418,70 +457,4 @@ func TestNGSIPOfferToWebRTC(t *testing.T) {
 	}
 	ngDo(t, c, map[string]any{"command": "delete", "call-id": id})
 	testutil.WaitFor(t, "the call's sessions to go", 5*time.Second, func() bool { return len(mustSessions(t, g)) == 0 })
-}
-
-// TestNGWebRTCAnswerRejectsOne: the SIP answer rejects one of the two
-// bundled m= lines (port 0). The browser's answer leaves it out of the
-// BUNDLE group; the other one keeps a working transport, also when the
-// rejected one was the transport's own m= line.
-func TestNGWebRTCAnswerRejectsOne(t *testing.T) {
-	g := startGateway(t, ngConfig())
-	c, err := dialNG(g.NGAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	flags := docWebRTCFlags(t)
-	with := func(m, f map[string]any) map[string]any {
-		for k, v := range f {
-			m[k] = v
-		}
-		return m
-	}
-	for _, tc := range []struct {
-		name     string
-		rejected int // m= line index
-	}{{"video rejected", 1}, {"audio rejected", 0}} {
-		t.Run(tc.name, func(t *testing.T) {
-			web := newWebPeer(t)
-			sipA, sipV := newNGEnd(t, "AES_CM_128_HMAC_SHA1_80"), newNGEnd(t, "AES_CM_128_HMAC_SHA1_80")
-			id := "reject-" + tc.name
-			offer := ngDo(t, c, with(map[string]any{"command": "offer", "call-id": id, "from-tag": "web", "sdp": web.chromeOffer(t)}, flags[0]))
-			toSIP := sdpOf(t, offer)
-			gwA, gwV := gwKey(t, toSIP.Media[0], "AES_CM_128_HMAC_SHA1_80"), gwKey(t, toSIP.Media[1], "AES_CM_128_HMAC_SHA1_80")
-			sipA.key.Tag, sipV.key.Tag = gwA.Tag, gwV.Tag
-			answer := sipAnswerAV(sipA, sipV, false)
-			kept, end, gwk, pt, ssrc := 1, sipV, gwV, uint8(ptVP8), uint32(chromeVideoSSRC)
-			if tc.rejected == 1 {
-				answer = strings.Replace(answer, fmt.Sprintf("m=video %d ", sipV.addr().Port()), "m=video 0 ", 1)
-				kept, end, gwk, pt, ssrc = 0, sipA, gwA, ptOpus, chromeAudioSSRC
-			} else {
-				answer = strings.Replace(answer, fmt.Sprintf("m=audio %d ", sipA.addr().Port()), "m=audio 0 ", 1)
-			}
-			ans := ngDo(t, c, with(map[string]any{"command": "answer", "call-id": id, "from-tag": "web", "to-tag": "sip", "sdp": answer}, flags[1]))
-			body := ans.Str("sdp")
-			if want := fmt.Sprintf("a=group:BUNDLE %d\r\n", kept); !strings.Contains(body, want) {
-				t.Errorf("toward the browser, want %q:\n%s", want, body)
-			}
-			toWeb := sdpOf(t, ans)
-			m := toWeb.Media[kept]
-			if toWeb.Media[tc.rejected].Port != 0 || m.Port == 0 || m.Fingerprint != g.DTLSFingerprint().String() || m.ICEUfrag == "" {
-				t.Fatalf("toward the browser: %+v", toWeb.Media)
-			}
-			gw := addrOf(m)
-			web.nominate(t, gw, m.ICEUfrag, m.ICEPwd)
-			web.handshake(t, gw, true, m.Fingerprint)
-			waitNGDTLS(t, g, DTLSStateConnected)
-			dec, _ := gwk.Context()
-			for seq := uint16(1); seq <= 5; seq++ {
-				payload := []byte(fmt.Sprintf("%s-%d", tc.name, seq))
-				web.sendRTP(t, gw, pt, ssrc, seq, payload)
-				if r := sipRecv(t, end, dec); r.SSRC != ssrc || !bytes.Equal(r.Payload, payload) {
-					t.Fatalf("packet %d: ssrc %d %q", seq, r.SSRC, r.Payload)
-				}
-			}
-			ngDo(t, c, map[string]any{"command": "delete", "call-id": id})
-			testutil.WaitFor(t, "the call's sessions to go", 5*time.Second, func() bool { return len(mustSessions(t, g)) == 0 })
-		})
-	}
 }

@@ -145,7 +145,7 @@ func (s *ngServer) answerStream(c *ngCall, cfg *Config, st *ngStream, m ng.Media
 			return refuse("m= line %d: a=setup %v", n, err)
 		}
 		st.role[1] = role
-		st.peerFP[1], st.peerSetup[1], st.peerUfrag[1] = m.Fingerprint, m.Setup, m.ICEUfrag
+		st.peerFP[1], st.peerSetup[1], st.peerUfrag[1], st.peerTLSID[1] = m.Fingerprint, m.Setup, m.ICEUfrag, m.TLSID
 		st.mux[1] = true
 	case !st.plain[1]:
 		lcB := legConfig(cfg, c.legs[1])
@@ -261,6 +261,11 @@ func (s *ngServer) update(c *ngCall, cmd, fromTag, toTag string, f *ngFlags, bod
 			return nil, refuse("m= line %d: the session ended", i+1)
 		}
 		plans[i] = st.plan(c, to, f.proto, info)
+		if cmd == "offer" && st.dtls[to] {
+			// A re-offer toward a DTLS side says actpass too, as
+			// rtpengine: the peer's answer keeps or changes the roles.
+			plans[i].Setup = "actpass"
+		}
 	}
 	c.bundlePlans(plans, to)
 	return body.Rewrite(plans, c.options(f, to))
@@ -372,7 +377,7 @@ func (s *ngServer) reoffer(c *ngCall, f *ngFlags, body *ng.SDP) ([]byte, error) 
 			st.cands = cands
 		}
 		if st.dtls[0] {
-			st.peerFP[0], st.peerSetup[0], st.peerUfrag[0] = m.Fingerprint, m.Setup, m.ICEUfrag
+			st.peerFP[0], st.peerSetup[0], st.peerUfrag[0], st.peerTLSID[0] = m.Fingerprint, m.Setup, m.ICEUfrag, m.TLSID
 		}
 		st.remote[0], st.remoteRTCP[0] = remoteOf(st, 0, m)
 		st.mux[0] = m.Mux || st.dtls[0]

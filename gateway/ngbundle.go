@@ -33,6 +33,9 @@ import (
 //     else the first report block's or the feedback's media SSRC when an
 //     m= line sent it; else the first m= line.
 //
+// RTP of a payload type no m= line lists, and packets of an m= line
+// whose session ended, are dropped and counted as unknown_flow.
+//
 // Outbound, a bundled leg encrypts with the transport leg's out context
 // and sends from its socket to its remote: two srtp.Contexts never
 // encrypt with the same key (which, with the same SSRC and sequence
@@ -69,8 +72,9 @@ func newBundle(legs []*leg, pts [][]uint8) *bundle {
 func live(l *leg) bool { return l != nil && l.s.added && !l.s.ended }
 
 // route returns the leg a packet that the transport leg t authenticated
-// belongs to; plain is the decrypted packet. t itself when nothing
-// better is known.
+// belongs to; plain is the decrypted packet. nil when it belongs to no
+// m= line of the bundle (RTP of a payload type none lists, RFC 8843
+// section 9.2) or to one whose session ended: the caller drops it.
 func (b *bundle) route(t *leg, plain []byte, rtcp bool) *leg {
 	var l *leg
 	if !rtcp {
@@ -78,8 +82,8 @@ func (b *bundle) route(t *leg, plain []byte, rtcp bool) *leg {
 	} else {
 		l = b.routeRTCP(plain)
 	}
-	if !live(l) {
-		return t
+	if l != t && !live(l) {
+		return nil
 	}
 	return l
 }

@@ -73,6 +73,7 @@ type ngStream struct {
 	peerFP    [2]string
 	peerSetup [2]string
 	peerUfrag [2]string
+	peerTLSID [2]string
 	role      [2]DTLSRole
 	pref      DTLSRole
 	// BUNDLE (ngbundle.go) by side: via is the stream whose transport
@@ -154,6 +155,7 @@ func (s *ngServer) offerAnswer(cmd string, req ng.Dict, now time.Time) map[strin
 	if err != nil {
 		return ng.ErrorReply(err.Error())
 	}
+	inheritBundle(body)
 	via := req.Str("via-branch")
 	c := s.branch(callID, via)
 	key := callID
@@ -283,7 +285,7 @@ func (s *ngServer) checkRoomLocked(cfg *Config, streams int) error {
 // offerStream plans one m= line of a first offer.
 func (s *ngServer) offerStream(c *ngCall, cfg *Config, i int, m ng.Media, f *ngFlags) (*ngStream, ng.MediaPlan, error) {
 	st := &ngStream{index: i, typ: m.Type}
-	if m.Port == 0 {
+	if m.Port == 0 && !m.BundleOnly {
 		st.disabled = true
 		return st, ng.MediaPlan{}, nil
 	}

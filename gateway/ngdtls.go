@@ -37,18 +37,21 @@ func (st *ngStream) takeDTLS(cfg *Config, side int, m ng.Media) error {
 		return refuse("m= line %d: DTLS-SRTP needs gateway.ng.port_mode dedicated", n)
 	}
 	st.dtls[side] = true
-	st.peerFP[side], st.peerSetup[side], st.peerUfrag[side] = m.Fingerprint, m.Setup, m.ICEUfrag
+	st.peerFP[side], st.peerSetup[side], st.peerUfrag[side], st.peerTLSID[side] = m.Fingerprint, m.Setup, m.ICEUfrag, m.TLSID
 	st.mux[side] = true
 	return nil
 }
 
-// updateDTLS applies a DTLS side's re-offer or re-answer: a changed
-// fingerprint, an ICE restart (new ice-ufrag) or a role the gateway must
-// switch to starts a new handshake on the side's transport (the keys of
-// the last one stay in use until it completes); the other side's keys
-// and schedule are not touched. An ICE restart gives the gateway new ICE
-// credentials too (RFC 8839 section 4.4.1.1.2). A bundled stream has
-// nothing of its own to update: its transport's stream does it.
+// updateDTLS applies a DTLS side's re-offer or re-answer. As rtpengine
+// does, a new DTLS association (a handshake on the side's transport;
+// the keys of the last one stay in use until it completes) follows a
+// changed fingerprint, a changed or dropped a=tls-id (RFC 8842), an ICE
+// restart (new ice-ufrag) from a peer that sends no a=tls-id, or a role
+// the gateway must switch to; an ICE restart under an unchanged tls-id
+// keeps the association. The other side's keys and schedule are not
+// touched. An ICE restart gives the gateway new ICE credentials
+// (RFC 8839 section 4.4.1.1.2). A bundled stream has nothing of its own
+// to update: its transport's stream does it.
 func (s *ngServer) updateDTLS(st *ngStream, sender int, lid legID, m ng.Media) error {
 	n := st.index + 1
 	if st.via[sender] != nil {
@@ -61,7 +64,9 @@ func (s *ngServer) updateDTLS(st *ngStream, sender int, lid legID, m ng.Media) e
 	if m.Fingerprint != st.peerFP[sender] {
 		fp = m.Fingerprint
 	}
-	restart := m.ICEUfrag != st.peerUfrag[sender] && st.ice[sender] != nil
+	iceRestart := m.ICEUfrag != st.peerUfrag[sender] && st.ice[sender] != nil
+	oldID := st.peerTLSID[sender]
+	newAssoc := (oldID != "" && m.TLSID != oldID) || (iceRestart && oldID == "" && m.TLSID == "")
 	role := st.role[sender]
 	switch {
 	case m.Setup == "active" && role != DTLSPassive, m.Setup == "passive" && role != DTLSActive:
@@ -70,10 +75,11 @@ func (s *ngServer) updateDTLS(st *ngStream, sender int, lid legID, m ng.Media) e
 		return refuse("m= line %d: a=setup:holdconn is not supported", n)
 	}
 	remote, _ := remoteOf(st, sender, m)
-	if fp == "" && setup == "" && !restart && (!remote.IsValid() || remote == st.remote[sender]) {
+	if fp == "" && setup == "" && !newAssoc && !iceRestart && (!remote.IsValid() || remote == st.remote[sender]) {
+		st.peerTLSID[sender] = m.TLSID
 		return nil
 	}
-	if fp == "" && (setup != "" || restart) {
+	if fp == "" && (setup != "" || newAssoc) {
 		fp = m.Fingerprint // a new handshake under the same fingerprint
 	}
 	sess := st.sess
@@ -99,8 +105,15 @@ func (s *ngServer) updateDTLS(st *ngStream, sender int, lid legID, m ng.Media) e
 		if remote.IsValid() && remote != l.remote {
 			l.remote, l.remoteRTCP = remote, remote
 		}
-		if fp != "" {
-			opErr = w.dtlsUpdate(l, fp, setup, restart)
+		switch {
+		case fp != "":
+			opErr = w.dtlsUpdate(l, fp, setup, iceRestart)
+		case iceRestart:
+			// New ICE credentials, the DTLS association kept.
+			var fresh *iceCreds
+			if fresh, opErr = newICECreds(); opErr == nil {
+				l.ice = fresh
+			}
 		}
 		ic, newRole = l.ice, l.dtls.plan.role
 	})
@@ -113,10 +126,37 @@ func (s *ngServer) updateDTLS(st *ngStream, sender int, lid legID, m ng.Media) e
 	if remote.IsValid() {
 		st.remote[sender], st.remoteRTCP[sender] = remote, remote
 	}
-	st.peerFP[sender], st.peerSetup[sender], st.peerUfrag[sender] = m.Fingerprint, m.Setup, m.ICEUfrag
+	st.peerFP[sender], st.peerSetup[sender], st.peerUfrag[sender], st.peerTLSID[sender] = m.Fingerprint, m.Setup, m.ICEUfrag, m.TLSID
 	st.role[sender] = newRole
 	if st.ice[sender] != nil {
 		st.ice[sender] = ic
 	}
 	return nil
+}
+
+// inheritBundle gives the bundled m= lines of an offer that leave the
+// transport's attributes out (RFC 8843 section 7.1.3; a=bundle-only
+// lines do) those of the bundle's first usable m= line: fingerprint,
+// setup, ICE credentials, tls-id and rtcp-mux.
+func inheritBundle(body *ng.SDP) {
+	var t *ng.Media
+	for i := range body.Media {
+		m := &body.Media[i]
+		if !m.Bundled {
+			continue
+		}
+		if t == nil {
+			if m.Port != 0 {
+				t = m
+			}
+			continue
+		}
+		if m.Fingerprint == "" && m.Setup == "" {
+			m.Fingerprint, m.Setup, m.TLSID, m.DTLS = t.Fingerprint, t.Setup, t.TLSID, m.DTLS || t.DTLS
+		}
+		if m.ICEUfrag == "" {
+			m.ICEUfrag, m.ICEPwd = t.ICEUfrag, t.ICEPwd
+		}
+		m.Mux = m.Mux || t.Mux
+	}
 }

@@ -86,9 +86,9 @@ func (g *Gateway) ngBuild(c *ngCall, st *ngStream, cfg *Config) (*session, error
 			if err != nil {
 				return nil, fmt.Errorf("m= line %d: %w", st.index+1, err)
 			}
-			l.dtls = &dtlsLeg{plan: plan}
-			l.mux, l.plain = true, false
-			l.remoteRTCP = l.remote
+			if err := setupDTLSLeg(l, plan); err != nil {
+				return nil, fmt.Errorf("m= line %d: %w", st.index+1, err)
+			}
 			continue
 		}
 		if l.plain {

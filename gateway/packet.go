@@ -91,7 +91,12 @@ func (w *worker) handle(s *sock, src netip.AddrPort, buf []byte, n int) (*sock, 
 		return nil, nil, netip.AddrPort{}, 0
 	}
 	if l.bundle != nil {
-		l = l.bundle.route(l, plain, rtcp) // ngbundle.go
+		m := l.bundle.route(l, plain, rtcp) // ngbundle.go
+		if m == nil {
+			w.drop(l, reasonUnknownFlow)
+			return nil, nil, netip.AddrPort{}, 0
+		}
+		l = m
 	}
 	w.accepted(l, s, src, pkt, rtcp)
 	return w.forward(l.peer(), plain, rtcp)

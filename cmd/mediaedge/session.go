@@ -39,6 +39,7 @@ printed by create and rekey only.`,
 // sessionLegFlags are the flags describing one leg of a new session.
 type sessionLegFlags struct {
 	remote, remoteRTCP, crypto, suite string
+	keying, setup, fingerprint        string
 	lifetime                          uint64
 	mki, mux                          bool
 }
@@ -52,11 +53,29 @@ func (lf *sessionLegFlags) register(cmd *cobra.Command, leg string) {
 	f.Uint64Var(&lf.lifetime, leg+"-key-lifetime", 0, "packet budget of the gateway's key on the "+leg+" leg (default: the configuration's)")
 	f.BoolVar(&lf.mki, leg+"-mki", false, "give the gateway's "+leg+" keys an MKI")
 	f.BoolVar(&lf.mux, leg+"-rtcp-mux", false, "multiplex RTCP on the "+leg+" leg's RTP port (RFC 5761)")
+	f.StringVar(&lf.keying, leg+"-keying", "", "keying of the "+leg+" leg: sdes (a=crypto, the default) or dtls (DTLS-SRTP, WebRTC)")
+	f.StringVar(&lf.setup, leg+"-setup", "", "the "+leg+" peer's a=setup on a DTLS leg: active, passive or actpass")
+	f.StringVar(&lf.fingerprint, leg+"-fingerprint", "", "the "+leg+" peer's a=fingerprint on a DTLS leg (\"sha-256 AB:CD:...\")")
 }
 
 func (lf *sessionLegFlags) request(mux bool) gateway.LegRequest {
 	return gateway.LegRequest{Remote: lf.remote, RemoteRTCP: lf.remoteRTCP, RTCPMux: lf.mux || mux, Crypto: lf.crypto,
-		Suite: lf.suite, KeyLifetime: lf.lifetime, MKI: lf.mki}
+		Suite: lf.suite, KeyLifetime: lf.lifetime, MKI: lf.mki, Keying: lf.keying, Setup: lf.setup, Fingerprint: lf.fingerprint}
+}
+
+// printDTLS prints what the SDP toward a DTLS leg's peer needs.
+func printDTLS(out io.Writer, d *gateway.DTLSInfo) {
+	fmt.Fprintf(out, "  a=fingerprint:%s\n  a=setup:%s\n", d.Fingerprint, d.Setup)
+	if d.ICE != nil {
+		fmt.Fprintf(out, "  a=ice-lite\n  a=ice-ufrag:%s\n", d.ICE.Ufrag)
+		if d.ICE.Pwd != "" {
+			fmt.Fprintf(out, "  a=ice-pwd:%s\n", d.ICE.Pwd)
+		}
+		for _, c := range d.ICE.Candidates {
+			fmt.Fprintf(out, "  a=candidate:%s\n", c)
+		}
+	}
+	fmt.Fprintf(out, "  dtls: %s\n", d.State)
 }
 
 func newSessionCreateCmd(g *globals) *cobra.Command {
@@ -73,7 +92,12 @@ func newSessionCreateCmd(g *globals) *cobra.Command {
 peer encrypts with) and, if known, its address. The answer lists, per leg,
 where the peer sends media (local, local_rtcp) and the gateway's own
 a=crypto line for the peer: put both into the SDP toward that peer. The two
-legs never share a key.`,
+legs never share a key.
+
+A leg toward a WebRTC endpoint takes --<leg>-keying dtls with the peer's
+a=setup and a=fingerprint instead of a=crypto: the answer then lists the
+gateway's a=fingerprint, a=setup and ICE-lite credentials for that peer's
+SDP, and the keys come from the DTLS handshake (docs/gateway.md, WebRTC).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
@@ -95,9 +119,12 @@ legs never share a key.`,
 				leg  *gateway.LegInfo
 			}{{"internal", &s.Internal}, {"cloud", &s.Cloud}} {
 				fmt.Fprintf(out, "%s:\n  local:      %s\n  local_rtcp: %s\n", l.name, l.leg.Local, l.leg.LocalRTCP)
-				if l.leg.Crypto != "" {
+				switch {
+				case l.leg.DTLS != nil:
+					printDTLS(out, l.leg.DTLS)
+				case l.leg.Crypto != "":
 					fmt.Fprintf(out, "  %s\n", l.leg.Crypto)
-				} else {
+				default:
 					fmt.Fprintln(out, "  plain RTP (no a=crypto)")
 				}
 			}
@@ -135,7 +162,8 @@ func newSessionListCmd(g *globals) *cobra.Command {
 			fmt.Fprintln(tw, "ID\tAGE\tINTERNAL LOCAL\tINTERNAL REMOTE\tCLOUD LOCAL\tCLOUD REMOTE\tPKTS IN→CLOUD\tPKTS CLOUD→IN\tDROPS\tLAST PACKET\tNG CALL")
 			for _, s := range list.Sessions {
 				drops := s.Counters.AuthFailures + s.Counters.Replays + s.Counters.Malformed + s.Counters.WrongSource +
-					s.Counters.KeyExpired + s.Counters.SSRCLimit + s.Counters.NoRemote + s.Counters.KeyExhausted + s.Counters.SendErrors
+					s.Counters.KeyExpired + s.Counters.SSRCLimit + s.Counters.NoRemote + s.Counters.KeyExhausted + s.Counters.SendErrors +
+					s.Counters.NoKey + s.Counters.DTLSDropped
 				ngCall := "-"
 				if s.NG != nil {
 					ngCall = fmt.Sprintf("%s m=%d %s (%s/%s)", s.NG.CallID, s.NG.Media, s.NG.Type, s.NG.FromTag, s.NG.ToTag)
@@ -214,15 +242,18 @@ it re-keyed; the peer's previous key stays valid for the leg's rekey_grace.`,
 		f.StringVar(&l.lf.remote, l.name+"-remote", "", "new RTP address of the "+l.name+" peer")
 		f.StringVar(&l.lf.remoteRTCP, l.name+"-remote-rtcp", "", "new RTCP address of the "+l.name+" peer")
 		f.StringVar(&l.lf.crypto, l.name+"-crypto", "", "the "+l.name+" peer's new a=crypto line")
+		f.StringVar(&l.lf.fingerprint, l.name+"-fingerprint", "", "the "+l.name+" peer's new a=fingerprint (DTLS leg: a new handshake)")
+		f.StringVar(&l.lf.setup, l.name+"-setup", "", "the "+l.name+" peer's new a=setup (DTLS leg: a new handshake)")
 	}
 	return cmd
 }
 
 func (lf *sessionLegFlags) update() *gateway.LegUpdate {
-	if lf.remote == "" && lf.remoteRTCP == "" && lf.crypto == "" {
+	if lf.remote == "" && lf.remoteRTCP == "" && lf.crypto == "" && lf.fingerprint == "" && lf.setup == "" {
 		return nil
 	}
-	return &gateway.LegUpdate{Remote: lf.remote, RemoteRTCP: lf.remoteRTCP, Crypto: lf.crypto}
+	return &gateway.LegUpdate{Remote: lf.remote, RemoteRTCP: lf.remoteRTCP, Crypto: lf.crypto,
+		Fingerprint: lf.fingerprint, Setup: lf.setup}
 }
 
 func newSessionRekeyCmd(g *globals) *cobra.Command {

@@ -77,10 +77,15 @@ type Media struct {
 	// ICEUfrag and ICEPwd are the peer's ICE credentials (m= line or
 	// session level); ICEPwd is secret.
 	ICEUfrag, ICEPwd string
+	// TLSID is the peer's a=tls-id (RFC 8842): a new value asks for a new
+	// DTLS association.
+	TLSID string
 	// Mid is the a=mid identification tag (RFC 5888); Bundled reports that
-	// it is in the session's a=group:BUNDLE (RFC 8843).
-	Mid     string
-	Bundled bool
+	// it is in the session's a=group:BUNDLE (RFC 8843); BundleOnly that
+	// the m= line has port 0 and a=bundle-only: it is only usable on the
+	// bundle's transport (RFC 8843 section 6).
+	Mid                 string
+	Bundled, BundleOnly bool
 	// PTs are the RTP payload types of the m= line's formats; SSRCs the
 	// sources its a=ssrc lines announce (RFC 5576).
 	PTs   []uint8
@@ -247,7 +252,7 @@ var stripped = map[string]bool{
 	"crypto": true, "rtcp": true, "rtcp-mux": true,
 	"candidate": true, "ice-ufrag": true, "ice-pwd": true, "ice-options": true, "ice-lite": true,
 	"ice-mismatch": true, "remote-candidates": true, "end-of-candidates": true,
-	"fingerprint": true, "setup": true, "tls-id": true,
+	"fingerprint": true, "setup": true, "tls-id": true, "bundle-only": true,
 }
 
 // Rewrite applies one plan per m= line and returns the new body with CRLF

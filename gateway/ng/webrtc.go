@@ -66,6 +66,7 @@ func FormatFingerprint(hash string, digest []byte) string {
 // webrtcSession are the session-level attributes an m= line inherits.
 type webrtcSession struct {
 	fingerprint, setup string
+	tlsID              string
 	ufrag, pwd         string
 	bundle             []string
 }
@@ -92,6 +93,8 @@ func sessionWebRTC(sd *sdp.SessionDescription) (webrtcSession, error) {
 			s.ufrag = a.Value
 		case "ice-pwd":
 			s.pwd = a.Value
+		case "tls-id":
+			s.tlsID = a.Value
 		case "group":
 			if isBundleGroup(a) && s.bundle == nil {
 				s.bundle = strings.Fields(a.Value)[1:]
@@ -108,7 +111,7 @@ func errWrap(err error) error { return fmt.Errorf("%w: %w", ErrSDP, err) }
 
 // mediaWebRTC reads the WebRTC attributes of one m= line into m.
 func mediaWebRTC(m *Media, md *sdp.MediaDescription, sess *webrtcSession) error {
-	m.Fingerprint, m.Setup, m.ICEUfrag, m.ICEPwd = sess.fingerprint, sess.setup, sess.ufrag, sess.pwd
+	m.Fingerprint, m.Setup, m.ICEUfrag, m.ICEPwd, m.TLSID = sess.fingerprint, sess.setup, sess.ufrag, sess.pwd, sess.tlsID
 	fpSeen := false
 	for _, a := range md.Attributes {
 		switch a.Key {
@@ -130,6 +133,10 @@ func mediaWebRTC(m *Media, md *sdp.MediaDescription, sess *webrtcSession) error 
 			m.ICEUfrag = a.Value
 		case "ice-pwd":
 			m.ICEPwd = a.Value
+		case "tls-id":
+			m.TLSID = a.Value
+		case "bundle-only":
+			m.BundleOnly = true
 		case "mid":
 			if a.Value == "" || strings.ContainsAny(a.Value, " \t") {
 				return errors.New("a=mid: want a token")
@@ -161,6 +168,7 @@ func mediaWebRTC(m *Media, md *sdp.MediaDescription, sess *webrtcSession) error 
 			m.Bundled = true
 		}
 	}
+	m.BundleOnly = m.BundleOnly && m.Bundled && m.Port == 0
 	return nil
 }
 

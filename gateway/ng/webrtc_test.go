@@ -161,3 +161,27 @@ func TestParseWebRTCErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestParseFirefoxStyle: session-level fingerprint and setup (as Firefox
+// writes them), a=tls-id, and an a=bundle-only line.
+func TestParseFirefoxStyle(t *testing.T) {
+	in := "v=0\r\no=mozilla 1 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n" +
+		"a=fingerprint:sha-256 " + chromeFP[8:] + "\r\na=setup:actpass\r\na=group:BUNDLE 0 1\r\na=ice-options:trickle\r\n" +
+		"m=audio 9 UDP/TLS/RTP/SAVPF 109\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=ice-ufrag:u1\r\na=ice-pwd:p1\r\na=tls-id:abc\r\na=rtcp-mux\r\n" +
+		"m=video 0 UDP/TLS/RTP/SAVPF 120\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=bundle-only\r\n" +
+		"m=video 0 UDP/TLS/RTP/SAVPF 121\r\nc=IN IP4 0.0.0.0\r\na=mid:2\r\na=bundle-only\r\n"
+	s, err := ParseSDP([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, v, x := s.Media[0], s.Media[1], s.Media[2]
+	if a.Fingerprint != chromeFP || a.Setup != "actpass" || a.TLSID != "abc" || a.ICEUfrag != "u1" || a.BundleOnly || !a.Bundled {
+		t.Errorf("audio %+v", a)
+	}
+	if v.Fingerprint != chromeFP || !v.BundleOnly || !v.Bundled || v.Port != 0 || v.ICEUfrag != "" {
+		t.Errorf("bundle-only video %+v", v)
+	}
+	if x.BundleOnly || x.Bundled {
+		t.Errorf("a=bundle-only outside the BUNDLE group counts: %+v", x)
+	}
+}

@@ -1,0 +1,221 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// TestDTLSRehandshake: an update with the peer's new fingerprint (a
+// re-offer) re-keys the DTLS leg with a new handshake; media flows with
+// the new keys, the SDES leg keeps its key, and the events tell both
+// handshakes.
+func TestDTLSRehandshake(t *testing.T) {
+	g := startGateway(t, testConfig())
+	c := newDTLSCall(t, g, DTLSPassive)
+	c.exchange(t, 5, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	if _, err := g.Rekey(ctx, c.info.ID, "internal"); err == nil {
+		t.Fatal("the rekey API re-keyed a DTLS leg")
+	}
+	// The peer re-offers with a new certificate.
+	for _, conn := range c.web.conns {
+		_ = conn.Close()
+	}
+	c.web.conns = nil
+	fresh, err := generateDTLSCert()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.web.cert = fresh
+	if _, err := g.Update(ctx, c.info.ID, UpdateRequest{Internal: &LegUpdate{Fingerprint: fresh.fp.String(), Setup: "active"}}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := c.web.handshake(c.info.Internal.Local, true, g.DTLSFingerprint(), dtlsPeerOpts{})
+	if err != nil {
+		t.Fatalf("second handshake: %v", err)
+	}
+	c.webOut, c.webIn = srtpContexts(t, conn, true)
+	waitCount(t, "handshakes", func() float64 { return float64(mustShow(t, g, c.info.ID).Internal.DTLS.Handshakes) }, 2)
+	c.exchange(t, 5, 100)
+	info := mustShow(t, g, c.info.ID)
+	if info.Cloud.KeyEpoch != 1 || info.Internal.DTLS.PeerFingerprint.String() != fresh.fp.String() {
+		t.Fatalf("after the re-handshake: cloud key epoch %d, peer fingerprint %s", info.Cloud.KeyEpoch, info.Internal.DTLS.PeerFingerprint)
+	}
+	evs, _ := g.events.since(ctx, 0, 1000, 0)
+	done := 0
+	for _, e := range evs {
+		if e.Type == EventDTLSDone && e.Session == c.info.ID {
+			done++
+			if e.Leg != "internal" || e.Reason == "" || e.KeyEpoch != uint32(done) {
+				t.Fatalf("event %+v", e)
+			}
+		}
+	}
+	if done != 2 {
+		t.Fatalf("%d dtls_handshake_done events, want 2", done)
+	}
+	// A DTLS leg takes no a=crypto, an SDES leg no fingerprint.
+	var re *RequestError
+	if _, err := g.Update(ctx, c.info.ID, UpdateRequest{Internal: &LegUpdate{Crypto: c.sipKeyLine}}); !errors.As(err, &re) {
+		t.Fatalf("crypto on a DTLS leg: %v", err)
+	}
+	if _, err := g.Update(ctx, c.info.ID, UpdateRequest{Cloud: &LegUpdate{Fingerprint: fresh.fp.String()}}); !errors.As(err, &re) {
+		t.Fatalf("fingerprint on an SDES leg: %v", err)
+	}
+}
+
+// TestDTLSFailedEvent: a refused handshake is reported with its reason.
+func TestDTLSFailedEvent(t *testing.T) {
+	g := startGateway(t, testConfig())
+	web := newDTLSPeer(t)
+	other, _ := generateDTLSCert()
+	info := mustCreate(t, g, CreateRequest{
+		Internal: LegRequest{Keying: KeyingDTLS, Fingerprint: other.fp.String()},
+		Cloud:    LegRequest{RTCPMux: true, Crypto: benchKeyLine},
+	})
+	if _, err := web.handshake(info.Internal.Local, true, info.Internal.DTLS.Fingerprint, dtlsPeerOpts{timeout: 5 * time.Second}); err == nil {
+		t.Fatal("handshake with a wrong fingerprint succeeded")
+	}
+	waitDTLS(t, g, info.ID, true, DTLSStateFailed)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	evs, _ := g.events.since(ctx, 0, 1000, 0)
+	for _, e := range evs {
+		if e.Type == EventDTLSFailed && e.Session == info.ID && e.Reason == dtlsFingerprintMismatch {
+			return
+		}
+	}
+	t.Fatalf("no dtls_handshake_failed event in %+v", evs)
+}
+
+// TestDTLSRequestErrors: bad DTLS requests are refused with the field.
+func TestDTLSRequestErrors(t *testing.T) {
+	g := startGateway(t, testConfig())
+	fp := g.DTLSFingerprint().String()
+	tests := []struct {
+		name  string
+		leg   LegRequest
+		field string
+	}{
+		{"unknown keying", LegRequest{Keying: "zrtp"}, "internal.keying"},
+		{"bad setup", LegRequest{Keying: KeyingDTLS, Setup: "holdconn", Fingerprint: fp}, "internal.setup"},
+		{"bad fingerprint", LegRequest{Keying: KeyingDTLS, Fingerprint: "sha-256 00"}, "internal.fingerprint"},
+		{"crypto on dtls", LegRequest{Keying: KeyingDTLS, Fingerprint: fp, Crypto: benchKeyLine}, "internal.crypto"},
+		{"unknown profile", LegRequest{Keying: KeyingDTLS, Fingerprint: fp, DTLSProfiles: []string{"SRTP_NULL"}}, "internal.dtls_profiles"},
+		{"fingerprint on sdes", LegRequest{Crypto: benchKeyLine, Fingerprint: fp}, "internal.keying"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := g.Create(ctx, CreateRequest{Internal: tc.leg, Cloud: LegRequest{RTCPMux: true, Crypto: newKeyLine(t, suiteAES128SHA80)}})
+			var re *RequestError
+			if !errors.As(err, &re) || re.Field != tc.field {
+				t.Fatalf("error %v, want a RequestError on %s", err, tc.field)
+			}
+		})
+	}
+}
+
+// TestDTLSBundleSharesKeys: a leg bundled onto another's transport gets
+// the keys of its handshake (its own contexts), now and after a new
+// handshake; the session's SDES leg and the other session's SDES leg
+// keep their own.
+func TestDTLSBundleSharesKeys(t *testing.T) {
+	cfg := testConfig()
+	cfg.Workers = 1
+	g := startGateway(t, cfg)
+	c := newDTLSCall(t, g, DTLSPassive)
+	video := mustCreate(t, g, CreateRequest{
+		Internal: LegRequest{Keying: KeyingDTLS, Fingerprint: c.web.cert.fp.String()},
+		Cloud:    LegRequest{RTCPMux: true, Crypto: newKeyLine(t, suiteAES128SHA80)},
+	})
+	a, err := g.lookup(c.info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := g.lookup(video.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var bundleErr error
+	same := func() (in, out bool) {
+		if err := a.w.do(ctx, func() {
+			la, lb := &a.legs[legInternal], &b.legs[legInternal]
+			in = lb.in != nil && la.in[0] != lb.in[0] && string(la.in[0].mk.Key) == string(lb.in[0].mk.Key)
+			out = lb.out != nil && la.out != lb.out && string(la.out.mk.Key) == string(lb.out.mk.Key) &&
+				string(a.legs[legCloud].out.mk.Key) != string(lb.out.mk.Key) &&
+				string(b.legs[legCloud].out.mk.Key) != string(lb.out.mk.Key)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return in, out
+	}
+	if err := a.w.do(ctx, func() { bundleErr = a.w.dtlsBundle(&a.legs[legInternal], &b.legs[legInternal]) }); err != nil || bundleErr != nil {
+		t.Fatalf("bundle: %v %v", err, bundleErr)
+	}
+	if in, out := same(); !in || !out {
+		t.Fatalf("bundled leg: same inbound key %v, same outbound key %v", in, out)
+	}
+	if d := mustShow(t, g, video.ID).Internal.DTLS; d.State != DTLSStateConnected {
+		t.Fatalf("bundled leg state %q", d.State)
+	}
+	if err := a.w.do(ctx, func() { bundleErr = a.w.dtlsBundle(&a.legs[legCloud], &b.legs[legInternal]) }); err != nil || !errors.Is(bundleErr, errBundle) {
+		t.Fatalf("bundling onto an SDES leg: %v %v", err, bundleErr)
+	}
+	// Deleting the first session leaves the transport to the second.
+	if err := g.Delete(ctx, c.info.ID); err != nil {
+		t.Fatal(err)
+	}
+	if d := mustShow(t, g, video.ID).Internal.DTLS; d.State != DTLSStateConnected {
+		t.Fatalf("after the primary ended, bundled leg state %q", d.State)
+	}
+}
+
+// TestDTLSFingerprintLater: the gateway offers first, so the leg has no
+// peer fingerprint yet: DTLS records are dropped and counted until an
+// update gives it, then the handshake completes.
+func TestDTLSFingerprintLater(t *testing.T) {
+	g := startGateway(t, testConfig())
+	web := newDTLSPeer(t)
+	info := mustCreate(t, g, CreateRequest{
+		Internal: LegRequest{Keying: KeyingDTLS},
+		Cloud:    LegRequest{RTCPMux: true, Crypto: benchKeyLine},
+	})
+	if _, err := web.handshake(info.Internal.Local, true, info.Internal.DTLS.Fingerprint, dtlsPeerOpts{timeout: 300 * time.Millisecond}); err == nil {
+		t.Fatal("a handshake completed before the peer's fingerprint was known")
+	}
+	if c := mustShow(t, g, info.ID).Internal.Counters; c.DTLSDropped == 0 {
+		t.Fatal("records before the fingerprint were not counted")
+	}
+	web.conns = nil
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := g.Update(ctx, info.ID, UpdateRequest{Internal: &LegUpdate{Fingerprint: web.cert.fp.String()}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := web.handshake(info.Internal.Local, true, info.Internal.DTLS.Fingerprint, dtlsPeerOpts{}); err != nil {
+		t.Fatalf("handshake after the update: %v", err)
+	}
+	waitDTLS(t, g, info.ID, true, DTLSStateConnected)
+}
+
+// TestDTLSPeerClose: the peer's close_notify after the handshake shows as
+// state closed; the media keys stay until the session ends.
+func TestDTLSPeerClose(t *testing.T) {
+	g := startGateway(t, testConfig())
+	c := newDTLSCall(t, g, DTLSPassive)
+	c.exchange(t, 3, 1)
+	for _, conn := range c.web.conns {
+		_ = conn.Close()
+	}
+	c.web.conns = nil
+	waitDTLS(t, g, c.info.ID, true, DTLSStateClosed)
+	c.exchange(t, 3, 10)
+}
