@@ -16,7 +16,10 @@
 // bundled transport (max-bundle) toward the browser, two SDES m= lines
 // toward ffmpeg (PCMU and VP8), each decoded at the other end.
 // TestGatewayWrongSDESKeyIsSilent gives the gateway an SDES key ffmpeg
-// does not use: the page must hear nothing. TestBrowserThroughStandIn
+// does not use: the page must hear nothing.
+// TestBrowserICERestartThroughGateway restarts ICE mid-call (a re-offer
+// and re-answer through ng): media must come back both ways and stay
+// past the gateway's DTLS handshake timeout. TestBrowserThroughStandIn
 // runs the same browser, page and ffmpeg against a pion/webrtc stand-in
 // for the gateway: it proves the harness on its own.
 //
@@ -42,5 +45,5 @@
 //	go test -race -count=1 -v ./e2e/webrtc/
 //
 // It skips, saying so, when chromium or ffmpeg is missing. A run takes
-// about a minute: eight browser calls, and building mediaedge.
+// about a minute: nine browser calls, and building mediaedge.
 package webrtc
