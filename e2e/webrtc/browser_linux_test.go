@@ -133,3 +133,19 @@ func withoutDBus(s string) string {
 	}
 	return strings.Join(keep, "\n")
 }
+
+// TestSkipsWithoutTheTools checks that a machine without chromium or
+// ffmpeg skips the browser tests, saying why, rather than failing them.
+func TestSkipsWithoutTheTools(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	for name, find := range map[string]func(testing.TB) string{"chromium": findChromium, "ffmpeg": findFFmpeg} {
+		skipped := false
+		t.Run(name, func(t *testing.T) {
+			defer func() { skipped = t.Skipped() }()
+			find(t)
+		})
+		if !skipped {
+			t.Errorf("no %s on PATH, and the test did not skip", name)
+		}
+	}
+}
