@@ -119,8 +119,9 @@ type dtlsPlan struct {
 // newDTLSPlan validates a DTLS leg: peerSetup is the peer's a=setup
 // value, fingerprints its a=fingerprint values, profiles the profile
 // names the leg allows (empty: gateway.dtls.profiles); each must also be
-// in gateway.dtls.profiles. Errors are *RequestError-free: callers name
-// the field.
+// in gateway.dtls.profiles. Errors are *RequestError naming the field
+// (setup, fingerprint or dtls_profiles) without the leg; callers prefix
+// it.
 func newDTLSPlan(cfg *DTLSConfig, peerSetup string, fingerprints []string, profiles []string) (*dtlsPlan, error) {
 	p := &dtlsPlan{}
 	var err error
@@ -231,10 +232,11 @@ func (g *Gateway) buildDTLSLeg(l *leg, lc *LegConfig, plan *dtlsPlan) error {
 }
 
 // setupDTLSLeg makes l, whose dedicated socket is set (l.rtp, owned by
-// l), a DTLS leg under plan: rtcp-mux on that socket, ICE-lite (l.ice is
-// kept when set, e.g. the credentials an ng offer announced, else
-// generated), no keys until the handshake. For ng: call it instead of
-// installing SDES keys, before the session is installed.
+// l), a DTLS leg under plan: rtcp-mux on that socket, no keys until the
+// handshake. l.ice is the caller's: set it (e.g. the credentials an ng
+// offer announced) for ICE-lite, as WebRTC peers need; nil: no ICE. For
+// ng: call it instead of installing SDES keys, before the session is
+// installed.
 func setupDTLSLeg(l *leg, plan *dtlsPlan) error {
 	if l.rtp == nil || l.rtp.dm != nil {
 		return errors.New("gateway: a DTLS leg needs a dedicated socket")
@@ -243,13 +245,6 @@ func setupDTLSLeg(l *leg, plan *dtlsPlan) error {
 	l.mux = true
 	l.remoteRTCP = l.remote
 	l.plain = false
-	if l.ice == nil {
-		ic, err := newICECreds()
-		if err != nil {
-			return fmt.Errorf("gateway: ICE credentials: %w", err)
-		}
-		l.ice = ic
-	}
 	l.dtls = &dtlsLeg{plan: plan}
 	return nil
 }

@@ -83,7 +83,7 @@ func TestDTLSRefusesBadPeers(t *testing.T) {
 				fp = other.fp
 			}
 			info := mustCreate(t, g, CreateRequest{
-				Internal: LegRequest{Keying: KeyingDTLS, Setup: "active", Fingerprint: fp.String(), Remote: web.addr()},
+				Internal: LegRequest{Keying: KeyingDTLS, NoICE: true, Setup: "active", Fingerprint: fp.String(), Remote: web.addr()},
 				Cloud:    LegRequest{Remote: sip.addr(), RTCPMux: true, Crypto: key},
 			})
 			_, err := web.handshake(info.Internal.Local, true, info.Internal.DTLS.Fingerprint, tc.opts)
@@ -121,7 +121,7 @@ func TestDTLSFloodIsCounted(t *testing.T) {
 	web := newDTLSPeer(t)
 	sip := newPeer(t)
 	info := mustCreate(t, g, CreateRequest{
-		Internal: LegRequest{Keying: KeyingDTLS, Setup: "active", Fingerprint: web.cert.fp.String()},
+		Internal: LegRequest{Keying: KeyingDTLS, NoICE: true, Setup: "active", Fingerprint: web.cert.fp.String()},
 		Cloud:    LegRequest{Remote: sip.addr(), RTCPMux: true, Crypto: newKeyLine(t, suiteAES128SHA80)},
 	})
 	flood := newPeer(t)
@@ -170,7 +170,7 @@ func TestDTLSHandshakeLimit(t *testing.T) {
 	g := startGateway(t, cfg)
 	mk := func(web *dtlsPeer) *SessionInfo {
 		return mustCreate(t, g, CreateRequest{
-			Internal: LegRequest{Keying: KeyingDTLS, Setup: "active", Fingerprint: web.cert.fp.String()},
+			Internal: LegRequest{Keying: KeyingDTLS, NoICE: true, Setup: "active", Fingerprint: web.cert.fp.String()},
 			Cloud:    LegRequest{Remote: newPeer(t).addr(), RTCPMux: true, Crypto: newKeyLine(t, suiteAES128SHA80)},
 		})
 	}
@@ -211,7 +211,7 @@ func TestDTLSQueueFull(t *testing.T) {
 	bystander := sdesBystander(t, g)
 	web := newDTLSPeer(t)
 	info := mustCreate(t, g, CreateRequest{
-		Internal: LegRequest{Keying: KeyingDTLS, Fingerprint: web.cert.fp.String()},
+		Internal: LegRequest{Keying: KeyingDTLS, NoICE: true, Fingerprint: web.cert.fp.String()},
 		Cloud:    LegRequest{RTCPMux: true, Crypto: benchKeyLine},
 	})
 	// A ClientHello starts the handshake; the peer then goes deaf.
@@ -231,4 +231,30 @@ func TestDTLSQueueFull(t *testing.T) {
 		t.Fatal("no record was dropped as dtls_queue_full")
 	}
 	bystander(1000)
+}
+
+// TestDTLSActiveLimitRetries: an active leg whose handshake max_handshakes
+// refused starts it once a slot is free (housekeeping, every second).
+func TestDTLSActiveLimitRetries(t *testing.T) {
+	cfg := testConfig()
+	cfg.DTLS.MaxHandshakes = 1
+	cfg.DTLS.HandshakeTimeout = config.Duration(time.Second)
+	g := startGateway(t, cfg)
+	silent, web := newPeer(t), newDTLSPeer(t)
+	mk := func(remote string, fp Fingerprint) *SessionInfo {
+		return mustCreate(t, g, CreateRequest{
+			Internal: LegRequest{Keying: KeyingDTLS, NoICE: true, Setup: "passive", Fingerprint: fp.String(), Remote: remote},
+			Cloud:    LegRequest{RTCPMux: true, Crypto: benchKeyLine},
+		})
+	}
+	a := mk(silent.addr(), web.cert.fp) // no one answers: holds the slot until its timeout
+	b := mk(web.addr(), web.cert.fp)
+	if _, err := web.handshake(b.Internal.Local, false, b.Internal.DTLS.Fingerprint, dtlsPeerOpts{timeout: 8 * time.Second}); err != nil {
+		t.Fatalf("the refused active handshake never ran: %v", err)
+	}
+	waitDTLS(t, g, a.ID, true, DTLSStateFailed)
+	waitDTLS(t, g, b.ID, true, DTLSStateConnected)
+	if handshakes(g, dtlsLimit) < 1 {
+		t.Fatal("no handshake was refused by max_handshakes")
+	}
 }

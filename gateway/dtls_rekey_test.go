@@ -74,7 +74,7 @@ func TestDTLSFailedEvent(t *testing.T) {
 	web := newDTLSPeer(t)
 	other, _ := generateDTLSCert()
 	info := mustCreate(t, g, CreateRequest{
-		Internal: LegRequest{Keying: KeyingDTLS, Fingerprint: other.fp.String()},
+		Internal: LegRequest{Keying: KeyingDTLS, NoICE: true, Fingerprint: other.fp.String()},
 		Cloud:    LegRequest{RTCPMux: true, Crypto: benchKeyLine},
 	})
 	if _, err := web.handshake(info.Internal.Local, true, info.Internal.DTLS.Fingerprint, dtlsPeerOpts{timeout: 5 * time.Second}); err == nil {
@@ -102,10 +102,10 @@ func TestDTLSRequestErrors(t *testing.T) {
 		field string
 	}{
 		{"unknown keying", LegRequest{Keying: "zrtp"}, "internal.keying"},
-		{"bad setup", LegRequest{Keying: KeyingDTLS, Setup: "holdconn", Fingerprint: fp}, "internal.setup"},
-		{"bad fingerprint", LegRequest{Keying: KeyingDTLS, Fingerprint: "sha-256 00"}, "internal.fingerprint"},
-		{"crypto on dtls", LegRequest{Keying: KeyingDTLS, Fingerprint: fp, Crypto: benchKeyLine}, "internal.crypto"},
-		{"unknown profile", LegRequest{Keying: KeyingDTLS, Fingerprint: fp, DTLSProfiles: []string{"SRTP_NULL"}}, "internal.dtls_profiles"},
+		{"bad setup", LegRequest{Keying: KeyingDTLS, NoICE: true, Setup: "holdconn", Fingerprint: fp}, "internal.setup"},
+		{"bad fingerprint", LegRequest{Keying: KeyingDTLS, NoICE: true, Fingerprint: "sha-256 00"}, "internal.fingerprint"},
+		{"crypto on dtls", LegRequest{Keying: KeyingDTLS, NoICE: true, Fingerprint: fp, Crypto: benchKeyLine}, "internal.crypto"},
+		{"unknown profile", LegRequest{Keying: KeyingDTLS, NoICE: true, Fingerprint: fp, DTLSProfiles: []string{"SRTP_NULL"}}, "internal.dtls_profiles"},
 		{"fingerprint on sdes", LegRequest{Crypto: benchKeyLine, Fingerprint: fp}, "internal.keying"},
 	}
 	for _, tc := range tests {
@@ -131,7 +131,7 @@ func TestDTLSBundleSharesKeys(t *testing.T) {
 	g := startGateway(t, cfg)
 	c := newDTLSCall(t, g, DTLSPassive)
 	video := mustCreate(t, g, CreateRequest{
-		Internal: LegRequest{Keying: KeyingDTLS, Fingerprint: c.web.cert.fp.String()},
+		Internal: LegRequest{Keying: KeyingDTLS, NoICE: true, Fingerprint: c.web.cert.fp.String()},
 		Cloud:    LegRequest{RTCPMux: true, Crypto: newKeyLine(t, suiteAES128SHA80)},
 	})
 	a, err := g.lookup(c.info.ID)
@@ -185,7 +185,7 @@ func TestDTLSFingerprintLater(t *testing.T) {
 	g := startGateway(t, testConfig())
 	web := newDTLSPeer(t)
 	info := mustCreate(t, g, CreateRequest{
-		Internal: LegRequest{Keying: KeyingDTLS},
+		Internal: LegRequest{Keying: KeyingDTLS, NoICE: true},
 		Cloud:    LegRequest{RTCPMux: true, Crypto: benchKeyLine},
 	})
 	if _, err := web.handshake(info.Internal.Local, true, info.Internal.DTLS.Fingerprint, dtlsPeerOpts{timeout: 300 * time.Millisecond}); err == nil {
@@ -201,7 +201,7 @@ func TestDTLSFingerprintLater(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := web.handshake(info.Internal.Local, true, info.Internal.DTLS.Fingerprint, dtlsPeerOpts{}); err != nil {
-		t.Fatalf("handshake after the update: %v", err)
+		t.Fatalf("handshake after the update: %v; %+v %+v", err, mustShow(t, g, info.ID).Internal.DTLS, mustShow(t, g, info.ID).Internal.Counters)
 	}
 	waitDTLS(t, g, info.ID, true, DTLSStateConnected)
 }

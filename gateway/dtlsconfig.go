@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"strings"
 	"time"
 
 	"github.com/mediaedge/mediaedge/internal/config"
@@ -74,6 +75,14 @@ func (c *DTLSConfig) validate() error {
 	}
 	if c.QueueLen < 4 || c.QueueLen > 4096 {
 		ps.Add("queue_len", "%d: want 4 to 4096", c.QueueLen)
+	}
+	// Load the pair as New would, so that `config check` catches a
+	// missing or mismatched pair before `run`; the key is checked only
+	// when it was loaded (not with SkipSecrets).
+	if c.Certificate != "" && c.PrivateKey.Bytes() != nil {
+		if _, err := loadDTLSCert(c); err != nil {
+			ps.Add("certificate", "%s", strings.TrimPrefix(err.Error(), "gateway: "))
+		}
 	}
 	return ps.Err()
 }

@@ -148,7 +148,7 @@ func FuzzDTLSLegIntake(f *testing.F) {
 		f.Fatal(err)
 	}
 	info := mustCreate(f, g, CreateRequest{
-		Internal: LegRequest{Keying: KeyingDTLS, Fingerprint: peer.fp.String()},
+		Internal: LegRequest{Keying: KeyingDTLS, NoICE: true, Fingerprint: peer.fp.String()},
 		Cloud:    LegRequest{Remote: "127.0.0.1:9", RTCPMux: true, Crypto: benchKeyLine},
 	})
 	s, err := g.lookup(info.ID)

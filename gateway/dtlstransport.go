@@ -177,17 +177,19 @@ func (t *dtlsTransport) run() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), t.timeout)
-	go func() {
+	var watch sync.WaitGroup
+	watch.Go(func() {
 		// A stop during the handshake ends it at once.
 		select {
 		case <-t.done:
 			cancel()
 		case <-ctx.Done():
 		}
-	}()
+	})
 	err = conn.HandshakeContext(ctx)
 	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 	cancel()
+	watch.Wait()
 	release()
 	res := &dtlsResult{}
 	if err == nil {

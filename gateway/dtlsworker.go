@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"net/netip"
 	"strconv"
 )
@@ -85,7 +86,15 @@ func (w *worker) dtlsIntake(l *leg, src netip.AddrPort, pkt []byte) {
 		w.drop(l, reasonDTLSRefused)
 		return
 	}
-	if want := l.remote; want.IsValid() && want != src && (l.symmetric || l.ice != nil) {
+	if want := l.remote; want.IsValid() {
+		if want != src && (l.symmetric || l.ice != nil) {
+			w.drop(l, reasonWrongSource)
+			return
+		}
+	} else if l.ice != nil && !l.iceVerified(src) {
+		// With ICE, DTLS comes over a checked candidate pair: a record
+		// from a source that never passed a check cannot take over the
+		// handshake before the peer's nomination.
 		w.drop(l, reasonWrongSource)
 		return
 	}
@@ -330,11 +339,15 @@ func (w *worker) dtlsUpdate(l *leg, fingerprint, setup string, iceRestart bool) 
 		plan.peerFP = []Fingerprint{fp}
 	}
 	if iceRestart {
+		if l.ice == nil {
+			return errors.New("the leg has no ICE (no_ice)")
+		}
 		ic, err := newICECreds()
 		if err != nil {
 			return err
 		}
 		l.ice = ic
+		l.iceFrom, l.iceNext = [4]netip.AddrPort{}, 0
 	}
 	w.dtlsRekey(l, plan)
 	return nil

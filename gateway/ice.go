@@ -68,6 +68,7 @@ func (w *worker) stunCheck(s *sock, src netip.AddrPort, buf []byte, n int) (*soc
 		w.drop(l, reasonAuth)
 		res, err = stun.Build(stun.NewTransactionIDSetter(m.TransactionID), stun.BindingError, code, stun.Fingerprint)
 	} else {
+		l.noteICE(src)
 		rtcp := s == l.rtcp && l.rtcp != l.rtp
 		if m.Contains(stun.AttrUseCandidate) && l.remoteFor(rtcp) != src {
 			if rtcp {
@@ -80,6 +81,9 @@ func (w *worker) stunCheck(s *sock, src netip.AddrPort, buf []byte, n int) (*soc
 			}
 			l.latched = true
 			w.latched(l, src, rtcp)
+			for _, b := range s.bundle {
+				b.remote, b.remoteRTCP, b.latched = src, src, true
+			}
 		}
 		if l.dtls != nil && l.dtls.t != nil {
 			w.dtlsStart(l.dtls.t) // an active leg waits for its peer's address

@@ -17,6 +17,7 @@ type legPlan struct {
 	lifetime           uint64
 	mki                bool
 	dtls               *dtlsPlan // nil: SDES or plain
+	noICE              bool      // a DTLS leg without ICE-lite
 }
 
 const maxIDLen = 64
@@ -58,8 +59,8 @@ func planLeg(name string, r *LegRequest, lc *LegConfig, dc *DTLSConfig) (legPlan
 	p.mux = r.RTCPMux
 	switch r.Keying {
 	case "", KeyingSDES:
-		if r.Setup != "" || r.Fingerprint != "" || len(r.DTLSProfiles) > 0 {
-			return bad("keying", errors.New("setup, fingerprint and dtls_profiles need \"keying\": \"dtls\""))
+		if r.Setup != "" || r.Fingerprint != "" || len(r.DTLSProfiles) > 0 || r.NoICE {
+			return bad("keying", errors.New("setup, fingerprint, dtls_profiles and no_ice need \"keying\": \"dtls\""))
 		}
 	case KeyingDTLS:
 		// DTLS-SRTP legs multiplex everything on one port (RFC 8843,
@@ -84,6 +85,7 @@ func planLeg(name string, r *LegRequest, lc *LegConfig, dc *DTLSConfig) (legPlan
 			return bad("keying", err)
 		}
 		p.dtls = dp
+		p.noICE = r.NoICE
 		return p, nil
 	}
 	if r.Crypto == "" {

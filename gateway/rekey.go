@@ -229,6 +229,11 @@ func (w *worker) housekeep() {
 		}
 		for id := range s.legs {
 			l := &s.legs[id]
+			if d := l.dtls; d != nil && d.t != nil && !d.t.started && d.plan.role == DTLSActive {
+				// An active handshake refused by max_handshakes tries
+				// again.
+				w.dtlsStart(d.t)
+			}
 			w.expireInbound(l)
 			if l.plain || l.out == nil {
 				continue

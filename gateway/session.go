@@ -67,6 +67,14 @@ type leg struct {
 	// dtls is the DTLS-SRTP keying of the leg (dtls.go); nil: SDES or
 	// plain.
 	dtls *dtlsLeg
+	// iceFrom are the last sources whose connectivity check passed
+	// (ICE-lite legs): a DTLS leg without a remote takes DTLS only from
+	// them.
+	iceFrom [4]netip.AddrPort
+	iceNext uint8
+	// bundlePTs are the RTP payload types of the leg's m= line on a
+	// BUNDLE socket: a new stream is routed by them (dtlsbundle.go).
+	bundlePTs []uint8
 
 	// in holds the peer's keys, newest first; keys past their grace
 	// period are dropped lazily. inHint is the key that authenticated the
@@ -155,6 +163,7 @@ const (
 	reasonDTLSRefused
 	reasonDTLSBusy
 	reasonDTLSQueue
+	reasonBundleSSRC
 	numReasons
 )
 
@@ -162,6 +171,7 @@ var reasonNames = [numReasons]string{
 	"auth_failure", "replay", "malformed", "wrong_source", "key_expired",
 	"ssrc_limit", "no_remote", "key_exhausted", "send_error", "unknown_flow",
 	"trial_refused", "junk_source", "no_key", "dtls_refused", "dtls_busy", "dtls_queue_full",
+	"bundle_ssrc_conflict",
 }
 
 func (r reason) String() string { return reasonNames[r] }
@@ -248,6 +258,27 @@ func (l *leg) sockFor(rtcp bool) *sock {
 		return l.rtcp
 	}
 	return l.rtp
+}
+
+// noteICE records src as a source that passed a connectivity check.
+func (l *leg) noteICE(src netip.AddrPort) {
+	for _, a := range l.iceFrom {
+		if a == src {
+			return
+		}
+	}
+	l.iceFrom[l.iceNext%uint8(len(l.iceFrom))] = src
+	l.iceNext++
+}
+
+// iceVerified reports whether src passed a connectivity check on l.
+func (l *leg) iceVerified(src netip.AddrPort) bool {
+	for _, a := range l.iceFrom {
+		if a == src && a.IsValid() {
+			return true
+		}
+	}
+	return false
 }
 
 // peer returns the session's other leg.

@@ -151,6 +151,13 @@ func (g *Gateway) buildLegs(s *session, cfg *Config, plans *[2]legPlan) error {
 			l.remoteRTCP = l.remote
 		}
 		if p.dtls != nil {
+			if !p.noICE {
+				ic, err := newICECreds()
+				if err != nil {
+					return fmt.Errorf("gateway: ICE credentials: %w", err)
+				}
+				l.ice = ic
+			}
 			if err := g.buildDTLSLeg(l, lc, p.dtls); err != nil {
 				return err
 			}
@@ -381,6 +388,13 @@ func (g *Gateway) Update(ctx context.Context, id string, req UpdateRequest) (*Se
 			}
 		}
 		info = w.snapshot(s, false)
+		// An ICE restart answers with the new password, as create does:
+		// the peer's SDP needs it.
+		for i, li := range []*LegInfo{&info.Internal, &info.Cloud} {
+			if c := ch[i]; c != nil && c.iceRestart && li.DTLS != nil && li.DTLS.ICE != nil && s.legs[i].ice != nil {
+				li.DTLS.ICE.Pwd = s.legs[i].ice.pwd
+			}
+		}
 	}); err != nil {
 		return nil, err
 	}

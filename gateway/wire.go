@@ -47,6 +47,12 @@ type LegRequest struct {
 	// DTLSProfiles restricts the leg's DTLS-SRTP profiles to these (each
 	// in gateway.dtls.profiles); empty: gateway.dtls.profiles.
 	DTLSProfiles []string `json:"dtls_profiles,omitempty"`
+	// NoICE turns ICE-lite off on a DTLS leg, for DTLS-SRTP peers that do
+	// not do ICE: DTLS is then taken from the leg's remote or, before it
+	// is known, from any source. With ICE (the default, as WebRTC needs)
+	// a leg without a remote takes DTLS only from sources whose
+	// connectivity check passed.
+	NoICE bool `json:"no_ice,omitempty"`
 }
 
 // UpdateRequest is the body of PATCH /v1/sessions/{id}.

@@ -41,7 +41,7 @@ type sessionLegFlags struct {
 	remote, remoteRTCP, crypto, suite string
 	keying, setup, fingerprint        string
 	lifetime                          uint64
-	mki, mux                          bool
+	mki, mux, noICE                   bool
 }
 
 func (lf *sessionLegFlags) register(cmd *cobra.Command, leg string) {
@@ -56,11 +56,12 @@ func (lf *sessionLegFlags) register(cmd *cobra.Command, leg string) {
 	f.StringVar(&lf.keying, leg+"-keying", "", "keying of the "+leg+" leg: sdes (a=crypto, the default) or dtls (DTLS-SRTP, WebRTC)")
 	f.StringVar(&lf.setup, leg+"-setup", "", "the "+leg+" peer's a=setup on a DTLS leg: active, passive or actpass")
 	f.StringVar(&lf.fingerprint, leg+"-fingerprint", "", "the "+leg+" peer's a=fingerprint on a DTLS leg (\"sha-256 AB:CD:...\")")
+	f.BoolVar(&lf.noICE, leg+"-no-ice", false, "no ICE-lite on the "+leg+" DTLS leg (a DTLS-SRTP peer that does not do ICE)")
 }
 
 func (lf *sessionLegFlags) request(mux bool) gateway.LegRequest {
 	return gateway.LegRequest{Remote: lf.remote, RemoteRTCP: lf.remoteRTCP, RTCPMux: lf.mux || mux, Crypto: lf.crypto,
-		Suite: lf.suite, KeyLifetime: lf.lifetime, MKI: lf.mki, Keying: lf.keying, Setup: lf.setup, Fingerprint: lf.fingerprint}
+		Suite: lf.suite, KeyLifetime: lf.lifetime, MKI: lf.mki, Keying: lf.keying, Setup: lf.setup, Fingerprint: lf.fingerprint, NoICE: lf.noICE}
 }
 
 // printDTLS prints what the SDP toward a DTLS leg's peer needs.
