@@ -86,10 +86,10 @@ func findFFmpeg(t testing.TB) string {
 }
 
 // sdesPeer is the SIP-facing endpoint of the call, made of two ffmpeg
-// processes no one here wrote: one receives SDES-keyed SRTP (PCMU),
-// decrypts and decodes it to PCM, in which the test looks for the
+// processes no one here wrote: one receives SDES-keyed SRTP (PCMU or
+// Opus), decrypts and decodes it to PCM, in which the test looks for the
 // browser's tone; the other sends a sine as SRTP under the key the peer
-// announces. The two processes cannot share one UDP port, so the test
+// announces. (A video peer does the same with VP8: see ReceiveVideo.) The two processes cannot share one UDP port, so the test
 // holds the port the peer announces (Addr) and forwards bytes, untouched,
 // between it and them: from the port to the receiver, and from the sender
 // out of the port to the remote. RTCP from the sender is dropped and
@@ -106,7 +106,9 @@ type sdesPeer struct {
 	fromTx *net.UDPConn // where the sender sends
 	rxAddr *net.UDPAddr // where the receiver listens
 	TxKey  sdesKey      // the sender's key: goes into the peer's SDP
-	Codec  audioCodec   // PCMU unless set before Receive and Send
+
+	// Codec is PCMU unless the test sets it before Receive and Send.
+	Codec audioCodec
 
 	remote atomic.Pointer[netip.AddrPort] // where media goes; nil until set
 
