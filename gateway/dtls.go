@@ -178,8 +178,9 @@ func containsProfile(ps []*dtlsProfile, p *dtlsProfile) bool {
 type dtlsLeg struct {
 	plan *dtlsPlan
 	// t is the transport whose handshake keys the leg; a re-key (update
-	// with a new fingerprint or setup) replaces it. With BUNDLE several
-	// legs share one transport.
+	// with a new fingerprint or setup) replaces it. With BUNDLE the legs
+	// of the other m= lines have none: they go through the transport
+	// leg (ngbundle.go).
 	t *dtlsTransport
 	// handshakes counts completed handshakes (the key epoch).
 	handshakes uint32

@@ -179,6 +179,9 @@ func TestDTLSHandshakeLimit(t *testing.T) {
 	// The hung peer sends its ClientHello and goes silent.
 	_, _ = hung.handshake(a.Internal.Local, true, a.Internal.DTLS.Fingerprint, dtlsPeerOpts{timeout: 100 * time.Millisecond, deaf: true})
 	waitDTLS(t, g, a.ID, true, DTLSStateConnecting)
+	if n := g.dtlsActive.Load(); n != 1 {
+		t.Fatalf("%d handshakes in progress, want 1", n)
+	}
 	_, err := web.handshake(b.Internal.Local, true, b.Internal.DTLS.Fingerprint, dtlsPeerOpts{timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatalf("the second handshake never completed: %v", err)

@@ -121,63 +121,6 @@ func TestDTLSRequestErrors(t *testing.T) {
 	}
 }
 
-// TestDTLSBundleSharesKeys: a leg bundled onto another's transport gets
-// the keys of its handshake (its own contexts), now and after a new
-// handshake; the session's SDES leg and the other session's SDES leg
-// keep their own.
-func TestDTLSBundleSharesKeys(t *testing.T) {
-	cfg := testConfig()
-	cfg.Workers = 1
-	g := startGateway(t, cfg)
-	c := newDTLSCall(t, g, DTLSPassive)
-	video := mustCreate(t, g, CreateRequest{
-		Internal: LegRequest{Keying: KeyingDTLS, NoICE: true, Fingerprint: c.web.cert.fp.String()},
-		Cloud:    LegRequest{RTCPMux: true, Crypto: newKeyLine(t, suiteAES128SHA80)},
-	})
-	a, err := g.lookup(c.info.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := g.lookup(video.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var bundleErr error
-	same := func() (in, out bool) {
-		if err := a.w.do(ctx, func() {
-			la, lb := &a.legs[legInternal], &b.legs[legInternal]
-			in = lb.in != nil && la.in[0] != lb.in[0] && string(la.in[0].mk.Key) == string(lb.in[0].mk.Key)
-			out = lb.out != nil && la.out != lb.out && string(la.out.mk.Key) == string(lb.out.mk.Key) &&
-				string(a.legs[legCloud].out.mk.Key) != string(lb.out.mk.Key) &&
-				string(b.legs[legCloud].out.mk.Key) != string(lb.out.mk.Key)
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return in, out
-	}
-	if err := a.w.do(ctx, func() { bundleErr = a.w.dtlsBundle(&a.legs[legInternal], &b.legs[legInternal]) }); err != nil || bundleErr != nil {
-		t.Fatalf("bundle: %v %v", err, bundleErr)
-	}
-	if in, out := same(); !in || !out {
-		t.Fatalf("bundled leg: same inbound key %v, same outbound key %v", in, out)
-	}
-	if d := mustShow(t, g, video.ID).Internal.DTLS; d.State != DTLSStateConnected {
-		t.Fatalf("bundled leg state %q", d.State)
-	}
-	if err := a.w.do(ctx, func() { bundleErr = a.w.dtlsBundle(&a.legs[legCloud], &b.legs[legInternal]) }); err != nil || !errors.Is(bundleErr, errBundle) {
-		t.Fatalf("bundling onto an SDES leg: %v %v", err, bundleErr)
-	}
-	// Deleting the first session leaves the transport to the second.
-	if err := g.Delete(ctx, c.info.ID); err != nil {
-		t.Fatal(err)
-	}
-	if d := mustShow(t, g, video.ID).Internal.DTLS; d.State != DTLSStateConnected {
-		t.Fatalf("after the primary ended, bundled leg state %q", d.State)
-	}
-}
-
 // TestDTLSFingerprintLater: the gateway offers first, so the leg has no
 // peer fingerprint yet: DTLS records are dropped and counted until an
 // update gives it, then the handshake completes.

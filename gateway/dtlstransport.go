@@ -16,7 +16,8 @@ import (
 )
 
 // dtlsTransport is one DTLS association on one leg's 5-tuple: the
-// handshake that keys the leg (or, with BUNDLE, every leg in legs), and
+// handshake that keys the leg (every leg in legs: the one it was made
+// for; the list is what a transport is detached from), and
 // after it the DTLS connection that answers the peer's retransmitted
 // final flight and alerts until the leg ends.
 //

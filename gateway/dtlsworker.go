@@ -352,31 +352,3 @@ func (w *worker) dtlsUpdate(l *leg, fingerprint, setup string, iceRestart bool) 
 	w.dtlsRekey(l, plan)
 	return nil
 }
-
-// dtlsBundle makes DTLS leg l share primary's transport (BUNDLE: one
-// DTLS association keys the legs of several m= lines on one 5-tuple).
-// l's own transport, if any, is stopped; from then on every handshake of
-// primary's transport keys l too, with its own SRTP contexts, and if
-// primary is keyed already l gets copies of its current keys now. Both
-// legs must belong to sessions of this worker. Sharing primary's socket
-// (l.rtp = primary.rtp) is the caller's decision: the transport only
-// sends from its first leg's socket.
-func (w *worker) dtlsBundle(primary, l *leg) error {
-	if primary.dtls == nil || primary.dtls.t == nil || l.dtls == nil || primary.s.w != w || l.s.w != w {
-		return errBundle
-	}
-	t := primary.dtls.t
-	if l.dtls.t == t {
-		return nil
-	}
-	w.dtlsDetach(l)
-	l.dtls.t = t
-	l.dtls.plan = t.plan
-	t.legs = append(t.legs, l)
-	if t.state == DTLSStateConnected && primary.out != nil && len(primary.in) > 0 {
-		res := &dtlsResult{profile: t.profile, local: primary.out.mk, peer: primary.in[0].mk}
-		l.dtls.handshakes++
-		w.installDTLSKeys(l, res) // copies; primary's keys stay primary's
-	}
-	return nil
-}

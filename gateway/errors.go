@@ -55,10 +55,6 @@ func (e *PortError) Error() string {
 
 func (e *PortError) Unwrap() error { return e.Err }
 
-// errBundle: dtlsBundle was given a leg that is not a DTLS leg of the
-// same worker.
-var errBundle = errors.New("gateway: BUNDLE needs two DTLS legs of one worker, the first with a transport")
-
 // errDirection: a direction flag that does not name the two legs.
 var errDirection = errors.New("want two different interface names: the internal and the cloud leg's")
 

@@ -98,6 +98,12 @@ func New(cfg Config, d component.Deps) (*Gateway, error) {
 		return nil, err
 	}
 	g.ngm = ngm
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "mediaedge_gateway_dtls_handshakes_in_progress",
+		Help: "DTLS handshakes of DTLS legs running now (at most gateway.dtls.max_handshakes).",
+	}, func() float64 { return float64(g.dtlsActive.Load()) })); err != nil {
+		return nil, fmt.Errorf("gateway: registering metrics: %w", err)
+	}
 	cert, err := loadDTLSCert(&cfg.DTLS)
 	if err != nil {
 		return nil, err

@@ -81,9 +81,6 @@ func (w *worker) stunCheck(s *sock, src netip.AddrPort, buf []byte, n int) (*soc
 			}
 			l.latched = true
 			w.latched(l, src, rtcp)
-			for _, b := range s.bundle {
-				b.remote, b.remoteRTCP, b.latched = src, src, true
-			}
 		}
 		if l.dtls != nil && l.dtls.t != nil {
 			w.dtlsStart(l.dtls.t) // an active leg waits for its peer's address

@@ -74,9 +74,6 @@ func (w *worker) handle(s *sock, src netip.AddrPort, buf []byte, n int) (*sock, 
 	)
 	if s.owner != nil {
 		l = s.owner
-		if len(s.bundle) > 0 {
-			l = bundleLeg(s, pkt, rtcp) // dtlsbundle.go
-		}
 		if want := l.remoteFor(rtcp); l.symmetric && want.IsValid() && want != src {
 			w.drop(l, reasonWrongSource)
 			return nil, nil, netip.AddrPort{}, 0
@@ -260,10 +257,6 @@ func (w *worker) forward(o *leg, plain []byte, rtcp bool) (*sock, *leg, netip.Ad
 	}
 	if !dst.IsValid() {
 		w.drop(o, reasonNoRemote)
-		return nil, nil, netip.AddrPort{}, 0
-	}
-	if inBundle(o) && bundleSSRCTaken(o, ssrcOf(plain, rtcp)) {
-		w.drop(o, reasonBundleSSRC)
 		return nil, nil, netip.AddrPort{}, 0
 	}
 	out := plain

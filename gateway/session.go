@@ -72,9 +72,6 @@ type leg struct {
 	// them.
 	iceFrom [4]netip.AddrPort
 	iceNext uint8
-	// bundlePTs are the RTP payload types of the leg's m= line on a
-	// BUNDLE socket: a new stream is routed by them (dtlsbundle.go).
-	bundlePTs []uint8
 
 	// in holds the peer's keys, newest first; keys past their grace
 	// period are dropped lazily. inHint is the key that authenticated the
@@ -163,7 +160,6 @@ const (
 	reasonDTLSRefused
 	reasonDTLSBusy
 	reasonDTLSQueue
-	reasonBundleSSRC
 	numReasons
 )
 
@@ -171,7 +167,6 @@ var reasonNames = [numReasons]string{
 	"auth_failure", "replay", "malformed", "wrong_source", "key_expired",
 	"ssrc_limit", "no_remote", "key_exhausted", "send_error", "unknown_flow",
 	"trial_refused", "junk_source", "no_key", "dtls_refused", "dtls_busy", "dtls_queue_full",
-	"bundle_ssrc_conflict",
 }
 
 func (r reason) String() string { return reasonNames[r] }

@@ -21,10 +21,6 @@ type sock struct {
 
 	// owner is the leg of a dedicated socket; nil for a shared one.
 	owner *leg
-	// bundle are further legs on a dedicated socket (BUNDLE: the m= lines
-	// of one WebRTC transport, dtlsbundle.go); owner answers its STUN and
-	// DTLS. When the owner ends, the first of them takes the socket over.
-	bundle []*leg
 	// dm is the demux table of a shared socket; nil for a dedicated one.
 	dm *demux
 	// port is the allocation to release when the socket closes (0: none);

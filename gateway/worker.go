@@ -168,9 +168,6 @@ func (w *worker) removeLegs(s *session) {
 				so.dm.remove(l)
 				continue
 			}
-			if unbundle(so, l) {
-				continue // the socket stays with the other legs of its BUNDLE
-			}
 			w.sys.unregister(so)
 			w.g.closeSock(so)
 		}
