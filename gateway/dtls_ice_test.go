@@ -68,8 +68,10 @@ func TestDTLSNeedsICECheck(t *testing.T) {
 }
 
 // TestDTLSICERestart: an update with ice_restart answers with new ICE
-// credentials; checks with the old ones are refused, the new ones latch,
-// and a new handshake keys the leg.
+// credentials and keeps the DTLS association (browsers keep theirs);
+// checks with the old credentials are refused, the new ones latch, and
+// when the peer starts a new association anyway (a ClientHello with a
+// new random on the connected leg) a new handshake keys the leg.
 func TestDTLSICERestart(t *testing.T) {
 	g := startGateway(t, testConfig())
 	web := newDTLSPeer(t)
@@ -92,8 +94,8 @@ func TestDTLSICERestart(t *testing.T) {
 	if ice == nil || ice.Pwd == "" || ice.Ufrag == info.Internal.DTLS.ICE.Ufrag {
 		t.Fatalf("ICE after the restart: %+v", ice)
 	}
-	if up.Internal.DTLS.State != DTLSStateNew {
-		t.Fatalf("state after the restart: %s", up.Internal.DTLS.State)
+	if up.Internal.DTLS.State != DTLSStateConnected || up.Internal.DTLS.Handshakes != 1 {
+		t.Fatalf("after the restart: state %s, %d handshakes; want the association kept", up.Internal.DTLS.State, up.Internal.DTLS.Handshakes)
 	}
 	before := mustShow(t, g, info.ID).Internal.Counters.AuthFailures
 	web.iceCheck(t, &info.Internal, info.Internal.DTLS.ICE.Pwd) // old ufrag and password

@@ -53,6 +53,13 @@ const (
 // use_srtp extension offers one of profiles (RFC 5764 section 4.1.1). It
 // reads untrusted bytes: it never panics, never allocates, and bounds
 // every length by what is there.
+// helloRandom returns the random of a whole ClientHello record b (one
+// checkClientHello found helloOK).
+func helloRandom(b []byte) (r [32]byte) {
+	copy(r[:], b[dtlsRecordHeader+dtlsHandshakeHeader+2:])
+	return r
+}
+
 func checkClientHello(b []byte, profiles []*dtlsProfile) helloCheck {
 	if len(b) < dtlsRecordHeader+dtlsHandshakeHeader || b[0] != dtlsContentHandshake {
 		return helloNotHello

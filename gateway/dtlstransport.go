@@ -50,6 +50,12 @@ type dtlsTransport struct {
 	started bool
 	stopped bool
 	src     netip.AddrPort // where the peer's records come from
+	// hello is the random of the ClientHello that started a passive
+	// transport's handshake (its retransmissions and the one after a
+	// HelloVerifyRequest carry the same); another random on a connected
+	// transport is the peer starting a new association.
+	hello    [32]byte
+	hasHello bool
 }
 
 // dtlsResult is what a handshake posts to the worker: the exported keys

@@ -98,6 +98,27 @@ func (w *worker) dtlsIntake(l *leg, src netip.AddrPort, pkt []byte) {
 		w.drop(l, reasonWrongSource)
 		return
 	}
+	if t.plan.role == DTLSPassive && t.state != DTLSStateFailed && checkClientHello(pkt, t.plan.profiles) == helloOK {
+		r := helloRandom(pkt)
+		switch {
+		case !t.hasHello:
+			// The ClientHello of this association (its retransmissions
+			// and the one after a HelloVerifyRequest carry the same
+			// random).
+			t.hello, t.hasHello = r, true
+		case r != t.hello && (t.state == DTLSStateConnected || t.state == DTLSStateClosed):
+			// A new ClientHello on an established (or peer-closed)
+			// association: the peer starts a new one, as a browser may
+			// after an ICE restart (RFC 8842). The keys of the old one
+			// stay until it completes.
+			w.dtlsRekey(l, &dtlsPlan{role: t.plan.role, peerFP: t.plan.peerFP, profiles: t.plan.profiles})
+			if t = l.dtls.t; t == nil || t.stopped {
+				w.drop(l, reasonDTLSRefused)
+				return
+			}
+			t.hello, t.hasHello = r, true
+		}
+	}
 	if !t.started {
 		if t.plan.role == DTLSPassive {
 			// A passive leg starts its handshake with the peer's
@@ -348,6 +369,12 @@ func (w *worker) dtlsUpdate(l *leg, fingerprint, setup string, iceRestart bool) 
 		}
 		l.ice = ic
 		l.iceFrom, l.iceNext = [4]netip.AddrPort{}, 0
+		if fingerprint == "" && setup == "" {
+			// An ICE restart alone keeps the DTLS association, as
+			// browsers do (RFC 8842); a peer that starts a new one
+			// anyway is answered (dtlsIntake).
+			return nil
+		}
 	}
 	w.dtlsRekey(l, plan)
 	return nil

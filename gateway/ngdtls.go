@@ -45,10 +45,11 @@ func (st *ngStream) takeDTLS(cfg *Config, side int, m ng.Media) error {
 // updateDTLS applies a DTLS side's re-offer or re-answer. As rtpengine
 // does, a new DTLS association (a handshake on the side's transport;
 // the keys of the last one stay in use until it completes) follows a
-// changed fingerprint, a changed or dropped a=tls-id (RFC 8842), an ICE
-// restart (new ice-ufrag) from a peer that sends no a=tls-id, or a role
-// the gateway must switch to; an ICE restart under an unchanged tls-id
-// keeps the association. The other side's keys and schedule are not
+// changed fingerprint, a changed or dropped a=tls-id (RFC 8842), or a
+// role the gateway must switch to. An ICE restart alone keeps the
+// association, as browsers do (they keep DTLS across an ICE restart and
+// often send no a=tls-id); a peer that starts a new association anyway
+// with a new ClientHello gets one (dtlsIntake). The other side's keys and schedule are not
 // touched. An ICE restart gives the gateway new ICE credentials
 // (RFC 8839 section 4.4.1.1.2). A bundled stream has nothing of its own
 // to update: its transport's stream does it.
@@ -66,7 +67,7 @@ func (s *ngServer) updateDTLS(st *ngStream, sender int, lid legID, m ng.Media) e
 	}
 	iceRestart := m.ICEUfrag != st.peerUfrag[sender] && st.ice[sender] != nil
 	oldID := st.peerTLSID[sender]
-	newAssoc := (oldID != "" && m.TLSID != oldID) || (iceRestart && oldID == "" && m.TLSID == "")
+	newAssoc := oldID != "" && m.TLSID != oldID
 	role := st.role[sender]
 	switch {
 	case m.Setup == "active" && role != DTLSPassive, m.Setup == "passive" && role != DTLSActive:

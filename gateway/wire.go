@@ -73,8 +73,9 @@ type LegUpdate struct {
 	// keys of the last handshake stay in use until it completes.
 	Fingerprint string `json:"fingerprint,omitempty"`
 	Setup       string `json:"setup,omitempty"`
-	// ICERestart gives a DTLS leg new ICE credentials (an ICE restart)
-	// and a new handshake.
+	// ICERestart gives a DTLS leg new ICE credentials (an ICE restart).
+	// The DTLS association is kept unless the peer starts a new one or
+	// Fingerprint or Setup asks for one.
 	ICERestart bool `json:"ice_restart,omitempty"`
 }
 
