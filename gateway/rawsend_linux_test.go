@@ -1,0 +1,168 @@
+package gateway
+
+import (
+	"bytes"
+	"net/netip"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// rawSent sums the packets g's workers sent through their raw sockets.
+func rawSent(g *Gateway) uint64 {
+	var n uint64
+	for _, w := range g.workers {
+		n += w.stats.rawSends.Load()
+	}
+	return n
+}
+
+// TestRawSendFromDedicatedPorts: with dedicated ports, packets that leave
+// their socket alone go through the raw socket, from the leg's own address
+// and port, and arrive intact both ways.
+func TestRawSendFromDedicatedPorts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("raw sending needs CAP_NET_RAW: run as root")
+	}
+	cfg := testConfig()
+	cfg.Internal.PortMode, cfg.Cloud.PortMode = PortsDedicated, PortsDedicated
+	g := startGateway(t, cfg)
+	c := newCall(t, g, suiteAES128SHA80, suiteAES128SHA32, false)
+	c.exchange(t, 5, 0x5151)
+	// One more, to look at its source: the cloud leg's RTP port.
+	tx := contextFor(t, c.kInt, false)
+	c.intRTP.send(c.info.Internal.Local, encRTP(t, tx, rtpPacket(t, 0x5151, 6, 160)))
+	if b, from := c.cloudRTP.recv(2 * time.Second); b == nil || from.String() != c.info.Cloud.Local {
+		t.Fatalf("packet from %s, want from the cloud leg's %s", from, c.info.Cloud.Local)
+	}
+	// The exchange sent 5+1+1 packets each way, one at a time.
+	if n := rawSent(g); n < 12 {
+		t.Errorf("%d packets sent raw, want at least 12 of 15", n)
+	}
+	info := mustShow(t, g, c.info.ID)
+	if e := info.Internal.Counters.SendErrors + info.Cloud.Counters.SendErrors; e != 0 {
+		t.Errorf("%d send errors", e)
+	}
+}
+
+// TestRawSendTooLongForRoute: the kernel refuses a raw packet longer than
+// its route's MTU (it does not fragment them); that datagram goes through
+// its socket instead, which fragments it as UDP does, and so do the longer
+// ones after it. In a network namespace whose lo has an MTU of 1,280.
+func TestRawSendTooLongForRoute(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CAP_SYS_ADMIN for a network namespace, CAP_NET_RAW)")
+	}
+	var (
+		w    *worker
+		so   *sock
+		peer *peer
+	)
+	inNetns(t, func(lo netlink.Link) {
+		if err := netlink.LinkSetMTU(lo, 1280); err != nil {
+			t.Fatal(err)
+		}
+		w, so = socketWorker(t)
+		peer = newPeer(t)
+		// Raw sockets open on first use, in the namespace of the thread
+		// that uses them: open it here.
+		if !w.openRaw(so.leg) {
+			t.Skip("no raw socket")
+		}
+	})
+	dst := netip.MustParseAddrPort(peer.addr())
+	sizes := []int{1200, 1260, 160, 1260} // 1,260 + 28 header bytes > 1,280
+	for i, n := range sizes {
+		for k := 0; k < n; k++ {
+			w.sys.bufs[i][k] = byte(i + k)
+		}
+		w.sys.out = append(w.sys.out, pending{s: so, dst: dst, buf: i, n: n})
+		w.flush() // one datagram at a time, as from different sockets
+	}
+	w.flushRaw()
+	for i, n := range sizes {
+		b, _ := peer.recv(2 * time.Second)
+		want := make([]byte, n)
+		for k := range want {
+			want[k] = byte(i + k)
+		}
+		if !bytes.Equal(b, want) {
+			t.Fatalf("datagram %d: %d bytes, want %d as sent", i, len(b), n)
+		}
+	}
+	r := &w.sys.raw[so.leg]
+	if r.limit != 1259 {
+		t.Errorf("raw limit %d after EMSGSIZE on 1,260 bytes, want 1259", r.limit)
+	}
+	if n := w.stats.rawSends.Load(); n != 2 {
+		t.Errorf("%d datagrams sent raw, want 2 (1,200 and 160 bytes)", n)
+	}
+	if e := w.stats.drops[so.leg][reasonSendError].Load(); e != 0 {
+		t.Errorf("%d send errors", e)
+	}
+}
+
+// inNetns runs fn on a thread in a new network namespace whose lo is up:
+// sockets fn opens stay in that namespace, which has no name and goes
+// with them.
+func inNetns(t *testing.T, fn func(lo netlink.Link)) {
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	ns, err := netns.New() // and switch this thread to it
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Skipf("new network namespace: %v", err)
+	}
+	defer func() {
+		ns.Close()
+		if err := netns.Set(orig); err != nil {
+			t.Errorf("returning to the original network namespace: %v", err)
+			return
+		}
+		runtime.UnlockOSThread()
+	}()
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		t.Fatal(err)
+	}
+	fn(lo)
+}
+
+// BenchmarkSocketSendRaw is BenchmarkSocketSend's single-datagram case
+// through the raw socket: 32 packets of 160 bytes, each alone from its
+// socket, queued by flush and sent by flushRaw in one sendmmsg. The
+// receiver does not read.
+func BenchmarkSocketSendRaw(b *testing.B) {
+	w, so := socketWorker(b)
+	if !w.openRaw(so.leg) {
+		b.Skip("no raw socket (needs CAP_NET_RAW)")
+	}
+	sink := newPeer(b)
+	dst := netip.MustParseAddrPort(sink.addr())
+	const k = 32
+	b.SetBytes(160 * k)
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := 0; i < k; i++ {
+			w.sys.out = append(w.sys.out, pending{s: so, dst: dst, buf: i, n: 160})
+			w.flush()
+		}
+		w.flushRaw()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*k), "ns/pkt")
+	if w.stats.rawSends.Load() == 0 {
+		b.Fatal("nothing sent raw")
+	}
+}
