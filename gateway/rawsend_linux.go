@@ -95,13 +95,15 @@ func (w *worker) sendRawBatch(r *rawOut) {
 // refusal counts against the datagram's leg, as on the socket's path.
 func (w *worker) rawFailed(r *rawOut, i int, err unix.Errno) {
 	p := &r.slots[i]
-	if err != unix.EMSGSIZE {
+	s := &w.sys
+	if err != unix.EMSGSIZE || p.s.fd >= len(s.socks) || s.socks[p.s.fd] != p.s {
+		// Refused, or its socket closed since (its session ended in the
+		// round): the descriptor may be another socket's by now.
 		w.sendFailed(p.s, p.leg, 1)
 		return
 	}
 	payload := r.rs.Payload(i)
 	r.limit = min(r.limit, len(payload)-1)
-	s := &w.sys
 	s.sbufs = append(s.sbufs, payload)
 	s.sdsts = append(s.sdsts, p.dst)
 	s.run = r.slots[i : i+1]

@@ -67,6 +67,9 @@ func TestRawSendTooLongForRoute(t *testing.T) {
 			t.Fatal(err)
 		}
 		w, so = socketWorker(t)
+		if err := w.sys.register(so); err != nil {
+			t.Fatal(err)
+		}
 		peer = newPeer(t)
 		// Raw sockets open on first use, in the namespace of the thread
 		// that uses them: open it here.
