@@ -34,17 +34,19 @@ func (s *Server) startFastPath() error {
 	return nil
 }
 
-// fastPathAddrs are the IPv4 addresses clients and peers reach the relay
-// on: UDP listeners and the relay address.
+// fastPathAddrs are the addresses clients and peers reach the relay on:
+// UDP listeners and the relay addresses, IPv4 and IPv6.
 func (s *Server) fastPathAddrs() []netip.Addr {
 	var out []netip.Addr
 	for _, l := range s.cfg.Listeners {
-		if a := l.Addr.Addr().Unmap(); l.Transport == TransportUDP && a.Is4() {
-			out = append(out, a)
+		if l.Transport == TransportUDP {
+			out = append(out, l.Addr.Addr().Unmap())
 		}
 	}
-	if s.bind[0].IsValid() {
-		out = append(out, s.bind[0])
+	for _, b := range s.bind {
+		if b.IsValid() {
+			out = append(out, b)
+		}
 	}
 	return out
 }
@@ -97,9 +99,12 @@ func carries(ifc net.Interface, addrs []netip.Addr) bool {
 }
 
 // fastWantLocked returns the channels of t the kernel may forward: a UDP
-// allocation reached over a UDP listener, IPv4 with specific addresses, no
-// bitrate cap (the program does not enforce one), and per channel a
-// permission for its peer that the current policy admits. The caller holds
+// allocation reached over a UDP listener, specific (not wildcard)
+// listener and relay addresses, client, listener, relay address and peer
+// all IPv4 or all IPv6 (the program never changes the IP version, so an
+// RFC 6156 cross-family allocation stays in user space), and per channel
+// a permission for its peer that the current policy admits. The entries
+// carry the bitrate caps, which the program enforces. The caller holds
 // a.mu.
 func (a *alloc) fastWantLocked(t *chanTable) []fastpath.Entry {
 	s := a.srv
@@ -107,21 +112,27 @@ func (a *alloc) fastWantLocked(t *chanTable) []fastpath.Entry {
 	if a.ended || a.udp == nil || r == nil || r.transport != "udp" {
 		return nil
 	}
-	if lim := s.limits.Load(); lim.BitratePerAllocation != 0 || lim.BitratePerUser != 0 {
+	lim := s.limits.Load()
+	v4 := r.listener.Addr().Unmap().Is4()
+	if r.listener.Addr().IsUnspecified() || a.relayAddr.Addr().IsUnspecified() ||
+		r.client.Addr().Unmap().Is4() != v4 || a.relayAddr.Addr().Unmap().Is4() != v4 {
 		return nil
 	}
-	if !r.listener.Addr().Is4() || r.listener.Addr().IsUnspecified() ||
-		!a.relayAddr.Addr().Is4() || a.relayAddr.Addr().IsUnspecified() {
-		return nil
+	// The user's cap applies where the user-space relay applies it.
+	var user string
+	var userBitrate uint64
+	if a.usr != nil {
+		user, userBitrate = a.usr.name, uint64(lim.BitratePerUser)
 	}
 	var want []fastpath.Entry
 	for _, c := range t.chans {
-		if ok, denied := t.permitted(c.peer.Addr()); c.denied || !ok || denied || !c.peer.Addr().Is4() {
+		if ok, denied := t.permitted(c.peer.Addr()); c.denied || !ok || denied || c.peer.Addr().Unmap().Is4() != v4 {
 			continue
 		}
 		want = append(want, fastpath.Entry{
 			Client: r.client, Listener: r.listener, Relay: a.relayAddr, Peer: c.peer,
-			Channel: c.num, Mark: s.sock.mark,
+			Channel: c.num, Mark: s.sock.mark, Bitrate: uint64(lim.BitratePerAllocation),
+			User: user, UserBitrate: userBitrate,
 		})
 	}
 	return want
@@ -147,16 +158,21 @@ func (a *alloc) addFastLocked(fe *fastEntry, c fastpath.Counters) {
 	}
 	add(dirToPeer, c.ToPeerPackets-fe.seen.ToPeerPackets, c.ToPeerBytes-fe.seen.ToPeerBytes)
 	add(dirToClient, c.ToClientPackets-fe.seen.ToClientPackets, c.ToClientBytes-fe.seen.ToClientBytes)
+	st.drops[dropBandwidth].Add(c.ToPeerDropped + c.ToClientDropped - fe.seen.ToPeerDropped - fe.seen.ToClientDropped)
 	fe.seen = c
 }
 
 // foldFast adds what the kernel forwarded since the last fold to every
 // allocation's counters, so that /v1/relay/allocations and the metrics
-// include kernel traffic within a housekeeping period (a second).
+// include kernel traffic within a housekeeping period (a second), and the
+// program's faults to the relay's drops.
 func (s *Server) foldFast() {
 	if s.fast == nil {
 		return
 	}
+	// Datagrams the program had to drop half way through a rewrite: the
+	// kernel could not send them, as a failed send in user space.
+	s.stats.drops[dropSendError].Add(s.fast.TakeFaults())
 	s.mu.Lock()
 	as := make([]*alloc, 0, len(s.allocs))
 	for _, a := range s.allocs {

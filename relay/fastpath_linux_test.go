@@ -68,7 +68,13 @@ type countingEcho struct {
 
 func newCountingEcho(t *testing.T) *countingEcho {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	return newCountingEchoOn(t, netip.MustParseAddr("127.0.0.1"))
+}
+
+// newCountingEchoOn is newCountingEcho on address a.
+func newCountingEchoOn(t *testing.T, a netip.Addr) *countingEcho {
+	t.Helper()
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, 0)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +160,7 @@ func TestFastPathRelay(t *testing.T) {
 				roundTrip(t, l.conn, e.conn.LocalAddr(), []byte("warm-up"))
 			}
 		}
-		return r.fastEntries() == clients*peers
+		return r.fastEntries() == clients*peers && r.fastWarm(t)
 	})
 	base := fastCounters(t, r)
 	var warmPackets, warmBytes uint64
@@ -365,6 +371,31 @@ func TestFastPathRelay(t *testing.T) {
 		t.Errorf("accounting lines: %d packets / %d bytes to peers, the peers got %d / %d",
 			acctPackets, acctBytes, before, peerGot.toPeerBytes)
 	}
+}
+
+// fastWarm reports whether every kernel entry of r has carried a datagram
+// toward its peer: pion sends Send indications (user space) until it has
+// the ChannelBind response, so only then do the kernel's counters see
+// every datagram a test sends.
+func (r *testRelay) fastWarm(t *testing.T) bool {
+	t.Helper()
+	r.mu.Lock()
+	as := make([]*alloc, 0, len(r.allocs))
+	for _, a := range r.allocs {
+		as = append(as, a)
+	}
+	r.mu.Unlock()
+	for _, a := range as {
+		a.mu.Lock()
+		fes := append([]fastEntry(nil), a.fast...)
+		a.mu.Unlock()
+		for _, fe := range fes {
+			if c, err := r.fast.Counters(fe.e); err != nil || c.ToPeerPackets == 0 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // fastCounters sums the kernel's counters over every entry of r.

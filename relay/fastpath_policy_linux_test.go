@@ -68,7 +68,8 @@ func channelData(ch uint16, p []byte) []byte {
 // can hold, with a receiver on each. Every form is refused (403) for
 // CreatePermission and ChannelBind; ChannelData on the refused channels is
 // then sent, before and after an admitted control peer's channel enters the
-// kernel and its ChannelData arrives through it. No denied peer is ever in
+// kernel on an IPv4 and on an IPv6 allocation and its ChannelData arrives
+// through it. No denied peer is ever in
 // the kernel's maps and no receiver of a denied form gets anything.
 func TestFastPathRefusesBypassForms(t *testing.T) {
 	if !inOwnNetns(t) {
@@ -118,16 +119,26 @@ func TestFastPathRefusesBypassForms(t *testing.T) {
 		t.Fatalf("only %d of %d bypass forms got a receiver", bound, len(bypassForms))
 	}
 	t.Logf("%d of %d bypass forms have a receiver on lo", bound, len(bypassForms))
-	control := netip.MustParseAddrPort("192.0.2.200:9999")
-	addLo(control.Addr())
-	controlSink := newSink(t, control)
-	if controlSink == nil {
-		t.Fatalf("cannot listen on the control peer %s", control)
+	// One admitted control peer per family: their channels enter the
+	// kernel, on an IPv4 and an IPv6 allocation.
+	controls := [2]netip.AddrPort{
+		netip.MustParseAddrPort("192.0.2.200:9999"),
+		netip.MustParseAddrPort("[2001:db8:ffff::200]:9999"),
+	}
+	var controlSinks [2]*sink
+	for i, c := range controls {
+		addLo(c.Addr())
+		if controlSinks[i] = newSink(t, c); controlSinks[i] == nil {
+			t.Fatalf("cannot listen on the control peer %s", c)
+		}
 	}
 
 	cfg := baseConfig(t)
 	cfg.FastPath = FastPathOn
-	cfg.AllowedPeers = []config.Prefix{{Prefix: netip.MustParsePrefix("192.0.2.128/25")}}
+	cfg.AllowedPeers = []config.Prefix{
+		{Prefix: netip.MustParsePrefix("192.0.2.128/25")},
+		{Prefix: netip.MustParsePrefix("2001:db8:ffff::/48")},
+	}
 	cfg.RelayIPv6 = "::1"
 	cfg.Listeners = append(cfg.Listeners, ListenerConfig{Transport: "udp", Addr: config.AddrPort{AddrPort: netip.MustParseAddrPort("[::1]:0")}})
 	r := startRelay(t, cfg)
@@ -198,38 +209,45 @@ func TestFastPathRefusesBypassForms(t *testing.T) {
 		t.Fatalf("the kernel holds entries for refused peers: %v", ps)
 	}
 
-	// The control: an admitted peer's channel enters the kernel and its
-	// ChannelData arrives through it, so the same path would have carried
-	// a denied form's.
-	v4 := get(false)
+	// The controls: an admitted peer's channel enters the kernel on each
+	// allocation and its ChannelData arrives through it, so the same path
+	// would have carried a denied form's.
 	const controlCh = 0x7000
-	if p, b := bind(v4, xorPeer{addr: control.Addr(), port: control.Port()}, controlCh); p != 0 || b != 0 {
-		t.Fatalf("control peer %s: CreatePermission %d, ChannelBind %d, want success", control, p, b)
+	for i, c := range controls {
+		ca := get(i == 1)
+		if p, b := bind(ca, xorPeer{addr: c.Addr(), port: c.Port()}, controlCh); p != 0 || b != 0 {
+			t.Fatalf("control peer %s: CreatePermission %d, ChannelBind %d, want success", c, p, b)
+		}
 	}
-	testutil.WaitFor(t, "the control channel in the kernel", 5*time.Second, func() bool {
-		return r.fastEntries() == 1
+	testutil.WaitFor(t, "the control channels in the kernel", 5*time.Second, func() bool {
+		return r.fastEntries() == len(controls)
 	})
 	sendDenied(1)
 	const controlPackets = 20
-	for range controlPackets {
-		if _, err := v4.conn.WriteTo(channelData(controlCh, []byte("control")), net.UDPAddrFromAddrPort(v4.server)); err != nil {
-			t.Fatal(err)
+	for i := range controls {
+		ca := get(i == 1)
+		for range controlPackets {
+			if _, err := ca.conn.WriteTo(channelData(controlCh, []byte("control")), net.UDPAddrFromAddrPort(ca.server)); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	sendDenied(2)
-	testutil.WaitFor(t, "the control peer's datagrams", 5*time.Second, func() bool {
-		return controlSink.got.Load() == controlPackets
-	})
-	c, err := r.fast.Counters(r.fastEntryOf(t, control))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.ToPeerPackets != controlPackets {
-		t.Errorf("the kernel forwarded %d of the control's %d datagrams", c.ToPeerPackets, controlPackets)
+	for i, c := range controls {
+		testutil.WaitFor(t, "the control peer's datagrams at "+c.String(), 5*time.Second, func() bool {
+			return controlSinks[i].got.Load() == controlPackets
+		})
+		cs, err := r.fast.Counters(r.fastEntryOf(t, c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cs.ToPeerPackets != controlPackets {
+			t.Errorf("the kernel forwarded %d of the %d datagrams to %v", cs.ToPeerPackets, controlPackets, c)
+		}
 	}
 	for _, p := range kernelPeers() {
-		if p != control {
-			t.Errorf("the kernel holds an entry for %v, want only the control peer %v", p, control)
+		if p != controls[0] && p != controls[1] {
+			t.Errorf("the kernel holds an entry for %v, want only the control peers %v", p, controls)
 		}
 	}
 	// Whatever a denied form was sent went out before the control's last

@@ -6,8 +6,9 @@ import "errors"
 // (not Linux, no BPF, no TCX); callers on `auto` fall back to user space.
 var ErrUnsupported = errors.New("fastpath: not supported here")
 
-// ErrNotIPv4 reports an entry whose addresses are not all IPv4; this slice of
-// the fast path forwards IPv4 only and leaves IPv6 channels in user space.
-var ErrNotIPv4 = errors.New("fastpath: entry is not IPv4")
+// errInvalidEntry reports an entry the program cannot forward: addresses of
+// mixed families (an IPv4 client on an IPv6 allocation, RFC 6156) or a
+// channel number outside 0x4000-0x7FFF. Such channels stay in user space.
+var errInvalidEntry = errors.New("fastpath: entry mixes address families or has no valid channel")
 
 var errClosed = errors.New("fastpath: forwarder closed")

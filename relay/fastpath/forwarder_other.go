@@ -28,3 +28,6 @@ func (f *Forwarder) Peers() ([]netip.AddrPort, error) { return nil, ErrUnsupport
 
 // Close does nothing.
 func (f *Forwarder) Close() error { return nil }
+
+// TakeFaults returns 0.
+func (f *Forwarder) TakeFaults() uint64 { return 0 }

@@ -13,10 +13,24 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type turnfwdBucket struct {
+	_    structs.HostLayout
+	Lock struct {
+		_   structs.HostLayout
+		Val uint32
+	}
+	Pad    uint32
+	Rate   uint64
+	Cap    uint64
+	FillNs uint64
+	Tokens uint64
+	Last   uint64
+}
+
 type turnfwdC2pKey struct {
 	_          structs.HostLayout
-	ClientIp   uint32
-	ListenIp   uint32
+	ClientIp   [16]uint8
+	ListenIp   [16]uint8
 	ClientPort uint16
 	ListenPort uint16
 	Channel    uint16
@@ -24,23 +38,26 @@ type turnfwdC2pKey struct {
 }
 
 type turnfwdFwdVal struct {
-	_       structs.HostLayout
-	SrcIp   uint32
-	DstIp   uint32
-	SrcPort uint16
-	DstPort uint16
-	Channel uint16
-	Pad     uint16
-	Mark    uint32
-	Pad2    uint32
-	Packets uint64
-	Bytes   uint64
+	_          structs.HostLayout
+	SrcIp      [16]uint8
+	DstIp      [16]uint8
+	SrcPort    uint16
+	DstPort    uint16
+	Channel    uint16
+	Pad        uint16
+	Mark       uint32
+	Slot       uint32
+	Bucket     uint32
+	UserBucket uint32
+	Packets    uint64
+	Bytes      uint64
+	Dropped    uint64
 }
 
 type turnfwdP2cKey struct {
 	_         structs.HostLayout
-	PeerIp    uint32
-	RelayIp   uint32
+	PeerIp    [16]uint8
+	RelayIp   [16]uint8
 	PeerPort  uint16
 	RelayPort uint16
 }
@@ -49,8 +66,12 @@ type turnfwdP2cKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	turnfwdMapBuckets         = "buckets"
 	turnfwdMapC2p             = "c2p"
+	turnfwdMapEgress          = "egress"
+	turnfwdMapFaults          = "faults"
 	turnfwdMapP2c             = "p2c"
+	turnfwdMapScratch         = "scratch"
 	turnfwdProgTurnfwdIngress = "turnfwd_ingress"
 )
 
@@ -103,8 +124,12 @@ type turnfwdProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type turnfwdMapSpecs struct {
-	C2p *ebpf.MapSpec `ebpf:"c2p"`
-	P2c *ebpf.MapSpec `ebpf:"p2c"`
+	Buckets *ebpf.MapSpec `ebpf:"buckets"`
+	C2p     *ebpf.MapSpec `ebpf:"c2p"`
+	Egress  *ebpf.MapSpec `ebpf:"egress"`
+	Faults  *ebpf.MapSpec `ebpf:"faults"`
+	P2c     *ebpf.MapSpec `ebpf:"p2c"`
+	Scratch *ebpf.MapSpec `ebpf:"scratch"`
 }
 
 // turnfwdVariableSpecs contains global variables before they are loaded into the kernel.
@@ -133,14 +158,22 @@ func (o *turnfwdObjects) Close() error {
 //
 // It can be passed to loadTurnfwdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type turnfwdMaps struct {
-	C2p *ebpf.Map `ebpf:"c2p"`
-	P2c *ebpf.Map `ebpf:"p2c"`
+	Buckets *ebpf.Map `ebpf:"buckets"`
+	C2p     *ebpf.Map `ebpf:"c2p"`
+	Egress  *ebpf.Map `ebpf:"egress"`
+	Faults  *ebpf.Map `ebpf:"faults"`
+	P2c     *ebpf.Map `ebpf:"p2c"`
+	Scratch *ebpf.Map `ebpf:"scratch"`
 }
 
 func (m *turnfwdMaps) Close() error {
 	return _TurnfwdClose(
+		m.Buckets,
 		m.C2p,
+		m.Egress,
+		m.Faults,
 		m.P2c,
+		m.Scratch,
 	)
 }
 
