@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/mediaedge/mediaedge/internal/sockopt"
@@ -18,10 +19,13 @@ import (
 //
 // A leg whose sockets are bound to an IPv6 or unspecified address, a
 // datagram too long for one 1,500-byte packet, or a process without
-// CAP_NET_RAW keep the socket's path. Owned by the worker goroutine.
+// CAP_NET_RAW keep the socket's path; so does every datagram while a
+// policy-routing rule selects on protocol or ports (ipv4PortRules).
+// Owned by the worker goroutine.
 type rawOut struct {
-	rs  *udpbatch.RawSender // nil: not opened (yet)
-	off bool                // opening failed: never try again
+	rs      *udpbatch.RawSender // nil: not opened (yet)
+	off     bool                // opening failed: never try again
+	blocked bool                // an ip rule selects on protocol or ports
 	// limit is the longest payload sent raw: RawMaxPayload, lowered when
 	// the kernel refuses a datagram as longer than its route's MTU.
 	limit  int
@@ -38,7 +42,7 @@ func (w *worker) sendRaw(p *pending) bool {
 	if r.rs == nil && (r.off || !w.openRaw(p.s.leg)) {
 		return false
 	}
-	if p.n > r.limit {
+	if r.blocked || p.n > r.limit {
 		return false
 	}
 	if r.rs.Len() == r.rs.Cap() {
@@ -68,7 +72,51 @@ func (w *worker) openRaw(id legID) bool {
 	r.rs, r.limit = rs, udpbatch.RawMaxPayload
 	r.slots = make([]pending, 0, rs.Cap())
 	r.failFn = func(i int, err unix.Errno) { w.rawFailed(r, i, err) }
+	w.checkRawRules()
 	return true
+}
+
+// ipv4PortRules reports whether an IPv4 policy-routing rule selects on the
+// IP protocol or on ports (ip rule ... ipproto udp dport R, as policy's
+// match: udp and port-only media write). The kernel looks up the route of
+// an IP_HDRINCL packet with protocol IPPROTO_RAW and no ports, so such a
+// rule never matches a raw packet: it could take another route than its
+// socket's packets would.
+func ipv4PortRules() (bool, error) {
+	rules, err := netlink.RuleList(unix.AF_INET)
+	if err != nil {
+		return false, err
+	}
+	for _, r := range rules {
+		if r.IPProto != 0 || r.Sport != nil || r.Dport != nil {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// checkRawRules pauses raw sending while ipv4PortRules finds a rule (or
+// cannot tell) and resumes it when none is left; housekeeping calls it
+// every second.
+func (w *worker) checkRawRules() {
+	if w.sys.raw[legInternal].rs == nil && w.sys.raw[legCloud].rs == nil {
+		return
+	}
+	found, err := ipv4PortRules()
+	blocked := found || err != nil
+	for id := range w.sys.raw {
+		r := &w.sys.raw[id]
+		if r.rs == nil || r.blocked == blocked {
+			continue
+		}
+		r.blocked = blocked
+		if blocked {
+			w.g.log.Info("raw sending paused: a policy-routing rule selects on protocol or ports",
+				"worker", w.id, "leg", legID(id).String(), "err", err)
+		} else {
+			w.g.log.Info("raw sending resumed", "worker", w.id, "leg", legID(id).String())
+		}
+	}
 }
 
 // flushRaw sends the raw batches of both legs.

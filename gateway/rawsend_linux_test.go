@@ -10,6 +10,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // rawSent sums the packets g's workers sent through their raw sockets.
@@ -27,6 +28,9 @@ func rawSent(g *Gateway) uint64 {
 func TestRawSendFromDedicatedPorts(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("raw sending needs CAP_NET_RAW: run as root")
+	}
+	if found, err := ipv4PortRules(); found || err != nil {
+		t.Skipf("an ip rule of this namespace selects on protocol or ports (%v): raw sending pauses", err)
 	}
 	cfg := testConfig()
 	cfg.Internal.PortMode, cfg.Cloud.PortMode = PortsDedicated, PortsDedicated
@@ -107,6 +111,52 @@ func TestRawSendTooLongForRoute(t *testing.T) {
 	if e := w.stats.drops[so.leg][reasonSendError].Load(); e != 0 {
 		t.Errorf("%d send errors", e)
 	}
+}
+
+// TestRawSendPausedByPortRules: while a policy-routing rule selects on
+// ports (which a raw packet's route lookup cannot see), datagrams go
+// through their sockets; raw sending resumes when the rule is gone.
+func TestRawSendPausedByPortRules(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CAP_SYS_ADMIN for a network namespace, CAP_NET_RAW)")
+	}
+	inNetns(t, func(netlink.Link) {
+		w, so := socketWorker(t)
+		if err := w.sys.register(so); err != nil {
+			t.Fatal(err)
+		}
+		peer := newPeer(t)
+		if !w.openRaw(so.leg) {
+			t.Skip("no raw socket")
+		}
+		dst := netip.MustParseAddrPort(peer.addr())
+		send := func(i int) {
+			t.Helper()
+			w.sys.bufs[0][0] = byte(i)
+			w.sys.out = append(w.sys.out, pending{s: so, dst: dst, buf: 0, n: 100})
+			w.flush()
+			w.flushRaw()
+			if b, _ := peer.recv(2 * time.Second); len(b) != 100 || b[0] != byte(i) {
+				t.Fatalf("datagram %d: %d bytes", i, len(b))
+			}
+		}
+		send(1)
+		rule := netlink.NewRule()
+		rule.IPProto, rule.Dport, rule.Table = unix.IPPROTO_UDP, netlink.NewRulePortRange(40000, 40010), 100
+		if err := netlink.RuleAdd(rule); err != nil {
+			t.Fatalf("ip rule: %v", err)
+		}
+		w.checkRawRules()
+		send(2)
+		if err := netlink.RuleDel(rule); err != nil {
+			t.Fatalf("ip rule del: %v", err)
+		}
+		w.checkRawRules()
+		send(3)
+		if n := w.stats.rawSends.Load(); n != 2 {
+			t.Errorf("%d datagrams sent raw, want 2 (the first and the last)", n)
+		}
+	})
 }
 
 // inNetns runs fn on a thread in a new network namespace whose lo is up:

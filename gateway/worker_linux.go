@@ -135,6 +135,7 @@ func (w *worker) run() {
 	w.tick()
 	s.hk.Init(func(now int64) {
 		w.flushRaw() // before sessions may end
+		w.checkRawRules()
 		w.housekeep()
 		s.loop.Schedule(&s.hk, now+int64(housekeepEvery))
 	})
