@@ -22,6 +22,8 @@ type workerStats struct {
 	// carried, and whether the kernel refused it.
 	gsoSends, gsoSegments atomic.Uint64
 	gsoOff                atomic.Bool
+	// datagrams sent through the raw socket (rawsend_linux.go)
+	rawSends atomic.Uint64
 }
 
 func (s *workerStats) in(l legID, n int) {
@@ -51,7 +53,7 @@ type metrics struct {
 	mode    [2]string
 
 	packetsDesc, bytesDesc, dropsDesc, wakeupsDesc, batchesDesc, trialsDesc, latchedDesc, modeDesc *prometheus.Desc
-	gsoDesc, gsoSegDesc, sendModeDesc, deniedDesc                                                  *prometheus.Desc
+	gsoDesc, gsoSegDesc, sendModeDesc, deniedDesc, rawDesc                                         *prometheus.Desc
 }
 
 // newUnregisteredMetrics returns metrics nobody scrapes (no registry).
@@ -110,6 +112,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"sendmmsg messages that carried several packets to one destination with UDP GSO.", nil, nil),
 		gsoSegDesc: prometheus.NewDesc("mediaedge_gateway_gso_segments_total",
 			"Packets sent inside UDP GSO messages.", nil, nil),
+		rawDesc: prometheus.NewDesc("mediaedge_gateway_raw_sent_packets_total",
+			"Packets sent through a raw socket, many sockets' packets per sendmmsg, instead of one system call each from their own socket (dedicated ports).", nil, nil),
 		sendModeDesc: prometheus.NewDesc("mediaedge_gateway_send_mode_info",
 			"Send mode: gso (UDP_SEGMENT batches per destination) or mmsg (one datagram per message, after the kernel refused GSO); always 1.",
 			[]string{"mode"}, nil),
@@ -128,7 +132,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // Describe implements prometheus.Collector for the per-worker counters.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.packetsDesc, m.bytesDesc, m.dropsDesc, m.wakeupsDesc,
-		m.batchesDesc, m.trialsDesc, m.latchedDesc, m.modeDesc, m.gsoDesc, m.gsoSegDesc, m.sendModeDesc, m.deniedDesc} {
+		m.batchesDesc, m.trialsDesc, m.latchedDesc, m.modeDesc, m.gsoDesc, m.gsoSegDesc, m.sendModeDesc, m.deniedDesc, m.rawDesc} {
 		ch <- d
 	}
 }
@@ -167,7 +171,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(m.modeDesc, prometheus.GaugeValue, 1, l.String(), mode[l])
 		}
 	}
-	var gso, seg uint64
+	var gso, seg, raw uint64
 	sendMode := "gso"
 	for _, w := range ws {
 		wake += w.wakeups.Load()
@@ -176,12 +180,14 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		denied += w.denied.Load()
 		gso += w.gsoSends.Load()
 		seg += w.gsoSegments.Load()
+		raw += w.rawSends.Load()
 		if w.gsoOff.Load() {
 			sendMode = "mmsg"
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(m.gsoDesc, prometheus.CounterValue, float64(gso))
 	ch <- prometheus.MustNewConstMetric(m.gsoSegDesc, prometheus.CounterValue, float64(seg))
+	ch <- prometheus.MustNewConstMetric(m.rawDesc, prometheus.CounterValue, float64(raw))
 	if len(ws) > 0 {
 		ch <- prometheus.MustNewConstMetric(m.sendModeDesc, prometheus.GaugeValue, 1, sendMode)
 	}

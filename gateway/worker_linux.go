@@ -51,6 +51,7 @@ type workerSys struct {
 	sdsts []netip.AddrPort
 	hk    evloop.Timer // housekeeping, every housekeepEvery
 	full  bool         // a socket returned a full batch in this Ready call
+	raw   [2]rawOut    // per leg: datagrams that leave their socket alone (rawsend_linux.go)
 }
 
 // pending is one packet waiting for sendmmsg: from which socket, to whom,
@@ -119,6 +120,7 @@ func (s *workerSys) unregister(so *sock) {
 }
 
 func (s *workerSys) close() {
+	s.closeRaw()
 	if s.loop != nil {
 		s.loop.Close()
 	}
@@ -132,6 +134,8 @@ func (w *worker) run() {
 	s := &w.sys
 	w.tick()
 	s.hk.Init(func(now int64) {
+		w.flushRaw() // before sessions may end
+		w.checkRawRules()
 		w.housekeep()
 		s.loop.Schedule(&s.hk, now+int64(housekeepEvery))
 	})
@@ -167,13 +171,18 @@ func (w *worker) Ready(tag int32) (int, bool) {
 // Woken implements evloop.Handler: it runs the queued commands and stops
 // the loop once the worker is stopping.
 func (w *worker) Woken() {
+	w.flushRaw() // before commands may end sessions
 	if !w.runCommands() {
 		w.sys.loop.Stop()
 	}
 }
 
-// Flush implements evloop.Handler; serve sends as it goes.
-func (w *worker) Flush() { w.flush() }
+// Flush implements evloop.Handler; serve sends as it goes, but for the
+// datagrams queued for raw sending.
+func (w *worker) Flush() {
+	w.flush()
+	w.flushRaw()
+}
 
 // maxRounds bounds the batches read from one socket per wake-up, so that
 // one busy socket cannot starve the others (epoll is level-triggered: a
@@ -213,7 +222,8 @@ func (w *worker) serve(so *sock) int {
 }
 
 // flush sends the pending packets, one sendmmsg per run of packets that
-// leave from the same socket.
+// leave from the same socket; a packet that leaves its socket alone is
+// queued for raw sending at the end of the round, when it can.
 func (w *worker) flush() {
 	s := &w.sys
 	for i := 0; i < len(s.out); {
@@ -221,7 +231,9 @@ func (w *worker) flush() {
 		for j < len(s.out) && s.out[j].s == s.out[i].s {
 			j++
 		}
-		w.sendRun(s.out[i:j])
+		if j > i+1 || !w.sendRaw(&s.out[i]) {
+			w.sendRun(s.out[i:j])
+		}
 		i = j
 	}
 	clear(s.out)
@@ -279,6 +291,9 @@ func (w *worker) sendFailed(so *sock, l *leg, k int) {
 func (w *worker) applySockOpts(id legID, lc *LegConfig, clearMark bool) int {
 	opts := sockopt.Options{RecvBuffer: int(lc.RecvBuffer), SendBuffer: int(lc.SendBuffer), Mark: uint32(lc.Mark)}
 	failed := 0
+	if w.applyRawOpts(id, lc) {
+		failed++
+	}
 	for _, so := range w.sys.socks {
 		if so == nil || so.leg != id {
 			continue
