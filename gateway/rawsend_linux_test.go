@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"net/netip"
 	"os"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // rawSent sums the packets g's workers sent through their raw sockets.
@@ -66,7 +66,7 @@ func TestRawSendTooLongForRoute(t *testing.T) {
 		so   *sock
 		peer *peer
 	)
-	inNetns(t, func(lo netlink.Link) {
+	testutil.InNetns(t, func(lo netlink.Link) {
 		if err := netlink.LinkSetMTU(lo, 1280); err != nil {
 			t.Fatal(err)
 		}
@@ -120,7 +120,7 @@ func TestRawSendPausedByPortRules(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (CAP_SYS_ADMIN for a network namespace, CAP_NET_RAW)")
 	}
-	inNetns(t, func(netlink.Link) {
+	testutil.InNetns(t, func(netlink.Link) {
 		w, so := socketWorker(t)
 		if err := w.sys.register(so); err != nil {
 			t.Fatal(err)
@@ -157,40 +157,6 @@ func TestRawSendPausedByPortRules(t *testing.T) {
 			t.Errorf("%d datagrams sent raw, want 2 (the first and the last)", n)
 		}
 	})
-}
-
-// inNetns runs fn on a thread in a new network namespace whose lo is up:
-// sockets fn opens stay in that namespace, which has no name and goes
-// with them.
-func inNetns(t *testing.T, fn func(lo netlink.Link)) {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New() // and switch this thread to it
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Skipf("new network namespace: %v", err)
-	}
-	defer func() {
-		ns.Close()
-		if err := netns.Set(orig); err != nil {
-			t.Errorf("returning to the original network namespace: %v", err)
-			return
-		}
-		runtime.UnlockOSThread()
-	}()
-	lo, err := netlink.LinkByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netlink.LinkSetUp(lo); err != nil {
-		t.Fatal(err)
-	}
-	fn(lo)
 }
 
 // BenchmarkSendAlone measures packets that leave their socket alone, as

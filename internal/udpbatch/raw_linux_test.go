@@ -7,14 +7,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/mediaedge/mediaedge/internal/sockopt"
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // checksumRef is RFC 1071's algorithm as written: 16-bit words, carries
@@ -168,7 +167,7 @@ func TestRawSenderRefusedMidBatch(t *testing.T) {
 		dst netip.AddrPort
 		src netip.AddrPort
 	)
-	inNetns(t, func() {
+	testutil.InNetns(t, func(netlink.Link) {
 		r = openRaw(t, sockopt.Options{}, 4)
 		rfd, dst = rawSock(t, "127.0.0.1:0", sockopt.Options{}, false)
 		_, src = rawSock(t, "127.0.0.1:0", sockopt.Options{}, false)
@@ -197,40 +196,6 @@ func TestRawSenderRefusedMidBatch(t *testing.T) {
 	}
 }
 
-// inNetns runs fn on a thread in a new network namespace whose lo is up:
-// sockets fn opens stay in that namespace. The namespace has no name and
-// goes with its sockets.
-func inNetns(t *testing.T, fn func()) {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New() // and switch this thread to it
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Skipf("new network namespace: %v", err)
-	}
-	defer func() {
-		ns.Close()
-		if err := netns.Set(orig); err != nil {
-			t.Errorf("returning to the original network namespace: %v", err)
-			return
-		}
-		runtime.UnlockOSThread()
-	}()
-	lo, err := netlink.LinkByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netlink.LinkSetUp(lo); err != nil {
-		t.Fatal(err)
-	}
-	fn()
-}
-
 // TestRawSenderMark: the mark steers raw packets as it does a socket's
 // (split tunnelling by policy routing). In a network namespace whose only
 // route to 198.51.100.0/24 is in a table that the mark selects, a marked
@@ -242,7 +207,7 @@ func TestRawSenderMark(t *testing.T) {
 	}
 	const mark, table = 0x4d45, 100
 	var r *RawSender
-	inNetns(t, func() {
+	testutil.InNetns(t, func(netlink.Link) {
 		rule := netlink.NewRule()
 		rule.Mark, rule.Table = mark, table
 		if err := netlink.RuleAdd(rule); err != nil {
