@@ -16,21 +16,18 @@ import (
 // socket.
 type alloc struct {
 	// set at creation, never changed
-	id        uint64
-	srv       *Server
-	user      string
-	relayAddr netip.AddrPort // bound
-	advAddr   netip.AddrPort // advertised (XOR-RELAYED-ADDRESS)
-	proto     string         // relay protocol: "udp" or "tcp"
-	v6        bool
-	created   time.Time
-	slot      int        // worker slot of the relay socket (UDP), -1 for TCP
-	usr       *userState // per-user quota and buckets
-	udp       *relayConn // UDP relay socket, nil for TCP
-	tcp       *tcpRelay  // TCP relay listener, nil for UDP
+	id      uint64
+	srv     *Server
+	usr     *userState // the user, with its quota and buckets
+	udp     *relayConn // UDP relay socket, nil for TCP
+	tcp     *tcpRelay  // TCP relay listener, nil for UDP
+	created int64      // on the relay's monotonic clock (Server.nanotime)
+	port    uint16     // relay port; the addresses are the Server's (relayAddr, advAddr)
+	v6      bool
+	isTCP   bool // relay protocol TCP (RFC 6062)
 
 	// route is where peer->client datagrams go; nil until pion reports the
-	// allocation created. Read lock-free by the worker.
+	// allocation created, then never changed. Read lock-free by the worker.
 	route atomic.Pointer[route]
 	// table is the channel and permission snapshot; replaced, never
 	// modified, under mu.
@@ -50,13 +47,58 @@ type alloc struct {
 	// than "expired" (set before pion deletes it).
 	endReason atomic.Pointer[string]
 
-	// mu guards the following and serialises table rebuilds.
+	// mu guards the following and serialises table edits.
 	mu    sync.Mutex
-	chans []chanEntry // few per allocation: a slice costs less than a map
-	perms []netip.Addr
-	five  fiveKey // set by OnAllocationCreated
 	ended bool
 	fast  []fastEntry // channels the kernel forwards (see syncFastLocked)
+}
+
+// An alloc is kept small: 10,000 idle allocations hold 10,000 of them
+// (docs/relay.md, "Memory per idle allocation"). What the Server knows
+// (addresses, port range) is derived, not copied.
+
+func (a *alloc) fam() int {
+	if a.v6 {
+		return 1
+	}
+	return 0
+}
+
+// relayAddr is the address the relay socket is bound to.
+func (a *alloc) relayAddr() netip.AddrPort { return netip.AddrPortFrom(a.srv.bind[a.fam()], a.port) }
+
+// advAddr is the advertised relayed address (XOR-RELAYED-ADDRESS).
+func (a *alloc) advAddr() netip.AddrPort { return netip.AddrPortFrom(a.srv.adv[a.fam()], a.port) }
+
+// proto is the relay protocol: "udp" or "tcp".
+func (a *alloc) proto() string {
+	if a.isTCP {
+		return "tcp"
+	}
+	return "udp"
+}
+
+// age is how long ago the allocation was created.
+func (a *alloc) age() time.Duration { return time.Duration(a.srv.nanotime() - a.created) }
+
+// createdAt is when the allocation was created (wall clock as of the
+// relay's start plus its monotonic age: 8 bytes instead of a time.Time).
+func (a *alloc) createdAt() time.Time { return a.srv.clock0.Add(time.Duration(a.created)).Round(0) }
+
+// user is the allocation's user name.
+func (a *alloc) user() string { return a.usr.name }
+
+// slot is the worker slot of a UDP allocation's relay socket.
+func (a *alloc) slot() int { return a.srv.udpSlot(a.fam(), a.port) }
+
+// udpSlot is the worker slot of UDP relay port port in family fam, or -1
+// outside the range.
+func (s *Server) udpSlot(fam int, port uint16) int {
+	p := s.udpPorts[fam]
+	if p == nil || port < p.min || int(port-p.min) >= s.cfg.Ports.Len() {
+		return -1
+	}
+	return fam*s.cfg.Ports.Len() + int(port-p.min)
 }
 
 // route is the client side of an allocation.
@@ -72,6 +114,11 @@ type route struct {
 type fiveKey struct {
 	client, listener netip.AddrPort
 	tcp              bool
+}
+
+// five is the allocation's 5-tuple key; r is its route.
+func (r *route) five() fiveKey {
+	return fiveKey{client: r.client, listener: r.listener, tcp: r.transport != "udp"}
 }
 
 // allow charges n bytes in direction d to the allocation's and the user's
@@ -124,17 +171,14 @@ type userState struct {
 }
 
 // newAlloc builds the alloc for a socket bound at bind:port.
-func (s *Server) newAlloc(u *userState, proto string, fam int, port uint16) *alloc {
+func (s *Server) newAlloc(u *userState, tcp bool, fam int, port uint16) *alloc {
 	a := &alloc{
-		srv:       s,
-		user:      u.name,
-		usr:       u,
-		proto:     proto,
-		v6:        fam == 1,
-		created:   time.Now(),
-		slot:      -1,
-		relayAddr: netip.AddrPortFrom(s.bind[fam], port),
-		advAddr:   netip.AddrPortFrom(s.adv[fam], port),
+		srv:     s,
+		usr:     u,
+		isTCP:   tcp,
+		v6:      fam == 1,
+		created: s.nanotime(),
+		port:    port,
 	}
 	a.table.Store(emptyTable)
 	lim := s.limits.Load()
@@ -146,14 +190,18 @@ func (s *Server) newAlloc(u *userState, proto string, fam int, port uint16) *all
 	return a
 }
 
-// register publishes a new allocation (its socket is bound).
+// register publishes a new allocation (its socket is bound). UDP
+// allocations are found by relayed address through the slot table, TCP
+// ones through byRelayTCP.
 func (s *Server) register(a *alloc) {
 	s.mu.Lock()
 	s.nextID++
 	a.id = s.nextID
 	s.pending--
 	s.allocs[a.id] = a
-	s.byRelay[relayKey{a.advAddr, a.proto == "tcp"}] = a
+	if a.isTCP {
+		s.byRelayTCP[a.advAddr()] = a
+	}
 	s.mu.Unlock()
 }
 
@@ -167,7 +215,6 @@ func (s *Server) finish(a *alloc) {
 	}
 	a.ended = true
 	a.syncFastLocked(emptyTable) // the kernel stops forwarding; counters join ours
-	five := a.five
 	r := a.route.Load()
 	a.mu.Unlock()
 	if r != nil && r.group != nil {
@@ -176,9 +223,13 @@ func (s *Server) finish(a *alloc) {
 	s.mu.Lock()
 	if _, ok := s.allocs[a.id]; ok {
 		delete(s.allocs, a.id)
-		delete(s.byRelay, relayKey{a.advAddr, a.proto == "tcp"})
-		if s.byFive[five] == a {
-			delete(s.byFive, five)
+		if a.isTCP {
+			delete(s.byRelayTCP, a.advAddr())
+		}
+		if r != nil && r.group == nil {
+			if five := r.five(); s.byFive[five] == a {
+				delete(s.byFive, five)
+			}
 		}
 		s.dropUserLocked(a.usr)
 	}
@@ -195,12 +246,12 @@ func (s *Server) finish(a *alloc) {
 	if s.stopping.Load() && a.endReason.Load() == nil {
 		reason = "shutdown"
 	}
-	d := time.Since(a.created)
-	s.metrics.active.WithLabelValues(r.transport, a.proto).Dec()
+	d := a.age()
+	s.metrics.active.WithLabelValues(r.transport, a.proto()).Dec()
 	s.metrics.duration.Observe(d.Seconds())
 	s.log.Info("allocation ended",
-		"user", a.user, "client", r.client.String(), "transport", r.transport,
-		"relay", a.advAddr.String(), "relay_protocol", a.proto,
+		"user", a.user(), "client", r.client.String(), "transport", r.transport,
+		"relay", a.advAddr().String(), "relay_protocol", a.proto(),
 		"duration", d.Round(time.Millisecond).String(), "reason", reason,
 		"packets_to_peer", a.packets[dirToPeer].Load(), "bytes_to_peer", a.bytes[dirToPeer].Load(),
 		"packets_to_client", a.packets[dirToClient].Load(), "bytes_to_client", a.bytes[dirToClient].Load())

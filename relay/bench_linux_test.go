@@ -59,6 +59,14 @@ func rawChannel(tb testing.TB, r *testRelay, peer netip.AddrPort) *net.UDPConn {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { c.Close() })
+	rawChannelOn(tb, r, peer, c)
+	return c
+}
+
+// rawChannelOn allocates, authenticates and binds channel 0x4000 to peer
+// from the client socket c.
+func rawChannelOn(tb testing.TB, r *testRelay, peer netip.AddrPort, c *net.UDPConn) {
+	tb.Helper()
 	m := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest), reqTransportUDP{})
 	var nonce stun.Nonce
 	if err := nonce.GetFrom(rawTransact(tb, c, r.udp, m)); err != nil {
@@ -75,7 +83,6 @@ func rawChannel(tb testing.TB, r *testRelay, peer netip.AddrPort) *net.UDPConn {
 	if code := errorCode(rawTransact(tb, c, r.udp, m)); code != 0 {
 		tb.Fatalf("channel bind: %d", code)
 	}
-	return c
 }
 
 // BenchmarkChannelDataRoundTrip measures the relay's data path end to end

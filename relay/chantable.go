@@ -2,23 +2,39 @@ package relay
 
 import "net/netip"
 
-// chanEntry is one channel binding.
+// chanEntry is one channel binding (fields ordered for size: 40 bytes).
 type chanEntry struct {
-	num    uint16
 	peer   netip.AddrPort
+	num    uint16
+	denied bool // refused by the peer policy since a reload
+}
+
+// permEntry is one permission.
+type permEntry struct {
+	peer   netip.Addr
 	denied bool // refused by the peer policy since a reload
 }
 
 // chanTable is an immutable snapshot of an allocation's channels and
-// permissions. Small tables (the usual case: a handful of peers) are
-// scanned; large ones also carry maps.
+// permissions, the only copy the relay keeps of them: an edit copies the
+// entries, changes them and publishes a new table. Small tables (the usual
+// case: a handful of peers) are scanned; large ones also carry an index.
+// An idle call holds one channel and one permission, which live inside
+// the table itself (one heap object per allocation).
 type chanTable struct {
-	chans  []chanEntry
-	perms  []netip.Addr
-	denied map[netip.Addr]struct{} // permitted peers the policy now refuses
+	chans []chanEntry
+	perms []permEntry
+	idx   *tableIndex // nil up to tableScanMax entries of each kind
+
+	chan1 [1]chanEntry // chans when there is one
+	perm1 [1]permEntry // perms when there is one
+}
+
+// tableIndex holds the maps of a large chanTable.
+type tableIndex struct {
 	byNum  map[uint16]int
 	byPeer map[netip.AddrPort]int
-	permOK map[netip.Addr]struct{}
+	perm   map[netip.Addr]int
 }
 
 const tableScanMax = 8
@@ -26,8 +42,8 @@ const tableScanMax = 8
 var emptyTable = &chanTable{}
 
 func (t *chanTable) byNumber(n uint16) *chanEntry {
-	if t.byNum != nil {
-		if i, ok := t.byNum[n]; ok {
+	if t.idx != nil && t.idx.byNum != nil {
+		if i, ok := t.idx.byNum[n]; ok {
 			return &t.chans[i]
 		}
 		return nil
@@ -41,8 +57,8 @@ func (t *chanTable) byNumber(n uint16) *chanEntry {
 }
 
 func (t *chanTable) byPeerAddr(p netip.AddrPort) *chanEntry {
-	if t.byPeer != nil {
-		if i, ok := t.byPeer[p]; ok {
+	if t.idx != nil && t.idx.byPeer != nil {
+		if i, ok := t.idx.byPeer[p]; ok {
 			return &t.chans[i]
 		}
 		return nil
@@ -58,97 +74,128 @@ func (t *chanTable) byPeerAddr(p netip.AddrPort) *chanEntry {
 // permitted reports whether peer IP a has a permission (and, second
 // result, whether the policy now refuses it).
 func (t *chanTable) permitted(a netip.Addr) (ok, denied bool) {
-	if t.permOK != nil {
-		_, ok = t.permOK[a]
-	} else {
-		for _, p := range t.perms {
-			if p == a {
-				ok = true
-				break
-			}
+	if t.idx != nil && t.idx.perm != nil {
+		if i, ok := t.idx.perm[a]; ok {
+			return true, t.perms[i].denied
+		}
+		return false, false
+	}
+	for i := range t.perms {
+		if t.perms[i].peer == a {
+			return true, t.perms[i].denied
 		}
 	}
-	if ok && t.denied != nil {
-		_, denied = t.denied[a]
-	}
-	return ok, denied
+	return false, false
 }
 
-// rebuildLocked publishes a new snapshot from a.chans and a.perms, judging
-// every peer with the current policy. The caller holds a.mu.
-func (a *alloc) rebuildLocked() {
-	pol := a.srv.policy.Load()
-	t := &chanTable{
-		chans: make([]chanEntry, 0, len(a.chans)),
-		perms: make([]netip.Addr, 0, len(a.perms)),
-	}
-	for _, c := range a.chans {
-		t.chans = append(t.chans, chanEntry{num: c.num, peer: c.peer, denied: pol.Peer(c.peer.Addr()) != reasonNone})
-	}
-	for _, p := range a.perms {
-		t.perms = append(t.perms, p)
-		if pol.Peer(p) != reasonNone {
-			if t.denied == nil {
-				t.denied = map[netip.Addr]struct{}{}
-			}
-			t.denied[p] = struct{}{}
+// tableDraft is an allocation's channels and permissions being edited
+// (copies, owned by the editor).
+type tableDraft struct {
+	chans []chanEntry
+	perms []permEntry
+}
+
+// draft copies t's entries for editing.
+func (t *chanTable) draft() *tableDraft {
+	return &tableDraft{chans: append([]chanEntry(nil), t.chans...), perms: append([]permEntry(nil), t.perms...)}
+}
+
+// setChan binds channel num to peer.
+func (d *tableDraft) setChan(num uint16, peer netip.AddrPort) {
+	for i := range d.chans {
+		if d.chans[i].num == num {
+			d.chans[i].peer = peer
+			return
 		}
 	}
-	if len(t.chans) > tableScanMax {
-		t.byNum = make(map[uint16]int, len(t.chans))
-		t.byPeer = make(map[netip.AddrPort]int, len(t.chans))
-		for i, e := range t.chans {
-			t.byNum[e.num] = i
-			t.byPeer[e.peer] = i
+	d.chans = append(d.chans, chanEntry{num: num, peer: peer})
+}
+
+// delChan unbinds channel num.
+func (d *tableDraft) delChan(num uint16) {
+	for i := range d.chans {
+		if d.chans[i].num == num {
+			d.chans = append(d.chans[:i], d.chans[i+1:]...)
+			return
 		}
 	}
-	if len(t.perms) > tableScanMax {
-		t.permOK = make(map[netip.Addr]struct{}, len(t.perms))
-		for _, p := range t.perms {
-			t.permOK[p] = struct{}{}
+}
+
+// setPerm adds a permission for peer IP p.
+func (d *tableDraft) setPerm(p netip.Addr) {
+	for _, q := range d.perms {
+		if q.peer == p {
+			return
 		}
 	}
+	d.perms = append(d.perms, permEntry{peer: p})
+}
+
+// delPerm removes the permission for p.
+func (d *tableDraft) delPerm(p netip.Addr) {
+	for i, q := range d.perms {
+		if q.peer == p {
+			d.perms = append(d.perms[:i], d.perms[i+1:]...)
+			return
+		}
+	}
+}
+
+// editLocked applies f to a draft of the allocation's table and publishes
+// the result; nil f republishes the table as it is. Either way every peer
+// is judged again with the current policy. The caller holds a.mu.
+func (a *alloc) editLocked(f func(d *tableDraft)) {
+	d := a.table.Load().draft()
+	if f != nil {
+		f(d)
+	}
+	t := newChanTable(d, a.srv.policy.Load())
 	a.table.Store(t)
 	a.syncFastLocked(t)
 }
 
-// setChanLocked binds channel num to peer; the caller holds a.mu.
-func (a *alloc) setChanLocked(num uint16, peer netip.AddrPort) {
-	for i := range a.chans {
-		if a.chans[i].num == num {
-			a.chans[i].peer = peer
-			return
+// newChanTable builds the snapshot of d, judging every peer with pol.
+func newChanTable(d *tableDraft, pol *peerPolicy) *chanTable {
+	if len(d.chans) == 0 && len(d.perms) == 0 {
+		return emptyTable
+	}
+	t := &chanTable{}
+	switch len(d.chans) {
+	case 0:
+	case 1:
+		t.chans = t.chan1[:]
+	default:
+		t.chans = make([]chanEntry, len(d.chans))
+	}
+	switch len(d.perms) {
+	case 0:
+	case 1:
+		t.perms = t.perm1[:]
+	default:
+		t.perms = make([]permEntry, len(d.perms))
+	}
+	for i, c := range d.chans {
+		t.chans[i] = chanEntry{num: c.num, peer: c.peer, denied: pol.Peer(c.peer.Addr()) != reasonNone}
+	}
+	for i, p := range d.perms {
+		t.perms[i] = permEntry{peer: p.peer, denied: pol.Peer(p.peer) != reasonNone}
+	}
+	if len(t.chans) > tableScanMax || len(t.perms) > tableScanMax {
+		t.idx = &tableIndex{}
+	}
+	if len(t.chans) > tableScanMax {
+		t.idx.byNum = make(map[uint16]int, len(t.chans))
+		t.idx.byPeer = make(map[netip.AddrPort]int, len(t.chans))
+		for i, e := range t.chans {
+			t.idx.byNum[e.num] = i
+			t.idx.byPeer[e.peer] = i
 		}
 	}
-	a.chans = append(a.chans, chanEntry{num: num, peer: peer})
-}
-
-// delChanLocked unbinds channel num; the caller holds a.mu.
-func (a *alloc) delChanLocked(num uint16) {
-	for i := range a.chans {
-		if a.chans[i].num == num {
-			a.chans = append(a.chans[:i], a.chans[i+1:]...)
-			return
+	if len(t.perms) > tableScanMax {
+		t.idx.perm = make(map[netip.Addr]int, len(t.perms))
+		for i, p := range t.perms {
+			t.idx.perm[p.peer] = i
 		}
 	}
-}
-
-// setPermLocked adds a permission for peer IP p; the caller holds a.mu.
-func (a *alloc) setPermLocked(p netip.Addr) {
-	for _, q := range a.perms {
-		if q == p {
-			return
-		}
-	}
-	a.perms = append(a.perms, p)
-}
-
-// delPermLocked removes the permission for p; the caller holds a.mu.
-func (a *alloc) delPermLocked(p netip.Addr) {
-	for i, q := range a.perms {
-		if q == p {
-			a.perms = append(a.perms[:i], a.perms[i+1:]...)
-			return
-		}
-	}
+	return t
 }

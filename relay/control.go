@@ -3,7 +3,6 @@ package relay
 import (
 	"net/http"
 	"sort"
-	"time"
 
 	"github.com/mediaedge/mediaedge/internal/control"
 )
@@ -17,7 +16,6 @@ func (s *Server) Allocations() []AllocationInfo {
 	}
 	s.mu.Unlock()
 	out := make([]AllocationInfo, 0, len(as))
-	now := time.Now()
 	for _, a := range as {
 		r := a.route.Load()
 		if r == nil {
@@ -26,14 +24,14 @@ func (s *Server) Allocations() []AllocationInfo {
 		t := a.table.Load()
 		out = append(out, AllocationInfo{
 			ID:              a.id,
-			User:            a.user,
+			User:            a.user(),
 			Client:          r.client.String(),
 			Transport:       r.transport,
 			Listener:        r.listener.String(),
-			Relay:           a.advAddr.String(),
-			RelayProtocol:   a.proto,
-			Created:         a.created,
-			AgeSeconds:      now.Sub(a.created).Seconds(),
+			Relay:           a.advAddr().String(),
+			RelayProtocol:   a.proto(),
+			Created:         a.createdAt(),
+			AgeSeconds:      a.age().Seconds(),
 			Permissions:     len(t.perms),
 			Channels:        len(t.chans),
 			PacketsToPeer:   a.packets[dirToPeer].Load(),

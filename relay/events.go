@@ -15,28 +15,22 @@ func (s *Server) events() turn.EventHandler {
 		OnAuth:              s.onAuth,
 		OnAllocationCreated: s.onAllocationCreated,
 		OnPermissionCreated: func(_, _ net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
-			s.editAlloc(relay, func(a *alloc) {
-				if p, ok := netip.AddrFromSlice(peer); ok {
-					a.setPermLocked(p.Unmap())
-				}
-			})
+			if p, ok := netip.AddrFromSlice(peer); ok {
+				s.editAlloc(relay, func(d *tableDraft) { d.setPerm(p.Unmap()) })
+			}
 		},
 		OnPermissionDeleted: func(_, _ net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
-			s.editAlloc(relay, func(a *alloc) {
-				if p, ok := netip.AddrFromSlice(peer); ok {
-					a.delPermLocked(p.Unmap())
-				}
-			})
+			if p, ok := netip.AddrFromSlice(peer); ok {
+				s.editAlloc(relay, func(d *tableDraft) { d.delPerm(p.Unmap()) })
+			}
 		},
 		OnChannelCreated: func(_, _ net.Addr, _, _, _ string, relay, peer net.Addr, num uint16) {
-			s.editAlloc(relay, func(a *alloc) {
-				if p, ok := addrPortOf(peer); ok {
-					a.setChanLocked(num, p)
-				}
-			})
+			if p, ok := addrPortOf(peer); ok {
+				s.editAlloc(relay, func(d *tableDraft) { d.setChan(num, p) })
+			}
 		},
 		OnChannelDeleted: func(_, _ net.Addr, _, _, _ string, relay, _ net.Addr, num uint16) {
-			s.editAlloc(relay, func(a *alloc) { a.delChanLocked(num) })
+			s.editAlloc(relay, func(d *tableDraft) { d.delChan(num) })
 		},
 	}
 }
@@ -61,22 +55,54 @@ func (s *Server) allocByRelay(relay net.Addr) *alloc {
 	if !ok {
 		return nil
 	}
-	_, tcp := relay.(*net.TCPAddr)
+	if _, tcp := relay.(*net.TCPAddr); tcp {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.byRelayTCP[ap]
+	}
+	fam := 0
+	if !ap.Addr().Is4() {
+		fam = 1
+	}
+	if a := s.slots.get(s.udpSlot(fam, ap.Port())); a != nil && a.advAddr() == ap {
+		return a
+	}
+	return nil
+}
+
+// groupOf is the UDP listener whose address is lis (or the unspecified
+// address at lis's port); nil if none is.
+func (s *Server) groupOf(lis netip.AddrPort) *udpGroup {
+	for _, g := range s.groups {
+		if g.addr == lis || (g.addr.Port() == lis.Port() && g.addr.Addr().IsUnspecified()) {
+			return g
+		}
+	}
+	return nil
+}
+
+// allocByFive finds an allocation by its 5-tuple: a UDP client's in its
+// listener's client table, the others in byFive.
+func (s *Server) allocByFive(k fiveKey) *alloc {
+	if !k.tcp {
+		if g := s.groupOf(k.listener); g != nil {
+			return g.clients.get(k.client)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.byRelay[relayKey{ap, tcp}]
+	return s.byFive[k]
 }
 
 // editAlloc applies f to the allocation's channels and permissions and
 // publishes the new snapshot.
-func (s *Server) editAlloc(relay net.Addr, f func(a *alloc)) {
+func (s *Server) editAlloc(relay net.Addr, f func(d *tableDraft)) {
 	a := s.allocByRelay(relay)
 	if a == nil {
 		return
 	}
 	a.mu.Lock()
-	f(a)
-	a.rebuildLocked()
+	a.editLocked(f)
 	a.mu.Unlock()
 }
 
@@ -103,31 +129,28 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, _, _, _ string, relay ne
 			}
 		}
 	} else {
-		for _, g := range s.groups {
-			if g.addr == lis || (g.addr.Port() == lis.Port() && g.addr.Addr().IsUnspecified()) {
-				r.group = g
-				break
-			}
-		}
+		r.group = s.groupOf(lis)
 	}
-	five := fiveKey{client: client, listener: lis, tcp: isTCP}
 	// Under a.mu so that finish sees either no route or the whole of it.
 	a.mu.Lock()
 	if a.ended {
 		a.mu.Unlock()
 		return
 	}
-	a.five = five
 	a.route.Store(r)
 	if r.group != nil {
 		r.group.clients.put(client, a)
 	}
-	s.metrics.created.WithLabelValues(r.transport, a.proto).Inc()
-	s.metrics.active.WithLabelValues(r.transport, a.proto).Inc()
+	s.metrics.created.WithLabelValues(r.transport, a.proto()).Inc()
+	s.metrics.active.WithLabelValues(r.transport, a.proto()).Inc()
+	if r.group == nil {
+		// No client table to find it in (see byFive); under a.mu so that
+		// finish, which deletes it, comes after.
+		s.mu.Lock()
+		s.byFive[r.five()] = a
+		s.mu.Unlock()
+	}
 	a.mu.Unlock()
-	s.mu.Lock()
-	s.byFive[five] = a
-	s.mu.Unlock()
-	s.log.Debug("allocation created", "user", a.user, "client", client.String(), "transport", r.transport,
-		"relay", a.advAddr.String(), "relay_protocol", a.proto)
+	s.log.Debug("allocation created", "user", a.user(), "client", client.String(), "transport", r.transport,
+		"relay", a.advAddr().String(), "relay_protocol", a.proto())
 }

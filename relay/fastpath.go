@@ -114,8 +114,8 @@ func (a *alloc) fastWantLocked(t *chanTable) []fastpath.Entry {
 	}
 	lim := s.limits.Load()
 	v4 := r.listener.Addr().Unmap().Is4()
-	if r.listener.Addr().IsUnspecified() || a.relayAddr.Addr().IsUnspecified() ||
-		r.client.Addr().Unmap().Is4() != v4 || a.relayAddr.Addr().Unmap().Is4() != v4 {
+	if r.listener.Addr().IsUnspecified() || a.relayAddr().Addr().IsUnspecified() ||
+		r.client.Addr().Unmap().Is4() != v4 || a.relayAddr().Addr().Unmap().Is4() != v4 {
 		return nil
 	}
 	// The user's cap applies where the user-space relay applies it.
@@ -130,7 +130,7 @@ func (a *alloc) fastWantLocked(t *chanTable) []fastpath.Entry {
 			continue
 		}
 		want = append(want, fastpath.Entry{
-			Client: r.client, Listener: r.listener, Relay: a.relayAddr, Peer: c.peer,
+			Client: r.client, Listener: r.listener, Relay: a.relayAddr(), Peer: c.peer,
 			Channel: c.num, Mark: s.sock.mark, Bitrate: uint64(lim.BitratePerAllocation),
 			User: user, UserBitrate: userBitrate,
 		})
@@ -207,7 +207,7 @@ func (a *alloc) syncFastLocked(t *chanTable) {
 		}
 		c, err := s.fast.Remove(fe.e)
 		if err != nil {
-			s.log.Warn("removing a fast-path entry failed", "relay", a.advAddr.String(), "err", err)
+			s.log.Warn("removing a fast-path entry failed", "relay", a.advAddr().String(), "err", err)
 			kept = append(kept, fe) // retried at the next rebuild
 			continue
 		}
@@ -219,7 +219,7 @@ func (a *alloc) syncFastLocked(t *chanTable) {
 		}
 		if err := s.fast.Add(e); err != nil {
 			// Full map or kernel refusal: this channel stays in user space.
-			s.log.Warn("adding a fast-path entry failed", "relay", a.advAddr.String(), "err", err)
+			s.log.Warn("adding a fast-path entry failed", "relay", a.advAddr().String(), "err", err)
 			continue
 		}
 		kept = append(kept, fastEntry{e: e})

@@ -280,7 +280,7 @@ func TestFastPathRelay(t *testing.T) {
 	two[0].mu.Lock()
 	gone := two[0].fast[0].e
 	two[0].mu.Unlock()
-	relayOf := func(a *alloc) net.Addr { return net.UDPAddrFromAddrPort(a.advAddr) }
+	relayOf := func(a *alloc) net.Addr { return net.UDPAddrFromAddrPort(a.advAddr()) }
 	ev.OnChannelDeleted(nil, nil, "", "", "", relayOf(two[0]), nil, gone.Channel)
 	if n := r.fastEntries(); n != clients*peers-1 {
 		t.Fatalf("%d entries after a channel expired, want %d", n, clients*peers-1)
@@ -322,7 +322,7 @@ func TestFastPathRelay(t *testing.T) {
 	r.mu.Lock()
 	var five []fiveKey
 	for _, a := range r.allocs {
-		five = append(five, a.five)
+		five = append(five, a.route.Load().five())
 	}
 	r.mu.Unlock()
 	for _, l := range legs {

@@ -17,7 +17,7 @@ import (
 func fuzzServer(tb testing.TB) *Server {
 	st := &dataStats{}
 	m, _ := newMetrics(noRegistry{}, st)
-	s := &Server{log: discardLogger(), metrics: m, allocs: map[uint64]*alloc{}, byRelay: map[relayKey]*alloc{},
+	s := &Server{log: discardLogger(), metrics: m, allocs: map[uint64]*alloc{}, byRelayTCP: map[netip.AddrPort]*alloc{},
 		byFive: map[fiveKey]*alloc{}, users: map[string]*userState{}}
 	s.auth = newAuthenticator(discardLogger(), m, &credentials{realm: testRealm,
 		users:   map[string][]byte{testUser: LongTermKey(testUser, testRealm, testPass)},

@@ -81,21 +81,21 @@ func (s *Server) allocateUDP(conf turn.AllocateListenerConfig, w *worker) (net.P
 		s.refuse(err, conf.UserID)
 		return nil, nil, err
 	}
-	a := s.newAlloc(u, "udp", fam, pool.min+uint16(off))
+	a := s.newAlloc(u, false, fam, pool.min+uint16(off))
 	c := &relayConn{a: a, sock: sockFD{fd: fd}, w: w}
 	c.q.init()
 	a.udp = c
-	a.slot = fam*s.cfg.Ports.Len() + off
-	s.slots.set(a.slot, a)
-	if err := w.add(fd, a.slot); err != nil {
-		s.slots.set(a.slot, nil)
+	slot := a.slot()
+	s.slots.set(slot, a)
+	if err := w.add(fd, slot); err != nil {
+		s.slots.set(slot, nil)
 		c.sock.close()
 		pool.release(off)
 		s.unreserve(u)
 		return nil, nil, err
 	}
 	s.register(a)
-	return c, net.UDPAddrFromAddrPort(a.advAddr), nil
+	return c, net.UDPAddrFromAddrPort(a.advAddr()), nil
 }
 
 // releaseUDP ends a UDP allocation when pion closes its relay socket. It is
@@ -114,11 +114,8 @@ func (s *Server) releaseUDP(c *relayConn) {
 		return
 	}
 	c.q.close()
-	s.slots.set(a.slot, nil)
-	fam := 0
-	if a.v6 {
-		fam = 1
-	}
-	s.udpPorts[fam].release(a.slot - fam*s.cfg.Ports.Len())
+	s.slots.set(a.slot(), nil)
+	fam := a.fam()
+	s.udpPorts[fam].release(int(a.port - s.udpPorts[fam].min))
 	s.finish(a)
 }

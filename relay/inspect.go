@@ -118,10 +118,7 @@ func (s *Server) inspectRefresh(raw []byte, src, listener netip.AddrPort, tcp bo
 	if err != nil || len(v) != 4 || binary.BigEndian.Uint32(v) != 0 {
 		return
 	}
-	s.mu.Lock()
-	a := s.byFive[fiveKey{client: src, listener: listener, tcp: tcp}]
-	s.mu.Unlock()
-	if a != nil {
+	if a := s.allocByFive(fiveKey{client: src, listener: listener, tcp: tcp}); a != nil {
 		a.setEndReason("deallocated")
 	}
 }

@@ -132,7 +132,7 @@ func (s *Server) housekeeping() {
 		var old []*alloc
 		s.mu.Lock()
 		for _, a := range s.allocs {
-			if time.Since(a.created) >= maxD {
+			if a.age() >= maxD {
 				old = append(old, a)
 			}
 		}

@@ -78,7 +78,7 @@ func (s *Server) KillUser(user string) ([]uint64, error) {
 	var as []*alloc
 	s.mu.Lock()
 	for _, a := range s.allocs {
-		if a.route.Load() != nil && userMatches(a.user, user) {
+		if a.route.Load() != nil && userMatches(a.user(), user) {
 			as = append(as, a)
 		}
 	}

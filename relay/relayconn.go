@@ -93,7 +93,7 @@ func (c *relayConn) Close() error {
 }
 
 // LocalAddr implements net.PacketConn.
-func (c *relayConn) LocalAddr() net.Addr { return net.UDPAddrFromAddrPort(c.a.relayAddr) }
+func (c *relayConn) LocalAddr() net.Addr { return net.UDPAddrFromAddrPort(c.a.relayAddr()) }
 
 // SetDeadline implements net.PacketConn; pion sets none on relay sockets.
 func (c *relayConn) SetDeadline(time.Time) error { return nil }

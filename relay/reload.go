@@ -67,7 +67,7 @@ func (s *Server) Reload(ctx context.Context, cfg Config) error {
 	now := s.nanotime()
 	for _, a := range as {
 		a.mu.Lock()
-		a.rebuildLocked()
+		a.editLocked(nil) // judged again with the new policy
 		a.mu.Unlock()
 		setBuckets(&a.buckets, int64(lim.BitratePerAllocation), now)
 	}

@@ -95,23 +95,20 @@ type Server struct {
 	wg         sync.WaitGroup
 	done       chan struct{}
 
-	mu      sync.Mutex
-	state   string
-	allocs  map[uint64]*alloc
-	byRelay map[relayKey]*alloc
+	mu     sync.Mutex
+	state  string
+	allocs map[uint64]*alloc
+	// byRelayTCP finds TCP allocations by advertised relayed address
+	// (UDP ones are in slots, by port).
+	byRelayTCP map[netip.AddrPort]*alloc
+	// byFive finds allocations of TCP/TLS clients by 5-tuple (those of
+	// UDP clients are in their listener's client table).
 	byFive  map[fiveKey]*alloc
 	users   map[string]*userState
 	nextID  uint64
 	pending int // allocations being created (between quota and socket)
 	closed  bool
 	failure error // why the relay can no longer serve (see Health)
-}
-
-// relayKey identifies an allocation by its advertised relayed address, as
-// pion's events name it.
-type relayKey struct {
-	addr netip.AddrPort
-	tcp  bool
 }
 
 // New builds a Server for cfg without binding anything. It registers the
@@ -126,16 +123,16 @@ func New(cfg Config, d component.Deps) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		log:     log,
-		clock0:  time.Now(),
-		gso:     udpbatch.NewGSO(),
-		cfg:     cfg,
-		state:   "starting",
-		allocs:  map[uint64]*alloc{},
-		byRelay: map[relayKey]*alloc{},
-		byFive:  map[fiveKey]*alloc{},
-		users:   map[string]*userState{},
-		done:    make(chan struct{}),
+		log:        log,
+		clock0:     time.Now(),
+		gso:        udpbatch.NewGSO(),
+		cfg:        cfg,
+		state:      "starting",
+		allocs:     map[uint64]*alloc{},
+		byRelayTCP: map[netip.AddrPort]*alloc{},
+		byFive:     map[fiveKey]*alloc{},
+		users:      map[string]*userState{},
+		done:       make(chan struct{}),
 
 		connectTimeout: connectTimeout,
 		acceptLog:      newRateGate(5, time.Second),

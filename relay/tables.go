@@ -60,6 +60,9 @@ func (t *clientTable) put(ap netip.AddrPort, a *alloc) {
 		if k, ok := key4(ap); ok {
 			m.v4[k] = a
 		} else {
+			if m.v6 == nil {
+				m.v6 = map[netip.AddrPort]*alloc{}
+			}
 			m.v6[ap] = a
 		}
 	})
@@ -90,13 +93,14 @@ func (t *clientTable) edit(ap netip.AddrPort, f func(*clientMaps)) {
 		for k, v := range old.v4 {
 			n.v4[k] = v
 		}
-		n.v6 = make(map[netip.AddrPort]*alloc, len(old.v6))
-		for k, v := range old.v6 {
-			n.v6[k] = v
+		if len(old.v6) > 0 { // nil (free) while the shard has no IPv6 client
+			n.v6 = make(map[netip.AddrPort]*alloc, len(old.v6))
+			for k, v := range old.v6 {
+				n.v6[k] = v
+			}
 		}
 	} else {
 		n.v4 = map[uint64]*alloc{}
-		n.v6 = map[netip.AddrPort]*alloc{}
 	}
 	f(n)
 	s.m.Store(n)

@@ -149,7 +149,7 @@ func (s *Server) connectAsync(c *clientConn, raw []byte) bool {
 	}
 	go func() {
 		defer s.dials.Done()
-		conn, err := s.dial(ctx, network, a.relayAddr, peer)
+		conn, err := s.dial(ctx, network, a.relayAddr(), peer)
 		cancel()
 		t.mu.Lock()
 		live := !t.closed

@@ -62,11 +62,11 @@ func (s *Server) allocateTCP(conf turn.AllocateListenerConfig) (net.Listener, ne
 		s.refuse(err, conf.UserID)
 		return nil, nil, err
 	}
-	a := s.newAlloc(u, "tcp", fam, pool.min+uint16(off))
+	a := s.newAlloc(u, true, fam, pool.min+uint16(off))
 	t := &tcpRelay{Listener: ln, a: a, off: off, fam: fam}
 	a.tcp = t
 	s.register(a)
-	return t, net.TCPAddrFromAddrPort(a.advAddr), nil
+	return t, net.TCPAddrFromAddrPort(a.advAddr()), nil
 }
 
 // Accept implements net.Listener: peers the policy refuses are dropped
@@ -145,7 +145,7 @@ func (s *Server) connectPeer(conf turn.AllocateConnConfig) (net.Conn, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.connectTimeout)
 	defer cancel()
-	c, err := s.dial(ctx, conf.Network, a.relayAddr, peer)
+	c, err := s.dial(ctx, conf.Network, a.relayAddr(), peer)
 	if err != nil {
 		return nil, err
 	}
