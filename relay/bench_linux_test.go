@@ -67,6 +67,13 @@ func rawChannel(tb testing.TB, r *testRelay, peer netip.AddrPort) *net.UDPConn {
 // from the client socket c.
 func rawChannelOn(tb testing.TB, r *testRelay, peer netip.AddrPort, c *net.UDPConn) {
 	tb.Helper()
+	rawBind(tb, r, peer, c, rawAllocate(tb, r, c))
+}
+
+// rawAllocate allocates from the client socket c and returns the
+// attributes that authenticate its next requests.
+func rawAllocate(tb testing.TB, r *testRelay, c *net.UDPConn) []stun.Setter {
+	tb.Helper()
 	m := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest), reqTransportUDP{})
 	var nonce stun.Nonce
 	if err := nonce.GetFrom(rawTransact(tb, c, r.udp, m)); err != nil {
@@ -78,8 +85,14 @@ func rawChannelOn(tb testing.TB, r *testRelay, peer netip.AddrPort, c *net.UDPCo
 	if code := errorCode(rawTransact(tb, c, r.udp, m)); code != 0 {
 		tb.Fatalf("allocate: %d", code)
 	}
-	m = stun.MustBuild(append([]stun.Setter{stun.TransactionID, stun.NewType(stun.MethodChannelBind, stun.ClassRequest),
-		channelNumber(0x4000), xorPeer{addr: peer.Addr(), port: peer.Port()}}, append(auth, integ)...)...)
+	return append(auth, integ)
+}
+
+// rawBind binds channel 0x4000 to peer; auth is rawAllocate's.
+func rawBind(tb testing.TB, r *testRelay, peer netip.AddrPort, c *net.UDPConn, auth []stun.Setter) {
+	tb.Helper()
+	m := stun.MustBuild(append([]stun.Setter{stun.TransactionID, stun.NewType(stun.MethodChannelBind, stun.ClassRequest),
+		channelNumber(0x4000), xorPeer{addr: peer.Addr(), port: peer.Port()}}, auth...)...)
 	if code := errorCode(rawTransact(tb, c, r.udp, m)); code != 0 {
 		tb.Fatalf("channel bind: %d", code)
 	}

@@ -1,18 +1,24 @@
 package relay
 
 import (
+	"encoding/binary"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"testing"
+	"time"
+
+	"github.com/pion/stun/v4"
 
 	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // BenchmarkIdleAllocationMemory reports the heap and stack the relay holds
-// per idle UDP allocation (allocation, permission and channel). The
+// per idle UDP allocation (allocation, permission and channel), set up as
+// a WebRTC client (and the peer benchmark's loadgen) does it: rawCall. The
 // clients are bare UDP sockets speaking STUN, each on its own loopback
 // address (127.77.x.y), closed once their channel is bound: the relay
 // keeps an allocation whose client went away until it expires, so what
@@ -50,7 +56,7 @@ func BenchmarkIdleAllocationMemory(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				rawChannelOn(b, r, peer, c)
+				rawCall(b, r, peer, c)
 				c.Close()
 			}
 			testutil.WaitFor(b, "allocations", 5e9, func() bool { return len(r.Allocations()) == n })
@@ -67,6 +73,90 @@ func BenchmarkIdleAllocationMemory(b *testing.B) {
 		b.ReportMetric(float64(stack)/float64(n), "stack-B/alloc")
 		b.ReportMetric(float64(heap+stack)/float64(n), "live-B/alloc")
 	}
+}
+
+// TestReaderStackStaysMinimal: pion runs a reader goroutine per
+// allocation. After a call's setup, including a Data indication (no
+// channel yet), it holds the minimal 2 KiB stack: the worker builds Data
+// indications, so the reader never runs the code that would grow its stack
+// to 4 KiB for good.
+func TestReaderStackStaysMinimal(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector changes stack sizes")
+	}
+	const n = 200
+	cfg := baseConfig(t)
+	cfg.Limits.MaxAllocationsPerUser = 0
+	cfg.Limits.ChallengesPerSource = 0
+	r := startRelayWith(t, cfg, func(s *Server) { s.log = discardLogger() })
+	peer := echoPeer(t, "udp4", "127.0.0.1:0").LocalAddr().(*net.UDPAddr).AddrPort()
+	_, stack := memDelta(func() {
+		for j := 0; j < n; j++ {
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 78, byte(j>>8), byte(j))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rawCall(t, r, peer, c)
+			c.Close()
+		}
+		testutil.WaitFor(t, "allocations", 5e9, func() bool { return len(r.Allocations()) == n })
+	})
+	// 2,048 bytes each, plus what else runs; a grown stack is 4,096.
+	if per := stack / n; per > 3000 {
+		t.Fatalf("goroutine stacks grew %d bytes per allocation, want about 2,048", per)
+	}
+}
+
+// rawCall sets up an allocation from c the way a WebRTC client does:
+// Allocate, CreatePermission, a Send indication to peer (whose echo comes
+// back as a Data indication, through pion's per-allocation reader), then
+// ChannelBind and a ChannelData datagram, echoed as ChannelData. Every
+// path that may keep state per allocation has then run once.
+func rawCall(tb testing.TB, r *testRelay, peer netip.AddrPort, c *net.UDPConn) {
+	tb.Helper()
+	auth := rawAllocate(tb, r, c)
+	xp := xorPeer{addr: peer.Addr(), port: peer.Port()}
+	m := stun.MustBuild(append([]stun.Setter{stun.TransactionID, stun.NewType(stun.MethodCreatePermission, stun.ClassRequest),
+		xp}, auth...)...)
+	if code := errorCode(rawTransact(tb, c, r.udp, m)); code != 0 {
+		tb.Fatalf("create permission: %d", code)
+	}
+	payload := []byte("memory benchmark")
+	ind := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodSend, stun.ClassIndication), xp,
+		stun.RawAttribute{Type: stun.AttrData, Value: payload})
+	rawExpect(tb, c, r.udp, ind.Raw, func(b []byte) bool {
+		in := &stun.Message{Raw: b}
+		return in.Decode() == nil && in.Type == stun.NewType(stun.MethodData, stun.ClassIndication)
+	})
+	rawBind(tb, r, peer, c, auth)
+	cd := binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint16(nil, 0x4000), uint16(len(payload)))
+	rawExpect(tb, c, r.udp, append(cd, payload...), func(b []byte) bool {
+		return len(b) >= 4 && binary.BigEndian.Uint16(b) == 0x4000
+	})
+}
+
+// rawExpect sends out on c to server until a datagram that want accepts
+// comes back (five tries of 500 ms).
+func rawExpect(tb testing.TB, c *net.UDPConn, server netip.AddrPort, out []byte, want func([]byte) bool) {
+	tb.Helper()
+	buf := make([]byte, 1500)
+	for try := 0; try < 5; try++ {
+		if _, err := c.WriteToUDPAddrPort(out, server); err != nil {
+			tb.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		for {
+			n, _, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				break
+			}
+			if want(buf[:n]) {
+				_ = c.SetReadDeadline(time.Time{})
+				return
+			}
+		}
+	}
+	tb.Fatal("no echo")
 }
 
 // memDelta returns how much the live heap and the stacks grew across f.

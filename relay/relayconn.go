@@ -12,9 +12,11 @@ import (
 
 // relayConn is a UDP allocation's relay socket as pion sees it: a
 // net.PacketConn whose ReadFrom yields only what the worker hands to the
-// slow path (datagrams from peers that have a permission but no channel,
-// and all traffic of TCP/TLS clients) and whose WriteTo sends on the raw
-// socket. Safe for concurrent use.
+// slow path (peer datagrams for TCP/TLS clients, and Data indications too
+// large for the worker to build) and whose WriteTo sends on the raw
+// socket. For a UDP client pion's reader thus parks in ReadFrom for the
+// allocation's life and costs its minimal stack (see putDataIndication).
+// Safe for concurrent use.
 type relayConn struct {
 	// set at creation, never changed
 	a    *alloc
@@ -22,10 +24,11 @@ type relayConn struct {
 	w    *worker // the worker whose epoll set holds the socket
 
 	q pktQueue // the slow path, popped by pion's reader
-
-	wmu sync.Mutex // serialises WriteTo's scratch
-	wm  *udpbatch.Sender
 }
+
+// sendPool holds the one-datagram senders of WriteTo: shared, so that an
+// allocation that once sent a Send indication keeps none.
+var sendPool = sync.Pool{New: func() any { return udpbatch.NewSender(1, nil) }}
 
 // slowQueue is how many peer datagrams may wait for pion per allocation;
 // more are dropped (queue_full). TCP/TLS clients' traffic all takes this
@@ -68,13 +71,10 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		st.drops[dropBandwidth].Add(1)
 		return len(p), nil
 	}
-	c.wmu.Lock()
-	if c.wm == nil {
-		c.wm = udpbatch.NewSender(1, nil) // only allocations that use the slow path pay for it
-	}
+	sd := sendPool.Get().(*udpbatch.Sender)
 	bufs, dsts := [1][]byte{p}, [1]netip.AddrPort{dst}
-	failed, _ := c.sock.send(c.wm, a.v6, bufs[:], dsts[:])
-	c.wmu.Unlock()
+	failed, _ := c.sock.send(sd, a.v6, bufs[:], dsts[:])
+	sendPool.Put(sd)
 	if failed != 0 {
 		st.drops[dropSendError].Add(1)
 		return 0, syscall.EAGAIN

@@ -1,8 +1,10 @@
 package relay
 
 import (
+	crand "crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"runtime"
 	"time"
@@ -40,9 +42,11 @@ type worker struct {
 	pkts     [numDirs]uint64
 	byts     [numDirs]uint64
 	drop     [numDrops]uint64
-	now      int64 // the round's time on srv.nanotime
-	yield    bool  // pion has work queued: let it run before sleeping
-	full     bool  // a read filled its batch in this Ready call
+	txid     [12]byte      // transaction ID of the next Data indication
+	rng      *rand.ChaCha8 // draws them
+	now      int64         // the round's time on srv.nanotime
+	yield    bool          // pion has work queued: let it run before sleeping
+	full     bool          // a read filled its batch in this Ready call
 }
 
 // clientOut is the pending peer->client batch of one UDP listener.
@@ -82,6 +86,12 @@ func newWorker(srv *Server, id int, groups []*udpGroup) (*worker, error) {
 		sd:       udpbatch.NewSender(readBatch, srv.gso),
 		toClient: make([]clientOut, len(groups)),
 	}
+	var seed [32]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		loop.Close()
+		return nil, fmt.Errorf("relay: worker %d: seeding transaction IDs: %w", id, err)
+	}
+	w.rng = rand.NewChaCha8(seed)
 	for i := range w.bufs {
 		w.bufs[i] = make([]byte, bufSize)
 		w.rbufs[i] = w.bufs[i][4:]
@@ -322,9 +332,23 @@ func (w *worker) fromPeer(a *alloc, i int, now int64) {
 		w.drop[dropBandwidth]++
 		return
 	}
+	if e == nil && r != nil && r.group != nil {
+		// No channel, a UDP client: a Data indication, built in place
+		// (see putDataIndication).
+		_, _ = w.rng.Read(w.txid[:])
+		if m := putDataIndication(w.bufs[i], n, from, &w.txid); m > 0 {
+			o := &w.toClient[r.group.idx]
+			o.bufs = append(o.bufs, w.bufs[i][:m])
+			o.dsts = append(o.dsts, r.client)
+			a.count(dirToClient, n)
+			w.pkts[dirToClient]++
+			w.byts[dirToClient] += uint64(n)
+			return
+		}
+	}
 	if e == nil || r == nil || r.group == nil {
-		// No channel (a Data indication), or a TCP/TLS client: pion
-		// builds the message and writes it on the client's connection.
+		// A TCP/TLS client, or a Data indication too large to build in
+		// place: pion builds the message and writes it to the client.
 		pb := bufPool.Get().(*[]byte)
 		copy((*pb)[4:], w.rbufs[i][:n])
 		if !a.udp.q.push(slowPacket{buf: pb, n: n, from: from}, slowQueue) {
