@@ -1,0 +1,53 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/mediaedge/mediaedge/internal/steer"
+)
+
+// Steering (docs/gateway.md, "Steering"): every dedicated socket is its
+// own epoll entry, and at 50 packets per second per call a worker would
+// wake and call recvmmsg for one datagram per socket. With steering, an
+// sk_lookup BPF program (internal/steer) hands the datagrams of every
+// dedicated port to a pair of target sockets per worker (IPv4, IPv6),
+// which the worker drains in batches; each datagram's original
+// destination (IP_ORIGDSTADDR) names the dedicated socket it was for, and
+// from there the packet takes the same path as if that socket had read
+// it. Replies still leave from the dedicated socket's address and port.
+
+// errSteeringOn is how Start fails with steering: on where it cannot run.
+var errSteeringOn = errors.New("gateway: steering is \"on\" but cannot run")
+
+// startSteering loads the steering program when cfg asks for it, and
+// returns nil when the gateway runs without. With auto it logs once why
+// not; with on the reason is an error.
+func (g *Gateway) startSteering(mode SteeringMode) (*steer.Steerer, error) {
+	if mode == SteeringOff {
+		return nil, nil
+	}
+	st, err := g.newSteerer()
+	if err == nil {
+		return st, nil
+	}
+	if mode == SteeringOn {
+		return nil, fmt.Errorf("%w: %w", errSteeringOn, err)
+	}
+	g.log.Warn("steering unavailable; dedicated sockets are read one by one", "err", err)
+	return nil, nil
+}
+
+// attachSteering opens every worker's target sockets and adds them to st.
+// A failure undoes what it did.
+func (g *Gateway) attachSteering(st *steer.Steerer, workers []*worker, cfg *Config) error {
+	for i, w := range workers {
+		if err := w.sys.openSteering(st, cfg); err != nil {
+			for _, w := range workers[:i] {
+				w.sys.closeSteering()
+			}
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,440 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/srtp/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/mediaedge/mediaedge/internal/component"
+	"github.com/mediaedge/mediaedge/internal/config"
+	"github.com/mediaedge/mediaedge/internal/steer"
+	"github.com/mediaedge/mediaedge/internal/testutil"
+)
+
+// steeredCount sums the workers' steered datagrams.
+func steeredCount(g *Gateway) uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var n uint64
+	for _, w := range g.workers {
+		n += w.stats.steered.Load()
+	}
+	return n
+}
+
+// dropCount sums the workers' drops for reason r on both legs.
+func dropCount(g *Gateway, r reason) uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var n uint64
+	for _, w := range g.workers {
+		n += w.stats.drops[legInternal][r].Load() + w.stats.drops[legCloud][r].Load()
+	}
+	return n
+}
+
+// packetsIn sums the packets authenticated from both legs' peers.
+func packetsIn(g *Gateway) uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var n uint64
+	for _, w := range g.workers {
+		n += w.stats.packets[legInternal][0].Load() + w.stats.packets[legCloud][0].Load()
+	}
+	return n
+}
+
+// steerCall is one call of the steering test: the peers' keys and the
+// contexts each side encrypts and decrypts with.
+type steerCall struct {
+	info                  *SessionInfo
+	intTx, cloudTx        *srtp.Context
+	intRx, cloudRx        *srtp.Context
+	intLocal, cloudLocal  netip.AddrPort
+	gotAtInt, gotAtCloud  [][]byte // decrypted, in arrival order
+	sentToInt, sentToClou [][]byte // plain packets sent toward that side
+}
+
+// collector reads every datagram one peer socket receives until stop,
+// keyed by the gateway address it came from.
+type collector struct {
+	conn *net.UDPConn
+	mu   sync.Mutex
+	got  map[netip.AddrPort][][]byte
+	n    int
+	done chan struct{}
+}
+
+func newCollector(t *testing.T, conn *net.UDPConn) *collector {
+	_ = conn.SetReadBuffer(16 << 20)
+	c := &collector{conn: conn, got: map[netip.AddrPort][][]byte{}, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue // ECONNREFUSED from an earlier send: go on
+			}
+			c.mu.Lock()
+			c.got[netip.AddrPortFrom(from.Addr().Unmap(), from.Port())] = append(c.got[netip.AddrPortFrom(from.Addr().Unmap(), from.Port())], bytes.Clone(buf[:n]))
+			c.n++
+			c.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { conn.Close(); <-c.done })
+	return c
+}
+
+func (c *collector) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// steerConfig is testConfig with dedicated ports on both legs, steering
+// on and a range of n ports per leg on 127.0.0.1.
+func steerConfig(n int) Config {
+	cfg := testConfig()
+	cfg.Steering = SteeringOn
+	cfg.MaxSessions = 2 * n
+	cfg.Internal.PortMode, cfg.Cloud.PortMode = PortsDedicated, PortsDedicated
+	cfg.Internal.Ports = config.PortRange{Min: 20000, Max: uint16(20000 + n - 1)}
+	cfg.Cloud.Ports = config.PortRange{Min: 30000, Max: uint16(30000 + n - 1)}
+	return cfg
+}
+
+// TestSteeringCalls runs many dedicated-port calls with steering on, real
+// SRTP both ways: every packet each receiver gets is one its sender sent,
+// the steered counter equals the datagrams the gateway received, and the
+// dedicated sockets themselves read nothing (every authenticated packet
+// was steered). Then a datagram to a steered port on another local
+// address reaches the socket there; a deleted call's port refuses
+// (ICMP) and its entry is gone; new calls reuse the ports; Close leaves
+// no program behind.
+func TestSteeringCalls(t *testing.T) {
+	n := 1000
+	if testing.Short() {
+		n = 200
+	}
+	if got := testutil.RaiseNoFile(uint64(4*n + 256)); got < uint64(4*n+256) {
+		t.Skipf("RLIMIT_NOFILE %d is too low for %d calls", got, n)
+	}
+	inProcessNetns(t, func(lo netlink.Link) {
+		if err := netlink.AddrAdd(lo, &netlink.Addr{IPNet: netlink.NewIPNet(net.IPv4(127, 0, 0, 2))}); err != nil && !errors.Is(err, unix.EEXIST) {
+			t.Fatal(err)
+		}
+		g, err := New(steerConfig(n), component.Deps{Registry: prometheus.NewRegistry()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = g.Start(ctx)
+		cancel()
+		if errors.Is(err, errSteeringOn) && errors.Is(err, steer.ErrUnsupported) {
+			t.Skipf("steering cannot run here: %v", err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Close()
+		progID, err := g.steer.ProgramID()
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		calls, sent := steerTraffic(t, g, n, 10)
+		if got := steeredCount(g); got != uint64(sent) {
+			t.Errorf("steered %d datagrams, the gateway was sent %d", got, sent)
+		}
+		if got := packetsIn(g); got != uint64(sent) {
+			t.Errorf("%d packets authenticated, %d sent", got, sent)
+		}
+
+		// Another local address, same port: not steered.
+		first := calls[0].intLocal
+		other, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: int(first.Port())})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close()
+		before := steeredCount(g)
+		probe := newPeer(t)
+		probe.send(fmt.Sprintf("127.0.0.2:%d", first.Port()), []byte("not for the gateway"))
+		_ = other.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 64)
+		if m, _, err := other.ReadFromUDPAddrPort(buf); err != nil || string(buf[:m]) != "not for the gateway" {
+			t.Errorf("the socket on 127.0.0.2 got %q, %v", buf[:m], err)
+		}
+		if got := steeredCount(g); got != before {
+			t.Errorf("a datagram to 127.0.0.2 was steered (%d -> %d)", before, got)
+		}
+
+		// Deleting every call removes its entries: a datagram to an old
+		// port is refused by the kernel (no socket), not steered.
+		for _, c := range calls {
+			dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := g.Delete(dctx, c.info.ID); err != nil {
+				t.Fatal(err)
+			}
+			cancel()
+		}
+		conn, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(first))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := conn.Write([]byte("late")); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := conn.Read(buf); !errors.Is(err, unix.ECONNREFUSED) {
+			t.Errorf("a datagram to a deleted call's port: %v, want ECONNREFUSED", err)
+		}
+		if got := steeredCount(g); got != before {
+			t.Errorf("a datagram to a deleted call's port was steered (%d -> %d)", before, got)
+		}
+		if d := dropCount(g, reasonUnsteered); d != 0 {
+			t.Errorf("%d datagrams dropped as %s with no traffic in flight at delete", d, reasonUnsteered)
+		}
+
+		// New calls get the same ports (the range holds exactly n) and
+		// work.
+		again, sent2 := steerTraffic(t, g, n, 2)
+		reused := 0
+		old := map[netip.AddrPort]bool{}
+		for _, c := range calls {
+			old[c.intLocal], old[c.cloudLocal] = true, true
+		}
+		for _, c := range again {
+			if old[c.intLocal] {
+				reused++
+			}
+		}
+		if reused != n {
+			t.Errorf("%d of %d new calls reuse an old port, want all", reused, n)
+		}
+		if got := steeredCount(g); got != before+uint64(sent2) {
+			t.Errorf("steered %d datagrams after the reuse, want %d", got, before+uint64(sent2))
+		}
+
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := exec.LookPath("bpftool"); err != nil {
+			t.Log("bpftool not installed: the program's release is not checked")
+			return
+		}
+		testutil.WaitFor(t, "the steering program released", 5*time.Second, func() bool {
+			return !bpftoolLists(t, "prog", uint32(progID)) && !bpftoolLists(t, "link", uint32(progID))
+		})
+	})
+}
+
+// steerTraffic creates n calls (rtcp-mux, latching internal, given
+// cloud) and sends k RTP packets and one RTCP packet each way on each,
+// from one peer socket per side. It waits until both sides received
+// everything and checks every packet against what was sent; it returns
+// the calls and the datagrams the gateway was sent.
+func steerTraffic(t *testing.T, g *Gateway, n, k int) ([]*steerCall, int) {
+	t.Helper()
+	intPeer, cloudPeer := newPeer(t), newPeer(t)
+	_ = intPeer.conn.SetWriteBuffer(8 << 20)
+	_ = cloudPeer.conn.SetWriteBuffer(8 << 20)
+	calls := make([]*steerCall, n)
+	for i := range calls {
+		kInt, kCloud := newKeyLine(t, suiteAES128SHA80), newKeyLine(t, suiteAEAD128)
+		info := mustCreate(t, g, CreateRequest{
+			Internal: LegRequest{Crypto: kInt, RTCPMux: true},
+			Cloud:    LegRequest{Crypto: kCloud, RTCPMux: true, Remote: cloudPeer.addr()},
+		})
+		calls[i] = &steerCall{info: info,
+			intTx: contextFor(t, kInt, false), cloudTx: contextFor(t, kCloud, false),
+			intRx: contextFor(t, info.Internal.Crypto, true), cloudRx: contextFor(t, info.Cloud.Crypto, true),
+			intLocal: netip.MustParseAddrPort(info.Internal.Local), cloudLocal: netip.MustParseAddrPort(info.Cloud.Local)}
+	}
+	atInt, atCloud := newCollector(t, intPeer.conn), newCollector(t, cloudPeer.conn)
+	send := func(p *peer, to netip.AddrPort, b []byte) {
+		if _, err := p.conn.WriteToUDPAddrPort(b, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Internal -> cloud first: the internal legs latch the internal peer.
+	sent := 0
+	for seq := 1; seq <= k+1; seq++ {
+		for i, c := range calls {
+			var plain, wire []byte
+			if seq <= k {
+				plain = rtpPacket(t, uint32(i+1), uint16(seq), 160)
+				wire = encRTP(t, c.intTx, plain)
+			} else {
+				plain = rtcpPacket(t, uint32(i+1), 7)
+				wire = encRTCP(t, c.intTx, plain)
+			}
+			c.sentToClou = append(c.sentToClou, plain)
+			send(intPeer, c.intLocal, wire)
+			sent++
+		}
+		// 1,000 calls a round: let the gateway keep up (bounded queue).
+		if _, ok := testutil.Poll(20*time.Second, func() bool { return atCloud.count() >= seq*n }); !ok {
+			t.Fatalf("round %d: the cloud side received %d, want %d; steered %d, in %d, drops %v", seq, atCloud.count(), seq*n, steeredCount(g), packetsIn(g), dropsOf(g))
+		}
+	}
+	for seq := 1; seq <= k+1; seq++ {
+		for i, c := range calls {
+			var plain, wire []byte
+			if seq <= k {
+				plain = rtpPacket(t, uint32(0x10000+i), uint16(seq), 172)
+				wire = encRTP(t, c.cloudTx, plain)
+			} else {
+				plain = rtcpPacket(t, uint32(0x10000+i), 9)
+				wire = encRTCP(t, c.cloudTx, plain)
+			}
+			c.sentToInt = append(c.sentToInt, plain)
+			send(cloudPeer, c.cloudLocal, wire)
+			sent++
+		}
+		if _, ok := testutil.Poll(20*time.Second, func() bool { return atInt.count() >= seq*n }); !ok {
+			t.Fatalf("round %d: the internal side received %d, want %d; steered %d, in %d, drops %v", seq, atInt.count(), seq*n, steeredCount(g), packetsIn(g), dropsOf(g))
+		}
+	}
+	// Quiet: nothing more arrives.
+	time.Sleep(100 * time.Millisecond)
+	if a, b := atCloud.count(), atInt.count(); a != n*(k+1) || b != n*(k+1) {
+		t.Fatalf("received %d at the cloud side and %d at the internal side, want %d each", a, b, n*(k+1))
+	}
+	for _, c := range calls {
+		checkArrived(t, atCloud.take(c.cloudLocal), c.sentToClou, c.cloudRx)
+		checkArrived(t, atInt.take(c.intLocal), c.sentToInt, c.intRx)
+	}
+	return calls, sent
+}
+
+func (c *collector) take(from netip.AddrPort) [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.got[from]
+}
+
+// checkArrived decrypts what one side got from one call's leg and
+// compares it with what was sent, in order (RTP, then the RTCP).
+func checkArrived(t *testing.T, got, want [][]byte, rx *srtp.Context) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d packets, want %d", len(got), len(want))
+	}
+	for i, b := range got {
+		var plain []byte
+		var err error
+		if i == len(want)-1 {
+			plain, err = rx.DecryptRTCP(nil, b, nil)
+			if err == nil {
+				_, err = rtcp.Unmarshal(plain)
+			}
+		} else {
+			plain, err = rx.DecryptRTP(nil, b, nil)
+		}
+		if err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		if !bytes.Equal(plain, want[i]) {
+			t.Fatalf("packet %d differs:\n got %x\nwant %x", i, plain, want[i])
+		}
+	}
+}
+
+// bpftoolLists reports whether `bpftool <what> show` lists an object of
+// program id (prog: the program; link: an sk_lookup link to it).
+func bpftoolLists(t testing.TB, what string, id uint32) bool {
+	t.Helper()
+	out, err := exec.Command("bpftool", "-j", what, "show").Output()
+	if err != nil {
+		t.Fatalf("bpftool %s show: %v", what, err)
+	}
+	var objs []struct {
+		ID         uint32 `json:"id"`
+		ProgID     uint32 `json:"prog_id"`
+		AttachType string `json:"attach_type"`
+	}
+	if err := json.Unmarshal(out, &objs); err != nil {
+		t.Fatalf("bpftool %s show: %v\n%s", what, err, out)
+	}
+	for _, o := range objs {
+		if what == "prog" && o.ID == id || what == "link" && o.ProgID == id && o.AttachType == "sk_lookup" {
+			return true
+		}
+	}
+	return false
+}
+
+// dropsOf lists the non-zero drop counters, for failure messages.
+func dropsOf(g *Gateway) map[string]uint64 {
+	m := map[string]uint64{}
+	for r := reason(0); r < numReasons; r++ {
+		if d := dropCount(g, r); d != 0 {
+			m[r.String()] = d
+		}
+	}
+	return m
+}
+
+// netnsChildEnv marks a test binary re-run by inProcessNetns.
+const netnsChildEnv = "MEDIAEDGE_GATEWAY_NETNS_CHILD"
+
+// inProcessNetns runs fn in a copy of this test binary started in a new
+// network namespace of its own (lo up), and fails when the copy fails.
+// Unlike testutil.InNetns, where one thread is in the namespace, every
+// thread of the copy is: a gateway's workers open sockets (the raw
+// senders) on their own threads. It skips without root.
+func inProcessNetns(t *testing.T, fn func(lo netlink.Link)) {
+	t.Helper()
+	if os.Getenv(netnsChildEnv) == "1" {
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.LinkSetUp(lo); err != nil {
+			t.Fatal(err)
+		}
+		fn(lo)
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (a network namespace, CAP_BPF, CAP_NET_ADMIN)")
+	}
+	args := []string{"-test.run=^" + t.Name() + "$", "-test.count=1", "-test.v"}
+	if testing.Short() {
+		args = append(args, "-test.short")
+	}
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), netnsChildEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
+	out, err := cmd.CombinedOutput()
+	switch {
+	case err != nil:
+		t.Fatalf("in a new network namespace: %v\n%s", err, out)
+	case bytes.Contains(out, []byte("--- SKIP")):
+		t.Skipf("in a new network namespace:\n%s", out)
+	case testing.Verbose():
+		t.Logf("in a new network namespace:\n%s", out)
+	}
+}
