@@ -1,0 +1,103 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mediaedge/mediaedge/internal/component"
+	"github.com/mediaedge/mediaedge/internal/steer"
+	"github.com/mediaedge/mediaedge/internal/testutil"
+)
+
+// refuseSteering stands in for a kernel or process that cannot steer.
+func refuseSteering() (*steer.Steerer, error) {
+	return nil, fmt.Errorf("%w: loading program: operation not permitted (needs CAP_BPF and CAP_NET_ADMIN)", steer.ErrUnsupported)
+}
+
+// startWith starts a gateway for cfg whose steering program refuses (when
+// refuse is set), logging into log; it returns Start's error.
+func startWith(t *testing.T, cfg Config, refuse bool, log *testutil.SyncBuffer) (*Gateway, error) {
+	t.Helper()
+	g, err := New(cfg, component.Deps{Registry: prometheus.NewRegistry(), Logger: slog.New(slog.NewTextHandler(log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refuse {
+		g.newSteerer = refuseSteering
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = g.Start(ctx)
+	t.Cleanup(func() { g.Close() })
+	return g, err
+}
+
+// TestSteeringAutoFallsBack: where steering cannot run, auto logs once
+// why and dedicated calls work as without it; on refuses to start and
+// says why; off never tries.
+func TestSteeringAutoFallsBack(t *testing.T) {
+	cfg := testConfig()
+	cfg.Internal.PortMode, cfg.Cloud.PortMode = PortsDedicated, PortsDedicated
+
+	var log testutil.SyncBuffer
+	cfg.Steering = SteeringAuto
+	g, err := startWith(t, cfg, true, &log)
+	if err != nil {
+		t.Fatalf("auto: %v", err)
+	}
+	if n := strings.Count(log.String(), "steering unavailable"); n != 1 {
+		t.Errorf("auto logged %d times that steering is unavailable, want once:\n%s", n, log.String())
+	}
+	if !strings.Contains(log.String(), "CAP_BPF") {
+		t.Errorf("the log does not say why:\n%s", log.String())
+	}
+	if g.steer != nil || g.metrics.steering.Load() {
+		t.Error("steering active after the program was refused")
+	}
+	for i := 0; i < 3; i++ {
+		c := newCall(t, g, suiteAES128SHA80, suiteAEAD128, true)
+		c.exchange(t, 3, uint32(0x300+i))
+	}
+	if n := strings.Count(log.String(), "steering unavailable"); n != 1 {
+		t.Errorf("logged %d times after calls, want once", n)
+	}
+
+	cfg.Steering = SteeringOn
+	_, err = startWith(t, cfg, true, &testutil.SyncBuffer{})
+	if !errors.Is(err, errSteeringOn) || !errors.Is(err, steer.ErrUnsupported) || !strings.Contains(err.Error(), "CAP_BPF") {
+		t.Errorf("on where steering cannot run: Start = %v, want a clear refusal", err)
+	}
+
+	cfg.Steering = SteeringOff
+	tried := false
+	g2, err := New(cfg, component.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g2.newSteerer = func() (*steer.Steerer, error) { tried = true; return refuseSteering() }
+	if err := g2.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer g2.Close()
+	if tried {
+		t.Error("off loaded the steering program")
+	}
+}
+
+func TestSteeringConfig(t *testing.T) {
+	cfg := testConfig()
+	cfg.Steering = "sometimes"
+	if _, err := New(cfg, component.Deps{}); err == nil || !strings.Contains(err.Error(), "steering") {
+		t.Errorf("steering: sometimes accepted: %v", err)
+	}
+	if got := DefaultConfig().Steering; got != SteeringAuto {
+		t.Errorf("default steering %q, want auto", got)
+	}
+}
