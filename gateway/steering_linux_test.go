@@ -438,3 +438,52 @@ func inProcessNetns(t *testing.T, fn func(lo netlink.Link)) {
 		t.Logf("in a new network namespace:\n%s", out)
 	}
 }
+
+// TestSteeringDualStack: legs bound to "::" (dual-stack) are steered for
+// IPv4 and IPv6 peers alike; the dedicated sockets read nothing.
+func TestSteeringDualStack(t *testing.T) {
+	inProcessNetns(t, func(netlink.Link) {
+		cfg := steerConfig(4)
+		cfg.Internal.Bind, cfg.Cloud.Bind = "::", "::"
+		g, err := New(cfg, component.Deps{Registry: prometheus.NewRegistry()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Start(context.Background()); err != nil {
+			if errors.Is(err, steer.ErrUnsupported) {
+				t.Skipf("steering cannot run here: %v", err)
+			}
+			t.Fatal(err)
+		}
+		defer g.Close()
+		sent := 0
+		for i, v6 := range []bool{false, true, true, false} {
+			mk := newPeer
+			loop := "127.0.0.1"
+			if v6 {
+				mk, loop = newPeer6, "::1"
+			}
+			in, cloud := mk(t), mk(t)
+			c := &call{t: t, intRTP: in, intRTCP: in, cloudRTP: cloud, cloudRTCP: cloud,
+				kInt: newKeyLine(t, suiteAEAD128), kCloud: newKeyLine(t, suiteAES128SHA80)}
+			c.info = mustCreate(t, g, CreateRequest{
+				Internal: LegRequest{Crypto: c.kInt, RTCPMux: true},
+				Cloud:    LegRequest{Crypto: c.kCloud, RTCPMux: true, Remote: cloud.addr()},
+			})
+			// The gateway answers with "[::]:port"; send to the peer's
+			// own loopback, of its family.
+			for _, l := range []*string{&c.info.Internal.Local, &c.info.Internal.LocalRTCP, &c.info.Cloud.Local, &c.info.Cloud.LocalRTCP} {
+				ap := netip.MustParseAddrPort(*l)
+				*l = netip.AddrPortFrom(netip.MustParseAddr(loop), ap.Port()).String()
+			}
+			c.exchange(t, 3, uint32(0x500+i))
+			sent += 2 * (3 + 1)
+		}
+		if got := steeredCount(g); got != uint64(sent) {
+			t.Errorf("steered %d datagrams, the gateway was sent %d", got, sent)
+		}
+		if got := packetsIn(g); got != uint64(sent) {
+			t.Errorf("%d packets authenticated, %d sent", got, sent)
+		}
+	})
+}
