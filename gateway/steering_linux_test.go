@@ -216,6 +216,17 @@ func TestSteeringCalls(t *testing.T) {
 		if d := dropCount(g, reasonUnsteered); d != 0 {
 			t.Errorf("%d datagrams dropped as %s with no traffic in flight at delete", d, reasonUnsteered)
 		}
+		// A datagram on a target for a port its worker does not know (as
+		// one steered just before its socket closed) is dropped and
+		// counted: sent straight to a target's own loopback port here.
+		g.mu.Lock()
+		target := g.workers[0].sys.steer.socks[0].local
+		g.mu.Unlock()
+		probe.send(target.String(), []byte("unknown port"))
+		testutil.WaitFor(t, "the datagram for an unknown port counted", 5*time.Second, func() bool {
+			return dropCount(g, reasonUnsteered) == 1
+		})
+		before++ // it was read from a target
 
 		// New calls get the same ports (the range holds exactly n) and
 		// work.
