@@ -66,13 +66,18 @@ func openNetns() (*os.File, error) {
 // classify wraps the refusals that mean "cannot steer here" in
 // ErrUnsupported: EPERM from bpf(2) without CAP_BPF (or CAP_SYS_ADMIN) or
 // from attaching without CAP_NET_ADMIN; ebpf.ErrNotSupported and EINVAL
-// from a kernel that knows no sk_lookup program or attach type.
+// from a kernel that knows no sk_lookup program or attach type; E2BIG
+// when the namespace has the most sk_lookup programs the kernel allows.
 func classify(step string, err error) error {
 	switch {
 	case errors.Is(err, unix.EPERM):
 		return fmt.Errorf("%w: %s: %w (needs CAP_BPF and CAP_NET_ADMIN)", ErrUnsupported, step, err)
 	case errors.Is(err, ebpf.ErrNotSupported), errors.Is(err, unix.EINVAL):
 		return fmt.Errorf("%w: %s: %w (needs Linux 5.9 or later)", ErrUnsupported, step, err)
+	case errors.Is(err, unix.E2BIG):
+		// netns_bpf_link_attach: at most BPF_SK_LOOKUP_MAX_PROGS (64)
+		// sk_lookup programs per network namespace.
+		return fmt.Errorf("%w: %s: %w (the network namespace runs 64 sk_lookup programs already)", ErrUnsupported, step, err)
 	}
 	return fmt.Errorf("steer: %s: %w", step, err)
 }
