@@ -449,7 +449,8 @@ func (g *Gateway) Status() Status {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	st := Status{Sessions: len(g.sessions), MaxSessions: cfg.MaxSessions, Workers: len(g.workers), Draining: g.draining.Load(),
-		PortModes: map[string]PortMode{"internal": cfg.Internal.PortMode, "cloud": cfg.Cloud.PortMode}}
+		PortModes: map[string]PortMode{"internal": cfg.Internal.PortMode, "cloud": cfg.Cloud.PortMode},
+		Steering:  g.steer != nil}
 	switch g.state {
 	case "running":
 		st.State = "running"
@@ -469,7 +470,10 @@ type Status struct {
 	MaxSessions int                 `json:"max_sessions"`
 	Workers     int                 `json:"workers"`
 	PortModes   map[string]PortMode `json:"port_modes"`
-	Draining    bool                `json:"draining,omitempty"`
+	// Steering: datagrams to dedicated ports are steered to one socket
+	// per worker (gateway.steering).
+	Steering bool `json:"steering"`
+	Draining bool `json:"draining,omitempty"`
 }
 
 // Close stops the workers, ending every session (keys wiped), and waits

@@ -157,6 +157,9 @@ func TestSteeringCalls(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer g.Close()
+		if !g.Status().Steering || !g.metrics.steering.Load() {
+			t.Error("status or metrics say steering is off")
+		}
 		progID, err := g.steer.ProgramID()
 		if err != nil {
 			t.Fatal(err)

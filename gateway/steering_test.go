@@ -58,7 +58,7 @@ func TestSteeringAutoFallsBack(t *testing.T) {
 	if !strings.Contains(log.String(), "CAP_BPF") {
 		t.Errorf("the log does not say why:\n%s", log.String())
 	}
-	if g.steer != nil || g.metrics.steering.Load() {
+	if g.steer != nil || g.metrics.steering.Load() || g.Status().Steering {
 		t.Error("steering active after the program was refused")
 	}
 	for i := 0; i < 3; i++ {
