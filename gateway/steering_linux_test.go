@@ -201,6 +201,9 @@ func TestSteeringCalls(t *testing.T) {
 			}
 			cancel()
 		}
+		if e, err := g.steer.Entries(); e != 0 || err != nil {
+			t.Errorf("%d steering entries after every call was deleted (%v), want 0", e, err)
+		}
 		conn, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(first))
 		if err != nil {
 			t.Fatal(err)
@@ -243,6 +246,9 @@ func TestSteeringCalls(t *testing.T) {
 			if old[c.intLocal] {
 				reused++
 			}
+		}
+		if e, err := g.steer.Entries(); e != 2*n || err != nil {
+			t.Errorf("%d steering entries for %d calls (%v), want %d", e, n, err, 2*n)
 		}
 		if reused != n {
 			t.Errorf("%d of %d new calls reuse an old port, want all", reused, n)

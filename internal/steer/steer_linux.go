@@ -195,6 +195,30 @@ func (s *Steerer) Remove(local netip.AddrPort, dualStack bool) error {
 	return first
 }
 
+// Entries returns the number of (family, port, address) entries in the
+// map: one per Add, two for a dual-stack socket. It walks the map; for
+// tests and diagnostics, not the packet path.
+func (s *Steerer) Entries() (int, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	var (
+		k steerPortKey
+		v steerPortVal
+		n int
+	)
+	it := s.objs.Ports.Iterate()
+	for it.Next(&k, &v) {
+		n++
+	}
+	if err := it.Err(); err != nil {
+		return n, fmt.Errorf("steer: walking the map: %w", err)
+	}
+	return n, nil
+}
+
 // ProgramID returns the kernel's id of the loaded program (what
 // `bpftool prog show` lists).
 func (s *Steerer) ProgramID() (ebpf.ProgramID, error) {

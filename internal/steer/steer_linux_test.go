@@ -114,6 +114,9 @@ func TestSteer(t *testing.T) {
 		if err := s.Add(dla, true, tg); err != nil {
 			t.Fatal(err)
 		}
+		if n, err := s.Entries(); n != 3 || err != nil {
+			t.Errorf("Entries = %d, %v; want 3 (one, and two for the dual-stack socket)", n, err)
+		}
 
 		send(t, la, "a")
 		if p, dst := recvOne(t, tfd); p != "a" || dst != la {
@@ -140,6 +143,9 @@ func TestSteer(t *testing.T) {
 		}
 		if err := s.Remove(la, false); err != nil {
 			t.Errorf("removing twice: %v", err)
+		}
+		if n, err := s.Entries(); n != 2 || err != nil {
+			t.Errorf("Entries after Remove = %d, %v; want 2", n, err)
 		}
 		send(t, la, "d")
 		if p, _ := recvOne(t, ded); p != "d" {

@@ -35,3 +35,6 @@ func OpenTarget(sockopt.Options) (int, int, error) { return -1, -1, ErrUnsupport
 
 // Steers returns false.
 func (t Target) Steers(netip.AddrPort) bool { return false }
+
+// Entries fails with ErrUnsupported.
+func (s *Steerer) Entries() (int, error) { return 0, ErrUnsupported }
