@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/mediaedge/mediaedge/internal/steer"
@@ -16,9 +15,6 @@ import (
 // destination (IP_ORIGDSTADDR) names the dedicated socket it was for, and
 // from there the packet takes the same path as if that socket had read
 // it. Replies still leave from the dedicated socket's address and port.
-
-// errSteeringOn is how Start fails with steering: on where it cannot run.
-var errSteeringOn = errors.New("gateway: steering is \"on\" but cannot run")
 
 // startSteering loads the steering program when cfg asks for it, and
 // returns nil when the gateway runs without. With auto it logs once why
