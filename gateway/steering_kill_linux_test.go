@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/mediaedge/mediaedge/internal/steer"
 	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
@@ -35,6 +37,14 @@ func TestKilledDaemonLeavesNoSteering(t *testing.T) {
 			t.Fatal(err)
 		}
 		ino := st.Ino
+		probe, err := steer.New()
+		if errors.Is(err, steer.ErrUnsupported) {
+			t.Skipf("steering cannot run here: %v", err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		probe.Close()
 		bin := testutil.BuildMediaedge(t)
 		dir := t.TempDir()
 		cfg := filepath.Join(dir, "mediaedge.yaml")
