@@ -463,6 +463,11 @@ func inProcessNetns(t *testing.T, fn func(lo netlink.Link)) {
 // IPv4 and IPv6 peers alike; the dedicated sockets read nothing.
 func TestSteeringDualStack(t *testing.T) {
 	inProcessNetns(t, func(netlink.Link) {
+		probe, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+		if err != nil {
+			t.Skipf("no IPv6 loopback: %v", err)
+		}
+		probe.Close()
 		cfg := steerConfig(4)
 		cfg.Internal.Bind, cfg.Cloud.Bind = "::", "::"
 		g, err := New(cfg, component.Deps{Registry: prometheus.NewRegistry()})
