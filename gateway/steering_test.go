@@ -68,6 +68,14 @@ func TestSteeringAutoFallsBack(t *testing.T) {
 	if n := strings.Count(log.String(), "steering unavailable"); n != 1 {
 		t.Errorf("logged %d times after calls, want once", n)
 	}
+	on := cfg
+	on.Steering = SteeringOn
+	if err := g.Reload(context.Background(), on); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.cfg.Load().Steering; got != SteeringAuto || !strings.Contains(log.String(), "gateway.steering changes need a restart") {
+		t.Errorf("a reload changed steering to %q without a restart (or did not say so)", got)
+	}
 
 	cfg.Steering = SteeringOn
 	_, err = startWith(t, cfg, true, &testutil.SyncBuffer{})
