@@ -43,6 +43,8 @@ type Gateway struct {
 	// newSteerer loads and attaches the steering program (steer.New);
 	// tests stand in a refusal.
 	newSteerer func() (*steer.Steerer, error)
+	// steerRefusedOnce: steerRefused logs once.
+	steerRefusedOnce sync.Once
 
 	cfg      atomic.Pointer[Config]
 	draining atomic.Bool // Drain was called: Create refuses new sessions

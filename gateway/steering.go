@@ -47,3 +47,12 @@ func (g *Gateway) attachSteering(st *steer.Steerer, workers []*worker, cfg *Conf
 	}
 	return nil
 }
+
+// steerRefused logs, once per gateway, that the steerer refused a
+// dedicated socket's entry (its map full, say): that socket is read on
+// its own, as without steering. Safe for concurrent use.
+func (g *Gateway) steerRefused(err error) {
+	g.steerRefusedOnce.Do(func() {
+		g.log.Warn("steering refused a dedicated socket; it is read on its own", "err", err)
+	})
+}

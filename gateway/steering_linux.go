@@ -97,6 +97,7 @@ func (s *workerSys) steerAdd(so *sock) {
 	}
 	dual := so.v6 && so.local.Addr().IsUnspecified()
 	if err := ss.st.Add(so.local, dual, ss.target); err != nil {
+		s.steerFailed(err)
 		return
 	}
 	p := so.local.Port()

@@ -28,6 +28,9 @@ type workerSys struct {
 	// set in newWorker, never changed
 	clock  func() int64 // monotonic ns since the gateway's epoch
 	failFn func(i int)  // w.sendFailedAt, built once
+	// steerFailed reports a dedicated socket the steerer refused (it is
+	// then read on its own): w.g.steerRefused.
+	steerFailed func(error)
 
 	// set in open, never changed
 	loop *evloop.Loop

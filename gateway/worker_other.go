@@ -12,9 +12,10 @@ import (
 // workerSys has no implementation outside Linux: the data path needs
 // epoll and recvmmsg. Start fails with ErrUnsupported.
 type workerSys struct {
-	socks  []*sock
-	clock  func() int64
-	failFn func(i int)
+	socks       []*sock
+	clock       func() int64
+	failFn      func(i int)
+	steerFailed func(error)
 }
 
 func (s *workerSys) open(batch int) error                       { return ErrUnsupported }
