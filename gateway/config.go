@@ -66,9 +66,10 @@ type SteeringMode string
 
 // Steering modes.
 const (
-	// SteeringAuto steers when the kernel and the process's capabilities
-	// allow it, and otherwise logs once why not and reads every dedicated
-	// socket on its own.
+	// SteeringAuto steers when the gateway may open dedicated ports and
+	// the kernel and the process's capabilities allow it; where they do
+	// not, it logs once why not and reads every dedicated socket on its
+	// own.
 	SteeringAuto SteeringMode = "auto"
 	// SteeringOn steers or fails to start.
 	SteeringOn SteeringMode = "on"

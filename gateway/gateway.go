@@ -172,7 +172,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 			}
 		}
 	}
-	st, err := g.startSteering(cfg.Steering)
+	st, err := g.startSteering(cfg)
 	if err != nil {
 		return fail(err)
 	}

@@ -19,8 +19,12 @@ import (
 // startSteering loads the steering program when cfg asks for it, and
 // returns nil when the gateway runs without. With auto it logs once why
 // not; with on the reason is an error.
-func (g *Gateway) startSteering(mode SteeringMode) (*steer.Steerer, error) {
-	if mode == SteeringOff {
+func (g *Gateway) startSteering(cfg *Config) (*steer.Steerer, error) {
+	mode := cfg.Steering
+	if mode == SteeringOff || (mode == SteeringAuto && !usesDedicated(cfg)) {
+		// auto without a dedicated port to steer: the program would
+		// only add a map look-up to every UDP datagram the namespace
+		// receives.
 		return nil, nil
 	}
 	st, err := g.newSteerer()
@@ -55,4 +59,12 @@ func (g *Gateway) steerRefused(err error) {
 	g.steerRefusedOnce.Do(func() {
 		g.log.Warn("steering refused a dedicated socket; it is read on its own", "err", err)
 	})
+}
+
+// usesDedicated reports whether the gateway may open dedicated ports under
+// cfg: a leg in dedicated port mode, or an ng listener whose calls get
+// their own ports. Both need a restart to change.
+func usesDedicated(cfg *Config) bool {
+	ng := (cfg.NG.Listen != "" || cfg.NG.ListenTCP != "") && cfg.NG.PortMode != PortsShared
+	return cfg.Internal.PortMode == PortsDedicated || cfg.Cloud.PortMode == PortsDedicated || ng
 }

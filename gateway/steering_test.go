@@ -99,6 +99,36 @@ func TestSteeringAutoFallsBack(t *testing.T) {
 	}
 }
 
+// TestSteeringOnlyForDedicatedPorts: auto loads nothing when no port can
+// be dedicated (both legs shared, no ng listener); on still does.
+func TestSteeringOnlyForDedicatedPorts(t *testing.T) {
+	cfg := testConfig()
+	cfg.Internal.PortMode, cfg.Cloud.PortMode = PortsShared, PortsShared
+	cfg.NG.Listen, cfg.NG.ListenTCP = "", ""
+	for _, tc := range []struct {
+		mode SteeringMode
+		ng   string
+		want bool
+	}{
+		{SteeringAuto, "", false},
+		{SteeringOn, "", true},
+		{SteeringAuto, "127.0.0.1:0", true}, // ng calls get dedicated ports
+	} {
+		cfg.Steering, cfg.NG.Listen = tc.mode, tc.ng
+		g, err := New(cfg, component.Deps{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tried := false
+		g.newSteerer = func() (*steer.Steerer, error) { tried = true; return refuseSteering() }
+		_ = g.Start(context.Background())
+		g.Close()
+		if tried != tc.want {
+			t.Errorf("steering %s, ng listen %q: loaded the program %v, want %v", tc.mode, tc.ng, tried, tc.want)
+		}
+	}
+}
+
 func TestSteeringConfig(t *testing.T) {
 	cfg := testConfig()
 	cfg.Steering = "sometimes"
