@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -137,5 +139,47 @@ func TestSteeringConfig(t *testing.T) {
 	}
 	if got := DefaultConfig().Steering; got != SteeringAuto {
 		t.Errorf("default steering %q, want auto", got)
+	}
+}
+
+const noCapsChildEnv = "MEDIAEDGE_GATEWAY_NOCAPS_CHILD"
+
+// TestSteeringWithoutCapabilities runs the fallback for real: a copy of
+// this test binary whose capability bounding set lacks CAP_BPF,
+// CAP_SYS_ADMIN, CAP_PERFMON and CAP_NET_ADMIN (setpriv) starts a gateway
+// with dedicated ports: auto logs once why it cannot steer and calls
+// work; on refuses to start, naming the capabilities.
+func TestSteeringWithoutCapabilities(t *testing.T) {
+	if os.Getenv(noCapsChildEnv) == "1" {
+		cfg := testConfig()
+		cfg.Internal.PortMode, cfg.Cloud.PortMode = PortsDedicated, PortsDedicated
+		var log testutil.SyncBuffer
+		g, err := startWith(t, cfg, false, &log)
+		if err != nil {
+			t.Fatalf("auto without capabilities: %v", err)
+		}
+		if n := strings.Count(log.String(), "steering unavailable"); n != 1 || !strings.Contains(log.String(), "CAP_BPF") {
+			t.Errorf("logged %d times why steering is unavailable, want once naming CAP_BPF:\n%s", n, log.String())
+		}
+		c := newCall(t, g, suiteAES128SHA80, suiteAEAD128, true)
+		c.exchange(t, 3, 0x900)
+		cfg.Steering = SteeringOn
+		if _, err := startWith(t, cfg, false, &testutil.SyncBuffer{}); !errors.Is(err, errSteeringOn) || !strings.Contains(err.Error(), "CAP_BPF") {
+			t.Errorf("on without capabilities: Start = %v, want a refusal naming CAP_BPF", err)
+		}
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to drop capabilities from")
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv not installed (apt-get install util-linux)")
+	}
+	cmd := exec.Command("setpriv", "--bounding-set=-bpf,-sys_admin,-perfmon,-net_admin", "--inh-caps=-all",
+		os.Args[0], "-test.run=^TestSteeringWithoutCapabilities$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), noCapsChildEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS") {
+		t.Fatalf("child: %v\n%s", err, out)
 	}
 }
