@@ -20,10 +20,11 @@ GOLANGCI  ?= github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
 all: build
 
-# Regenerates the relay's BPF fast path (object + Go bindings, committed so
+# Regenerates the BPF programs (the relay's fast path, the sk_lookup
+# steering of internal/steer: objects + Go bindings, committed so
 # that building needs no clang). Needs clang and libbpf-dev.
 bpf:
-	$(GO) generate ./relay/fastpath/
+	$(GO) generate ./relay/fastpath/ ./internal/steer/
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/mediaedge ./cmd/mediaedge

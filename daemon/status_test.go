@@ -61,7 +61,7 @@ policy:
 		must []string // keys that are always there (the rest are omitempty)
 	}{
 		{name: "relay", want: []string{"state", "listeners", "relay_addresses", "allocations", "users_with_allocations"}},
-		{name: "gateway", want: []string{"state", "sessions", "max_sessions", "workers", "port_modes"}},
+		{name: "gateway", want: []string{"state", "sessions", "max_sessions", "workers", "port_modes", "steering"}},
 		{name: "policy",
 			want: []string{"state", "detail", "mode", "uplink", "media", "desired", "actual", "pending",
 				"last_reconcile", "last_trigger", "last_error", "repairs", "last_repair", "warnings"},

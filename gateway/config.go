@@ -59,6 +59,24 @@ const (
 	ExhaustStop ExhaustPolicy = "stop"
 )
 
+// SteeringMode says whether datagrams to dedicated ports are steered to
+// one socket per worker (steering.go): SteeringAuto, SteeringOn or
+// SteeringOff.
+type SteeringMode string
+
+// Steering modes.
+const (
+	// SteeringAuto steers when the gateway may open dedicated ports and
+	// the kernel and the process's capabilities allow it; where they do
+	// not, it logs once why not and reads every dedicated socket on its
+	// own.
+	SteeringAuto SteeringMode = "auto"
+	// SteeringOn steers or fails to start.
+	SteeringOn SteeringMode = "on"
+	// SteeringOff reads every dedicated socket on its own.
+	SteeringOff SteeringMode = "off"
+)
+
 // Config is the `gateway` section of the configuration.
 type Config struct {
 	// Enabled turns the component on.
@@ -80,6 +98,10 @@ type Config struct {
 	// MaxSSRCs bounds the SSRCs one leg direction may carry; packets of
 	// further SSRCs are dropped and counted.
 	MaxSSRCs int `yaml:"max_ssrcs"`
+	// Steering hands datagrams addressed to dedicated ports to one socket
+	// per worker with an sk_lookup BPF program, so that they are read in
+	// batches: auto, on or off. Changing it needs a restart.
+	Steering SteeringMode `yaml:"steering"`
 	// Internal is the leg toward enterprise endpoints.
 	Internal LegConfig `yaml:"internal"`
 	// Cloud is the leg toward the cloud provider's media relays.
@@ -170,6 +192,7 @@ func DefaultConfig() Config {
 		Batch:       32,
 		Coalesce:    config.Duration(700 * time.Microsecond),
 		MaxSSRCs:    16,
+		Steering:    SteeringAuto,
 		Internal:    leg(config.PortRange{Min: 40000, Max: 44999}),
 		Cloud:       leg(config.PortRange{Min: 45000, Max: 49999}),
 		NG:          defaultNG(),
@@ -199,6 +222,13 @@ func (c *Config) validate(needPorts bool) error {
 	}
 	if c.MaxSSRCs < 1 || c.MaxSSRCs > 1024 {
 		ps.Add("max_ssrcs", "%d: want 1 to 1024", c.MaxSSRCs)
+	}
+	switch c.Steering {
+	case SteeringAuto, SteeringOn, SteeringOff:
+	case "":
+		c.Steering = SteeringAuto
+	default:
+		ps.Add("steering", "%q: want %q, %q or %q", c.Steering, SteeringAuto, SteeringOn, SteeringOff)
 	}
 	ps.AddErr("internal", c.Internal.validate(needPorts))
 	ps.AddErr("cloud", c.Cloud.validate(needPorts))

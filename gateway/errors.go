@@ -22,6 +22,10 @@ var (
 	ErrUnsupported = errors.New("gateway: the data path needs Linux (epoll, recvmmsg)")
 )
 
+// errSteeringOn is how Start fails with steering: on where it cannot run;
+// the error wraps the reason (steer.ErrUnsupported and the step).
+var errSteeringOn = errors.New("gateway: steering is \"on\" but cannot run")
+
 // CryptoError says why an a=crypto attribute was refused. It never holds
 // key material.
 type CryptoError struct {

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mediaedge/mediaedge/internal/component"
+	"github.com/mediaedge/mediaedge/internal/steer"
 )
 
 // Gateway is the SRTP re-keying gateway component. New builds it and
@@ -39,6 +40,11 @@ type Gateway struct {
 	events  *eventLog
 	epoch   time.Time // monotonic base of worker clocks
 	granted [2]sync.Once
+	// newSteerer loads and attaches the steering program (steer.New);
+	// tests stand in a refusal.
+	newSteerer func() (*steer.Steerer, error)
+	// steerRefusedOnce: steerRefused logs once.
+	steerRefusedOnce sync.Once
 
 	cfg      atomic.Pointer[Config]
 	draining atomic.Bool // Drain was called: Create refuses new sessions
@@ -56,8 +62,9 @@ type Gateway struct {
 	workers  []*worker
 	ports    [2]*portAlloc
 	sessions map[string]*session
-	rr       int       // next worker, round robin
-	ng       *ngServer // nil unless gateway.ng.listen or listen_tcp is set
+	rr       int            // next worker, round robin
+	steer    *steer.Steerer // nil unless steering runs (steering.go)
+	ng       *ngServer      // nil unless gateway.ng.listen or listen_tcp is set
 	ngm      *ngMetrics
 }
 
@@ -73,12 +80,13 @@ func New(cfg Config, d component.Deps) (*Gateway, error) {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{
-		log:      d.Logger,
-		console:  d.Console,
-		events:   newEventLog(),
-		epoch:    time.Now(),
-		state:    "stopped",
-		sessions: map[string]*session{},
+		log:        d.Logger,
+		console:    d.Console,
+		events:     newEventLog(),
+		epoch:      time.Now(),
+		state:      "stopped",
+		sessions:   map[string]*session{},
+		newSteerer: steer.New,
 	}
 	if d.Registry != nil {
 		m, err := newMetrics(d.Registry)
@@ -164,6 +172,31 @@ func (g *Gateway) Start(ctx context.Context) error {
 			}
 		}
 	}
+	st, err := g.startSteering(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	if st != nil {
+		if err := g.attachSteering(st, workers, cfg); err != nil {
+			_ = st.Close()
+			if cfg.Steering == SteeringOn {
+				return fail(fmt.Errorf("%w: %w", errSteeringOn, err))
+			}
+			g.log.Warn("steering unavailable; dedicated sockets are read one by one", "err", err)
+			st = nil
+		}
+	}
+	g.steer = st
+	fail = func(err error) error {
+		for _, w := range workers {
+			w.shutdown()
+		}
+		if st != nil {
+			_ = st.Close()
+			g.steer = nil
+		}
+		return err
+	}
 	if cfg.NG.Listen != "" || cfg.NG.ListenTCP != "" {
 		srv, err := newNGServer(g, &cfg.NG, g.ngm)
 		if err != nil {
@@ -182,7 +215,8 @@ func (g *Gateway) Start(ctx context.Context) error {
 		g.ng.start()
 	}
 	g.metrics.setWorkers(stats, [2]string{string(cfg.Internal.PortMode), string(cfg.Cloud.PortMode)})
-	g.log.Info("gateway started", "workers", len(workers),
+	g.metrics.steering.Store(st != nil)
+	g.log.Info("gateway started", "workers", len(workers), "steering", st != nil,
 		"internal", fmt.Sprintf("%s ports %s (%s)", cfg.Internal.Bind, cfg.Internal.Ports, cfg.Internal.PortMode),
 		"cloud", fmt.Sprintf("%s ports %s (%s, mark %s)", cfg.Cloud.Bind, cfg.Cloud.Ports, cfg.Cloud.PortMode, cfg.Cloud.Mark),
 		"max_sessions", cfg.MaxSessions)
@@ -325,6 +359,13 @@ func (g *Gateway) logGranted(so *sock, id legID) {
 // closeSock closes so and gives its port back; the RTP socket of a pair
 // gives back the RTCP port too. Safe for concurrent use.
 func (g *Gateway) closeSock(so *sock) {
+	if so.steerBy != nil {
+		// Not unregistered by its worker (never, today): the entry must
+		// not outlive the socket, or the port's next owner would lose
+		// its datagrams to the worker.
+		_ = so.steerBy.Remove(so.local, so.v6 && so.local.Addr().IsUnspecified())
+		so.steerBy = nil
+	}
 	closeFD(so.fd)
 	so.fd = -1
 	if so.port != 0 && g.ports[so.leg] != nil {
@@ -356,6 +397,10 @@ func (g *Gateway) Reload(ctx context.Context, cfg Config) error {
 			g.log.Warn("reload: port mode and shared ports need a restart", "leg", id.String())
 			n.PortMode, n.Bind, n.Ports = o.PortMode, o.Bind, o.Ports
 		}
+	}
+	if cfg.Steering != old.Steering {
+		g.log.Warn("reload: gateway.steering changes need a restart", "running", old.Steering, "configured", cfg.Steering)
+		cfg.Steering = old.Steering
 	}
 	if cfg.NG.Listen != old.NG.Listen {
 		g.log.Warn("reload: gateway.ng.listen changes need a restart", "running", old.NG.Listen, "configured", cfg.NG.Listen)
@@ -406,7 +451,8 @@ func (g *Gateway) Status() Status {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	st := Status{Sessions: len(g.sessions), MaxSessions: cfg.MaxSessions, Workers: len(g.workers), Draining: g.draining.Load(),
-		PortModes: map[string]PortMode{"internal": cfg.Internal.PortMode, "cloud": cfg.Cloud.PortMode}}
+		PortModes: map[string]PortMode{"internal": cfg.Internal.PortMode, "cloud": cfg.Cloud.PortMode},
+		Steering:  g.steer != nil}
 	switch g.state {
 	case "running":
 		st.State = "running"
@@ -426,7 +472,10 @@ type Status struct {
 	MaxSessions int                 `json:"max_sessions"`
 	Workers     int                 `json:"workers"`
 	PortModes   map[string]PortMode `json:"port_modes"`
-	Draining    bool                `json:"draining,omitempty"`
+	// Steering: datagrams to dedicated ports are steered to one socket
+	// per worker (gateway.steering).
+	Steering bool `json:"steering"`
+	Draining bool `json:"draining,omitempty"`
 }
 
 // Close stops the workers, ending every session (keys wiped), and waits
@@ -455,7 +504,17 @@ func (g *Gateway) Close() error {
 	g.dtlsWG.Wait()
 	g.mu.Lock()
 	g.workers = nil
+	st := g.steer
+	g.steer = nil
 	g.mu.Unlock()
+	if st != nil {
+		// The workers removed their entries and targets; this detaches
+		// the program.
+		if err := st.Close(); err != nil {
+			g.log.Warn("detaching the steering program failed", "err", err)
+		}
+		g.metrics.steering.Store(false)
+	}
 	return nil
 }
 

@@ -24,6 +24,8 @@ type workerStats struct {
 	gsoOff                atomic.Bool
 	// datagrams sent through the raw socket (rawsend_linux.go)
 	rawSends atomic.Uint64
+	// datagrams read from the worker's steering targets (steering.go)
+	steered atomic.Uint64
 }
 
 func (s *workerStats) in(l legID, n int) {
@@ -48,12 +50,15 @@ type metrics struct {
 	// dtlsHandshakes counts DTLS handshakes by result (dtlstransport.go).
 	dtlsHandshakes *prometheus.CounterVec
 
+	// steering: the steering program runs (steering.go)
+	steering atomic.Bool
+
 	mu      sync.Mutex
 	workers []*workerStats
 	mode    [2]string
 
 	packetsDesc, bytesDesc, dropsDesc, wakeupsDesc, batchesDesc, trialsDesc, latchedDesc, modeDesc *prometheus.Desc
-	gsoDesc, gsoSegDesc, sendModeDesc, deniedDesc, rawDesc                                         *prometheus.Desc
+	gsoDesc, gsoSegDesc, sendModeDesc, deniedDesc, rawDesc, steeredDesc, steeringDesc              *prometheus.Desc
 }
 
 // newUnregisteredMetrics returns metrics nobody scrapes (no registry).
@@ -114,6 +119,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Packets sent inside UDP GSO messages.", nil, nil),
 		rawDesc: prometheus.NewDesc("mediaedge_gateway_raw_sent_packets_total",
 			"Packets sent through a raw socket, many sockets' packets per sendmmsg, instead of one system call each from their own socket (dedicated ports).", nil, nil),
+		steeredDesc: prometheus.NewDesc("mediaedge_gateway_steered_packets_total",
+			"Datagrams to dedicated ports that the sk_lookup program steered to a worker's target socket, read in batches (gateway.steering).", nil, nil),
+		steeringDesc: prometheus.NewDesc("mediaedge_gateway_steering_active",
+			"1 when datagrams to dedicated ports are steered to one socket per worker (gateway.steering), 0 when each dedicated socket is read on its own.", nil, nil),
 		sendModeDesc: prometheus.NewDesc("mediaedge_gateway_send_mode_info",
 			"Send mode: gso (UDP_SEGMENT batches per destination) or mmsg (one datagram per message, after the kernel refused GSO); always 1.",
 			[]string{"mode"}, nil),
@@ -132,7 +141,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // Describe implements prometheus.Collector for the per-worker counters.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.packetsDesc, m.bytesDesc, m.dropsDesc, m.wakeupsDesc,
-		m.batchesDesc, m.trialsDesc, m.latchedDesc, m.modeDesc, m.gsoDesc, m.gsoSegDesc, m.sendModeDesc, m.deniedDesc, m.rawDesc} {
+		m.batchesDesc, m.trialsDesc, m.latchedDesc, m.modeDesc, m.gsoDesc, m.gsoSegDesc, m.sendModeDesc, m.deniedDesc, m.rawDesc,
+		m.steeredDesc, m.steeringDesc} {
 		ch <- d
 	}
 }
@@ -171,7 +181,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(m.modeDesc, prometheus.GaugeValue, 1, l.String(), mode[l])
 		}
 	}
-	var gso, seg, raw uint64
+	var gso, seg, raw, steered uint64
 	sendMode := "gso"
 	for _, w := range ws {
 		wake += w.wakeups.Load()
@@ -181,6 +191,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		gso += w.gsoSends.Load()
 		seg += w.gsoSegments.Load()
 		raw += w.rawSends.Load()
+		steered += w.steered.Load()
 		if w.gsoOff.Load() {
 			sendMode = "mmsg"
 		}
@@ -188,6 +199,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.gsoDesc, prometheus.CounterValue, float64(gso))
 	ch <- prometheus.MustNewConstMetric(m.gsoSegDesc, prometheus.CounterValue, float64(seg))
 	ch <- prometheus.MustNewConstMetric(m.rawDesc, prometheus.CounterValue, float64(raw))
+	ch <- prometheus.MustNewConstMetric(m.steeredDesc, prometheus.CounterValue, float64(steered))
+	active := 0.0
+	if m.steering.Load() {
+		active = 1
+	}
+	ch <- prometheus.MustNewConstMetric(m.steeringDesc, prometheus.GaugeValue, active)
 	if len(ws) > 0 {
 		ch <- prometheus.MustNewConstMetric(m.sendModeDesc, prometheus.GaugeValue, 1, sendMode)
 	}

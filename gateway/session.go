@@ -160,6 +160,9 @@ const (
 	reasonDTLSRefused
 	reasonDTLSBusy
 	reasonDTLSQueue
+	// reasonUnsteered: a datagram steered to a worker for a dedicated
+	// port it no longer has (the socket closed meanwhile).
+	reasonUnsteered
 	numReasons
 )
 
@@ -167,6 +170,7 @@ var reasonNames = [numReasons]string{
 	"auth_failure", "replay", "malformed", "wrong_source", "key_expired",
 	"ssrc_limit", "no_remote", "key_exhausted", "send_error", "unknown_flow",
 	"trial_refused", "junk_source", "no_key", "dtls_refused", "dtls_busy", "dtls_queue_full",
+	"steered_closed_port",
 }
 
 func (r reason) String() string { return reasonNames[r] }

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"net/netip"
+
+	"github.com/mediaedge/mediaedge/internal/steer"
 )
 
 // sock is one UDP socket of the data path. Every sock has exactly one
@@ -23,6 +25,14 @@ type sock struct {
 	owner *leg
 	// dm is the demux table of a shared socket; nil for a dedicated one.
 	dm *demux
+	// target: one of the worker's steering targets (steering_linux.go),
+	// which receives the datagrams of its dedicated sockets.
+	target bool
+	// steerBy is the steerer that steers this dedicated socket's
+	// datagrams to its worker, nil when none does; steerNext chains the
+	// worker's sockets on the same port. Owned by the worker.
+	steerBy   *steer.Steerer
+	steerNext *sock
 	// port is the allocation to release when the socket closes (0: none);
 	// pair: port+1 was reserved with it (for the RTCP socket).
 	port uint16

@@ -57,6 +57,7 @@ func newWorker(g *Gateway, id int) *worker {
 	w.cfg = g.cfg.Load()
 	w.sys.clock = func() int64 { return int64(time.Since(g.epoch)) }
 	w.sys.failFn = w.sendFailedAt
+	w.sys.steerFailed = g.steerRefused
 	// Room for the most CSRCs and header extensions a packet can carry,
 	// so that parsing never allocates.
 	w.hdr.CSRC = make([]uint32, 0, 15)

@@ -28,6 +28,9 @@ type workerSys struct {
 	// set in newWorker, never changed
 	clock  func() int64 // monotonic ns since the gateway's epoch
 	failFn func(i int)  // w.sendFailedAt, built once
+	// steerFailed reports a dedicated socket the steerer refused (it is
+	// then read on its own): w.g.steerRefused.
+	steerFailed func(error)
 
 	// set in open, never changed
 	loop *evloop.Loop
@@ -52,6 +55,7 @@ type workerSys struct {
 	hk    evloop.Timer // housekeeping, every housekeepEvery
 	full  bool         // a socket returned a full batch in this Ready call
 	raw   [2]rawOut    // per leg: datagrams that leave their socket alone (rawsend_linux.go)
+	steer steerSys     // zero without steering (steering_linux.go)
 }
 
 // pending is one packet waiting for sendmmsg: from which socket, to whom,
@@ -109,10 +113,16 @@ func (s *workerSys) register(so *sock) error {
 		s.socks = append(s.socks, make([]*sock, len(s.socks)+64)...)
 	}
 	s.socks[so.fd] = so
+	s.steerAdd(so)
 	return nil
 }
 
+// unregister takes so out of the epoll set, and first out of steering:
+// the entry goes before the socket closes, so that its port is never
+// steered to a worker that no longer knows it for longer than the
+// datagrams already queued.
 func (s *workerSys) unregister(so *sock) {
+	s.steerRemove(so)
 	s.loop.Remove(so.fd)
 	if so.fd < len(s.socks) && s.socks[so.fd] == so {
 		s.socks[so.fd] = nil
@@ -120,6 +130,7 @@ func (s *workerSys) unregister(so *sock) {
 }
 
 func (s *workerSys) close() {
+	s.closeSteering()
 	s.closeRaw()
 	if s.loop != nil {
 		s.loop.Close()
@@ -162,6 +173,9 @@ func (w *worker) Ready(tag int32) (int, bool) {
 	s.full = false
 	if fd := int(tag); fd >= 0 && fd < len(s.socks) {
 		if so := s.socks[fd]; so != nil {
+			if so.target {
+				return w.serveSteered(so), s.full
+			}
 			return w.serve(so), s.full
 		}
 	}
@@ -295,7 +309,7 @@ func (w *worker) applySockOpts(id legID, lc *LegConfig, clearMark bool) int {
 		failed++
 	}
 	for _, so := range w.sys.socks {
-		if so == nil || so.leg != id {
+		if so == nil || so.leg != id || so.target {
 			continue
 		}
 		if err := opts.ApplyFD(so.fd); err != nil {

@@ -18,6 +18,12 @@ type RecvBatch struct{}
 // NewRecvBatch returns a RecvBatch whose Recv fails.
 func NewRecvBatch(n int) *RecvBatch { return &RecvBatch{} }
 
+// NewRecvBatchOrigDst returns a RecvBatch whose Recv fails.
+func NewRecvBatchOrigDst(n int) *RecvBatch { return &RecvBatch{} }
+
+// OrigDst returns the zero AddrPort.
+func (b *RecvBatch) OrigDst(i int) netip.AddrPort { return netip.AddrPort{} }
+
 // Cap returns 0.
 func (b *RecvBatch) Cap() int { return 0 }
 

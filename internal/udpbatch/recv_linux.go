@@ -15,6 +15,9 @@ import (
 // closing.
 type RecvBatch struct {
 	headers // set in NewRecvBatch: one iovec per header
+	// ctrl holds ctrlSpace bytes of control messages per header, nil
+	// unless made by NewRecvBatchOrigDst. Set once, never reallocated.
+	ctrl []byte
 }
 
 // NewRecvBatch returns scratch space for reading up to n datagrams per
@@ -27,6 +30,24 @@ func NewRecvBatch(n int) *RecvBatch {
 	}
 	return b
 }
+
+// NewRecvBatchOrigDst is NewRecvBatch with room for each datagram's
+// control messages, for a socket with IP_RECVORIGDSTADDR (and, for IPv6,
+// IPV6_RECVORIGDSTADDR) set: OrigDst then returns the address each
+// datagram was sent to.
+func NewRecvBatchOrigDst(n int) *RecvBatch {
+	b := NewRecvBatch(n)
+	b.ctrl = make([]byte, len(b.hdrs)*ctrlSpace)
+	for i := range b.hdrs {
+		b.hdrs[i].hdr.Control = &b.ctrl[i*ctrlSpace]
+	}
+	return b
+}
+
+// ctrlSpace is the control buffer per datagram: an IPV6_ORIGDSTADDR
+// message (CMSG_SPACE of a sockaddr_in6, 48 bytes) with room to spare for
+// one more option the socket may have on.
+const ctrlSpace = 96
 
 // Cap returns the most datagrams one Recv reads.
 func (b *RecvBatch) Cap() int { return len(b.hdrs) }
@@ -49,6 +70,9 @@ func (b *RecvBatch) Recv(fd int, bufs [][]byte) (int, error) {
 		h := &b.hdrs[i].hdr
 		h.Namelen = unix.SizeofSockaddrInet6
 		h.Flags = 0
+		if b.ctrl != nil {
+			h.SetControllen(ctrlSpace)
+		}
 	}
 	r, errno := mmsg(unix.SYS_RECVMMSG, fd, &b.hdrs[0], n)
 	for i := 0; i < n; i++ {
@@ -71,3 +95,16 @@ func (b *RecvBatch) Truncated(i int) bool { return b.hdrs[i].hdr.Flags&unix.MSG_
 // Addr returns the source of datagram i of the last Recv, an IPv4 peer of
 // an IPv6 socket as an IPv4 address.
 func (b *RecvBatch) Addr(i int) netip.AddrPort { return parseSockaddr(&b.names[i]) }
+
+// OrigDst returns the address datagram i of the last Recv was sent to,
+// from its IP_ORIGDSTADDR or IPV6_ORIGDSTADDR control message (an
+// IPv4-mapped address as IPv4), or the zero AddrPort when it carried none
+// (a RecvBatch not made by NewRecvBatchOrigDst, a socket without the
+// option, or a control buffer the kernel truncated).
+func (b *RecvBatch) OrigDst(i int) netip.AddrPort {
+	if b.ctrl == nil {
+		return netip.AddrPort{}
+	}
+	n := min(int(b.hdrs[i].hdr.Controllen), ctrlSpace)
+	return parseOrigDst(b.ctrl[i*ctrlSpace : i*ctrlSpace+n])
+}

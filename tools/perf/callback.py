@@ -18,7 +18,7 @@ transforms as the rtpe-rekey target, four distinct keys per call.
 The daemon runs with the gateway's defaults (shared ports, coalesce 700us,
 one worker per CPU it is pinned to) unless the environment says otherwise:
 MEDIAEDGE_PORT_MODE (dedicated|shared), MEDIAEDGE_WORKERS, MEDIAEDGE_BATCH,
-MEDIAEDGE_COALESCE (e.g. 500us, 0s). Also MEDIAEDGE_BIN (default: built from
+MEDIAEDGE_COALESCE (e.g. 500us, 0s), MEDIAEDGE_STEERING (auto|on|off). Also MEDIAEDGE_BIN (default: built from
 this checkout), MEDIAEDGE_CPUS (taskset list), MEDIAEDGE_WORK (work
 directory).
 Only processes this script started are signalled (checked by pid and
@@ -99,10 +99,11 @@ gateway:
   enabled: true
   max_sessions: %d
   idle_timeout: 0s
-%s%s%s  internal: %s
+%s%s%s%s  internal: %s
   cloud: %s
 """ % (sock, max_sessions, opt("workers", "MEDIAEDGE_WORKERS"), opt("batch", "MEDIAEDGE_BATCH"),
-            opt("coalesce", "MEDIAEDGE_COALESCE"), leg("6000-7999"), leg("8000-9999")))
+            opt("coalesce", "MEDIAEDGE_COALESCE"), opt("steering", "MEDIAEDGE_STEERING"),
+            leg("6000-7999"), leg("8000-9999")))
     cpus = os.environ.get("MEDIAEDGE_CPUS", "1" if (os.cpu_count() or 1) >= 2 else "")
     cmd = (["taskset", "-c", cpus] if cpus else []) + [binary(), "run", "--config", cfg]
     logf = open(os.path.join(WORK, "mediaedge-%s.log" % tag), "ab")
