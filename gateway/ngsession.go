@@ -94,6 +94,7 @@ func (g *Gateway) ngBuild(c *ngCall, st *ngStream, cfg *Config) (*session, error
 			if err != nil {
 				return nil, fmt.Errorf("m= line %d: %w", st.index+1, err)
 			}
+			plan.cert = c.cert // the one the offer announced
 			if err := setupDTLSLeg(l, plan); err != nil {
 				return nil, fmt.Errorf("m= line %d: %w", st.index+1, err)
 			}
