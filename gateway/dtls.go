@@ -108,12 +108,18 @@ func profileByID(id dtls.SRTPProtectionProfile) *dtlsProfile {
 
 // dtlsPlan is a validated DTLS keying request for one leg: the gateway's
 // role, the peer's certificate fingerprints (any one may match; empty:
-// not known yet, no handshake until an update gives one) and the
-// profiles the leg accepts, in order of preference. Immutable once built.
+// not known yet, no handshake until an update gives one), the profiles
+// the leg accepts, in order of preference, and the gateway's certificate.
+// Immutable once built.
 type dtlsPlan struct {
 	role     DTLSRole
 	peerFP   []Fingerprint
 	profiles []*dtlsProfile
+	// cert is the gateway's certificate whose fingerprint the peer was
+	// told: every handshake of the leg uses it, even after a reload
+	// changed gateway.dtls.certificate. nil: the gateway's current one,
+	// pinned when the leg gets its first transport (dtlsAttach).
+	cert *dtlsCert
 }
 
 // newDTLSPlan validates a DTLS leg: peerSetup is the peer's a=setup

@@ -92,11 +92,15 @@ var dtlsResults = []string{dtlsOK, dtlsFingerprintMismatch, dtlsNoSRTP, dtlsProf
 // a=fingerprint values.
 var errFingerprint = errors.New("gateway: the peer's DTLS certificate does not match its fingerprint")
 
-// newDTLSTransport returns a transport for leg l (not started). Runs on
-// l's worker.
+// newDTLSTransport returns a transport for leg l (not started), with the
+// certificate of l's plan (pinned by dtlsAttach). Runs on l's worker.
 func (w *worker) newDTLSTransport(l *leg) *dtlsTransport {
 	cfg := &w.cfg.DTLS
-	t := &dtlsTransport{g: w.g, w: w, plan: l.dtls.plan, cert: w.g.dtlsCert.Load(),
+	cert := l.dtls.plan.cert
+	if cert == nil {
+		cert = w.g.dtlsCert.Load()
+	}
+	t := &dtlsTransport{g: w.g, w: w, plan: l.dtls.plan, cert: cert,
 		timeout: cfg.HandshakeTimeout.D(), done: make(chan struct{}), state: DTLSStateNew}
 	var local net.Addr = &net.UDPAddr{}
 	if l.rtp != nil {

@@ -33,6 +33,11 @@ func (w *worker) dtlsAttach(l *leg) {
 	if d == nil || d.t != nil {
 		return
 	}
+	if d.plan.cert == nil {
+		p := *d.plan
+		p.cert = w.g.dtlsCert.Load()
+		d.plan = &p
+	}
 	d.t = w.newDTLSTransport(l)
 	if d.plan.role == DTLSActive {
 		w.dtlsStart(d.t)
@@ -111,7 +116,7 @@ func (w *worker) dtlsIntake(l *leg, src netip.AddrPort, pkt []byte) {
 			// association: the peer starts a new one, as a browser may
 			// after an ICE restart (RFC 8842). The keys of the old one
 			// stay until it completes.
-			w.dtlsRekey(l, &dtlsPlan{role: t.plan.role, peerFP: t.plan.peerFP, profiles: t.plan.profiles})
+			w.dtlsRekey(l, &dtlsPlan{role: t.plan.role, peerFP: t.plan.peerFP, profiles: t.plan.profiles, cert: t.plan.cert})
 			if t = l.dtls.t; t == nil || t.stopped {
 				w.drop(l, reasonDTLSRefused)
 				return
@@ -307,7 +312,11 @@ func (w *worker) dtlsRekey(l *leg, plan *dtlsPlan) {
 // dtlsInfo describes DTLS leg l for session info.
 func (w *worker) dtlsInfo(l *leg, keys bool) *DTLSInfo {
 	d := l.dtls
-	di := &DTLSInfo{Fingerprint: w.g.DTLSFingerprint(), Setup: d.plan.role, State: DTLSStateNew,
+	fp := w.g.DTLSFingerprint()
+	if d.plan.cert != nil {
+		fp = d.plan.cert.fp
+	}
+	di := &DTLSInfo{Fingerprint: fp, Setup: d.plan.role, State: DTLSStateNew,
 		PeerFingerprints: d.plan.peerFP, Handshakes: d.handshakes}
 	if di.PeerFingerprints == nil {
 		di.PeerFingerprints = []Fingerprint{}
@@ -344,7 +353,7 @@ func hostCandidate(local netip.AddrPort) string {
 // the current role) and, with iceRestart, new ICE credentials.
 func (w *worker) dtlsUpdate(l *leg, fingerprint, setup string, iceRestart bool) error {
 	old := l.dtls.plan
-	plan := &dtlsPlan{role: old.role, peerFP: old.peerFP, profiles: old.profiles}
+	plan := &dtlsPlan{role: old.role, peerFP: old.peerFP, profiles: old.profiles, cert: old.cert}
 	if setup != "" {
 		role, err := answerSetup(setup, DTLSRole(w.cfg.DTLS.Setup))
 		if err != nil {

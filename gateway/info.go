@@ -76,7 +76,7 @@ type StreamInfo struct {
 // snapshot describes s; with keys it includes the gateway's a=crypto
 // lines. Runs on s's worker.
 func (w *worker) snapshot(s *session, keys bool) SessionInfo {
-	info := SessionInfo{ID: s.id, Created: s.created, NG: s.ng}
+	info := SessionInfo{ID: s.id, Created: s.created, NG: s.ng.Load()}
 	var last time.Time
 	for id := range s.legs {
 		l := &s.legs[id]

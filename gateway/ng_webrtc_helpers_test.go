@@ -22,6 +22,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/stun/v4"
+	"github.com/pion/transport/v5/deadline"
 
 	"github.com/mediaedge/mediaedge/gateway/ng"
 )
@@ -228,7 +229,7 @@ func (p *webPeer) tryHandshake(t *testing.T, to netip.AddrPort, client bool, gwF
 	for len(p.srtpIn) > 0 {
 		<-p.srtpIn // what the old keys protected
 	}
-	pc := &webDTLSConn{p: p, to: to, closed: make(chan struct{})}
+	pc := &webDTLSConn{p: p, to: to, rd: deadline.New(), closed: make(chan struct{})}
 	verify := func(raw [][]byte, _ [][]*x509.Certificate) error {
 		if len(raw) == 0 {
 			return errors.New("no certificate")
@@ -306,26 +307,17 @@ func (p *webPeer) tryHandshake(t *testing.T, to netip.AddrPort, client bool, gwF
 }
 
 // webDTLSConn is the DTLS records of the peer's socket as a PacketConn
-// for pion/dtls.
+// for pion/dtls. A read deadline set while a read waits ends it: pion
+// ends its reader that way when a handshake fails.
 type webDTLSConn struct {
-	p        *webPeer
-	to       netip.AddrPort
-	mu       sync.Mutex
-	deadline time.Time
-	closed   chan struct{}
-	once     sync.Once
+	p      *webPeer
+	to     netip.AddrPort
+	rd     *deadline.Deadline
+	closed chan struct{}
+	once   sync.Once
 }
 
 func (c *webDTLSConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	c.mu.Lock()
-	d := c.deadline
-	c.mu.Unlock()
-	var timeout <-chan time.Time
-	if !d.IsZero() {
-		tm := time.NewTimer(time.Until(d))
-		defer tm.Stop()
-		timeout = tm.C
-	}
 	select {
 	case r := <-c.p.dtlsIn:
 		select {
@@ -340,7 +332,7 @@ func (c *webDTLSConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		default:
 		}
 		return copy(b, r), net.UDPAddrFromAddrPort(c.to), nil
-	case <-timeout:
+	case <-c.rd.Done():
 		return 0, nil, os.ErrDeadlineExceeded
 	case <-c.closed:
 		return 0, nil, net.ErrClosed
@@ -352,16 +344,11 @@ func (c *webDTLSConn) ReadFrom(b []byte) (int, net.Addr, error) {
 func (c *webDTLSConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 	return c.p.conn.WriteToUDPAddrPort(b, c.to)
 }
-func (c *webDTLSConn) Close() error                  { c.once.Do(func() { close(c.closed) }); return nil }
-func (c *webDTLSConn) LocalAddr() net.Addr           { return c.p.conn.LocalAddr() }
-func (c *webDTLSConn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t) }
-func (c *webDTLSConn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.deadline = t
-	c.mu.Unlock()
-	return nil
-}
-func (c *webDTLSConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *webDTLSConn) Close() error                      { c.once.Do(func() { close(c.closed) }); return nil }
+func (c *webDTLSConn) LocalAddr() net.Addr               { return c.p.conn.LocalAddr() }
+func (c *webDTLSConn) SetDeadline(t time.Time) error     { return c.SetReadDeadline(t) }
+func (c *webDTLSConn) SetReadDeadline(t time.Time) error { c.rd.Set(t); return nil }
+func (c *webDTLSConn) SetWriteDeadline(time.Time) error  { return nil }
 
 // sendRTP encrypts an RTP packet with the peer's exported key and sends
 // it to the gateway.

@@ -26,9 +26,11 @@ type ngCall struct {
 	answered   bool
 	deleteAt   time.Time // a delayed delete; zero: none
 	streams    []*ngStream
-	// fp is the gateway's certificate fingerprint as the first offer
-	// announced it (a=fingerprint value).
-	fp string
+	// cert is the gateway's DTLS certificate when the first offer came:
+	// its fingerprint is what the SDP toward a DTLS side announces, and
+	// the call's DTLS legs handshake with it, even after a reload changed
+	// gateway.dtls.certificate before the answer.
+	cert *dtlsCert
 	// bundle are the mids of each side's a=group:BUNDLE (nil: none):
 	// those streams share one transport on that side (ngbundle.go).
 	bundle [2][]string
@@ -233,7 +235,7 @@ func (s *ngServer) newOffer(callID, fromTag, via string, f *ngFlags, body *ng.SD
 		return nil, nil, err
 	}
 	c := &ngCall{id: callID, tags: [2]string{fromTag}, viaBranch: via, legs: legs, created: now,
-		fp: s.g.DTLSFingerprint().String()}
+		cert: s.g.dtlsCert.Load()}
 	plans := make([]ng.MediaPlan, len(body.Media))
 	usable := 0
 	for i, m := range body.Media {

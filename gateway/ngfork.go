@@ -50,6 +50,7 @@ func (s *ngServer) forkAnswer(c *ngCall, toTag string, f *ngFlags, body *ng.SDP)
 		return nil, err
 	}
 	c.others = append(slices.DeleteFunc(c.others, func(t string) bool { return t == toTag }), prev)
+	ngRetag(c)
 	return out, nil
 }
 
@@ -81,6 +82,7 @@ func (c *ngCall) dropOther(tags ...string) bool {
 	for _, tag := range tags {
 		if tag != "" && slices.Contains(c.others, tag) {
 			c.others = slices.DeleteFunc(c.others, func(t string) bool { return t == tag })
+			ngRetag(c)
 			return true
 		}
 	}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -92,12 +93,34 @@ func TestNGForkedAnswers(t *testing.T) {
 	if q := ngDo(t, c, map[string]any{"command": "query", "call-id": id}); q["tags"].(map[string]any)["t2"] == nil {
 		t.Errorf("query does not show the current answerer t2: %v", q["tags"])
 	}
+	// The session (session show and list, the REST session) names the
+	// current answerer and the earlier one.
+	answerers := func(want string, earlier ...string) {
+		t.Helper()
+		ss := mustSessions(t, g)
+		if len(ss) != 1 || ss[0].NG == nil {
+			t.Fatalf("sessions %+v, want one of the ng call", ss)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		one, err := g.Session(ctx, ss[0].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, info := range []*NGInfo{ss[0].NG, one.NG} {
+			if info.ToTag != want || !slices.Equal(info.EarlierToTags, earlier) {
+				t.Errorf("session shows to-tag %q, earlier %q; want %q, earlier %q", info.ToTag, info.EarlierToTags, want, earlier)
+			}
+		}
+	}
+	answerers("t2", "t1")
 
 	// The first answerer answers again (its 200 after its 183): the
 	// media goes back to it.
 	mustAnswer("t1", b1)
 	through(t, a, b1, a.key, gwB, addrOf(toA), 30, 3)
 	through(t, b1, a, b1.key, gwA, addrOf(toB), 30, 3)
+	answerers("t1", "t2")
 
 	// t2 loses: the proxy deletes it (its BYE: from-tag t2). The call and
 	// t1's media go on.
@@ -112,6 +135,7 @@ func TestNGForkedAnswers(t *testing.T) {
 	if _, err := c.Call(ctx, map[string]any{"command": "query", "call-id": id, "to-tag": "t2"}); err == nil {
 		t.Error("query still knows the deleted to-tag t2")
 	}
+	answerers("t1")
 
 	// The winner's BYE ends the call.
 	ngDo(t, c, map[string]any{"command": "delete", "call-id": id, "from-tag": "a", "to-tag": "t1"})

@@ -30,7 +30,7 @@ func (st *ngStream) plan(c *ngCall, to int, proto string, info *SessionInfo) ng.
 		}
 		p.Proto = proto
 	}
-	fp := c.fp
+	fp := c.cert.fp.String()
 	if info != nil {
 		li := &info.Internal
 		if lid == legCloud {

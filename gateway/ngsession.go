@@ -2,17 +2,24 @@ package gateway
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
 // NGInfo is what SessionInfo shows of the ng call behind a session: one
-// session per m= line of the call. Set when the session is created,
-// never changed.
+// session per m= line of the call. Set when the session is created; a
+// forked answer that takes the media sets a new one (ngRetag). A value
+// once set is never changed: safe to read from any goroutine.
 type NGInfo struct {
-	CallID    string `json:"call_id"`
-	FromTag   string `json:"from_tag"`
-	ToTag     string `json:"to_tag"`
-	ViaBranch string `json:"via_branch,omitempty"`
+	CallID  string `json:"call_id"`
+	FromTag string `json:"from_tag"`
+	// ToTag is the answerer carrying the media: with an INVITE forked
+	// after one offer, the latest answer's to-tag; EarlierToTags are the
+	// to-tags of the earlier answers still known (not deleted), oldest
+	// first.
+	ToTag         string   `json:"to_tag"`
+	EarlierToTags []string `json:"earlier_to_tags,omitempty"`
+	ViaBranch     string   `json:"via_branch,omitempty"`
 	// Media is the m= line (1 = the first), Type its media type.
 	Media int    `json:"media"`
 	Type  string `json:"type"`
@@ -30,8 +37,9 @@ type NGInfo struct {
 // keying of a DTLS side. A bundled stream's leg takes no socket: it goes
 // through its transport stream's leg (built before it, in stream order).
 func (g *Gateway) ngBuild(c *ngCall, st *ngStream, cfg *Config) (*session, error) {
-	s := &session{id: "ng-" + newID(), created: time.Now(), ng: &NGInfo{CallID: c.id, FromTag: c.tags[0], ToTag: c.tags[1],
-		ViaBranch: c.viaBranch, Media: st.index + 1, Type: st.typ, OffererLeg: c.legs[0].String()}}
+	s := &session{id: "ng-" + newID(), created: time.Now()}
+	info := &NGInfo{CallID: c.id, FromTag: c.tags[0], ToTag: c.tags[1], EarlierToTags: slices.Clone(c.others),
+		ViaBranch: c.viaBranch, Media: st.index + 1, Type: st.typ, OffererLeg: c.legs[0].String()}
 	for side := 0; side < 2; side++ {
 		lid := c.legs[side]
 		lc := legConfig(cfg, lid)
@@ -51,10 +59,10 @@ func (g *Gateway) ngBuild(c *ngCall, st *ngStream, cfg *Config) (*session, error
 			}
 			l.via = &v.sess.legs[lid]
 			l.mux, l.plain, l.ice = true, false, nil
-			if s.ng.BundledWith == nil {
-				s.ng.BundledWith = map[string]string{}
+			if info.BundledWith == nil {
+				info.BundledWith = map[string]string{}
 			}
-			s.ng.BundledWith[lid.String()] = v.sess.id
+			info.BundledWith[lid.String()] = v.sess.id
 			continue
 		}
 		so := st.socks[lid]
@@ -86,6 +94,7 @@ func (g *Gateway) ngBuild(c *ngCall, st *ngStream, cfg *Config) (*session, error
 			if err != nil {
 				return nil, fmt.Errorf("m= line %d: %w", st.index+1, err)
 			}
+			plan.cert = c.cert // the one the offer announced
 			if err := setupDTLSLeg(l, plan); err != nil {
 				return nil, fmt.Errorf("m= line %d: %w", st.index+1, err)
 			}
@@ -105,10 +114,30 @@ func (g *Gateway) ngBuild(c *ngCall, st *ngStream, cfg *Config) (*session, error
 		l.out = newKeyState(own.suite, own.mk, 1, 0)
 		l.lifetime = own.mk.Lifetime
 	}
+	s.ng.Store(info)
 	// From here on the session owns the sockets.
 	st.socks = [2]ngSocks{}
 	st.sess = s
 	return s, nil
+}
+
+// ngRetag shows c's current answerer, and the earlier ones still known,
+// in the NGInfo of each of c's sessions: after a forked answer took the
+// media or an earlier answerer was deleted. Locked: ngServer.mu is held.
+func ngRetag(c *ngCall) {
+	for _, st := range c.streams {
+		if st.sess == nil {
+			continue
+		}
+		old := st.sess.ng.Load()
+		if old == nil || (old.ToTag == c.tags[1] && slices.Equal(old.EarlierToTags, c.others)) {
+			continue
+		}
+		info := *old
+		info.ToTag = c.tags[1]
+		info.EarlierToTags = slices.Clone(c.others)
+		st.sess.ng.Store(&info)
+	}
 }
 
 // ngLinkBundles gives each transport leg of c the routing table of its

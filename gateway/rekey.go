@@ -47,7 +47,7 @@ func (w *worker) afterProtect(o *leg, k *keyState) {
 	// ng calls change SDES keys only by signalling (a re-INVITE), which
 	// mediaedge cannot start: no scheduled re-keys there. A DTLS leg's
 	// keys change only with a new handshake.
-	if o.next != nil || o.s.ng != nil || o.dtls != nil {
+	if o.next != nil || o.s.ng.Load() != nil || o.dtls != nil {
 		return
 	}
 	lc := w.legCfg(o.id)
@@ -239,7 +239,7 @@ func (w *worker) housekeep() {
 				continue
 			}
 			iv := int64(w.legCfg(l.id).RekeyInterval.D())
-			if iv > 0 && l.next == nil && s.ng == nil && l.dtls == nil && w.now-l.rekeyedAt >= iv {
+			if iv > 0 && l.next == nil && s.ng.Load() == nil && l.dtls == nil && w.now-l.rekeyedAt >= iv {
 				_ = w.rekeyOut(l, triggerSchedule, false)
 			}
 			if l.next != nil && w.now >= l.switchAt {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/netip"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,7 +32,12 @@ type session struct {
 	id      string
 	created time.Time
 	w       *worker
-	ng      *NGInfo // the ng call the session carries a stream of; nil for API sessions
+
+	// ng is the ng call the session carries a stream of; nil for API
+	// sessions. Stored before the session is installed; a forked answer
+	// that takes the media stores a new one (ngRetag). A stored NGInfo
+	// is never changed.
+	ng atomic.Pointer[NGInfo]
 
 	// owned by the worker
 	legs     [2]leg

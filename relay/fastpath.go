@@ -1,10 +1,12 @@
 package relay
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
 
 	"github.com/mediaedge/mediaedge/relay/fastpath"
 )
@@ -30,8 +32,76 @@ func (s *Server) startFastPath() error {
 		return nil
 	}
 	s.fast = f
+	f.OnRouteChange(s.retryFast)
 	s.log.Info("in-kernel fast path attached", "interfaces", n)
 	return nil
+}
+
+// fastRetry is the set of allocations with a channel the fast path
+// refused for want of a route (fastpath.ErrNoRoute): the route may come
+// later (a link up, a route added, a policy rule changed), and then the
+// forwarder's route watcher calls retryFast, which offers those channels
+// again. Other allocations are not touched, so route changes cost in
+// proportion to the refused channels. Safe for concurrent use.
+type fastRetry struct {
+	mu     sync.Mutex
+	allocs map[*alloc]struct{}
+}
+
+// set records whether a has channels refused for want of a route.
+func (r *fastRetry) set(a *alloc, refused bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, had := r.allocs[a]
+	switch {
+	case refused && !had:
+		if r.allocs == nil {
+			r.allocs = map[*alloc]struct{}{}
+		}
+		r.allocs[a] = struct{}{}
+	case !refused && had:
+		delete(r.allocs, a)
+	}
+}
+
+// has reports whether a has channels refused for want of a route.
+func (r *fastRetry) has(a *alloc) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.allocs[a]
+	return ok
+}
+
+// list returns the allocations with channels refused for want of a route.
+func (r *fastRetry) list() []*alloc {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*alloc, 0, len(r.allocs))
+	for a := range r.allocs {
+		out = append(out, a)
+	}
+	return out
+}
+
+// retryFast offers the kernel again the channels it refused for want of a
+// route, after the forwarder re-resolved its routes (fastpath's route
+// watcher, which coalesces bursts of changes). Channels whose route is
+// still missing stay in user space until the next change.
+func (s *Server) retryFast() {
+	for _, a := range s.fastRetry.list() {
+		a.mu.Lock()
+		before := len(a.fast)
+		t := a.table.Load()
+		if t == nil || a.ended {
+			t = emptyTable
+		}
+		a.syncFastLocked(t)
+		added := len(a.fast) - before
+		a.mu.Unlock()
+		if added > 0 {
+			s.log.Info("fast-path entries added after a route change", "relay", a.advAddr().String(), "channels", added)
+		}
+	}
 }
 
 // fastPathAddrs are the addresses clients and peers reach the relay on:
@@ -192,7 +262,11 @@ func (s *Server) foldFast() {
 
 // syncFastLocked makes the kernel's entries for a match t: entries no
 // longer wanted are removed first (their last counters join the
-// allocation's), then new ones are added. The caller holds a.mu.
+// allocation's), then new ones are added. A channel refused for want of a
+// route stays in user space and is offered again after the next route
+// change (retryFast); such refusals are logged as warnings while the
+// allocation had none, then at debug level, not at every retry. The
+// caller holds a.mu.
 func (a *alloc) syncFastLocked(t *chanTable) {
 	s := a.srv
 	if s.fast == nil {
@@ -213,16 +287,26 @@ func (a *alloc) syncFastLocked(t *chanTable) {
 		}
 		a.addFastLocked(&fe, c)
 	}
+	noRoute := 0
 	for _, e := range want {
 		if slices.ContainsFunc(kept, func(fe fastEntry) bool { return fe.e == e }) {
 			continue
 		}
 		if err := s.fast.Add(e); err != nil {
 			// Full map or kernel refusal: this channel stays in user space.
+			if errors.Is(err, fastpath.ErrNoRoute) {
+				noRoute++
+				if s.fastRetry.has(a) {
+					// Refused before and still no route: logged then.
+					s.log.Debug("fast-path entry still without a route", "relay", a.advAddr().String(), "err", err)
+					continue
+				}
+			}
 			s.log.Warn("adding a fast-path entry failed", "relay", a.advAddr().String(), "err", err)
 			continue
 		}
 		kept = append(kept, fastEntry{e: e})
 	}
 	a.fast = kept
+	s.fastRetry.set(a, noRoute > 0)
 }

@@ -89,6 +89,9 @@ type Server struct {
 	adv           [2]netip.Addr
 	sock          sockOpts
 	fast          *fastpath.Forwarder // nil unless fast_path is auto or on and it started
+	// fastRetry are the allocations with channels the fast path refused
+	// for want of a route, offered again after route changes.
+	fastRetry fastRetry
 	// attachFast loads and attaches the fast path (attachFastPath; tests
 	// stand in a refusal). Set before Start, never changed.
 	attachFast func(addrs []netip.Addr) (*fastpath.Forwarder, int, error)

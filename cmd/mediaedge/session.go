@@ -145,7 +145,12 @@ func newSessionListCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the sessions (without keys)",
-		Args:  cobra.NoArgs,
+		Long: `List the sessions, oldest first, one a line: the id, the age, the keying
+of the internal and the cloud leg (KEYING: sdes, dtls or plain, as
+internal/cloud), each leg's local and remote address, the packets passed
+each way, the packets dropped, the time since the last packet and, for a
+session of an ng call, the call (call-id, m= line, from-tag/to-tag).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -160,7 +165,7 @@ func newSessionListCmd(g *globals) *cobra.Command {
 				return sessionJSON(out, list)
 			}
 			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tAGE\tINTERNAL LOCAL\tINTERNAL REMOTE\tCLOUD LOCAL\tCLOUD REMOTE\tPKTS IN→CLOUD\tPKTS CLOUD→IN\tDROPS\tLAST PACKET\tNG CALL")
+			fmt.Fprintln(tw, "ID\tAGE\tKEYING\tINTERNAL LOCAL\tINTERNAL REMOTE\tCLOUD LOCAL\tCLOUD REMOTE\tPKTS IN→CLOUD\tPKTS CLOUD→IN\tDROPS\tLAST PACKET\tNG CALL")
 			for _, s := range list.Sessions {
 				drops := s.Counters.AuthFailures + s.Counters.Replays + s.Counters.Malformed + s.Counters.WrongSource +
 					s.Counters.KeyExpired + s.Counters.SSRCLimit + s.Counters.NoRemote + s.Counters.KeyExhausted + s.Counters.SendErrors +
@@ -169,7 +174,8 @@ func newSessionListCmd(g *globals) *cobra.Command {
 				if s.NG != nil {
 					ngCall = fmt.Sprintf("%s m=%d %s (%s/%s)", s.NG.CallID, s.NG.Media, s.NG.Type, s.NG.FromTag, s.NG.ToTag)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", s.ID, sessionAge(&s.Created),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", s.ID, sessionAge(&s.Created),
+					sessionKeying(s.Internal.Keying)+"/"+sessionKeying(s.Cloud.Keying),
 					s.Internal.Local, sessionDash(s.Internal.Remote), s.Cloud.Local, sessionDash(s.Cloud.Remote),
 					s.Internal.Counters.PacketsIn, s.Cloud.Counters.PacketsIn, drops, sessionAge(s.LastPacket), ngCall)
 			}
@@ -360,6 +366,14 @@ func sessionJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// sessionKeying names a leg's keying for the list: sdes, dtls or plain.
+func sessionKeying(k string) string {
+	if k == "" {
+		return "plain"
+	}
+	return k
 }
 
 func sessionDash(s string) string {

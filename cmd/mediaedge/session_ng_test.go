@@ -59,7 +59,7 @@ func TestSessionListShowsNGCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err := sessionCLI(t, sock, "list")
-	if err != nil || !strings.Contains(out, "NG CALL") || !strings.Contains(out, "cli@ng m=1 audio (ta/tb)") {
+	if err != nil || !strings.Contains(out, "NG CALL") || !strings.Contains(out, "cli@ng m=1 audio (ta/tb)") || !strings.Contains(out, " sdes/sdes ") {
 		t.Fatalf("list: %v\n%s", err, out)
 	}
 	id := strings.Fields(strings.Split(out, "\n")[1])[0]

@@ -66,9 +66,28 @@ func TestSessionCommands(t *testing.T) {
 			t.Errorf("create output lacks %s:\n%s", re, out)
 		}
 	}
+	// A session with a DTLS leg toward a WebRTC peer.
+	fp := "sha-256 " + strings.TrimSuffix(strings.Repeat("AB:", 32), ":")
+	if out, err := sessionCLI(t, sock, "create", "--id", "cli-web", "--internal-keying", "dtls", "--internal-fingerprint", fp,
+		"--internal-setup", "active", "--internal-no-ice", "--cloud-crypto", key(), "--rtcp-mux"); err != nil {
+		t.Fatalf("create with a DTLS leg: %v\n%s", err, out)
+	}
 	out, err = sessionCLI(t, sock, "list")
-	if err != nil || !strings.Contains(out, "cli-1") || !strings.Contains(out, "127.0.0.1:9") || !strings.Contains(out, "1 session(s)") {
+	if err != nil || !strings.Contains(out, "cli-1") || !strings.Contains(out, "127.0.0.1:9") || !strings.Contains(out, "2 session(s)") {
 		t.Errorf("list: %v\n%s", err, out)
+	}
+	// KEYING is the third column: internal/cloud.
+	keying := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 2 {
+			keying[f[0]] = f[2]
+		}
+	}
+	if keying["ID"] != "KEYING" || keying["cli-1"] != "sdes/sdes" || keying["cli-web"] != "dtls/sdes" {
+		t.Errorf("list: keying column %v, want sdes/sdes for cli-1 and dtls/sdes for cli-web\n%s", keying, out)
+	}
+	if out, err := sessionCLI(t, sock, "delete", "cli-web"); err != nil {
+		t.Fatalf("delete cli-web: %v\n%s", err, out)
 	}
 	out, err = sessionCLI(t, sock, "show", "cli-1")
 	var s gateway.SessionInfo

@@ -148,8 +148,8 @@ func subscribeRoutes() (*nl.NetlinkSocket, error) {
 	return s, nil
 }
 
-// watchRoutes calls reroute after routing changes until done is closed;
-// it closes s and exits then. Its owner is the Forwarder (New starts it,
+// watchRoutes calls reroute, then the OnRouteChange function, after
+// routing changes until done is closed; it closes s and exits then. Its owner is the Forwarder (New starts it,
 // Close stops and waits for it).
 func (f *Forwarder) watchRoutes(s *nl.NetlinkSocket, done <-chan struct{}, exited chan<- struct{}) {
 	defer close(exited)
@@ -176,6 +176,9 @@ func (f *Forwarder) watchRoutes(s *nl.NetlinkSocket, done <-chan struct{}, exite
 		if !first.IsZero() && (now.Sub(last) >= routeQuiet || now.Sub(first) >= routeLatest) {
 			first, last = time.Time{}, time.Time{}
 			f.reroute()
+			if fn := f.onRoute.Load(); fn != nil && *fn != nil {
+				(*fn)()
+			}
 		}
 	}
 }

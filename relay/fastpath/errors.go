@@ -12,3 +12,9 @@ var ErrUnsupported = errors.New("fastpath: not supported here")
 var errInvalidEntry = errors.New("fastpath: entry mixes address families or has no valid channel")
 
 var errClosed = errors.New("fastpath: forwarder closed")
+
+// ErrNoRoute reports an entry refused because a direction's destination
+// has no usable route (none, or blackhole, unreachable or prohibit): user
+// space meets the same refusal when it sends. A change of routes may cure
+// it; see Forwarder.OnRouteChange.
+var ErrNoRoute = errors.New("fastpath: no usable route")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -59,6 +60,9 @@ type Forwarder struct {
 	// done stops watchRoutes, which closes exited when it has. Set in
 	// New, never changed.
 	done, exited chan struct{}
+	// onRoute is called by watchRoutes after each batch of routing
+	// changes (OnRouteChange); nil: none.
+	onRoute atomic.Pointer[func()]
 }
 
 // New loads the program and its maps into the kernel; it attaches nothing.
@@ -103,24 +107,38 @@ func New() (*Forwarder, error) {
 func routeEgress(h *netlink.Handle, dst, src netip.Addr, mark uint32) (uint32, error) {
 	rs, err := h.RouteGetWithOptions(dst.Unmap().AsSlice(), &netlink.RouteGetOptions{SrcAddr: src.Unmap().AsSlice(), Mark: mark})
 	if err != nil {
-		return 0, fmt.Errorf("fastpath: route to %s from %s: %w", dst, src, err)
+		// ENETUNREACH (no route), EHOSTUNREACH, EACCES (prohibit) and
+		// EINVAL (blackhole) are how RTM_GETROUTE refuses.
+		return 0, fmt.Errorf("%w: route to %s from %s: %w", ErrNoRoute, dst, src, err)
 	}
 	if len(rs) == 0 {
-		return 0, fmt.Errorf("fastpath: route to %s from %s: none", dst, src)
+		return 0, fmt.Errorf("%w: route to %s from %s: none", ErrNoRoute, dst, src)
 	}
 	switch r := rs[0]; r.Type {
 	case unix.RTN_LOCAL:
 		return loopbackIfindex, nil
 	case unix.RTN_UNICAST:
 		if r.LinkIndex <= 0 {
-			return 0, fmt.Errorf("fastpath: route to %s from %s: no interface", dst, src)
+			return 0, fmt.Errorf("%w: route to %s from %s: no interface", ErrNoRoute, dst, src)
 		}
 		return uint32(r.LinkIndex), nil
 	default:
 		// Blackhole, unreachable, prohibit: user space meets the same
 		// refusal when it sends.
-		return 0, fmt.Errorf("fastpath: route to %s from %s: type %d", dst, src, r.Type)
+		return 0, fmt.Errorf("%w: route to %s from %s: type %d", ErrNoRoute, dst, src, r.Type)
 	}
+}
+
+// OnRouteChange makes the forwarder call fn after each batch of changes
+// of routes, rules or links, once it has resolved its entries' interfaces
+// again: the owner offers then the entries Add refused with ErrNoRoute
+// again. Batches are coalesced (routeQuiet after the last message,
+// routeLatest after the first), so fn runs at most a few times a second.
+// fn runs on the forwarder's route watcher, never after Close returns,
+// and must not call Close; Add and Remove are fine. Safe for concurrent
+// use; a later call replaces fn.
+func (f *Forwarder) OnRouteChange(fn func()) {
+	f.onRoute.Store(&fn)
 }
 
 // loopbackIfindex is loopback's interface index in every namespace

@@ -29,5 +29,8 @@ func (f *Forwarder) Peers() ([]netip.AddrPort, error) { return nil, ErrUnsupport
 // Close does nothing.
 func (f *Forwarder) Close() error { return nil }
 
+// OnRouteChange does nothing: there are no routes to follow.
+func (f *Forwarder) OnRouteChange(func()) {}
+
 // TakeFaults returns 0.
 func (f *Forwarder) TakeFaults() uint64 { return 0 }

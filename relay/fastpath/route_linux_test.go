@@ -1,6 +1,7 @@
 package fastpath
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -76,8 +77,8 @@ func TestForwarderFollowsMark(t *testing.T) {
 				Relay: netip.AddrPortFrom(lab.relayIP[fam], 50000), Peer: netip.AddrPortFrom(lab.peerIP[fam], 6000),
 				Channel: 0x4000,
 			}
-			if err := fw.Add(e); err == nil {
-				t.Errorf("an entry without the mark toward a peer only the mark routes to was added")
+			if err := fw.Add(e); !errors.Is(err, ErrNoRoute) {
+				t.Errorf("an entry without the mark toward a peer only the mark routes to: %v, want ErrNoRoute", err)
 			}
 		})
 	}
