@@ -381,16 +381,20 @@ func (a *allocation) close() {
 	})
 }
 
-// closePace is how many allocations are released at once before a short
-// pause: a burst of thousands of Refresh(0) overflows a server's listener
-// buffer, and a lost deallocation holds a relay port until it expires.
-const closePace = 200
+// closePace allocations are released, then closePause passes (4,000 per
+// second): a burst of thousands of Refresh(0) overflows a busy server's
+// listener buffer, and a lost deallocation holds a relay port until it
+// expires, which the next run with thousands of allocations would miss.
+const (
+	closePace  = 100
+	closePause = 25 * time.Millisecond
+)
 
 func (r *turnRun) close() {
 	for i, a := range r.allocs {
 		a.close()
 		if a.relay != nil && i%closePace == closePace-1 {
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(closePause)
 		}
 	}
 	if r.echo != nil {
