@@ -179,16 +179,41 @@ for p in "$pid_coturn" "$pid_on" "$pid_off"; do
 done
 echo "relay-hop.sh: coturn pid $pid_coturn, mediaedge on $pid_on, off $pid_off; reports in $OUT" >&2
 
-# bench TARGET FILE ARGS...: one run, pinned to CPU 0, bounded in time.
+# udp_rcvbuf_errors: datagrams the namespace dropped on a full socket
+# receive buffer (/proc/net/snmp, Udp RcvbufErrors).
+udp_rcvbuf_errors() {
+	ns awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "RcvbufErrors") c = i; h = 1 } else print $c }' /proc/net/snmp
+}
+
+# sched_ms PID: milliseconds the process's threads ran and waited
+# runnable for a CPU (/proc/PID/task/*/schedstat), "run wait".
+sched_ms() {
+	cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ r += $1; w += $2 } END { printf "%d %d", r / 1e6, w / 1e6 }'
+}
+
+printf '%s\n' "allocations size rep target rcvbuf_drops server_run_ms server_wait_ms" >"$OUT/diag.txt"
+
+# bench TARGET FILE PID ARGS...: one run, pinned to CPU 0, bounded in
+# time; PID (0 for none) is the server whose scheduling is noted.
 bench() {
-	local target=$1 file=$2
-	shift 2
+	local target=$1 file=$2 pid=$3
+	shift 3
+	local d0 s0 d1 s1
+	d0=$(udp_rcvbuf_errors)
+	s0=$( [ "$pid" = 0 ] && echo "0 0" || sched_ms "$pid")
 	if ! ns prlimit --nofile=20000:20000 timeout 600 taskset -c 0 "$BIN" bench turn --json --quiet \
 		--label "$target" "$@" >"$file" 2>>"$OUT/bench.log"; then
 		# exit 2 = loss or failed set-ups, still a report; anything else
 		# leaves no JSON and the table shows the run as failed.
 		[ -s "$file" ] || echo "relay-hop.sh: $target run failed, see $OUT/bench.log" >&2
 	fi
+	d1=$(udp_rcvbuf_errors)
+	s1=$( [ "$pid" = 0 ] && echo "0 0" || sched_ms "$pid")
+	local r0 w0 r1 w1
+	read -r r0 w0 <<<"$s0"
+	read -r r1 w1 <<<"$s1"
+	# n, size and rep are the loop's below
+	echo "$n $size $rep $target $((d1 - d0)) $((r1 - r0)) $((w1 - w0))" >>"$OUT/diag.txt"
 }
 
 for rep in $(seq "$REPS"); do
@@ -197,12 +222,12 @@ for rep in $(seq "$REPS"); do
 			base="$OUT/runs/n$n-s$size-r$rep"
 			common=(--allocations "$n" --size "$size" --rate "$RATE" --duration "$DURATION")
 			echo "relay-hop.sh: rep $rep, $n allocations, $size B" >&2
-			bench direct "$base-direct.json" --direct "${common[@]}"
-			bench coturn "$base-coturn.json" --server 127.0.0.1:3478 --user bench --password-file "$OUT/pw" \
+			bench direct "$base-direct.json" 0 --direct "${common[@]}"
+			bench coturn "$base-coturn.json" "$pid_coturn" --server 127.0.0.1:3478 --user bench --password-file "$OUT/pw" \
 				--pid "$pid_coturn" "${common[@]}"
-			bench fastpath-on "$base-fastpath-on.json" --server 127.0.0.1:3500 --user bench --password-file "$OUT/pw" \
+			bench fastpath-on "$base-fastpath-on.json" "$pid_on" --server 127.0.0.1:3500 --user bench --password-file "$OUT/pw" \
 				--pid "$pid_on" "${common[@]}"
-			bench fastpath-off "$base-fastpath-off.json" --server 127.0.0.1:3502 --user bench --password-file "$OUT/pw" \
+			bench fastpath-off "$base-fastpath-off.json" "$pid_off" --server 127.0.0.1:3502 --user bench --password-file "$OUT/pw" \
 				--pid "$pid_off" "${common[@]}"
 		done
 	done
@@ -212,4 +237,9 @@ done
 	echo "relay hop per round trip: $RATE rt/s, $DURATION per run, medians of $REPS, $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo
 	"$HOPTABLE" "$OUT"/runs/*.json
+	echo
+	echo "Per run: UDP datagrams dropped on full receive buffers in the namespace (any socket),"
+	echo "and the server's threads' time running and waiting runnable for a CPU (schedstat):"
+	echo
+	column -t "$OUT/diag.txt"
 } | tee "$OUT/table.md"
