@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -209,6 +210,8 @@ func RunTURN(ctx context.Context, opt TURNOptions) (*report.Report, error) {
 		before, sutErr = readProc(opt.PID)
 	}
 	mBefore, mErr := readMachine()
+	self := os.Getpid()
+	bBefore, bErr := readProc(self)
 	r.mediaT0.Store(r.now())
 	prog := startProgress(opt.Progress, func() string {
 		return fmt.Sprintf("%d allocations, %d round trips back", len(r.allocs), r.received.Load())
@@ -221,6 +224,10 @@ func RunTURN(ctx context.Context, opt TURNOptions) (*report.Report, error) {
 	}
 	if mErr == nil {
 		mAfter, mErr = readMachine()
+	}
+	var bAfter procSample
+	if bErr == nil {
+		bAfter, bErr = readProc(self)
 	}
 	r.close()
 
@@ -273,6 +280,9 @@ func RunTURN(ctx context.Context, opt TURNOptions) (*report.Report, error) {
 		rep.Notes = append(rep.Notes, mErr.Error())
 	} else {
 		rep.Machine = machineDelta(mBefore, mAfter, d.Received)
+	}
+	if bErr == nil {
+		rep.Bench = sutDelta(self, bBefore, bAfter, 0)
 	}
 	if opt.PID > 0 {
 		if sutErr != nil {

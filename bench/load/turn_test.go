@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -157,6 +158,9 @@ func TestRunTURNDirect(t *testing.T) {
 	}
 	if rep.Machine == nil || rep.Machine.CPUs < 1 || rep.Machine.WallSeconds <= 0 {
 		t.Fatalf("machine figures %+v", rep.Machine)
+	}
+	if rep.Bench == nil || rep.Bench.PID != os.Getpid() {
+		t.Fatalf("bench's own figures %+v", rep.Bench)
 	}
 	if !strings.Contains(b.String(), "µs per round trip") {
 		t.Errorf("table without the machine line:\n%s", b.String())

@@ -124,6 +124,9 @@ type Report struct {
 	// Machine is the whole machine's busy CPU time during the
 	// measurement (TURN runs).
 	Machine *MachineStats `json:"machine,omitempty"`
+	// Bench is what bench itself (load generator and echo peer) spent
+	// during the measurement (TURN runs).
+	Bench *SUTStats `json:"bench,omitempty"`
 	// Mode says what carried the packets when it is not the obvious
 	// ("direct": bench's sockets straight to its echo peer, no server).
 	Mode string `json:"mode,omitempty"`
@@ -215,6 +218,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if m := r.Machine; m != nil {
 		fmt.Fprintf(w, "machine (%d CPUs, /proc/stat): busy %.2f CPU-s in %.2f s (%.1f %% of a core), %.2f µs per round trip\n",
 			m.CPUs, m.CPUSeconds, m.WallSeconds, m.CPUPercent, m.USPerRoundTrip)
+	}
+	if b := r.Bench; b != nil {
+		fmt.Fprintf(w, "bench itself (pid %d, sender, readers and echo peer): CPU %.2f s (%.1f %% of a core)\n", b.PID, b.CPUSeconds, b.CPUPercent)
 	}
 	if r.SetupFailed > 0 {
 		fmt.Fprintf(w, "set-up failed for %d stream(s): the figures are of the others\n", r.SetupFailed)

@@ -80,6 +80,7 @@ type row struct {
 	target                  string
 	reps, failedReps        int
 	rate, loss, p50, p99    float64
+	benchPct                float64
 	sutUS, machineUS, hopUS float64
 	hopN                    int
 	ratio                   float64
@@ -108,7 +109,7 @@ func summarize(runs []run) []row {
 	var rows []row
 	for k, rs := range groups {
 		w := row{n: k.n, size: k.size, target: k.target, reps: len(rs)}
-		var rate, loss, p50, p99, sut, mach, hop []float64
+		var rate, loss, p50, p99, sut, mach, hop, bench []float64
 		for _, r := range rs {
 			d := r.rpt.Directions[0]
 			w.setupFailed += int64(r.rpt.SetupFailed)
@@ -124,6 +125,9 @@ func summarize(runs []run) []row {
 			if s := r.rpt.SUT; s != nil && s.USPerRoundTrip > 0 {
 				sut = append(sut, s.USPerRoundTrip)
 			}
+			if b := r.rpt.Bench; b != nil {
+				bench = append(bench, b.CPUPercent)
+			}
 			if m := r.rpt.Machine; m != nil && m.USPerRoundTrip > 0 {
 				mach = append(mach, m.USPerRoundTrip)
 			}
@@ -135,6 +139,7 @@ func summarize(runs []run) []row {
 		}
 		w.rate, w.loss, w.p50, w.p99 = report.Median(rate), report.Median(loss), report.Median(p50), report.Median(p99)
 		w.sutUS, w.machineUS, w.hopUS, w.hopN = report.Median(sut), report.Median(mach), report.Median(hop), len(hop)
+		w.benchPct = report.Median(bench)
 		rows = append(rows, w)
 	}
 	coturn := map[[2]int]float64{}
@@ -181,8 +186,8 @@ func num(v float64, format string) string {
 }
 
 func write(w io.Writer, rows []row) error {
-	fmt.Fprintln(w, "| allocations | size | target | reps | rt/s | loss % | RTT p50 µs | RTT p99 µs | server CPU µs/rt | machine µs/rt | hop µs/rt | coturn's hop / this hop |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintln(w, "| allocations | size | target | reps | rt/s | loss % | RTT p50 µs | RTT p99 µs | server CPU µs/rt | machine µs/rt | hop µs/rt | coturn's hop / this hop | bench CPU % |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range rows {
 		hop, ratio := "-", "-"
 		if r.target != "direct" {
@@ -204,9 +209,9 @@ func write(w io.Writer, rows []row) error {
 		if r.setupFailed > 0 {
 			loss += fmt.Sprintf(" (%d set-ups failed)", r.setupFailed)
 		}
-		fmt.Fprintf(w, "| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.n, r.size, r.target, reps,
+		fmt.Fprintf(w, "| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.n, r.size, r.target, reps,
 			num(r.rate, "%.0f"), loss, num(r.p50, "%.0f"), num(r.p99, "%.0f"), num(r.sutUS, "%.2f"),
-			num(r.machineUS, "%.2f"), hop, ratio)
+			num(r.machineUS, "%.2f"), hop, ratio, num(r.benchPct, "%.0f"))
 	}
 	// Flatness of each target's hop from the smallest to the largest N.
 	type series struct {
