@@ -61,6 +61,9 @@ type TURNOptions struct {
 	SetupConcurrency int
 	// progress gets the progress line (a terminal), nil for silence.
 	Progress io.Writer
+	// goroutines makes each allocation's socket read by a goroutine of
+	// its own, as where there is no epoll loop (tests).
+	goroutines bool
 	// Status gets a line when the set-up of the allocations starts and one
 	// when it is done (stderr, terminal or not: the set-up of many
 	// allocations takes seconds); nil for silence.
@@ -130,6 +133,9 @@ type turnRun struct {
 	opt      *TURNOptions
 	epoch    time.Time
 	allocs   []*allocation
+	loop     *recvLoop // nil: a reader goroutine per allocation
+	failedMu sync.Mutex
+	failed   []*allocation // set-up failed, socket still open (see discard)
 	echo     *echoPeer
 	received atomic.Int64
 	lat      *report.LatencyRecorder
@@ -142,6 +148,7 @@ type turnRun struct {
 	sendErrs int64
 	first    int64
 	stopped  string
+	closed   bool
 }
 
 func (r *turnRun) now() int64 { return int64(time.Since(r.epoch)) }
@@ -188,6 +195,11 @@ func RunTURN(ctx context.Context, opt TURNOptions) (*report.Report, error) {
 			fmt.Fprintf(opt.Status, "bench: opening %d socket(s) straight to the echo peer %s (no server)\n", opt.Allocations, peer)
 		} else {
 			fmt.Fprintf(opt.Status, "bench: setting up %d allocation(s) on %s (each with a permission, a channel and one echo)\n", opt.Allocations, opt.Server)
+		}
+	}
+	if !opt.goroutines {
+		if l, err := newRecvLoop(r, opt.Allocations); err == nil {
+			r.loop = l
 		}
 	}
 	t0 := time.Now()

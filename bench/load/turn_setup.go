@@ -35,7 +35,9 @@ type allocation struct {
 	// (1 once the first echo came back, for indications and Direct).
 	channel atomic.Uint32
 	// ready is closed when channel is set.
-	ready  chan struct{}
+	ready chan struct{}
+	// fd is the socket's descriptor when a recvLoop serves it.
+	fd     int
 	n      int
 	sendNs []atomic.Int64
 
@@ -45,7 +47,6 @@ type allocation struct {
 	bad     int64
 	bytes   int64
 	last    int64
-	rx      []byte
 
 	// owned by the sender
 	tx  []byte
@@ -54,9 +55,10 @@ type allocation struct {
 	closeOnce sync.Once
 }
 
-// rxBuffer is the receive buffer of an allocation: the largest payload
-// (maxPayload) with a Data indication's framing fits, and so does any STUN
-// answer a server sends. Not 64 KiB: 10,000 allocations would hold 640 MiB.
+// rxBuffer is a receive buffer: the largest payload (maxPayload) with a
+// Data indication's framing fits, and so does any STUN answer a server
+// sends. The recvLoop has a few for all allocations; a reader goroutine
+// (no recvLoop) one each.
 const rxBuffer = 2048
 
 // setReady records the first echo; it reports whether this call did.
@@ -241,19 +243,36 @@ func (r *turnRun) listen() (*net.UDPConn, error) {
 
 func (r *turnRun) newAllocation(id uint32, conn *net.UDPConn, peer netip.AddrPort, n int) *allocation {
 	a := &allocation{id: id, conn: conn, peer: peer, server: r.opt.Server, n: n, ready: make(chan struct{}),
-		sendNs: make([]atomic.Int64, n), tracker: newSeqTracker(n), rx: make([]byte, rxBuffer),
-		tx: make([]byte, 0, rxBuffer)}
+		sendNs: make([]atomic.Int64, n), tracker: newSeqTracker(n), tx: make([]byte, 0, rxBuffer)}
 	a.jitter.SetClockRate(8000)
 	return a
 }
 
-// startReader starts a's reader; from then on closing a ends it.
-func (r *turnRun) startReader(a *allocation) {
+// startReader has a's socket read: by the recvLoop, or by a goroutine of
+// its own that closing a ends.
+func (r *turnRun) startReader(a *allocation) error {
+	if r.loop != nil {
+		return r.loop.add(a)
+	}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
 		r.read(a)
 	}()
+	return nil
+}
+
+// discard releases an allocation whose set-up failed. Served by the
+// recvLoop, its socket stays open until the run ends (see remove).
+func (r *turnRun) discard(a *allocation) {
+	if r.loop == nil {
+		a.close()
+		return
+	}
+	r.loop.remove(a)
+	r.failedMu.Lock()
+	r.failed = append(r.failed, a)
+	r.failedMu.Unlock()
 }
 
 // openDirect opens a plain socket and waits for the echo peer to answer
@@ -264,13 +283,16 @@ func (r *turnRun) openDirect(ctx context.Context, id uint32, peer netip.AddrPort
 		return nil, err
 	}
 	a := r.newAllocation(id, conn, peer, n)
-	r.startReader(a)
+	if err := r.startReader(a); err != nil {
+		conn.Close()
+		return nil, err
+	}
 	err = r.warmUp(ctx, a, func(b []byte) error {
 		_, err := a.conn.WriteToUDPAddrPort(b, peer)
 		return err
 	})
 	if err != nil {
-		a.close()
+		r.discard(a)
 		return nil, err
 	}
 	return a, nil
@@ -298,10 +320,13 @@ func (r *turnRun) allocate(ctx context.Context, id uint32, peer netip.AddrPort, 
 	}
 	a := r.newAllocation(id, conn, peer, n)
 	a.client, a.msg = c, &stun.Message{Raw: make([]byte, 0, rxBuffer)}
-	r.startReader(a)
-	// From here on the reader runs: closing conn ends it.
+	if err := r.startReader(a); err != nil {
+		c.Close()
+		conn.Close()
+		return nil, err
+	}
 	fail := func(err error) (*allocation, error) {
-		a.close()
+		r.discard(a)
 		return nil, turnErrorHint(err, peer)
 	}
 	sctx, cancel := context.WithTimeout(ctx, opt.SetupTimeout)
@@ -390,7 +415,20 @@ const (
 	closePause = 25 * time.Millisecond
 )
 
+// close stops the recvLoop and releases everything the run opened.
+// Idempotent; the run's goroutine only.
 func (r *turnRun) close() {
+	if r.closed {
+		return
+	}
+	r.closed = true
+	if r.loop != nil {
+		r.loop.stop()
+	}
+	for _, a := range r.failed {
+		a.close()
+	}
+	r.failed = nil
 	for i, a := range r.allocs {
 		a.close()
 		if a.relay != nil && i%closePace == closePace-1 {

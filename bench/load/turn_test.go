@@ -3,6 +3,7 @@ package load
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -56,10 +57,16 @@ func startTURNQuota(t *testing.T, secret string, quota turn.QuotaHandler) netip.
 }
 
 func TestRunTURNChannels(t *testing.T) {
+	for _, goroutines := range []bool{false, true} {
+		t.Run(fmt.Sprintf("goroutine readers %v", goroutines), func(t *testing.T) { testRunTURNChannels(t, goroutines) })
+	}
+}
+
+func testRunTURNChannels(t *testing.T, goroutines bool) {
 	srv := startTURN(t, "")
 	var status strings.Builder
 	rep, err := RunTURN(context.Background(), TURNOptions{Target: "pion", Server: srv, Username: "bench", Password: "benchpass",
-		Allocations: 3, Count: 200, Rate: 1500, MaxTime: 20 * time.Second, Status: &status})
+		Allocations: 3, Count: 200, Rate: 1500, MaxTime: 20 * time.Second, Status: &status, goroutines: goroutines})
 	if err != nil {
 		t.Fatal(err)
 	}
