@@ -73,9 +73,21 @@ func (a *allocation) setReady(ch uint32) bool {
 // setupResult counts the set-up of the allocations.
 type setupResult struct {
 	failed int
-	// errs counts failures by message, for the report's note.
+	// errs counts failures by message, for the report's note; from holds
+	// the client address of the first failure of each message, to look
+	// for in a capture or the server's log.
 	errs map[string]int
+	from map[string]netip.AddrPort
 }
+
+// setupError is a failed set-up with the client address it used.
+type setupError struct {
+	local netip.AddrPort
+	err   error
+}
+
+func (e *setupError) Error() string { return e.err.Error() }
+func (e *setupError) Unwrap() error { return e.err }
 
 // note describes the failures for the report.
 func (s *setupResult) note(asked int) string {
@@ -95,7 +107,11 @@ func (s *setupResult) note(asked int) string {
 			fmt.Fprintf(&b, "; and %d other error(s)", len(all)-3)
 			break
 		}
-		fmt.Fprintf(&b, " %dx %s;", e.n, e.msg)
+		fmt.Fprintf(&b, " %dx %s", e.n, e.msg)
+		if a := s.from[e.msg]; a.IsValid() {
+			fmt.Fprintf(&b, " (the first from %s)", a)
+		}
+		b.WriteString(";")
 	}
 	return strings.TrimSuffix(b.String(), ";")
 }
@@ -115,7 +131,7 @@ const abortAfter = 16
 // up.
 func (r *turnRun) setupAll(ctx context.Context, peer netip.AddrPort, per int) (setupResult, error) {
 	opt := r.opt
-	res := setupResult{errs: map[string]int{}}
+	res := setupResult{errs: map[string]int{}, from: map[string]netip.AddrPort{}}
 	var (
 		next, ok atomic.Int64
 		mu       sync.Mutex
@@ -149,6 +165,10 @@ func (r *turnRun) setupAll(ctx context.Context, peer netip.AddrPort, per int) (s
 				mu.Lock()
 				res.failed++
 				res.errs[err.Error()]++
+				var se *setupError
+				if errors.As(err, &se) && !res.from[err.Error()].IsValid() {
+					res.from[err.Error()] = se.local
+				}
 				if firstErr == nil {
 					firstErr = err
 				}
@@ -327,7 +347,7 @@ func (r *turnRun) allocate(ctx context.Context, id uint32, peer netip.AddrPort, 
 	}
 	fail := func(err error) (*allocation, error) {
 		r.discard(a)
-		return nil, turnErrorHint(err, peer)
+		return nil, &setupError{local: conn.LocalAddr().(*net.UDPAddr).AddrPort(), err: turnErrorHint(err, peer)}
 	}
 	sctx, cancel := context.WithTimeout(ctx, opt.SetupTimeout)
 	defer cancel()
