@@ -233,6 +233,12 @@ func turnErrorHint(err error, peer netip.AddrPort) error {
 		return fmt.Errorf("%w: %w: Forbidden: the server refused the peer address %s by policy (mediaedge: relay.allowed_peers, which make run's trial configuration sets for loopback; coturn: allow-loopback-peers)", err, errRefused, peer.Addr())
 	case strings.Contains(msg, "error 401"):
 		return fmt.Errorf("%w: %w: Unauthorized: wrong user, password or realm", err, errRefused)
+	case strings.HasPrefix(msg, "allocate: ") && strings.Contains(msg, "deadline exceeded"):
+		// mediaedge answers at most relay.limits.challenges_per_source
+		// requests without credentials per second and source address
+		// (200 by default) and drops the rest unanswered; every bench
+		// client has the same address.
+		return fmt.Errorf("%w (no answer to Allocate: does the server drop requests without credentials beyond a rate per source address? mediaedge: relay.limits.challenges_per_source)", err)
 	}
 	return err
 }

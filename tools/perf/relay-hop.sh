@@ -131,6 +131,9 @@ relay:
   limits:
     max_allocations: 30000
     max_allocations_per_user: 30000
+    # every bench client comes from 127.0.0.1: the default 200 challenges
+    # per second and source would drop most of 10,000 first Allocates
+    challenges_per_source: 0
 gateway:
   enabled: false
 policy:
