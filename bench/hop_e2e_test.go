@@ -61,6 +61,7 @@ relay:
     generate_user: ""
   limits:
     max_allocations_per_user: 2000
+    challenges_per_source: 0
 `, filepath.Join(dir, "control.sock"), port, users)), 0o600); err != nil {
 		t.Fatal(err)
 	}
