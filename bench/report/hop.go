@@ -23,25 +23,57 @@ const ModeDirect = "direct"
 // server's and the kernel's work for the hop, whoever ran it. It may come
 // out negative when the hop is cheaper than the noise.
 func HopUS(through, direct *Report) (float64, error) {
-	if through == nil || direct == nil {
-		return 0, fmt.Errorf("%w: missing run", ErrNotComparable)
-	}
-	if direct.Mode != ModeDirect || through.Mode == ModeDirect {
-		return 0, fmt.Errorf("%w: need one run through a server and one direct run", ErrNotComparable)
-	}
-	if len(through.Directions) != 1 || len(direct.Directions) != 1 {
-		return 0, fmt.Errorf("%w: not TURN round-trip runs", ErrNotComparable)
-	}
-	t, d := &through.Directions[0], &direct.Directions[0]
-	if t.Streams != d.Streams || t.PayloadBytes != d.PayloadBytes || t.OfferedPPS != d.OfferedPPS {
-		return 0, fmt.Errorf("%w: %d/%d allocations, %d/%d bytes, %.0f/%.0f round trips/s", ErrNotComparable,
-			t.Streams, d.Streams, t.PayloadBytes, d.PayloadBytes, t.OfferedPPS, d.OfferedPPS)
+	if err := comparable(through, direct); err != nil {
+		return 0, err
 	}
 	tm, dm := machineUS(through), machineUS(direct)
 	if tm <= 0 || dm <= 0 {
 		return 0, fmt.Errorf("%w: no machine CPU per round trip (nothing came back, or /proc/stat unreadable)", ErrNotComparable)
 	}
 	return tm - dm, nil
+}
+
+// ProcessHopUS is HopUS counted on the processes of the run instead of
+// the whole machine: bench's and the server's CPU per round trip through
+// the server minus bench's on the direct path. On loopback the kernel
+// delivers a datagram (and runs a TC program on it) in the softirq that
+// follows the send, charged to the sending process, so this counts the
+// hop's kernel work too, but not what other programs on a shared machine
+// do meanwhile. It misses softirq work deferred to ksoftirqd under load.
+func ProcessHopUS(through, direct *Report) (float64, error) {
+	if err := comparable(through, direct); err != nil {
+		return 0, err
+	}
+	if through.SUT == nil || through.Bench == nil || direct.Bench == nil {
+		return 0, fmt.Errorf("%w: no process CPU (bench's, or the server's without --pid)", ErrNotComparable)
+	}
+	tr, dr := through.Directions[0].Received, direct.Directions[0].Received
+	if tr <= 0 || dr <= 0 {
+		return 0, fmt.Errorf("%w: no round trip came back", ErrNotComparable)
+	}
+	t := (through.Bench.CPUSeconds + through.SUT.CPUSeconds) * 1e6 / float64(tr)
+	d := direct.Bench.CPUSeconds * 1e6 / float64(dr)
+	return t - d, nil
+}
+
+// comparable checks that through and direct are one TURN scenario, one
+// run through a server and one direct.
+func comparable(through, direct *Report) error {
+	if through == nil || direct == nil {
+		return fmt.Errorf("%w: missing run", ErrNotComparable)
+	}
+	if direct.Mode != ModeDirect || through.Mode == ModeDirect {
+		return fmt.Errorf("%w: need one run through a server and one direct run", ErrNotComparable)
+	}
+	if len(through.Directions) != 1 || len(direct.Directions) != 1 {
+		return fmt.Errorf("%w: not TURN round-trip runs", ErrNotComparable)
+	}
+	t, d := &through.Directions[0], &direct.Directions[0]
+	if t.Streams != d.Streams || t.PayloadBytes != d.PayloadBytes || t.OfferedPPS != d.OfferedPPS {
+		return fmt.Errorf("%w: %d/%d allocations, %d/%d bytes, %.0f/%.0f round trips/s", ErrNotComparable,
+			t.Streams, d.Streams, t.PayloadBytes, d.PayloadBytes, t.OfferedPPS, d.OfferedPPS)
+	}
+	return nil
 }
 
 func machineUS(r *Report) float64 {

@@ -115,3 +115,42 @@ func TestFlat(t *testing.T) {
 		})
 	}
 }
+
+func TestProcessHopUS(t *testing.T) {
+	withCPU := func(r *Report, received int64, bench, server float64) *Report {
+		r.Directions[0].Received = received
+		r.Bench = &SUTStats{CPUSeconds: bench}
+		if server >= 0 {
+			r.SUT = &SUTStats{CPUSeconds: server}
+		}
+		return r
+	}
+	for _, tc := range []struct {
+		name            string
+		through, direct *Report
+		want            float64
+		wantErr         bool
+	}{
+		// (1.2 + 0.6) s / 100,000 = 18 µs; 1.0 s / 100,000 = 10 µs
+		{"bench and server minus bench", withCPU(turnRun("", 100, 160, 20000, 1), 100000, 1.2, 0.6),
+			withCPU(turnRun(ModeDirect, 100, 160, 20000, 1), 100000, 1.0, -1), 8, false},
+		{"per round trip each", withCPU(turnRun("", 100, 160, 20000, 1), 50000, 0.5, 0.4),
+			withCPU(turnRun(ModeDirect, 100, 160, 20000, 1), 100000, 1.0, -1), 8, false},
+		{"no server CPU", withCPU(turnRun("", 100, 160, 20000, 1), 100000, 1.2, -1),
+			withCPU(turnRun(ModeDirect, 100, 160, 20000, 1), 100000, 1.0, -1), 0, true},
+		{"nothing came back", withCPU(turnRun("", 100, 160, 20000, 1), 0, 1.2, 0.6),
+			withCPU(turnRun(ModeDirect, 100, 160, 20000, 1), 100000, 1.0, -1), 0, true},
+		{"other scenario", withCPU(turnRun("", 1000, 160, 20000, 1), 100000, 1.2, 0.6),
+			withCPU(turnRun(ModeDirect, 100, 160, 20000, 1), 100000, 1.0, -1), 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ProcessHopUS(tc.through, tc.direct)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
+			}
+			if err == nil && math.Abs(got-tc.want) > 1e-9 {
+				t.Errorf("process hop %.3f µs, want %.3f", got, tc.want)
+			}
+		})
+	}
+}

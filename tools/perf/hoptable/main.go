@@ -74,18 +74,26 @@ func load(path string) (run, error) {
 	return r, nil
 }
 
+// hopStat is the median hop of a target in a scenario, over the
+// repetitions that had one, and coturn's median hop over it.
+type hopStat struct {
+	us      float64
+	n       int
+	ratio   float64
+	ratioOK bool
+}
+
 // row is the medians of one target in one scenario.
 type row struct {
-	n, size                 int
-	target                  string
-	reps, failedReps        int
-	rate, loss, p50, p99    float64
-	benchPct                float64
-	sutUS, machineUS, hopUS float64
-	hopN                    int
-	ratio                   float64
-	ratioOK                 bool
-	setupFailed, lost       int64
+	n, size           int
+	target            string
+	reps, failedReps  int
+	rate, loss        float64
+	p50, p99          float64
+	benchPct          float64
+	sutUS, machineUS  float64
+	hop, procHop      hopStat
+	setupFailed, lost int64
 }
 
 type key struct {
@@ -94,8 +102,9 @@ type key struct {
 }
 
 // summarize computes the rows: per scenario and target, the medians over
-// repetitions; the hop of each repetition against the direct run of the
-// same repetition.
+// repetitions; the hops of each repetition against the direct run of the
+// same repetition (machine-wide, report.HopUS, and on the run's processes,
+// report.ProcessHopUS).
 func summarize(runs []run) []row {
 	direct := map[[3]int]*report.Report{}
 	groups := map[key][]run{}
@@ -109,7 +118,7 @@ func summarize(runs []run) []row {
 	var rows []row
 	for k, rs := range groups {
 		w := row{n: k.n, size: k.size, target: k.target, reps: len(rs)}
-		var rate, loss, p50, p99, sut, mach, hop, bench []float64
+		var rate, loss, p50, p99, sut, mach, hop, proc, bench []float64
 		for _, r := range rs {
 			d := r.rpt.Directions[0]
 			w.setupFailed += int64(r.rpt.SetupFailed)
@@ -131,29 +140,46 @@ func summarize(runs []run) []row {
 			if m := r.rpt.Machine; m != nil && m.USPerRoundTrip > 0 {
 				mach = append(mach, m.USPerRoundTrip)
 			}
-			if k.target != "direct" {
-				if h, err := report.HopUS(r.rpt, direct[[3]int{r.n, r.size, r.rep}]); err == nil {
-					hop = append(hop, h)
-				}
+			if k.target == "direct" {
+				continue
+			}
+			dr := direct[[3]int{r.n, r.size, r.rep}]
+			if h, err := report.HopUS(r.rpt, dr); err == nil {
+				hop = append(hop, h)
+			}
+			if h, err := report.ProcessHopUS(r.rpt, dr); err == nil {
+				proc = append(proc, h)
 			}
 		}
 		w.rate, w.loss, w.p50, w.p99 = report.Median(rate), report.Median(loss), report.Median(p50), report.Median(p99)
-		w.sutUS, w.machineUS, w.hopUS, w.hopN = report.Median(sut), report.Median(mach), report.Median(hop), len(hop)
-		w.benchPct = report.Median(bench)
+		w.sutUS, w.machineUS, w.benchPct = report.Median(sut), report.Median(mach), report.Median(bench)
+		w.hop = hopStat{us: report.Median(hop), n: len(hop)}
+		w.procHop = hopStat{us: report.Median(proc), n: len(proc)}
 		rows = append(rows, w)
 	}
-	coturn := map[[2]int]float64{}
-	for _, w := range rows {
-		if w.target == "coturn" && w.hopN > 0 {
-			coturn[[2]int{w.n, w.size}] = w.hopUS
+	ratios := func(get func(*row) *hopStat) {
+		coturn := map[[2]int]float64{}
+		for i := range rows {
+			if h := get(&rows[i]); rows[i].target == "coturn" && h.n > 0 {
+				coturn[[2]int{rows[i].n, rows[i].size}] = h.us
+			}
+		}
+		for i := range rows {
+			h := get(&rows[i])
+			if c, ok := coturn[[2]int{rows[i].n, rows[i].size}]; ok && h.n > 0 {
+				h.ratio, h.ratioOK = report.HopRatio(c, h.us)
+			}
 		}
 	}
-	for i := range rows {
-		if c, ok := coturn[[2]int{rows[i].n, rows[i].size}]; ok && rows[i].hopN > 0 {
-			rows[i].ratio, rows[i].ratioOK = report.HopRatio(c, rows[i].hopUS)
-		}
-	}
+	ratios(func(r *row) *hopStat { return &r.hop })
+	ratios(func(r *row) *hopStat { return &r.procHop })
 	order := map[string]int{"direct": 0, "coturn": 1}
+	rank := func(t string) int {
+		if o, ok := order[t]; ok {
+			return o
+		}
+		return 2
+	}
 	sort.Slice(rows, func(i, j int) bool {
 		a, b := rows[i], rows[j]
 		if a.size != b.size {
@@ -162,16 +188,8 @@ func summarize(runs []run) []row {
 		if a.n != b.n {
 			return a.n < b.n
 		}
-		oa, ok := order[a.target]
-		if !ok {
-			oa = 2
-		}
-		ob, ok := order[b.target]
-		if !ok {
-			ob = 2
-		}
-		if oa != ob {
-			return oa < ob
+		if rank(a.target) != rank(b.target) {
+			return rank(a.target) < rank(b.target)
 		}
 		return a.target < b.target
 	})
@@ -185,22 +203,28 @@ func num(v float64, format string) string {
 	return fmt.Sprintf(format, v)
 }
 
+// cells returns a hop's two cells: µs per round trip and coturn's over it.
+func (h hopStat) cells(target string) (string, string) {
+	if target == "direct" {
+		return "-", "-"
+	}
+	ratio := "-"
+	switch {
+	case h.n == 0:
+	case h.ratioOK:
+		ratio = fmt.Sprintf("%.2fx", h.ratio)
+	case h.us <= 0:
+		ratio = "hop in the noise"
+	}
+	return num(h.us, "%.2f"), ratio
+}
+
 func write(w io.Writer, rows []row) error {
-	fmt.Fprintln(w, "| allocations | size | target | reps | rt/s | loss % | RTT p50 µs | RTT p99 µs | server CPU µs/rt | machine µs/rt | hop µs/rt | coturn's hop / this hop | bench CPU % |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintln(w, "| allocations | size | target | reps | rt/s | loss % | RTT p50 µs | RTT p99 µs | server CPU µs/rt | bench CPU % | machine µs/rt | hop µs/rt | coturn's hop / this hop | process hop µs/rt | coturn's / this (process) |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range rows {
-		hop, ratio := "-", "-"
-		if r.target != "direct" {
-			hop = num(r.hopUS, "%.2f")
-			switch {
-			case r.target == "coturn" && r.hopN > 0:
-				ratio = "1.00x"
-			case r.ratioOK:
-				ratio = fmt.Sprintf("%.2fx", r.ratio)
-			case r.hopN > 0 && r.hopUS <= 0:
-				ratio = "hop in the noise"
-			}
-		}
+		hop, ratio := r.hop.cells(r.target)
+		phop, pratio := r.procHop.cells(r.target)
 		reps := fmt.Sprint(r.reps)
 		if r.failedReps > 0 {
 			reps += fmt.Sprintf(" (%d failed)", r.failedReps)
@@ -209,28 +233,33 @@ func write(w io.Writer, rows []row) error {
 		if r.setupFailed > 0 {
 			loss += fmt.Sprintf(" (%d set-ups failed)", r.setupFailed)
 		}
-		fmt.Fprintf(w, "| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.n, r.size, r.target, reps,
+		fmt.Fprintf(w, "| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.n, r.size, r.target, reps,
 			num(r.rate, "%.0f"), loss, num(r.p50, "%.0f"), num(r.p99, "%.0f"), num(r.sutUS, "%.2f"),
-			num(r.machineUS, "%.2f"), hop, ratio, num(r.benchPct, "%.0f"))
+			num(r.benchPct, "%.0f"), num(r.machineUS, "%.2f"), hop, ratio, phop, pratio)
 	}
-	// Flatness of each target's hop from the smallest to the largest N.
+	// Flatness of each target's hops from the smallest to the largest N.
 	type series struct {
 		ns   []int
 		hops []float64
 	}
-	flat := map[[2]string]*series{}
-	var keys [][2]string
+	flat := map[[3]string]*series{}
+	var keys [][3]string
 	for _, r := range rows {
-		if r.target == "direct" || r.hopN == 0 {
-			continue
+		for _, h := range []struct {
+			kind string
+			s    hopStat
+		}{{"hop", r.hop}, {"process hop", r.procHop}} {
+			if r.target == "direct" || h.s.n == 0 {
+				continue
+			}
+			k := [3]string{fmt.Sprint(r.size), r.target, h.kind}
+			if flat[k] == nil {
+				flat[k] = &series{}
+				keys = append(keys, k)
+			}
+			flat[k].ns = append(flat[k].ns, r.n)
+			flat[k].hops = append(flat[k].hops, h.s.us)
 		}
-		k := [2]string{fmt.Sprint(r.size), r.target}
-		if flat[k] == nil {
-			flat[k] = &series{}
-			keys = append(keys, k)
-		}
-		flat[k].ns = append(flat[k].ns, r.n)
-		flat[k].hops = append(flat[k].hops, r.hopUS)
 	}
 	for _, k := range keys {
 		s := flat[k]
@@ -241,7 +270,7 @@ func write(w io.Writer, rows []row) error {
 		if report.Flat(s.hops, 0.15) {
 			verdict = "flat"
 		}
-		fmt.Fprintf(w, "\n%s, %s B: hop µs/rt %v at %v allocations: %s (±15 %% of the first)", k[1], k[0], fmtAll(s.hops), s.ns, verdict)
+		fmt.Fprintf(w, "\n%s, %s B: %s µs/rt %s at %v allocations: %s (±15 %% of the first)", k[1], k[0], k[2], fmtAll(s.hops), s.ns, verdict)
 	}
 	_, err := fmt.Fprintln(w)
 	return err

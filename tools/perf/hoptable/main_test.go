@@ -46,7 +46,7 @@ func TestSummarize(t *testing.T) {
 	}
 	for i, w := range want {
 		r := rows[i]
-		if r.n != w.n || r.target != w.target || (w.target != "direct" && r.hopUS != w.hop) || r.ratioOK != w.ok || r.ratio != w.ratio {
+		if r.n != w.n || r.target != w.target || (w.target != "direct" && r.hop.us != w.hop) || r.hop.ratioOK != w.ok || r.hop.ratio != w.ratio {
 			t.Errorf("row %d: %+v, want %+v", i, r, w)
 		}
 	}
@@ -54,7 +54,7 @@ func TestSummarize(t *testing.T) {
 	if err := write(&b, rows); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"| 100 | 160 | fastpath-on | 3 |", "| 7.50x |", "hop in the noise"} {
+	for _, s := range []string{"| 100 | 160 | fastpath-on | 3 |", "| 7.50x |", "hop in the noise", "fastpath-on, 160 B: hop µs/rt [2.00 -1.00] at [100 1000] allocations: not flat"} {
 		if !strings.Contains(b.String(), s) {
 			t.Errorf("table without %q:\n%s", s, b.String())
 		}
