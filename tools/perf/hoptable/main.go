@@ -89,6 +89,7 @@ type row struct {
 	target            string
 	reps, failedReps  int
 	rate, loss        float64
+	maxLoss           float64
 	p50, p99          float64
 	benchPct          float64
 	sutUS, machineUS  float64
@@ -152,6 +153,9 @@ func summarize(runs []run) []row {
 			}
 		}
 		w.rate, w.loss, w.p50, w.p99 = report.Median(rate), report.Median(loss), report.Median(p50), report.Median(p99)
+		for _, l := range loss {
+			w.maxLoss = max(w.maxLoss, l)
+		}
 		w.sutUS, w.machineUS, w.benchPct = report.Median(sut), report.Median(mach), report.Median(bench)
 		w.hop = hopStat{us: report.Median(hop), n: len(hop)}
 		w.procHop = hopStat{us: report.Median(proc), n: len(proc)}
@@ -230,6 +234,10 @@ func write(w io.Writer, rows []row) error {
 			reps += fmt.Sprintf(" (%d failed)", r.failedReps)
 		}
 		loss := num(r.loss, "%.3f")
+		if r.maxLoss > r.loss {
+			// a median hides a repetition that lost packets
+			loss += fmt.Sprintf(" (one rep %.3f)", r.maxLoss)
+		}
 		if r.setupFailed > 0 {
 			loss += fmt.Sprintf(" (%d set-ups failed)", r.setupFailed)
 		}

@@ -17,6 +17,13 @@ func fakeRun(n, rep int, target string, machineUS float64) run {
 	return run{n: n, size: 160, rep: rep, target: target, rpt: r}
 }
 
+// lossy makes r lose 5 of its 100 round trips.
+func lossy(r run) run {
+	d := &r.rpt.Directions[0]
+	d.Received, d.Lost, d.LossPct = 95, 5, 5
+	return r
+}
+
 // TestSummarize: each repetition's hop is taken against the direct run of
 // the same repetition, then the median over repetitions; the ratio is
 // coturn's median hop over the target's.
@@ -24,7 +31,7 @@ func TestSummarize(t *testing.T) {
 	runs := []run{
 		fakeRun(100, 1, "direct", 20), fakeRun(100, 1, "coturn", 35), fakeRun(100, 1, "fastpath-on", 22),
 		fakeRun(100, 2, "direct", 30), fakeRun(100, 2, "coturn", 44), fakeRun(100, 2, "fastpath-on", 33),
-		fakeRun(100, 3, "direct", 10), fakeRun(100, 3, "coturn", 26), fakeRun(100, 3, "fastpath-on", 12),
+		fakeRun(100, 3, "direct", 10), fakeRun(100, 3, "coturn", 26), lossy(fakeRun(100, 3, "fastpath-on", 12)),
 		fakeRun(1000, 1, "direct", 20), fakeRun(1000, 1, "fastpath-on", 19),
 	}
 	rows := summarize(runs)
@@ -54,7 +61,7 @@ func TestSummarize(t *testing.T) {
 	if err := write(&b, rows); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"| 100 | 160 | fastpath-on | 3 |", "| 7.50x |", "hop in the noise", "fastpath-on, 160 B: hop µs/rt [2.00 -1.00] at [100 1000] allocations: not flat"} {
+	for _, s := range []string{"| 100 | 160 | fastpath-on | 3 | 20000 | 0.000 (one rep 5.000) |", "| 7.50x |", "hop in the noise", "fastpath-on, 160 B: hop µs/rt [2.00 -1.00] at [100 1000] allocations: not flat"} {
 		if !strings.Contains(b.String(), s) {
 			t.Errorf("table without %q:\n%s", s, b.String())
 		}
