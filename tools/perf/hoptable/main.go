@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -85,16 +86,16 @@ type hopStat struct {
 
 // row is the medians of one target in one scenario.
 type row struct {
-	n, size           int
-	target            string
-	reps, failedReps  int
-	rate, loss        float64
-	maxLoss           float64
-	p50, p99          float64
-	benchPct          float64
-	sutUS, machineUS  float64
-	hop, procHop      hopStat
-	setupFailed, lost int64
+	n, size          int
+	target           string
+	reps, failedReps int
+	rate, loss       float64
+	maxLoss          float64
+	p50, p99         float64
+	benchPct         float64
+	sutUS, machineUS float64
+	hop, procHop     hopStat
+	setupFailed      int64
 }
 
 type key struct {
@@ -123,7 +124,6 @@ func summarize(runs []run) []row {
 		for _, r := range rs {
 			d := r.rpt.Directions[0]
 			w.setupFailed += int64(r.rpt.SetupFailed)
-			w.lost += d.Lost
 			if d.Received == 0 {
 				w.failedReps++
 				continue
@@ -201,7 +201,7 @@ func summarize(runs []run) []row {
 }
 
 func num(v float64, format string) string {
-	if v != v { // NaN: no figure
+	if math.IsNaN(v) { // no figure
 		return "-"
 	}
 	return fmt.Sprintf(format, v)
