@@ -220,7 +220,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 			m.CPUs, m.CPUSeconds, m.WallSeconds, m.CPUPercent, m.USPerRoundTrip)
 	}
 	if b := r.Bench; b != nil {
-		fmt.Fprintf(w, "bench itself (pid %d, sender, readers and echo peer): CPU %.2f s (%.1f %% of a core)\n", b.PID, b.CPUSeconds, b.CPUPercent)
+		fmt.Fprintf(w, "bench itself (pid %d, sender, readers and echo peer): CPU %.2f s (%.1f %% of a core), RSS %d KiB\n",
+			b.PID, b.CPUSeconds, b.CPUPercent, b.RSSKiB)
 	}
 	if r.SetupFailed > 0 {
 		fmt.Fprintf(w, "set-up failed for %d stream(s): the figures are of the others\n", r.SetupFailed)
