@@ -185,3 +185,28 @@ func TestRESTCredentials(t *testing.T) {
 		t.Fatalf("%q %q", u, p)
 	}
 }
+
+func TestTURNErrorHint(t *testing.T) {
+	peer := netip.MustParseAddrPort("127.0.0.1:40000")
+	for _, tc := range []struct {
+		name    string
+		in      error
+		want    string
+		refused bool
+	}{
+		{"forbidden peer", errors.New("create permission: (error 403: )"), "allow-loopback-peers", true},
+		{"wrong password", errors.New("allocate: (error 401: )"), "wrong user, password or realm", true},
+		{"unanswered allocate", fmt.Errorf("allocate: %w", context.DeadlineExceeded), "relay.limits.challenges_per_source", false},
+		{"other", errors.New("first send to 127.0.0.1:40000: boom"), "boom", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := turnErrorHint(tc.in, peer)
+			if !strings.Contains(err.Error(), tc.want) || !errors.Is(err, tc.in) {
+				t.Errorf("hint %q does not say %q or lost the cause", err, tc.want)
+			}
+			if errors.Is(err, errRefused) != tc.refused {
+				t.Errorf("%q: refused %v, want %v", err, errors.Is(err, errRefused), tc.refused)
+			}
+		})
+	}
+}
