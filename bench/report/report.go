@@ -83,6 +83,28 @@ type SUTStats struct {
 	RSSKiB int64 `json:"rss_kib"`
 	// RSSStartKiB is the resident set size at the start.
 	RSSStartKiB int64 `json:"rss_start_kib"`
+	// USPerRoundTrip is CPUSeconds per verified round trip in
+	// microseconds (TURN runs only).
+	USPerRoundTrip float64 `json:"cpu_us_per_round_trip,omitempty"`
+}
+
+// MachineStats is the busy CPU time of the whole machine during a
+// measurement: user+nice+system+irq+softirq+steal of all CPUs from
+// /proc/stat. Kernel work in softirq context (loopback delivery, a BPF
+// program forwarding at TC) is charged to whichever process happens to
+// run, so only this figure counts it whoever ran it; it also counts
+// everything else the machine did meanwhile, bench included.
+type MachineStats struct {
+	// CPUSeconds is the busy time over all CPUs (10 ms ticks).
+	CPUSeconds float64 `json:"cpu_s"`
+	// CPUs is the number of CPUs /proc/stat lists.
+	CPUs int `json:"cpus"`
+	// WallSeconds is the wall time between the two readings.
+	WallSeconds float64 `json:"wall_s"`
+	// CPUPercent is CPUSeconds over the wall time, in % of one core.
+	CPUPercent float64 `json:"cpu_pct"`
+	// USPerRoundTrip is CPUSeconds per verified round trip, in µs.
+	USPerRoundTrip float64 `json:"cpu_us_per_round_trip,omitempty"`
 }
 
 // Report is the result of one bench run, printed as a table, JSON or an
@@ -99,6 +121,18 @@ type Report struct {
 	// SUT is the system under test's CPU and memory, when its PID was
 	// given.
 	SUT *SUTStats `json:"sut,omitempty"`
+	// Machine is the whole machine's busy CPU time during the
+	// measurement (TURN runs).
+	Machine *MachineStats `json:"machine,omitempty"`
+	// Bench is what bench itself (load generator and echo peer) spent
+	// during the measurement (TURN runs).
+	Bench *SUTStats `json:"bench,omitempty"`
+	// Mode says what carried the packets when it is not the obvious
+	// ("direct": bench's sockets straight to its echo peer, no server).
+	Mode string `json:"mode,omitempty"`
+	// SetupFailed counts the streams (TURN allocations) whose set-up
+	// failed; the run went on with the others.
+	SetupFailed int `json:"setup_failed,omitempty"`
 	// Notes are remarks for the reader (harness limits, skipped parts).
 	Notes []string `json:"notes,omitempty"`
 }
@@ -114,6 +148,9 @@ func (r *Report) Received() int64 {
 
 // OK reports whether every direction delivered every packet intact.
 func (r *Report) OK() bool {
+	if r.SetupFailed > 0 {
+		return false
+	}
 	for i := range r.Directions {
 		d := &r.Directions[i]
 		if d.Lost != 0 || d.Failed() != 0 || d.Sent == 0 {
@@ -174,6 +211,20 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		fmt.Fprintf(w, "system under test (pid %d): CPU %.2f s (%.1f %% of a core), %s packets per CPU-second, RSS %d KiB (start %d KiB)\n",
 			s.PID, s.CPUSeconds, s.CPUPercent, ppc, s.RSSKiB, s.RSSStartKiB)
+		if s.USPerRoundTrip > 0 {
+			fmt.Fprintf(w, "system under test: %.2f µs CPU per round trip\n", s.USPerRoundTrip)
+		}
+	}
+	if m := r.Machine; m != nil {
+		fmt.Fprintf(w, "machine (%d CPUs, /proc/stat): busy %.2f CPU-s in %.2f s (%.1f %% of a core), %.2f µs per round trip\n",
+			m.CPUs, m.CPUSeconds, m.WallSeconds, m.CPUPercent, m.USPerRoundTrip)
+	}
+	if b := r.Bench; b != nil {
+		fmt.Fprintf(w, "bench itself (pid %d, sender, readers and echo peer): CPU %.2f s (%.1f %% of a core), RSS %d KiB\n",
+			b.PID, b.CPUSeconds, b.CPUPercent, b.RSSKiB)
+	}
+	if r.SetupFailed > 0 {
+		fmt.Fprintf(w, "set-up failed for %d stream(s): the figures are of the others\n", r.SetupFailed)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
