@@ -213,6 +213,7 @@ func (a *alloc) fastWantLocked(t *chanTable) []fastpath.Entry {
 type fastEntry struct {
 	e    fastpath.Entry
 	seen fastpath.Counters
+	gen  uint64 // s.fastGen when it was added
 }
 
 // addFastLocked adds what the kernel forwarded for fe since the last call
@@ -243,8 +244,13 @@ func (s *Server) foldFast() {
 	// Datagrams the program had to drop half way through a rewrite: the
 	// kernel could not send them, as a failed send in user space.
 	s.stats.drops[dropSendError].Add(s.fast.TakeFaults())
+	// One batched read of every entry's counters; per-entry lookups only
+	// where the kernel cannot batch (or the read failed).
+	snap := &s.fastSnap
+	gen := s.fastGen.Load() // entries added later may postdate the read
+	batched := s.fast.Snapshot(snap) == nil
 	s.mu.Lock()
-	as := make([]*alloc, 0, len(s.allocs))
+	as := s.foldAllocs[:0]
 	for _, a := range s.allocs {
 		as = append(as, a)
 	}
@@ -252,12 +258,25 @@ func (s *Server) foldFast() {
 	for _, a := range as {
 		a.mu.Lock()
 		for i := range a.fast {
-			if c, err := s.fast.Counters(a.fast[i].e); err == nil {
+			e := a.fast[i].e
+			if batched {
+				// An entry added after the read (or missing from it) waits
+				// for the next fold: the read may show an earlier entry of
+				// the same key, with other counters.
+				if a.fast[i].gen > gen {
+					continue
+				}
+				if c, ok := snap.Counters(e); ok {
+					a.addFastLocked(&a.fast[i], c)
+				}
+			} else if c, err := s.fast.Counters(e); err == nil {
 				a.addFastLocked(&a.fast[i], c)
 			}
 		}
 		a.mu.Unlock()
 	}
+	clear(as)
+	s.foldAllocs = as[:0]
 }
 
 // syncFastLocked makes the kernel's entries for a match t: entries no
@@ -305,7 +324,7 @@ func (a *alloc) syncFastLocked(t *chanTable) {
 			s.log.Warn("adding a fast-path entry failed", "relay", a.advAddr().String(), "err", err)
 			continue
 		}
-		kept = append(kept, fastEntry{e: e})
+		kept = append(kept, fastEntry{e: e, gen: s.fastGen.Add(1)})
 	}
 	a.fast = kept
 	s.fastRetry.set(a, noRoute > 0)

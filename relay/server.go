@@ -92,6 +92,11 @@ type Server struct {
 	// fastRetry are the allocations with channels the fast path refused
 	// for want of a route, offered again after route changes.
 	fastRetry fastRetry
+	// fastSnap and foldAllocs are foldFast's, kept from one fold to the
+	// next (it runs on the housekeeping goroutine only)
+	fastSnap   fastpath.Snapshot
+	foldAllocs []*alloc
+	fastGen    atomic.Uint64 // numbers fast-path entries as they are added
 	// attachFast loads and attaches the fast path (attachFastPath; tests
 	// stand in a refusal). Set before Start, never changed.
 	attachFast func(addrs []netip.Addr) (*fastpath.Forwarder, int, error)

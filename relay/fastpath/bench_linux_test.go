@@ -1,6 +1,7 @@
 package fastpath
 
 import (
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -43,4 +44,53 @@ func BenchmarkProgram(b *testing.B) {
 			}
 		}
 	}
+}
+
+// BenchmarkReadCounters reads the counters of 10,000 entries, as the
+// relay does once a second: two lookups per entry, or one batched read.
+func BenchmarkReadCounters(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("fastpath: loading the BPF maps needs root (CAP_BPF)")
+	}
+	fw, err := New()
+	if err != nil {
+		b.Fatalf("New: %v", err)
+	}
+	defer fw.Close()
+	fw.egress = func(netip.Addr, netip.Addr, uint32) (uint32, error) { return loopbackIfindex, nil }
+	const n = 10000
+	entries := make([]Entry, n)
+	for i := range entries {
+		e := fuzzEntry
+		e.Client = netip.AddrPortFrom(e.Client.Addr(), uint16(10000+i))
+		e.Relay = netip.AddrPortFrom(e.Relay.Addr(), uint16(20000+i))
+		if err := fw.Add(e); err != nil {
+			b.Fatalf("Add %d: %v", i, err)
+		}
+		entries[i] = e
+	}
+	b.Run("lookups", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, e := range entries {
+				if _, err := fw.Counters(e); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("batched", func(b *testing.B) {
+		b.ReportAllocs()
+		var s Snapshot
+		for b.Loop() {
+			if err := fw.Snapshot(&s); err != nil {
+				b.Fatal(err)
+			}
+			for _, e := range entries {
+				if _, ok := s.Counters(e); !ok {
+					b.Fatal("entry missing from the snapshot")
+				}
+			}
+		}
+	})
 }

@@ -363,3 +363,44 @@ func (f *Forwarder) Close() error {
 	errs = append(errs, f.objs.Close())
 	return errors.Join(errs...)
 }
+
+// Snapshot reads the counters of every entry into s with batched lookups
+// (BPF_MAP_LOOKUP_BATCH, Linux 5.6): at 10,000 entries a handful of system
+// calls instead of 20,000. ErrUnsupported: the kernel has no batched
+// lookups for these maps, and Counters per entry is the way.
+func (f *Forwarder) Snapshot(s *Snapshot) error {
+	if s.vals == nil {
+		s.c2pKeys = make([]turnfwdC2pKey, snapshotChunk)
+		s.p2cKeys = make([]turnfwdP2cKey, snapshotChunk)
+		s.vals = make([]turnfwdFwdVal, snapshotChunk)
+		s.c2p = make(map[turnfwdC2pKey]dirCounts)
+		s.p2c = make(map[turnfwdP2cKey]dirCounts)
+	}
+	if err := readCounters(f.objs.C2p, s.c2pKeys, s.vals, s.c2p); err != nil {
+		return fmt.Errorf("fastpath: reading client entries: %w", err)
+	}
+	if err := readCounters(f.objs.P2c, s.p2cKeys, s.vals, s.p2c); err != nil {
+		return fmt.Errorf("fastpath: reading peer entries: %w", err)
+	}
+	return nil
+}
+
+// readCounters replaces into with the counters of every entry of m.
+func readCounters[K comparable](m *ebpf.Map, keys []K, vals []turnfwdFwdVal, into map[K]dirCounts) error {
+	clear(into)
+	var cur ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookup(&cur, keys, vals, nil)
+		for i := range n {
+			into[keys[i]] = dirCounts{vals[i].Packets, vals[i].Bytes, vals[i].Dropped}
+		}
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return nil
+		case errors.Is(err, ebpf.ErrNotSupported):
+			return ErrUnsupported
+		case err != nil:
+			return err
+		}
+	}
+}

@@ -196,6 +196,26 @@ func testRoundTrips(t *testing.T, clsact bool) {
 			t.Errorf("byte counters %+v, want %d each way", total, sentBytes)
 		}
 
+		// The batched read gives every entry's counters as the lookups did,
+		// twice in a row with the same memory (and forgets a removed entry,
+		// below).
+		var snap Snapshot
+		for pass := 0; pass < 2; pass++ {
+			if err := f.Snapshot(&snap); err != nil {
+				t.Fatalf("Snapshot: %v", err)
+			}
+			if snap.Len() != len(legs) {
+				t.Fatalf("snapshot has %d entries, want %d", snap.Len(), len(legs))
+			}
+			for _, l := range legs {
+				want, _ := f.Counters(l.e)
+				got, ok := snap.Counters(l.e)
+				if !ok || got != want {
+					t.Fatalf("channel %#x: snapshot %+v (found %v), lookups %+v", l.e.Channel, got, ok, want)
+				}
+			}
+		}
+
 		// The relay socket and the listener saw nothing: all went in the kernel.
 		_ = listener.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 		if _, _, err := listener.ReadFromUDPAddrPort(buf); !isTimeout(err) {
@@ -209,6 +229,12 @@ func testRoundTrips(t *testing.T, clsact bool) {
 		}
 		if c, err := f.Remove(l.e); err != nil || c != (Counters{}) {
 			t.Fatalf("second Remove = %+v, %v; want zero counters, no error", c, err)
+		}
+		if err := f.Snapshot(&snap); err != nil {
+			t.Fatalf("Snapshot: %v", err)
+		}
+		if _, ok := snap.Counters(l.e); ok || snap.Len() != len(legs)-1 {
+			t.Fatalf("removed entry still in the snapshot (%d entries)", snap.Len())
 		}
 		msg := channelData(l.e.Channel, []byte("after removal"))
 		if _, err := l.client.WriteToUDPAddrPort(msg, l.e.Listener); err != nil {

@@ -34,3 +34,6 @@ func (f *Forwarder) OnRouteChange(func()) {}
 
 // TakeFaults returns 0.
 func (f *Forwarder) TakeFaults() uint64 { return 0 }
+
+// Snapshot returns ErrUnsupported.
+func (f *Forwarder) Snapshot(*Snapshot) error { return ErrUnsupported }
