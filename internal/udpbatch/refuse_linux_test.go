@@ -5,14 +5,13 @@ import (
 	"errors"
 	"net/netip"
 	"os"
-	"runtime"
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/mediaedge/mediaedge/internal/sockopt"
+	"github.com/mediaedge/mediaedge/internal/testutil"
 )
 
 // TestSendAllGSORefused: a socket without UDP checksums (SO_NO_CHECK)
@@ -92,50 +91,22 @@ func TestSendAllBufferFull(t *testing.T) {
 // inThrottledNetns opens a socket in a new network namespace whose lo
 // sends 8 kbit/s with a deep queue, and returns it with a destination on
 // lo. The namespace has no name and goes with the socket.
-func inThrottledNetns(t *testing.T) (int, netip.AddrPort) {
-	// The thread enters the new namespace and leaves it before it is
-	// unlocked; should it fail to leave, it stays locked and Go ends it
-	// with the test's goroutine.
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New() // and switch this thread to it
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Skipf("new network namespace: %v", err)
-	}
-	defer func() {
-		ns.Close()
-		if err := netns.Set(orig); err != nil {
-			t.Errorf("returning to the original network namespace: %v", err)
-			return
+func inThrottledNetns(t *testing.T) (fd int, dst netip.AddrPort) {
+	testutil.InNetns(t, func(lo netlink.Link) {
+		const rate = 1000 // bytes per second
+		q := &netlink.Tbf{
+			QdiscAttrs: netlink.QdiscAttrs{LinkIndex: lo.Attrs().Index, Handle: netlink.MakeHandle(1, 0), Parent: netlink.HANDLE_ROOT},
+			Rate:       rate,
+			Limit:      10 << 20,
+			Buffer:     netlink.Xmittime(rate, 1600),
 		}
-		runtime.UnlockOSThread()
-	}()
-	lo, err := netlink.LinkByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netlink.LinkSetUp(lo); err != nil {
-		t.Fatal(err)
-	}
-	const rate = 1000 // bytes per second
-	q := &netlink.Tbf{
-		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: lo.Attrs().Index, Handle: netlink.MakeHandle(1, 0), Parent: netlink.HANDLE_ROOT},
-		Rate:       rate,
-		Limit:      10 << 20,
-		Buffer:     netlink.Xmittime(rate, 1600),
-	}
-	if err := netlink.QdiscAdd(q); err != nil {
-		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP) {
-			t.Skipf("tbf qdisc: %v", err)
+		if err := netlink.QdiscAdd(q); err != nil {
+			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP) {
+				t.Skipf("tbf qdisc: %v", err)
+			}
+			t.Fatal(err)
 		}
-		t.Fatal(err)
-	}
-	fd, _ := rawSock(t, "127.0.0.1:0", sockopt.Options{SendBuffer: 16 << 10}, false)
+		fd, _ = rawSock(t, "127.0.0.1:0", sockopt.Options{SendBuffer: 16 << 10}, false)
+	})
 	return fd, netip.MustParseAddrPort("127.0.0.1:9")
 }
