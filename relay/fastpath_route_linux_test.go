@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/mediaedge/mediaedge/internal/config"
@@ -30,29 +28,8 @@ func TestFastPathRetriesAfterRouteChange(t *testing.T) {
 	if !inOwnNetns(t) {
 		return
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	relayNS, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer relayNS.Close()
-	in := func(ns netns.NsHandle) {
-		t.Helper()
-		if err := netns.Set(ns); err != nil {
-			t.Fatalf("setns: %v", err)
-		}
-	}
-	defer in(relayNS)
-	peerNS, err := netns.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peerNS.Close()
-	if lo, err := netlink.LinkByName("lo"); err == nil {
-		_ = netlink.LinkSetUp(lo)
-	}
-	in(relayNS)
+	relayNS, in, side := sideNetns(t, 1)
+	peerNS := side[0]
 
 	// [relay ns] r1 198.51.100.1/24 <-> p0 198.51.100.2/24 [peer ns],
 	// and the peer at 203.0.113.2 behind p0: the relay has no route to

@@ -28,30 +28,8 @@ func TestFastPathRelayAcrossVeth(t *testing.T) {
 	if !inOwnNetns(t) {
 		return
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	relayNS, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer relayNS.Close()
-	in := func(ns netns.NsHandle) {
-		t.Helper()
-		if err := netns.Set(ns); err != nil {
-			t.Fatalf("setns: %v", err)
-		}
-	}
-	defer in(relayNS)
-	var clientNS, peerNS netns.NsHandle
-	for _, h := range []*netns.NsHandle{&clientNS, &peerNS} {
-		if *h, err = netns.New(); err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close()
-		lo, _ := netlink.LinkByName("lo")
-		_ = netlink.LinkSetUp(lo)
-	}
-	in(relayNS)
+	relayNS, in, others := sideNetns(t, 2)
+	clientNS, peerNS := others[0], others[1]
 	ip := netip.MustParseAddr
 	type side struct {
 		ns         netns.NsHandle
@@ -211,4 +189,39 @@ func TestFastPathRelayAcrossVeth(t *testing.T) {
 	if peerGot-warm != want {
 		t.Errorf("peers got %d datagrams after warm-up, want %d", peerGot-warm, want)
 	}
+}
+
+// sideNetns makes n network namespaces beside the test's own, each with lo
+// up, and returns the test's own with in, which moves the test's thread
+// into one of them. The goroutine stays locked to its thread until the
+// test ends, when the thread is back in its own namespace and the others
+// are closed.
+func sideNetns(t *testing.T, n int) (own netns.NsHandle, in func(netns.NsHandle), side []netns.NsHandle) {
+	t.Helper()
+	runtime.LockOSThread()
+	t.Cleanup(runtime.UnlockOSThread)
+	own, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { own.Close() })
+	in = func(ns netns.NsHandle) {
+		t.Helper()
+		if err := netns.Set(ns); err != nil {
+			t.Fatalf("setns: %v", err)
+		}
+	}
+	t.Cleanup(func() { in(own) })
+	for range n {
+		h, err := netns.New() // and switch this thread to it
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		lo, _ := netlink.LinkByName("lo")
+		_ = netlink.LinkSetUp(lo)
+		side = append(side, h)
+	}
+	in(own)
+	return own, in, side
 }
