@@ -136,45 +136,6 @@ func (s *workerSys) steerFind(dst netip.AddrPort) *sock {
 	return nil
 }
 
-// serveSteered drains up to maxRounds batches from a target socket and
-// hands each datagram to the dedicated socket it was sent to, as serve
-// does for a socket's own datagrams.
-func (w *worker) serveSteered(t *sock) int {
-	s := &w.sys
-	rx := s.steer.rx
-	batch := min(w.cfg.Batch, len(s.bufs))
-	total := 0
-	for round := 0; round < maxRounds; round++ {
-		k, err := rx.Recv(t.fd, s.rbufs[:batch])
-		if err != nil || k == 0 {
-			return total
-		}
-		total += k
-		w.stats.batches.Add(1)
-		w.stats.steered.Add(uint64(k))
-		for i := 0; i < k; i++ {
-			dst := rx.OrigDst(i)
-			so := s.steerFind(dst)
-			if so == nil {
-				// Its socket closed after the datagram was steered, or
-				// (a kernel without the control message) unknown.
-				w.stats.drop(w.legOfPort(dst.Port()), reasonUnsteered)
-				continue
-			}
-			out, o, to, m := w.handle(so, rx.Addr(i), s.bufs[i], rx.Size(i))
-			if out != nil {
-				s.out = append(s.out, pending{s: out, leg: o, dst: to, buf: i, n: m})
-			}
-		}
-		w.flush()
-		if k < batch {
-			return total
-		}
-		s.full = true
-	}
-	return total
-}
-
 // legOfPort guesses the leg a port belongs to from the port ranges, for
 // counting a drop whose socket is gone.
 func (w *worker) legOfPort(p uint16) legID {

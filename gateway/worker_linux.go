@@ -173,9 +173,6 @@ func (w *worker) Ready(tag int32) (int, bool) {
 	s.full = false
 	if fd := int(tag); fd >= 0 && fd < len(s.socks) {
 		if so := s.socks[fd]; so != nil {
-			if so.target {
-				return w.serveSteered(so), s.full
-			}
 			return w.serve(so), s.full
 		}
 	}
@@ -204,13 +201,19 @@ func (w *worker) Flush() {
 const maxRounds = 4
 
 // serve drains up to maxRounds batches from so, handles every packet and
-// sends the results with one sendmmsg per destination socket.
+// sends the results with one sendmmsg per destination socket. A datagram
+// read from a steering target (steering_linux.go) is handled as one read
+// from the dedicated socket it was sent to.
 func (w *worker) serve(so *sock) int {
 	s := &w.sys
+	rx := s.rx
+	if so.target {
+		rx = s.steer.rx
+	}
 	batch := min(w.cfg.Batch, len(s.bufs))
 	total := 0
 	for round := 0; round < maxRounds; round++ {
-		k, err := s.rx.Recv(so.fd, s.rbufs[:batch])
+		k, err := rx.Recv(so.fd, s.rbufs[:batch])
 		if err != nil || k == 0 {
 			// EAGAIN: drained. Other errors (ECONNREFUSED from an ICMP
 			// error queued on the socket) are consumed by the call.
@@ -218,10 +221,21 @@ func (w *worker) serve(so *sock) int {
 		}
 		total += k
 		w.stats.batches.Add(1)
+		if so.target {
+			w.stats.steered.Add(uint64(k))
+		}
 		for i := 0; i < k; i++ {
-			n := s.rx.Size(i)
-			src := s.rx.Addr(i)
-			out, o, dst, m := w.handle(so, src, s.bufs[i], n)
+			in := so
+			if so.target {
+				dst := rx.OrigDst(i)
+				if in = s.steerFind(dst); in == nil {
+					// Its socket closed after the datagram was steered, or
+					// (a kernel without the control message) unknown.
+					w.stats.drop(w.legOfPort(dst.Port()), reasonUnsteered)
+					continue
+				}
+			}
+			out, o, dst, m := w.handle(in, rx.Addr(i), s.bufs[i], rx.Size(i))
 			if out != nil {
 				s.out = append(s.out, pending{s: out, leg: o, dst: dst, buf: i, n: m})
 			}
