@@ -102,10 +102,10 @@ type sdesPeer struct {
 	dir    string
 
 	// set at creation, never changed
-	port   *net.UDPConn // the announced port
-	fromTx *net.UDPConn // where the sender sends
-	rxAddr *net.UDPAddr // where the receiver listens
-	TxKey  sdesKey      // the sender's key: goes into the peer's SDP
+	port   *net.UDPConn                // the announced port
+	fromTx *net.UDPConn                // where the sender sends
+	rxAddr atomic.Pointer[net.UDPAddr] // where the receiver listens
+	TxKey  sdesKey                     // the sender's key: goes into the peer's SDP
 
 	// Codec is PCMU unless the test sets it before Receive and Send.
 	Codec audioCodec
@@ -134,7 +134,7 @@ func newSDESPeer(t testing.TB, heardHz, otherHz float64) *sdesPeer {
 	if p.fromTx, err = net.ListenUDP("udp4", lo); err != nil {
 		t.Fatal(err)
 	}
-	p.rxAddr = &net.UDPAddr{IP: lo.IP, Port: freePortPair(t)}
+	p.rxAddr.Store(&net.UDPAddr{IP: lo.IP, Port: freePortPair(t)})
 	p.wg.Add(2)
 	go p.forwardIn()
 	go p.forwardOut()
@@ -167,7 +167,7 @@ func (p *sdesPeer) forwardIn() {
 			p.oversize.Add(1)
 		}
 		p.fromRemote.Add(1)
-		if _, err := p.port.WriteToUDP(buf[:n], p.rxAddr); err == nil {
+		if _, err := p.port.WriteToUDP(buf[:n], p.rxAddr.Load()); err == nil {
 			p.toRx.Add(1)
 		}
 	}
@@ -223,8 +223,9 @@ func freePortPair(t testing.TB) int {
 
 // startProc starts an ffmpeg that is killed and reaped when the test
 // ends; its stderr is logged if the test failed. stdout, if not nil,
-// reads the process's standard output until it exits.
-func (p *sdesPeer) startProc(name string, args []string, stdout func(io.Reader)) {
+// reads the process's standard output until it exits. exited is closed
+// once the process has exited.
+func (p *sdesPeer) startProc(name string, args []string, stdout func(io.Reader)) (exited <-chan struct{}) {
 	p.t.Helper()
 	cmd := exec.Command(p.ffmpeg, args...)
 	var errOut lockedBuffer
@@ -249,15 +250,16 @@ func (p *sdesPeer) startProc(name string, args []string, stdout func(io.Reader))
 	} else {
 		close(read)
 	}
-	exited := make(chan error, 1)
+	done := make(chan struct{})
 	go func() {
 		<-read // Wait closes stdout: read it all first
-		exited <- cmd.Wait()
+		_ = cmd.Wait()
+		close(done)
 	}()
 	p.t.Cleanup(func() {
 		cmd.Process.Kill()
 		select {
-		case <-exited:
+		case <-done:
 		case <-time.After(10 * time.Second):
 			p.t.Errorf("the %s (pid %d) did not exit within 10 s of SIGKILL", name, cmd.Process.Pid)
 		}
@@ -265,6 +267,7 @@ func (p *sdesPeer) startProc(name string, args []string, stdout func(io.Reader))
 			p.t.Logf("%s stderr:\n%s", name, tail(errOut.String(), 3000))
 		}
 	})
+	return done
 }
 
 // Receive starts the receiver for SRTP keyed with rxKey (the other
@@ -282,25 +285,41 @@ func (p *sdesPeer) Receive(rxKey sdesKey) {
 func (p *sdesPeer) receive(name, kind, rtpmap string, rxKey sdesKey, stdout func(io.Reader), out ...string) {
 	p.t.Helper()
 	pt, _, _ := strings.Cut(rtpmap, " ")
-	sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=sdes receiver\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"+
-		"m=%s %d RTP/SAVP %s\r\na=rtpmap:%s\r\na=crypto:1 %s inline:%s\r\na=recvonly\r\n",
-		kind, p.rxAddr.Port, pt, rtpmap, sdesSuite, rxKey.inline())
-	path := filepath.Join(p.dir, "receiver.sdp")
-	if err := os.WriteFile(path, []byte(sdp), 0o600); err != nil {
-		p.t.Fatal(err)
+	// The port was free when chosen but is not held: another process may
+	// take it before ffmpeg binds it, and then ffmpeg exits at once. Try
+	// again on another port, up to twice.
+	for attempt := 0; ; attempt++ {
+		port := p.rxAddr.Load().Port
+		sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=sdes receiver\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"+
+			"m=%s %d RTP/SAVP %s\r\na=rtpmap:%s\r\na=crypto:1 %s inline:%s\r\na=recvonly\r\n",
+			kind, port, pt, rtpmap, sdesSuite, rxKey.inline())
+		path := filepath.Join(p.dir, "receiver.sdp")
+		if err := os.WriteFile(path, []byte(sdp), 0o600); err != nil {
+			p.t.Fatal(err)
+		}
+		args := []string{"-hide_banner", "-nostdin", "-loglevel", "warning", "-protocol_whitelist", "file,udp,rtp"}
+		if kind == "audio" {
+			// Audio needs no probing. Video does, and must keep what it
+			// probed (no -fflags nobuffer): the browser sends its one key
+			// frame first and another only when asked (a PLI, which the
+			// receiver does not send).
+			args = append(args, "-fflags", "nobuffer", "-probesize", "32", "-analyzeduration", "0")
+		}
+		args = append(append(args, "-i", path), out...)
+		exited := p.startProc(name, args, stdout)
+		// ffmpeg opens its port only once it has read the SDP.
+		testutil.WaitUDPBound(p.t, port, 10*time.Second)
+		select {
+		case <-exited:
+			if attempt == 2 {
+				p.t.Fatalf("the %s exited at start three times (port taken?)", name)
+			}
+			p.t.Logf("the %s exited at start; port %d taken? trying another", name, port)
+			p.rxAddr.Store(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: freePortPair(p.t)})
+		case <-time.After(300 * time.Millisecond):
+			return
+		}
 	}
-	args := []string{"-hide_banner", "-nostdin", "-loglevel", "warning", "-protocol_whitelist", "file,udp,rtp"}
-	if kind == "audio" {
-		// Audio needs no probing. Video does, and must keep what it
-		// probed (no -fflags nobuffer): the browser sends its one key
-		// frame first and another only when asked (a PLI, which the
-		// receiver does not send).
-		args = append(args, "-fflags", "nobuffer", "-probesize", "32", "-analyzeduration", "0")
-	}
-	args = append(append(args, "-i", path), out...)
-	p.startProc(name, args, stdout)
-	// ffmpeg opens its port only once it has read the SDP.
-	testutil.WaitUDPBound(p.t, p.rxAddr.Port, 10*time.Second)
 }
 
 // analyse reads the receiver's PCM in blocks into the tone analysis.
